@@ -1,0 +1,243 @@
+package classify
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// maxDepth bounds the walk of an error chain, so that a cyclic or absurdly
+// deep chain (an Unwrap that returns its receiver) ends instead of hanging.
+// Real chains are under ten deep.
+const maxDepth = 64
+
+// Classify returns the class of err. It walks the whole chain, including
+// errors joined with errors.Join or wrapped with several %w verbs, and
+// never allocates. A nil error is [None].
+//
+// Classify cannot tell a timeout of the network from the caller's own
+// deadline when both look like context.DeadlineExceeded; use
+// [ClassifyContext] where the caller's context is at hand.
+func Classify(err error) Class {
+	if err == nil {
+		return None
+	}
+	return walk(err, 0)
+}
+
+// ClassifyContext is [Classify] for an error returned by an operation that
+// ran under ctx. When ctx has ended, the caller gave up (its own deadline
+// passed or it cancelled), and the class is [Canceled] whatever the error
+// looks like: a dial that fails with "i/o timeout" because the caller's
+// deadline passed is not evidence of a network problem.
+func ClassifyContext(ctx context.Context, err error) Class {
+	if err == nil {
+		return None
+	}
+	if ctx.Err() != nil {
+		return Canceled
+	}
+	return walk(err, 0)
+}
+
+// IsConnectionError reports whether err is a connection error in the sense
+// of the seed's is_connection_err, extended as the package documentation
+// describes. It is Classify(err).IsConnectionError().
+func IsConnectionError(err error) bool {
+	return Classify(err).IsConnectionError()
+}
+
+// Errno returns the first system error number in err's chain, if any.
+func Errno(err error) (syscall.Errno, bool) {
+	return findErrno(err, 0)
+}
+
+func findErrno(err error, depth int) (syscall.Errno, bool) {
+	for ; err != nil && depth < maxDepth; depth++ {
+		switch e := err.(type) {
+		case syscall.Errno:
+			return e, true
+		case interface{ Unwrap() []error }:
+			for _, inner := range e.Unwrap() {
+				if n, ok := findErrno(inner, depth+1); ok {
+					return n, true
+				}
+			}
+			return 0, false
+		case interface{ Unwrap() error }:
+			err = e.Unwrap()
+		default:
+			return 0, false
+		}
+	}
+	return 0, false
+}
+
+// walk classifies err by looking at each error in its chain, outermost
+// first. Wrappers that only add context (*net.OpError, *os.SyscallError,
+// *url.Error, crypto/tls's permanentError, fmt's %w) are passed through; the
+// first error that says what happened decides.
+func walk(err error, depth int) Class {
+	for ; err != nil; depth++ {
+		if depth >= maxDepth {
+			return Other
+		}
+		if c, ok := decide(err); ok {
+			return c
+		}
+		switch e := err.(type) {
+		case interface{ Unwrap() []error }:
+			return joined(e.Unwrap(), depth+1)
+		case interface{ Unwrap() error }:
+			next := e.Unwrap()
+			if next == nil {
+				return leaf(err)
+			}
+			err = next
+		default:
+			return leaf(err)
+		}
+	}
+	return Other
+}
+
+// joined classifies the branches of a joined error and keeps the most
+// telling class: see rank.
+func joined(errs []error, depth int) Class {
+	best := None
+	for _, e := range errs {
+		if e == nil {
+			continue
+		}
+		if c := walk(e, depth); rank[c] > rank[best] {
+			best = c
+		}
+	}
+	if best == None {
+		return Other
+	}
+	return best
+}
+
+// rank orders classes for joined errors: when one branch says the network
+// is gone and another that a peer reset, the network explains both.
+var rank = [numClasses]uint8{
+	None:        0,
+	Other:       1,
+	Canceled:    2,
+	Policy:      3,
+	Certificate: 4,
+	TLS:         5,
+	DNS:         6,
+	Timeout:     7,
+	Connection:  8,
+	Network:     9,
+}
+
+// decide reports the class of err itself, if err is an error whose type or
+// value says what happened. It does not look at wrapped errors.
+func decide(err error) (Class, bool) {
+	switch e := err.(type) {
+	case syscall.Errno:
+		return errnoClass(e), true
+	case *net.OpError:
+		// crypto/tls reports alerts over TCP as an OpError around an
+		// unexported alert type; the Op is the only handle on them.
+		if e.Op == "remote error" || e.Op == "local error" {
+			return TLS, true
+		}
+		return 0, false
+	case *net.DNSError:
+		return dnsClass(e)
+	case *tls.CertificateVerificationError,
+		x509.UnknownAuthorityError, x509.HostnameError, x509.CertificateInvalidError,
+		x509.SystemRootsError, x509.ConstraintViolationError, x509.UnhandledCriticalExtension,
+		x509.InsecureAlgorithmError:
+		return Certificate, true
+	case tls.RecordHeaderError, tls.AlertError, *tls.ECHRejectionError:
+		return TLS, true
+	}
+	// Sentinels, compared by identity: each is a distinct value, and errors
+	// that merely mention them are handled by their wrappers above.
+	switch err {
+	case context.Canceled:
+		return Canceled, true
+	case context.DeadlineExceeded, os.ErrDeadlineExceeded:
+		return Timeout, true
+	case io.EOF, io.ErrUnexpectedEOF, net.ErrClosed, io.ErrClosedPipe:
+		return Connection, true
+	}
+	return 0, false
+}
+
+// leaf classifies an error at the end of a chain whose type decide did
+// not know. net's unexported timeout and cancellation errors land here and
+// are recognised by behaviour, as the net package documents.
+func leaf(err error) Class {
+	if t, ok := err.(interface{ Timeout() bool }); ok && t.Timeout() {
+		return Timeout
+	}
+	if is, ok := err.(interface{ Is(error) bool }); ok {
+		switch {
+		case is.Is(context.Canceled):
+			return Canceled
+		case is.Is(context.DeadlineExceeded):
+			return Timeout
+		}
+	}
+	return Other
+}
+
+// dnsClass classifies a resolver error. *net.DNSError keeps the socket
+// error that made the lookup fail only as text (golang/go#63116), and while
+// offline every lookup fails that way, so the text is what tells an
+// unreachable network from a name that does not exist. Context errors are
+// wrapped since Go 1.23 and decide through the chain.
+func dnsClass(e *net.DNSError) (Class, bool) {
+	if e.UnwrapErr != nil {
+		return 0, false
+	}
+	for _, s := range unreachableTexts {
+		if strings.Contains(e.Err, s) {
+			return Network, true
+		}
+	}
+	return DNS, true
+}
+
+// unreachableTexts are the strerror texts of the errnos in the Network
+// class, as Go prints them inside a DNSError's Err.
+var unreachableTexts = [...]string{
+	"network is unreachable",
+	"no route to host",
+	"network is down",
+	"host is down",
+	"cannot assign requested address",
+}
+
+// errnoClass maps a system error number to its class. The table is the
+// package's contract; see the package documentation for why each errno is
+// where it is.
+func errnoClass(n syscall.Errno) Class {
+	switch n {
+	case unix.ENETUNREACH, unix.ENETDOWN, unix.ENETRESET, unix.ENONET,
+		unix.EHOSTUNREACH, unix.EHOSTDOWN, unix.ENOLINK, unix.EADDRNOTAVAIL:
+		return Network
+	case unix.ECONNREFUSED, unix.ECONNRESET, unix.ECONNABORTED, unix.EPIPE,
+		unix.ESHUTDOWN, unix.ENOTCONN, unix.ENOBUFS, unix.EPROTO:
+		return Connection
+	case unix.ETIMEDOUT, unix.EAGAIN:
+		return Timeout
+	case unix.EACCES, unix.EPERM:
+		return Policy
+	}
+	return Other
+}
+

@@ -1,0 +1,84 @@
+// Package classify tells whether an error is a connection error and what
+// kind, so that a sender can decide whether an important message must be
+// resent once the network is back.
+//
+// [Classify] returns a [Class]; [IsConnectionError] is the Go form of the
+// seed's Python is_connection_err. Both walk the whole error chain the way
+// errors.Is does (through %w, errors.Join, *net.OpError, *os.SyscallError,
+// *url.Error and crypto/tls's permanent errors), in one pass, without
+// allocating and without type assertions on the outermost error only. The
+// package has no state, starts no goroutines and does no I/O.
+//
+// # Classes
+//
+//   - [None]: nil.
+//   - [Connection]: ECONNREFUSED, ECONNRESET, ECONNABORTED, EPIPE, ESHUTDOWN,
+//     ENOTCONN, ENOBUFS, EPROTO; io.EOF, io.ErrUnexpectedEOF,
+//     io.ErrClosedPipe and net.ErrClosed. One peer or one connection failed.
+//   - [Network]: ENETUNREACH, ENETDOWN, ENETRESET, ENONET, EHOSTUNREACH,
+//     EHOSTDOWN, ENOLINK, EADDRNOTAVAIL, and a *net.DNSError whose text
+//     names one of them. The local path is gone ([Class.LinkRelated]).
+//   - [DNS]: any other *net.DNSError (no such host, resolver timeout,
+//     server misbehaving).
+//   - [Timeout]: ETIMEDOUT, EAGAIN, os.ErrDeadlineExceeded,
+//     context.DeadlineExceeded, and any error at the end of a chain whose
+//     Timeout method reports true (net's dial timeout, http's client
+//     timeout).
+//   - [TLS]: tls.RecordHeaderError (a plain-text answer, typically a captive
+//     portal), alerts (tls.AlertError on QUIC; on TCP a *net.OpError whose Op
+//     is "remote error" or "local error"), *tls.ECHRejectionError.
+//   - [Certificate]: *tls.CertificateVerificationError and the x509 errors
+//     (unknown authority, host name, expired or not yet valid, no roots).
+//   - [Policy]: EACCES and EPERM.
+//   - [Canceled]: context.Canceled, and everything [ClassifyContext] sees
+//     after the caller's context ended.
+//   - [Other]: everything else (ENOENT, EADDRINUSE, EINVAL, EMSGSIZE, ...).
+//
+// When errors are joined, the most telling branch wins, in this order:
+// Network, Connection, Timeout, DNS, TLS, Certificate, Policy, Canceled,
+// Other. A network that is gone explains a peer that reset.
+//
+// # Where this package differs from the seed
+//
+// The seed (Python) returns True for ConnectionError subclasses, any DNS
+// failure, any timeout, OSError with ENETUNREACH, ENETDOWN, ENETRESET,
+// ENONET or ENOTCONN, and "any SSL error". [IsConnectionError] keeps all of
+// that and changes the following, each for a robot on Wi-Fi:
+//
+//   - EHOSTUNREACH and EHOSTDOWN are connection errors (class Network). The
+//     seed misses EHOSTUNREACH, yet it is the most common Wi-Fi failure:
+//     associated, but the gateway stopped answering ARP (after about 3 s).
+//   - EADDRNOTAVAIL is a Network error: the source address went away with a
+//     DHCP change, or an IPv6 address is still tentative after link-up.
+//   - EACCES and EPERM from connect or sendto are Policy, not connection
+//     errors: a prohibit route or a firewall, not link loss. They are
+//     checked as errnos before anything could call them os.ErrPermission.
+//   - context.Canceled is not a connection error: the caller gave up.
+//   - Certificate failures have their own class. They count as connection
+//     errors (the seed's SSL branch intends that: a captive portal on Wi-Fi
+//     causes them), but [Class.Retryable] is false for them, because a
+//     missing CA or a clock not yet set after boot does not heal by
+//     resending.
+//   - A plain-text answer to a TLS client and TLS alerts are TLS errors. The
+//     seed meant "any SSL error" to count; in Python ssl.SSLError subclasses
+//     OSError, so its SSL branch is never reached. This package follows the
+//     intent, not the accident.
+//   - net.ErrClosed, io.EOF and io.ErrUnexpectedEOF are Connection errors:
+//     a stream ended where a reply was due. Only the caller knows whether an
+//     EOF was expected; a sender that got one before its acknowledgement must
+//     resend.
+//   - A *net.DNSError hides the socket error behind text (golang/go#63116);
+//     offline, every lookup fails with "... connect: network is
+//     unreachable". Those are Network, not DNS, so the Monitor can correlate
+//     them with the link.
+//
+// # Traps this package avoids
+//
+// It never uses the deprecated Temporary method. It looks at Timeout only
+// at the end of a chain, so a wrapper that forwards Timeout cannot hide a
+// more specific cause. It checks errnos before generic os sentinels. It
+// walks joined errors. It matches no message text except the documented
+// DNS case. The caller's own deadline is told apart from a network timeout
+// only by [ClassifyContext]: the error values alone cannot do it, because
+// context.DeadlineExceeded itself claims to be a timeout.
+package classify

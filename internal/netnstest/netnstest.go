@@ -1,0 +1,338 @@
+// Package netnstest creates throw-away network namespaces and veth pairs for
+// tests that drive the real kernel.
+//
+// Every namespace is named (so iproute2 can act as an oracle with `ip -n NAME`
+// and helper programs can run inside it with `ip netns exec NAME`), the name
+// is unique across processes (tests in several packages run at once), and
+// every namespace, link and process a helper creates is removed through
+// t.Cleanup, also when the test fails.
+//
+// Code runs inside a namespace in one of two ways: through a netlink handle
+// bound to it ([NS.Handle]), which never touches the calling thread, or with
+// [NS.Do], which runs a function on a fresh, locked OS thread switched into the
+// namespace. If that thread cannot be switched back, it stays locked so that
+// the Go runtime discards it rather than reuse a thread in the wrong
+// namespace.
+//
+// Privileged tests call [RequirePrivileged] first: without root it skips with
+// a stated reason, and with NETMON_REQUIRE_PRIVILEGED=1 (set by CI) the skip
+// becomes a failure so that CI cannot pass by testing nothing.
+package netnstest
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// EnvRequirePrivileged is the environment variable that turns a privileged
+// skip into a failure.
+const EnvRequirePrivileged = "NETMON_REQUIRE_PRIVILEGED"
+
+// RequirePrivileged skips t unless the process may create network namespaces
+// (root, or CAP_SYS_ADMIN and CAP_NET_ADMIN). With NETMON_REQUIRE_PRIVILEGED=1
+// it fails instead of skipping.
+func RequirePrivileged(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() == 0 {
+		return
+	}
+	Skip(t, "needs root to create network namespaces (run the tests as root, e.g. sudo -E go test ./...)")
+}
+
+// Skip skips t with reason, or fails it when NETMON_REQUIRE_PRIVILEGED=1, so
+// a test that CI expects to run cannot silently turn into a skip.
+func Skip(t testing.TB, reason string) {
+	t.Helper()
+	if os.Getenv(EnvRequirePrivileged) == "1" {
+		t.Fatalf("%s=1 but this test would skip: %s", EnvRequirePrivileged, reason)
+	}
+	t.Skip(reason)
+}
+
+// RequireCommand skips t (or fails it under NETMON_REQUIRE_PRIVILEGED=1) when
+// the named program is not installed, naming the Debian package to install.
+func RequireCommand(t testing.TB, name, debianPackage string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		Skip(t, fmt.Sprintf("%s not installed (apt-get install %s)", name, debianPackage))
+	}
+	return p
+}
+
+// NS is a named network namespace that lives until the end of the test that
+// created it.
+type NS struct {
+	// Name is the namespace's name under /var/run/netns, usable with `ip -n`.
+	Name string
+	// Handle is a file descriptor for the namespace. It stays valid until
+	// cleanup.
+	Handle netns.NsHandle
+
+	t testing.TB
+}
+
+var counter atomic.Uint64
+
+// uniqueName returns a namespace name that no other test, in this process or
+// another, uses at the same time.
+func uniqueName() string {
+	var b [3]byte
+	_, _ = rand.Read(b[:])
+	return fmt.Sprintf("nmt-%d-%d-%s", os.Getpid(), counter.Add(1), hex.EncodeToString(b[:]))
+}
+
+// New creates a fresh network namespace with its loopback up. It is deleted
+// when the test ends.
+func New(t testing.TB) *NS {
+	t.Helper()
+	RequirePrivileged(t)
+	name := uniqueName()
+	var h netns.NsHandle
+	err := onLockedThread(func() error {
+		orig, err := netns.Get()
+		if err != nil {
+			return fmt.Errorf("netnstest: current namespace: %w", err)
+		}
+		defer orig.Close()
+		h, err = netns.NewNamed(name) // switches this thread into the new namespace
+		if err != nil {
+			return fmt.Errorf("netnstest: create namespace %q: %w", name, err)
+		}
+		if err := netns.Set(orig); err != nil {
+			return errPoisoned{err}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := &NS{Name: name, Handle: h, t: t}
+	t.Cleanup(func() {
+		// Kill anything still running inside (a DHCP client a test forgot),
+		// then remove the bind mount. Closing the last fd frees the namespace.
+		if out, err := exec.Command("ip", "netns", "pids", name).Output(); err == nil {
+			for _, f := range strings.Fields(string(out)) {
+				var pid int
+				if _, err := fmt.Sscan(f, &pid); err == nil && pid > 0 {
+					_ = unix.Kill(pid, unix.SIGKILL)
+				}
+			}
+		}
+		h.Close()
+		if err := netns.DeleteNamed(name); err != nil {
+			t.Errorf("netnstest: delete namespace %q: %v", name, err)
+		}
+	})
+	lo, err := ns.NetlinkHandle().LinkByName("lo")
+	if err != nil {
+		t.Fatalf("netnstest: lo in %s: %v", name, err)
+	}
+	if err := ns.NetlinkHandle().LinkSetUp(lo); err != nil {
+		t.Fatalf("netnstest: set lo up in %s: %v", name, err)
+	}
+	return ns
+}
+
+// errPoisoned marks a thread that could not be switched back to its original
+// namespace; onLockedThread leaves such a thread locked so it dies with its
+// goroutine.
+type errPoisoned struct{ err error }
+
+func (e errPoisoned) Error() string {
+	return fmt.Sprintf("netnstest: restore namespace (thread discarded): %v", e.err)
+}
+func (e errPoisoned) Unwrap() error { return e.err }
+
+// onLockedThread runs fn on a new goroutine locked to its OS thread and waits
+// for it. If fn reports errPoisoned the thread is not unlocked, so the runtime
+// terminates it when the goroutine exits.
+func onLockedThread(fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		err := fn()
+		var p errPoisoned
+		if !errors.As(err, &p) {
+			runtime.UnlockOSThread()
+		}
+		errc <- err
+	}()
+	return <-errc
+}
+
+// Do runs fn on a locked OS thread inside the namespace and returns its error.
+// Sockets fn opens stay in the namespace after Do returns.
+func (ns *NS) Do(fn func() error) error {
+	return onLockedThread(func() error {
+		orig, err := netns.Get()
+		if err != nil {
+			return fmt.Errorf("netnstest: current namespace: %w", err)
+		}
+		defer orig.Close()
+		if err := netns.Set(ns.Handle); err != nil {
+			return fmt.Errorf("netnstest: enter %s: %w", ns.Name, err)
+		}
+		ferr := fn()
+		if err := netns.Set(orig); err != nil {
+			return errors.Join(ferr, errPoisoned{err})
+		}
+		return ferr
+	})
+}
+
+// NetlinkHandle returns a netlink handle bound to the namespace. It is closed
+// when the test ends.
+func (ns *NS) NetlinkHandle() *netlink.Handle {
+	ns.t.Helper()
+	h, err := netlink.NewHandleAt(ns.Handle)
+	if err != nil {
+		ns.t.Fatalf("netnstest: netlink handle for %s: %v", ns.Name, err)
+	}
+	ns.t.Cleanup(h.Close)
+	return h
+}
+
+// IP runs `ip -n NAME args...`, logging the command as "$ ip ...", and fails
+// the test if it fails. It returns standard output.
+func (ns *NS) IP(args ...string) string {
+	ns.t.Helper()
+	out, err := ns.TryIP(args...)
+	if err != nil {
+		ns.t.Fatal(err)
+	}
+	return out
+}
+
+// TryIP is IP, but returns the error instead of failing the test.
+func (ns *NS) TryIP(args ...string) (string, error) {
+	ns.t.Helper()
+	full := append([]string{"-n", ns.Name}, args...)
+	return run(ns.t, "ip", full...)
+}
+
+// Command returns a command that runs inside the namespace through
+// `ip netns exec`. The caller starts it; [NS.Start] also arranges cleanup.
+func (ns *NS) Command(ctx context.Context, name string, args ...string) *exec.Cmd {
+	full := append([]string{"netns", "exec", ns.Name, name}, args...)
+	return exec.CommandContext(ctx, "ip", full...)
+}
+
+// Start starts name inside the namespace and kills it (and waits for it) when
+// the test ends. Output goes to the test log.
+func (ns *NS) Start(name string, args ...string) *exec.Cmd {
+	ns.t.Helper()
+	cmd := ns.Command(context.Background(), name, args...)
+	w := &logWriter{t: ns.t, prefix: name + ": "}
+	cmd.Stdout, cmd.Stderr = w, w
+	cmd.SysProcAttr = &unix.SysProcAttr{Setpgid: true, Pdeathsig: unix.SIGKILL}
+	ns.t.Logf("$ ip netns exec %s %s %s", ns.Name, name, strings.Join(args, " "))
+	if err := cmd.Start(); err != nil {
+		ns.t.Fatalf("netnstest: start %s in %s: %v", name, ns.Name, err)
+	}
+	ns.t.Cleanup(func() {
+		_ = unix.Kill(-cmd.Process.Pid, unix.SIGKILL)
+		_ = cmd.Wait()
+		w.close()
+	})
+	return cmd
+}
+
+// Veth creates a veth pair: nameA in a, nameB in b, both admin up. It returns
+// the two links as seen from their namespaces.
+func Veth(t testing.TB, a *NS, nameA string, b *NS, nameB string) (netlink.Link, netlink.Link) {
+	t.Helper()
+	ha := a.NetlinkHandle()
+	la := &netlink.Veth{
+		LinkAttrs:     netlink.LinkAttrs{Name: nameA},
+		PeerName:      nameB,
+		PeerNamespace: netlink.NsFd(b.Handle),
+	}
+	t.Logf("$ ip -n %s link add %s type veth peer name %s netns %s", a.Name, nameA, nameB, b.Name)
+	if err := ha.LinkAdd(la); err != nil {
+		t.Fatalf("netnstest: veth %s/%s: %v", nameA, nameB, err)
+	}
+	hb := b.NetlinkHandle()
+	linkA, err := ha.LinkByName(nameA)
+	if err != nil {
+		t.Fatalf("netnstest: %s in %s: %v", nameA, a.Name, err)
+	}
+	linkB, err := hb.LinkByName(nameB)
+	if err != nil {
+		t.Fatalf("netnstest: %s in %s: %v", nameB, b.Name, err)
+	}
+	if err := ha.LinkSetUp(linkA); err != nil {
+		t.Fatalf("netnstest: set %s up: %v", nameA, err)
+	}
+	if err := hb.LinkSetUp(linkB); err != nil {
+		t.Fatalf("netnstest: set %s up: %v", nameB, err)
+	}
+	return linkA, linkB
+}
+
+// run executes a command, logging it, and returns its standard output; a
+// failure names the command and includes its standard error.
+func run(t testing.TB, name string, args ...string) (string, error) {
+	t.Helper()
+	t.Logf("$ %s %s", name, strings.Join(args, " "))
+	var stdout, stderr bytes.Buffer
+	cmd := exec.Command(name, args...)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return stdout.String(), fmt.Errorf("netnstest: %s %s: %w: %s", name, strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+	}
+	return stdout.String(), nil
+}
+
+// logWriter forwards a child's output to the test log line by line, and stops
+// once the test has ended (t.Log after the end panics).
+type logWriter struct {
+	t      testing.TB
+	prefix string
+
+	mu   sync.Mutex // guards buf and done
+	buf  []byte
+	done bool
+}
+
+func (w *logWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.done {
+		return len(p), nil
+	}
+	w.buf = append(w.buf, p...)
+	for {
+		i := bytes.IndexByte(w.buf, '\n')
+		if i < 0 {
+			break
+		}
+		w.t.Log(w.prefix + string(w.buf[:i]))
+		w.buf = w.buf[i+1:]
+	}
+	return len(p), nil
+}
+
+func (w *logWriter) close() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.buf) > 0 {
+		w.t.Log(w.prefix + string(w.buf))
+	}
+	w.done = true
+}
