@@ -1,0 +1,395 @@
+package netmon
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/seed-a56be422/netmon/gate"
+	"github.com/seed-a56be422/netmon/linkwatch"
+	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
+)
+
+// applyLinkLocked folds one linkwatch event into the interfaces, emits the
+// matching event and re-evaluates the state.
+func (m *Monitor) applyLinkLocked(ev linkwatch.Event) {
+	now := ev.Time()
+	kernelChange := true
+	switch e := ev.(type) {
+	case linkwatch.Baseline:
+		m.replaceLocked(e.State)
+		m.baseline = true
+		m.evaluateLocked(now)
+		m.emitLocked(Event{Kind: EventBaseline, At: now, Iface: m.status.Iface, Msg: "baseline", Status: m.status,
+			Fields: m.snapshotFieldsLocked(now)})
+		return
+	case linkwatch.GapEvent:
+		m.stats.Gaps++
+		m.replaceLocked(e.State)
+		m.emitLocked(Event{Kind: EventGap, At: now, Msg: "netlink messages lost; state re-read",
+			Fields: []zap.Field{zap.Error(e.Err)}})
+	case linkwatch.LinkEvent:
+		m.applyLinkEventLocked(e)
+	case linkwatch.AddrEvent:
+		m.applyAddrEventLocked(e)
+	case linkwatch.RouteEvent:
+		m.applyRouteEventLocked(e)
+	case linkwatch.NeighEvent:
+		m.applyNeighEventLocked(e)
+	default:
+		kernelChange = false
+	}
+	if kernelChange && m.sends.down {
+		// "until the kernel reports a change": the data-stall verdict was
+		// made against the old state.
+		m.sends = sendErrors{}
+	}
+	m.evaluateLocked(now)
+}
+
+// replaceLocked rebuilds the interfaces from a full state, keeping what
+// the Wi-Fi and DHCP watchers said about interfaces that still exist.
+func (m *Monitor) replaceLocked(s linkwatch.State) {
+	old := m.ifaces
+	m.ifaces = make(map[int]*iface, len(s.Links))
+	for i, l := range s.Links {
+		f := &iface{link: l}
+		if o, ok := old[i]; ok {
+			f.wifi, f.dhcp = o.wifi, o.dhcp
+		}
+		m.ifaces[i] = f
+	}
+	for _, a := range s.Addrs {
+		if f, ok := m.ifaces[a.Index]; ok {
+			f.addrs = append(f.addrs, a)
+		}
+	}
+	for _, r := range s.Routes {
+		if f, ok := m.ifaces[r.Index]; ok && isDefault(r) {
+			f.routes = append(f.routes, r)
+		}
+	}
+	for _, n := range s.Neighs {
+		if f, ok := m.ifaces[n.Index]; ok {
+			f.neighs = append(f.neighs, n)
+		}
+	}
+}
+
+func isDefault(r linkwatch.Route) bool { return r.Dst.IsValid() && r.Dst.Bits() == 0 }
+
+func (m *Monitor) applyLinkEventLocked(e linkwatch.LinkEvent) {
+	l := e.Link
+	fields := []zap.Field{
+		zap.Int("index", l.Index),
+		zap.Bool("admin_up", l.AdminUp),
+		zap.Bool("carrier", l.Carrier),
+		zap.String("oper", operName(l.Oper)),
+	}
+	switch e.Op {
+	case linkwatch.LinkRemoved:
+		if f, ok := m.ifaces[l.Index]; ok {
+			for _, a := range f.addrs {
+				m.maybeRebindLocked(e.At, f, a)
+			}
+		}
+		delete(m.ifaces, l.Index)
+		m.emitLocked(Event{Kind: EventLink, At: e.At, Iface: l.Name, Msg: "link removed", Fields: fields})
+		return
+	case linkwatch.LinkAdded:
+		m.ifaces[l.Index] = &iface{link: l}
+		m.emitLocked(Event{Kind: EventLink, At: e.At, Iface: l.Name, Msg: "link added", Fields: fields})
+		return
+	}
+	f, ok := m.ifaces[l.Index]
+	if !ok {
+		f = &iface{}
+		m.ifaces[l.Index] = f
+	}
+	f.link = l
+	m.emitLocked(Event{Kind: EventLink, At: e.At, Iface: l.Name, Msg: linkChangeMsg(e.Prev, l), Fields: fields})
+}
+
+// linkChangeMsg describes what changed between two versions of a link.
+func linkChangeMsg(prev, l linkwatch.Link) string {
+	switch {
+	case prev.Name != "" && prev.Name != l.Name:
+		return fmt.Sprintf("renamed from %s", prev.Name)
+	case prev.AdminUp != l.AdminUp && !l.AdminUp:
+		return "admin down"
+	case prev.AdminUp != l.AdminUp:
+		return "admin up"
+	case prev.Carrier != l.Carrier && !l.Carrier:
+		return "carrier lost"
+	case prev.Carrier != l.Carrier:
+		return "carrier up"
+	case prev.Oper != l.Oper:
+		return "operstate " + operName(l.Oper)
+	}
+	return "changed"
+}
+
+var operNames = [...]string{"unknown", "notpresent", "down", "lowerlayerdown", "testing", "dormant", "up"}
+
+func operName(o linkwatch.OperState) string {
+	if int(o) < len(operNames) {
+		return operNames[o]
+	}
+	return fmt.Sprintf("oper(%d)", o)
+}
+
+func (m *Monitor) applyAddrEventLocked(e linkwatch.AddrEvent) {
+	a := e.Addr
+	f, ok := m.ifaces[a.Index]
+	if !ok {
+		return // a filtered interface
+	}
+	i := -1
+	for j := range f.addrs {
+		if f.addrs[j].Prefix == a.Prefix {
+			i = j
+			break
+		}
+	}
+	msg := ""
+	switch e.Op {
+	case linkwatch.AddrRemoved:
+		if i >= 0 {
+			f.addrs = append(f.addrs[:i], f.addrs[i+1:]...)
+		}
+		msg = a.Prefix.String() + " removed"
+		m.maybeRebindLocked(e.At, f, a)
+	default:
+		if i >= 0 {
+			f.addrs[i] = a
+		} else {
+			f.addrs = append(f.addrs, a)
+		}
+		msg = a.Prefix.String() + map[linkwatch.AddrOp]string{
+			linkwatch.AddrAdded: " added", linkwatch.AddrRefreshed: " lifetimes refreshed", linkwatch.AddrChanged: " flags changed",
+		}[e.Op]
+	}
+	fields := []zap.Field{zap.String("addr", a.Prefix.String())}
+	if a.Valid != linkwatch.Forever {
+		fields = append(fields, zap.Duration("valid_lft", a.Valid), zap.Duration("preferred_lft", a.Preferred))
+	}
+	if a.Flags&unix.IFA_F_TENTATIVE != 0 {
+		fields = append(fields, zap.Bool("tentative", true))
+	}
+	m.emitLocked(Event{Kind: EventAddr, At: e.At, Iface: f.link.Name, Msg: msg, Fields: fields})
+}
+
+// maybeRebindLocked signals a rebind when a usable address goes away:
+// connections bound to it are dead even if their writes still succeed.
+func (m *Monitor) maybeRebindLocked(at time.Time, f *iface, a linkwatch.Addr) {
+	if a.Scope != unix.RT_SCOPE_UNIVERSE {
+		return
+	}
+	m.rebindLocked(Rebind{At: at, Iface: f.link.Name, Addr: a.Prefix, Reason: "address-removed"})
+}
+
+func (m *Monitor) rebindLocked(r Rebind) {
+	m.lastRebind = r
+	close(m.rebind)
+	m.rebind = make(chan struct{})
+	fields := []zap.Field{zap.String("reason", r.Reason)}
+	if r.Addr.IsValid() {
+		fields = append(fields, zap.String("addr", r.Addr.String()))
+	}
+	m.emitLocked(Event{Kind: EventRebind, At: r.At, Iface: r.Iface, Msg: "redial connections", Fields: fields})
+}
+
+func (m *Monitor) applyRouteEventLocked(e linkwatch.RouteEvent) {
+	r := e.Route
+	if !isDefault(r) {
+		return
+	}
+	// A replaced route may move between interfaces: drop the old version
+	// wherever it is.
+	for _, old := range []linkwatch.Route{e.Prev, r} {
+		if f, ok := m.ifaces[old.Index]; ok {
+			f.routes = removeRoute(f.routes, old)
+		}
+	}
+	if e.Op != linkwatch.RouteRemoved {
+		if f, ok := m.ifaces[r.Index]; ok {
+			f.routes = append(f.routes, r)
+		}
+	}
+	msg := map[linkwatch.RouteOp]string{linkwatch.RouteAdded: "default route added",
+		linkwatch.RouteRemoved: "default route removed", linkwatch.RouteChanged: "default route changed"}[e.Op]
+	fields := []zap.Field{zap.String("dst", r.Dst.String()), zap.Int("metric", r.Metric)}
+	if r.Gateway.IsValid() {
+		fields = append(fields, zap.String("gateway", r.Gateway.String()))
+	}
+	if r.LinkDown {
+		fields = append(fields, zap.Bool("linkdown", true))
+	}
+	m.emitLocked(Event{Kind: EventRoute, At: e.At, Iface: r.Iface, Msg: msg, Fields: fields})
+}
+
+// removeRoute deletes the route with r's key (destination, gateway,
+// metric, table) from rs.
+func removeRoute(rs []linkwatch.Route, r linkwatch.Route) []linkwatch.Route {
+	out := rs[:0]
+	for _, x := range rs {
+		if x.Dst == r.Dst && x.Gateway == r.Gateway && x.Metric == r.Metric && x.Table == r.Table {
+			continue
+		}
+		out = append(out, x)
+	}
+	return out
+}
+
+func (m *Monitor) applyNeighEventLocked(e linkwatch.NeighEvent) {
+	n := e.Neigh
+	f, ok := m.ifaces[n.Index]
+	if !ok {
+		return
+	}
+	out := f.neighs[:0]
+	for _, x := range f.neighs {
+		if x.IP != n.IP {
+			out = append(out, x)
+		}
+	}
+	f.neighs = out
+	if !e.Removed {
+		f.neighs = append(f.neighs, n)
+	}
+	if n.State&(unix.NUD_REACHABLE) != 0 && m.sends.streak > 0 {
+		// The gateway answered: the path works, whatever senders saw.
+		m.sends = sendErrors{}
+	}
+	m.emitLocked(Event{Kind: EventNeigh, At: e.At, Iface: f.link.Name, Msg: "gateway " + nudName(n.State),
+		Fields: []zap.Field{zap.String("gateway", n.IP.String()), zap.String("nud", nudName(n.State))}})
+}
+
+func nudName(s uint16) string {
+	switch {
+	case s&unix.NUD_FAILED != 0:
+		return "failed"
+	case s&unix.NUD_REACHABLE != 0:
+		return "reachable"
+	case s&unix.NUD_STALE != 0:
+		return "stale"
+	case s&unix.NUD_DELAY != 0:
+		return "delay"
+	case s&unix.NUD_PROBE != 0:
+		return "probe"
+	case s&unix.NUD_INCOMPLETE != 0:
+		return "incomplete"
+	case s&unix.NUD_PERMANENT != 0:
+		return "permanent"
+	case s&unix.NUD_NOARP != 0:
+		return "noarp"
+	}
+	return "none"
+}
+
+// evaluateLocked recomputes the state at now and carries out a change:
+// the Gate, the flap journal, the state event.
+func (m *Monitor) evaluateLocked(now time.Time) {
+	if m.sends.down && now.Sub(m.sends.downAt) >= m.opts.SendErrorHold {
+		// Let a sender test the path again; one more unexplained error
+		// closes it again.
+		m.sends.down = false
+		m.sends.streak = m.opts.SendErrorThreshold - 1
+		m.sends.last = now
+	}
+	if !m.baseline {
+		return // stay unknown until the first full read
+	}
+	v := evaluate(m.ifaces, now, m.uplink, m.opts.Recent, m.opts.LeaseMargin)
+	if v.state.CanSend() {
+		switch {
+		case m.sends.down:
+			v.state, v.reason = Down, ReasonSendErrors
+		case v.state == Up && m.sends.streak > 0 && now.Sub(m.sends.last) < m.opts.Recent:
+			v.state, v.reason = Degraded, ReasonSendErrors
+		}
+	}
+
+	if v.state.CanSend() && m.uplink != 0 && v.index != m.uplink && m.status.State.CanSend() {
+		if old, ok := m.ifaces[m.uplink]; ok {
+			m.rebindLocked(Rebind{At: now, Iface: old.link.Name, Reason: "uplink-changed"})
+		}
+	}
+
+	// Returns wait out the stabilisation window; losses act at once.
+	if v.state.CanSend() && m.status.State == Down && m.opts.Stabilize > 0 {
+		if m.upAt.IsZero() {
+			m.upAt = now.Add(m.opts.Stabilize)
+			m.wakeLocked() // the loop's timer must learn of the new deadline
+			return
+		}
+		if now.Before(m.upAt) {
+			return
+		}
+	}
+	m.upAt = time.Time{}
+	if v.state.CanSend() {
+		m.uplink = v.index
+	}
+	if v.state == m.status.State && v.reason == m.status.Reason && v.iface == m.status.Iface {
+		return
+	}
+	prev := m.status
+	m.status = Status{State: v.state, Reason: v.reason, Iface: v.iface, Since: now}
+	m.statusIdx = v.index
+	m.transitionLocked(prev, now)
+}
+
+// transitionLocked carries out a state change from prev to m.status.
+func (m *Monitor) transitionLocked(prev Status, now time.Time) {
+	cur := m.status
+	switch {
+	case cur.State.CanSend() && !prev.State.CanSend():
+		m.gate.Open()
+		if m.outage != nil {
+			m.endOutageLocked(now)
+		}
+	case !cur.State.CanSend() && prev.State.CanSend():
+		m.gate.Close(closeReason(cur))
+		m.startOutageLocked(now)
+	case !cur.State.CanSend():
+		m.gate.Close(closeReason(cur))
+	}
+	if prev.Reason != ReasonStarting { // the baseline event reports the first state
+		m.emitLocked(Event{Kind: EventState, At: now, Iface: cur.Iface,
+			Msg: fmt.Sprintf("%s -> %s", prev.State, cur.State), Status: cur, Fields: m.snapshotFieldsLocked(now)})
+	}
+	m.wakeLocked()
+}
+
+// closeReason is what the Gate's errors carry: "carrier-lost on wlan0".
+func closeReason(s Status) gate.Reason {
+	return gate.Reason{Code: string(s.Reason), Iface: s.Iface}
+}
+
+func (m *Monitor) startOutageLocked(now time.Time) {
+	o := &outage{start: now, cause: m.status.Reason, iface: m.status.Iface}
+	if f, ok := m.ifaces[m.statusIdx]; ok && f.wifi != nil {
+		o.signal, o.bssid = f.wifi.SignalDBm, f.wifi.BSSID
+		if f.wifi.Disconnected && f.wifi.DisconnectReason != 0 {
+			o.detail = fmt.Sprintf("802.11 reason %d", f.wifi.DisconnectReason)
+		}
+	}
+	m.outage = o
+}
+
+func (m *Monitor) endOutageLocked(now time.Time) {
+	o := m.outage
+	m.outage = nil
+	fl := Flap{Start: o.start, End: now, Duration: now.Sub(o.start), Iface: o.iface, Cause: o.cause,
+		Detail: o.detail, SignalBefore: o.signal, BSSIDBefore: o.bssid}
+	if f, ok := m.ifaces[m.statusIdx]; ok && f.wifi != nil {
+		fl.SignalAfter, fl.BSSIDAfter = f.wifi.SignalDBm, f.wifi.BSSID
+	}
+	m.journal.add(fl)
+	m.stats.Flaps++
+	m.stats.DownTime += fl.Duration
+	m.lastUpAt = now
+	m.emitLocked(Event{Kind: EventFlap, At: now, Iface: fl.Iface,
+		Msg: fmt.Sprintf("outage of %s ended after %s: %s", fl.Iface, fl.Duration.Round(time.Millisecond), fl.Cause), Flap: &fl})
+}

@@ -1,0 +1,124 @@
+package netmon
+
+import (
+	"context"
+	"time"
+
+	"github.com/seed-a56be422/netmon/classify"
+	"go.uber.org/zap"
+)
+
+// Report tells the Monitor that a send failed with err, and returns the
+// Monitor's explanation: the error's class and what the network was doing
+// (down, a DHCP renewal or blip, a roam, weak signal, a failed gateway, an
+// outage that just ended, the peer's problem, or unexplained).
+//
+// Network-class errors that nothing in the kernel's state explains count
+// towards the data-stall detector: Options.SendErrorThreshold of them in a
+// row move the state to down with reason send-errors, which closes the
+// Gate, until the kernel reports a change, a send succeeds
+// ([Monitor.ReportSuccess]), the gateway's neighbour entry is confirmed
+// reachable, or Options.SendErrorHold passes. Connection-class errors
+// (refused, reset) concern one peer and never close the Gate.
+//
+// Report is safe for concurrent use and does not allocate unless it
+// changes the state.
+func (m *Monitor) Report(err error) Explanation {
+	return m.report(time.Now(), classify.Classify(err), err)
+}
+
+// ReportContext is [Monitor.Report] for an error returned by an operation
+// that ran under ctx: if ctx has ended, the caller gave up, and the error
+// is not counted against the network.
+func (m *Monitor) ReportContext(ctx context.Context, err error) Explanation {
+	return m.report(time.Now(), classify.ClassifyContext(ctx, err), err)
+}
+
+func (m *Monitor) report(now time.Time, class classify.Class, err error) Explanation {
+	ex := Explanation{At: now, Class: class}
+	ex.Errno, _ = classify.Errno(err)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ex.Status = m.status
+	if class == classify.None || class == classify.Canceled || class == classify.Other {
+		m.stats.Reports[class][CauseNone]++
+		return ex
+	}
+	ex.Cause = m.correlateLocked(now, class, &ex)
+	m.stats.Reports[class][ex.Cause]++
+	if ex.Cause == CauseUnexplained && class.LinkRelated() && m.opts.SendErrorThreshold > 0 {
+		m.countSendErrorLocked(now)
+	}
+	if m.subscribed {
+		exCopy := ex
+		m.emitLocked(Event{Kind: EventSockErr, At: now, Iface: ex.Status.Iface, Msg: "send failed",
+			Fields: []zap.Field{zap.String("source", "report"), zap.String("error", err.Error())}, Explanation: &exCopy})
+		m.wakeLocked()
+	}
+	return ex
+}
+
+// correlateLocked finds the cause of a send error from the timeline.
+func (m *Monitor) correlateLocked(now time.Time, class classify.Class, ex *Explanation) Cause {
+	f := m.ifaces[m.statusIdx]
+	if f != nil {
+		if f.wifi != nil {
+			ex.Signal = f.wifi.SignalDBm
+		}
+		if f.dhcp != nil {
+			ex.DHCPPhase = f.dhcp.Phase
+		}
+	}
+	recent := func(t time.Time) bool { return !t.IsZero() && now.Sub(t) < m.opts.Recent }
+	switch {
+	case !m.status.State.CanSend():
+		ex.Into = now.Sub(m.status.Since)
+		return CauseLinkDown
+	case f == nil:
+	case f.dhcp != nil && recent(f.dhcp.LastBlip):
+		return CauseDHCPBlip
+	case f.dhcp != nil && (f.dhcp.Phase == "renewing" || f.dhcp.Phase == "rebinding"):
+		return CauseDHCPRenewing
+	case f.wifi != nil && recent(f.wifi.LastRoam):
+		return CauseRoam
+	case f.wifi.weak():
+		return CauseWeakSignal
+	case f.gatewayFailed():
+		return CauseGatewayFailed
+	}
+	if recent(m.lastUpAt) {
+		ex.Into = now.Sub(m.lastUpAt)
+		return CauseRecentOutage
+	}
+	if !class.LinkRelated() {
+		return CausePeer
+	}
+	return CauseUnexplained
+}
+
+// countSendErrorLocked advances the data-stall detector.
+func (m *Monitor) countSendErrorLocked(now time.Time) {
+	s := &m.sends
+	if s.streak > 0 && now.Sub(s.last) > m.opts.SendErrorWindow {
+		s.streak = 0
+	}
+	s.streak++
+	s.last = now
+	if s.streak >= m.opts.SendErrorThreshold && !s.down && m.status.State.CanSend() {
+		s.down, s.downAt = true, now
+	}
+	m.evaluateLocked(now)
+}
+
+// ReportSuccess tells the Monitor that a send succeeded: the path works,
+// so the data-stall detector resets and a send-errors outage ends.
+func (m *Monitor) ReportSuccess() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.stats.Successes++
+	if m.sends.streak == 0 && !m.sends.down {
+		return
+	}
+	m.sends = sendErrors{}
+	m.evaluateLocked(time.Now())
+}

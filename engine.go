@@ -1,0 +1,233 @@
+package netmon
+
+import (
+	"net/netip"
+	"sort"
+	"time"
+
+	"github.com/seed-a56be422/netmon/linkwatch"
+	"golang.org/x/sys/unix"
+)
+
+// WifiInfo is the radio side of one wireless interface, as the Monitor
+// last learned it from wifiwatch.
+type WifiInfo struct {
+	Associated bool      `json:"associated"`
+	SSID       string    `json:"ssid,omitempty"`
+	BSSID      string    `json:"bssid,omitempty"`
+	FreqMHz    int       `json:"freq_mhz,omitempty"`
+	SignalDBm  int       `json:"signal_dbm,omitempty"`
+	Band       string    `json:"band,omitempty"` // good, fair, weak, critical
+	TxBitrate  int       `json:"tx_bitrate_bps,omitempty"`
+	RxBitrate  int       `json:"rx_bitrate_bps,omitempty"`
+	LastRoam   time.Time `json:"last_roam,omitzero"`
+	// Disconnected is set by an nl80211 disconnect and cleared by the next
+	// association: it closes the Gate before the carrier change arrives.
+	Disconnected     bool   `json:"disconnected,omitempty"`
+	DisconnectReason uint16 `json:"disconnect_reason,omitempty"`
+}
+
+// weak reports whether the signal band is weak or critical.
+func (w *WifiInfo) weak() bool { return w != nil && (w.Band == "weak" || w.Band == "critical") }
+
+// DHCPInfo is the lease state of one interface, as the Monitor last learned
+// it from dhcpwatch.
+type DHCPInfo struct {
+	Phase     string        `json:"phase"` // static, bound, renewing, rebinding, expired
+	LeaseTime time.Duration `json:"-"`
+	// Expires is when the lease runs out (zero when unknown or static).
+	Expires time.Time  `json:"-"`
+	T1, T2  time.Time  `json:"-"`
+	Server  netip.Addr `json:"server,omitzero"`
+	Source  string     `json:"source,omitempty"` // "kernel" or the lease file
+	// LastBlip is the end of the last renewal blip (address or route gone
+	// and back within the blip window).
+	LastBlip time.Time `json:"-"`
+}
+
+// iface is the Monitor's view of one interface: the kernel's facts plus
+// what the Wi-Fi and DHCP watchers said about it.
+type iface struct {
+	link   linkwatch.Link
+	addrs  []linkwatch.Addr
+	routes []linkwatch.Route // default routes leaving through it
+	neighs []linkwatch.Neigh // its gateways' neighbour entries
+	wifi   *WifiInfo
+	dhcp   *DHCPInfo
+}
+
+// usableAddr reports whether a can carry traffic to the outside: global
+// scope, DAD finished and passed, lifetime not over.
+func usableAddr(a linkwatch.Addr, now time.Time) bool {
+	if a.Scope != unix.RT_SCOPE_UNIVERSE {
+		return false
+	}
+	if a.Flags&(unix.IFA_F_TENTATIVE|unix.IFA_F_DADFAILED) != 0 {
+		return false
+	}
+	if a.Valid != linkwatch.Forever && !a.Observed.IsZero() && now.Sub(a.Observed) >= a.Valid {
+		return false
+	}
+	return true
+}
+
+// gatewayFailed reports whether every gateway of the interface's default
+// routes has a FAILED neighbour entry (at least one gateway must exist).
+func (f *iface) gatewayFailed() bool {
+	failed := false
+	for _, r := range f.routes {
+		if !r.Gateway.IsValid() {
+			return false // on-link default: no gateway to fail
+		}
+		st, ok := f.neighState(r.Gateway)
+		if !ok || st&unix.NUD_FAILED == 0 {
+			return false
+		}
+		failed = true
+	}
+	return failed
+}
+
+func (f *iface) neighState(ip netip.Addr) (uint16, bool) {
+	for _, n := range f.neighs {
+		if n.IP == ip {
+			return n.State, true
+		}
+	}
+	return 0, false
+}
+
+// metric returns the lowest metric of the interface's usable default
+// routes.
+func (f *iface) metric() int {
+	best := int(^uint(0) >> 1)
+	for _, r := range f.routes {
+		if !r.LinkDown && r.Metric < best {
+			best = r.Metric
+		}
+	}
+	return best
+}
+
+// downReason returns why the interface cannot carry traffic, or "" if it
+// can. The checks run from the lowest layer up, so the reason names the
+// first thing that is wrong.
+func (f *iface) downReason(now time.Time) Reason {
+	l := f.link
+	switch {
+	case !l.AdminUp:
+		return ReasonAdminDown
+	case f.wifi != nil && f.wifi.Disconnected:
+		return ReasonWifiDisconnect
+	case !l.Carrier || (l.Oper != linkwatch.OperUp && l.Oper != linkwatch.OperUnknown):
+		return ReasonCarrierLost
+	}
+	hasAddr := false
+	for _, a := range f.addrs {
+		if usableAddr(a, now) {
+			hasAddr = true
+			break
+		}
+	}
+	if !hasAddr {
+		if f.dhcp != nil && f.dhcp.Phase == "expired" {
+			return ReasonLeaseExpired
+		}
+		return ReasonNoAddress
+	}
+	for _, r := range f.routes {
+		if !r.LinkDown {
+			return ""
+		}
+	}
+	return ReasonNoDefaultRoute
+}
+
+// degradedReason returns why a usable interface may lose traffic soon, or
+// "" if nothing does. recent bounds how long a roam counts; margin is how
+// close to expiry a lease counts as expiring.
+func (f *iface) degradedReason(now time.Time, recent, margin time.Duration) Reason {
+	switch {
+	case f.gatewayFailed():
+		return ReasonGatewayFailed
+	case f.dhcp != nil && (f.dhcp.Phase == "renewing" || f.dhcp.Phase == "rebinding"):
+		return ReasonDHCPRenewing
+	case f.dhcp != nil && !f.dhcp.Expires.IsZero() && f.dhcp.Expires.Sub(now) < margin:
+		return ReasonLeaseExpiring
+	case f.wifi.weak():
+		return ReasonWeakSignal
+	case f.wifi != nil && !f.wifi.LastRoam.IsZero() && now.Sub(f.wifi.LastRoam) < recent:
+		return ReasonRoamed
+	}
+	return ""
+}
+
+// verdict is the outcome of one evaluation.
+type verdict struct {
+	state  State
+	reason Reason
+	iface  string
+	index  int
+}
+
+// evaluate computes the overall state from the interfaces. prevUplink is
+// the index of the last interface that carried traffic: when everything is
+// down, its reason is the one reported, because that is the link the user
+// lost.
+func evaluate(ifaces map[int]*iface, now time.Time, prevUplink int, recent, margin time.Duration) verdict {
+	if len(ifaces) == 0 {
+		return verdict{state: Down, reason: ReasonNoInterface}
+	}
+	idx := make([]int, 0, len(ifaces))
+	for i := range ifaces {
+		idx = append(idx, i)
+	}
+	sort.Ints(idx)
+
+	best, bestMetric := 0, 0
+	for _, i := range idx {
+		f := ifaces[i]
+		if f.downReason(now) != "" {
+			continue
+		}
+		if m := f.metric(); best == 0 || m < bestMetric {
+			best, bestMetric = i, m
+		}
+	}
+	if best != 0 {
+		f := ifaces[best]
+		if r := f.degradedReason(now, recent, margin); r != "" {
+			return verdict{state: Degraded, reason: r, iface: f.link.Name, index: best}
+		}
+		return verdict{state: Up, iface: f.link.Name, index: best}
+	}
+
+	// Down. Report the interface the user most likely cares about: the
+	// last uplink, else one that still has a default route, else a
+	// wireless one, else the first.
+	pick := 0
+	if _, ok := ifaces[prevUplink]; ok {
+		pick = prevUplink
+	}
+	for _, i := range idx {
+		if pick != 0 {
+			break
+		}
+		if len(ifaces[i].routes) > 0 {
+			pick = i
+		}
+	}
+	for _, i := range idx {
+		if pick != 0 {
+			break
+		}
+		if ifaces[i].wifi != nil {
+			pick = i
+		}
+	}
+	if pick == 0 {
+		pick = idx[0]
+	}
+	f := ifaces[pick]
+	return verdict{state: Down, reason: f.downReason(now), iface: f.link.Name, index: pick}
+}

@@ -1,0 +1,63 @@
+package gate
+
+import "time"
+
+// Stats are the gate's counters, for a metrics layer. The counts are
+// monotonic from [New]; HeldNow and LongestHold describe this moment.
+// Waits on an open gate are not counted: counting them would turn the
+// fast path's atomic load into a contended atomic write.
+type Stats struct {
+	// Holds counts waits that found the gate closed and held the caller.
+	Holds uint64
+	// HeldNow is how many senders are held at this moment, including
+	// those released but waiting for their paced turn.
+	HeldNow int
+	// LongestHold is how long the oldest sender held now has waited.
+	LongestHold time.Duration
+	// Releases counts held senders that the gate let go when it opened.
+	Releases uint64
+	// FailFasts counts waits that failed at once with [ErrDown].
+	FailFasts uint64
+	// Expired counts holds that ended with [ErrHoldExpired].
+	Expired uint64
+	// Canceled counts waits that ended because the caller's context did.
+	Canceled uint64
+	// Opens and Closes count the transitions between open and closed; a
+	// new reason for a closed gate is not a close.
+	Opens, Closes uint64
+
+	// SendErrors counts calls of send by [Gate.Do] that returned an
+	// error. Successes are not counted here, to keep Do on an open gate
+	// free of shared writes; [Config.OnSuccess] sees each of them.
+	SendErrors uint64
+	// Retries counts attempts after the first of a Do call.
+	Retries uint64
+	// Exhausted counts Do calls stopped by [Policy.MaxAttempts].
+	Exhausted uint64
+}
+
+// Stats returns the gate's counters. It takes the gate's lock briefly to
+// read the held list; it does not slow down waits on an open gate.
+func (g *Gate) Stats() Stats {
+	g.mu.Lock()
+	heldNow := g.nheld
+	var longest time.Duration
+	if g.head != nil {
+		longest = time.Since(g.head.start)
+	}
+	g.mu.Unlock()
+	return Stats{
+		Holds:       g.n.holds.Load(),
+		HeldNow:     heldNow,
+		LongestHold: longest,
+		Releases:    g.n.releases.Load(),
+		FailFasts:   g.n.failFasts.Load(),
+		Expired:     g.n.expired.Load(),
+		Canceled:    g.n.canceled.Load(),
+		Opens:       g.n.opens.Load(),
+		Closes:      g.n.closes.Load(),
+		SendErrors:  g.n.sendErrors.Load(),
+		Retries:     g.n.retries.Load(),
+		Exhausted:   g.n.exhausted.Load(),
+	}
+}

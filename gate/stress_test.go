@@ -1,0 +1,107 @@
+package gate
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// TestGateFlappingLosesNoWakeupAndReleasesNobodyWhileClosed flaps the gate
+// thousands of times from many goroutines while hundreds of others wait and
+// cancel. It checks, for every wait that returned nil after it found the
+// gate closed, that some Open began during that wait: a waiter released
+// while the gate stayed closed would break this. At the end the gate stays
+// open and every waiter must finish: a lost wake-up would leave one held.
+func TestGateFlappingLosesNoWakeupAndReleasesNobodyWhileClosed(t *testing.T) {
+	tests := []struct {
+		name    string
+		release Release
+	}{
+		{"release all at once", Release{}},
+		{"paced release", Release{Rate: 1e6, Spread: 50 * time.Microsecond}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			const (
+				flappers   = 100
+				flaps      = 100 // per flapper: 10,000 closes and opens in all
+				waiters    = 300
+				iterations = 200 // waits per waiter
+			)
+			g := mustNew(t, Config{StartClosed: lost, Release: tt.release})
+			var (
+				opensBegun atomic.Uint64 // incremented before every Open
+				violations atomic.Uint64
+				released   atomic.Uint64 // waits that were closed and then returned nil
+				canceled   atomic.Uint64
+			)
+			var flapWG, waitWG sync.WaitGroup
+			for range flappers {
+				flapWG.Go(func() {
+					for range flaps {
+						g.Close(lost)
+						opensBegun.Add(1)
+						g.Open()
+					}
+				})
+			}
+			for range waiters {
+				waitWG.Go(func() {
+					for range iterations {
+						ctx := context.Background()
+						cancel := context.CancelFunc(func() {})
+						if rand.IntN(4) == 0 {
+							// A quarter of the waits give up quickly.
+							ctx, cancel = context.WithTimeout(ctx, time.Duration(rand.IntN(50))*time.Microsecond)
+						}
+						before := opensBegun.Load()
+						wasClosed := !g.State().Open
+						err := g.Wait(ctx)
+						cancel()
+						switch {
+						case err == nil && wasClosed:
+							released.Add(1)
+							if opensBegun.Load() == before {
+								violations.Add(1)
+							}
+						case err != nil && !errors.Is(err, context.DeadlineExceeded):
+							t.Errorf("Wait = %v, want nil or DeadlineExceeded", err)
+						case err != nil:
+							canceled.Add(1)
+						}
+					}
+				})
+			}
+			flapWG.Wait()
+			// From here on the gate stays open (the last call of every
+			// flapper was Open), so every held waiter must be released.
+			g.Open()
+			done := make(chan struct{})
+			go func() { waitWG.Wait(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(time.Minute):
+				t.Fatalf("lost wake-up: waiters still held a minute after the final Open; Stats %+v", g.Stats())
+			}
+			if v := violations.Load(); v != 0 {
+				t.Errorf("%d waits returned nil although no Open began while they waited", v)
+			}
+			s := g.Stats()
+			if s.HeldNow != 0 {
+				t.Errorf("HeldNow = %d after all waiters returned, want 0", s.HeldNow)
+			}
+			if s.Holds != s.Releases+s.Canceled {
+				t.Errorf("Holds %d != Releases %d + Canceled %d: a hold was neither released nor canceled", s.Holds, s.Releases, s.Canceled)
+			}
+			t.Logf("flaps %d, waits that found the gate closed and were released %d, canceled %d, stats %+v",
+				flappers*flaps, released.Load(), canceled.Load(), s)
+			if released.Load() == 0 || s.Holds == 0 {
+				t.Error("no wait was ever held: the test did not exercise the closed gate")
+			}
+		})
+	}
+}

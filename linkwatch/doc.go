@@ -1,0 +1,81 @@
+// Package linkwatch turns rtnetlink into a typed stream of events and a
+// state of links, addresses, default routes and default gateways'
+// neighbour entries that is never wrong for long.
+//
+// It is netmon's earliest and cheapest signal: carrier loss, an address
+// vanishing at the end of a DHCP lease, the default route disappearing.
+// A [Watcher] reads the kernel's state in full when it starts (the first
+// event is always a [Baseline]), then folds every kernel notification into
+// that state and emits what changed: [LinkEvent], [AddrEvent],
+// [RouteEvent], [NeighEvent]. [Watcher.State] returns a copy at any time;
+// [State.Usable] says whether traffic can leave through an interface
+// (carrier, a usable global address, a default route).
+//
+// It needs Linux. Watching the current namespace needs no privilege;
+// watching another one ([Config.NetNS]) needs CAP_SYS_ADMIN, and a
+// receive buffer above net.core.rmem_max needs CAP_NET_ADMIN. It never
+// changes the kernel's state.
+//
+// # One socket, in kernel order
+//
+// linkwatch opens one NETLINK_ROUTE socket joined to the link, neighbour,
+// IPv4/IPv6 address and IPv4/IPv6 route groups, rather than the three
+// subscriptions github.com/vishvananda/netlink offers (LinkSubscribe,
+// AddrSubscribe, RouteSubscribe). Three sockets have no ordering between
+// them: an address message can overtake the link message that explains
+// it, and each socket overflows on its own. One socket delivers messages
+// in the order the kernel produced them and has one overflow point. The
+// helpers also die silently on their first receive error, cannot report
+// the end of their initial dump, and leak their goroutine when the
+// consumer stops reading; linkwatch reads the socket itself through the
+// runtime poller, so cancelling the context closes the socket and
+// unblocks the read. It parses the few fields it needs itself (fuzzed),
+// which also keeps folding a message nearly free of allocations.
+//
+// # Kernel behaviour it compensates for
+//
+//   - Carrier loss produces one RTM_NEWLINK (IFF_LOWER_UP cleared) and no
+//     route message, although the kernel flags the link's routes
+//     "linkdown". Setting a link administratively down deletes its IPv4
+//     routes without RTM_DELROUTE. So after every change of a link's
+//     admin state, carrier or operstate linkwatch re-reads the routes and
+//     emits the differences ([RouteEvent] with [RouteRemoved] or
+//     [RouteChanged] and Route.LinkDown).
+//   - `ip route replace` sends one RTM_NEWROUTE with NLM_F_REPLACE and no
+//     RTM_DELROUTE for the route it replaced; linkwatch reports a
+//     [RouteChanged] with the old route in Prev.
+//   - When the socket overflows (ENOBUFS, a receive buffer too small for a
+//     burst) the kernel drops messages. linkwatch keeps the socket, re-reads
+//     everything, emits the differences against its old state and then a
+//     [GapEvent]. Any other receive error replaces the socket and does the
+//     same. Dumps flagged NLM_F_DUMP_INTR are retried.
+//   - Messages not sent by the kernel (a sender port id other than 0) are
+//     ignored: a root process can unicast forged messages to our socket.
+//   - Per-protocol RTM_NEWLINK messages (family AF_INET6 or AF_BRIDGE)
+//     repeat part of a link's attributes and are ignored; the kernel sends
+//     the AF_UNSPEC message for every real change.
+//
+// # What is tracked
+//
+// Links that pass the filter ([Config.Include], [Config.Exclude]; default
+// every interface but loopback); their IPv4 and IPv6 addresses with flags
+// and lifetimes; default unicast routes of every table but "local" (local,
+// broadcast, multicast and prefix routes never decide reachability); and
+// the neighbour entries of the default routes' gateways. Kernel lifetimes
+// are counted in whole seconds, so a NEWADDR whose lifetimes end within a
+// second of the ones already known changes the state but emits no event;
+// one that moves them is [AddrRefreshed] (a DHCP renewal), and one that
+// changes flags is [AddrChanged] (DAD finished, deprecated).
+//
+// A link renamed into or out of the filter causes a re-read that emits the
+// link and its addresses as added or removed. Events share hardware
+// address slices with the watcher: treat them as read-only (State returns
+// copies).
+//
+// # Ordering after a re-read
+//
+// A re-read (at start, after a gap) happens while notifications keep
+// queueing on the socket. Those queued notifications are folded in
+// afterwards, in kernel order; they may briefly replay a change the
+// re-read already showed, but the state converges to the kernel's.
+package linkwatch

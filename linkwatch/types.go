@@ -1,0 +1,196 @@
+package linkwatch
+
+import (
+	"net"
+	"net/netip"
+	"time"
+)
+
+// Forever is the lifetime of an address that never expires (the kernel's
+// INFINITY_LIFE_TIME, 0xffffffff seconds).
+const Forever time.Duration = 1<<63 - 1
+
+// OperState is the RFC 2863 operational state the kernel reports in
+// IFLA_OPERSTATE.
+type OperState uint8
+
+// Operational states, numbered as the kernel numbers them (IF_OPER_*).
+const (
+	OperUnknown        OperState = 0
+	OperNotPresent     OperState = 1
+	OperDown           OperState = 2
+	OperLowerLayerDown OperState = 3
+	OperTesting        OperState = 4
+	OperDormant        OperState = 5
+	OperUp             OperState = 6
+)
+
+// Link is one network interface as the kernel last described it.
+type Link struct {
+	Index int    // ifindex
+	Name  string // current name
+	Kind  string // link kind: "veth", "wireless" (has a wireless extension/phy), "loopback", "" if unknown
+	// AdminUp is IFF_UP: the administrator (or a network manager) enabled it.
+	AdminUp bool
+	// Carrier is IFF_LOWER_UP: the driver reports a physical link.
+	Carrier bool
+	Oper    OperState
+	MTU     int
+	MAC     net.HardwareAddr
+	// CarrierChanges is IFLA_CARRIER_CHANGES where the kernel reports it: a
+	// counter that reveals flaps the kernel coalesced.
+	CarrierChanges uint32
+}
+
+// Addr is one interface address with its lifetimes.
+type Addr struct {
+	Index  int          // ifindex of the interface holding the address
+	Iface  string       // interface name at the time it was read
+	Prefix netip.Prefix // address and prefix length, e.g. 10.0.0.5/24
+	Scope  uint8        // RT_SCOPE_*: 0 universe (global), 253 link, 254 host
+	Flags  uint32       // IFA_F_* (tentative, deprecated, dadfailed, permanent, ...)
+	// Valid and Preferred are the remaining lifetimes when the kernel sent
+	// the message, or Forever.
+	Valid, Preferred time.Duration
+	// Observed is when the message carrying these lifetimes was read; the
+	// time left at t is Valid - t.Sub(Observed).
+	Observed time.Time
+}
+
+// Route is a route that matters for reachability: a default route (v4 or
+// v6) in the main table, or another table's default the kernel reports.
+type Route struct {
+	Index    int          // ifindex of the output interface (0 for multipath without one)
+	Iface    string       // its name when read
+	Dst      netip.Prefix // 0.0.0.0/0 or ::/0 for default routes
+	Gateway  netip.Addr   // zero when on-link
+	Src      netip.Addr   // preferred source, when set
+	Metric   int
+	Table    int
+	Protocol int  // RTPROT_*: 16 is dhcp, 4 static, 3 boot, ...
+	LinkDown bool // RTNH_F_LINKDOWN: the kernel keeps it but the carrier is gone
+}
+
+// Neigh is the kernel's neighbour entry for a default gateway.
+type Neigh struct {
+	Index int
+	Iface string
+	IP    netip.Addr
+	MAC   net.HardwareAddr
+	State uint16 // NUD_* (reachable, stale, delay, probe, failed, ...)
+}
+
+// State is the kernel's view, as linkwatch last read it. State values are
+// copies: the caller may keep and modify them.
+type State struct {
+	Links  map[int]Link // by ifindex
+	Addrs  []Addr       // sorted by Index, then Prefix
+	Routes []Route      // default routes, sorted by Index, Dst, Metric
+	Neighs []Neigh      // gateways' neighbour entries
+	// Read is when the state was last re-read in full (baseline or gap).
+	Read time.Time
+}
+
+// Event is one change linkwatch observed. The concrete types are
+// [Baseline], [LinkEvent], [AddrEvent], [RouteEvent], [NeighEvent] and
+// [GapEvent].
+type Event interface {
+	// Time is when the change was read from the kernel.
+	Time() time.Time
+	isEvent()
+}
+
+// Baseline is always the first event: the full state when watching began.
+type Baseline struct {
+	At    time.Time
+	State State
+}
+
+// LinkOp says what happened to a link.
+type LinkOp uint8
+
+// Link operations.
+const (
+	LinkAdded LinkOp = iota + 1
+	LinkChanged
+	LinkRemoved
+)
+
+// LinkEvent reports a link that appeared, changed or went away. Prev is the
+// link before the change (zero for LinkAdded).
+type LinkEvent struct {
+	At   time.Time
+	Op   LinkOp
+	Link Link
+	Prev Link
+}
+
+// AddrOp says what happened to an address.
+type AddrOp uint8
+
+// Address operations.
+const (
+	AddrAdded     AddrOp = iota + 1
+	AddrRemoved          // the address is gone (deleted, expired, or its link removed)
+	AddrRefreshed        // same address, lifetimes set again (a DHCP renewal)
+	AddrChanged          // same address, flags changed (DAD finished, deprecated, ...)
+)
+
+// AddrEvent reports an address change. Prev is the address before the
+// change (zero for AddrAdded).
+type AddrEvent struct {
+	At   time.Time
+	Op   AddrOp
+	Addr Addr
+	Prev Addr
+}
+
+// RouteOp says what happened to a default route.
+type RouteOp uint8
+
+// Route operations.
+const (
+	RouteAdded RouteOp = iota + 1
+	RouteRemoved
+	RouteChanged
+)
+
+// RouteEvent reports a default route that appeared, went away or changed.
+type RouteEvent struct {
+	At    time.Time
+	Op    RouteOp
+	Route Route
+	Prev  Route
+}
+
+// NeighEvent reports a change of a default gateway's neighbour entry.
+// Removed is true when the entry was deleted.
+type NeighEvent struct {
+	At      time.Time
+	Neigh   Neigh
+	Prev    Neigh
+	Removed bool
+}
+
+// GapEvent reports that kernel messages were lost (the socket overflowed
+// with ENOBUFS, or a dump was interrupted) and the state was read again in
+// full. The events emitted just before it describe the differences found.
+type GapEvent struct {
+	At    time.Time
+	Err   error // why messages were lost
+	State State // the state after the re-read
+}
+
+func (e Baseline) Time() time.Time   { return e.At }
+func (e LinkEvent) Time() time.Time  { return e.At }
+func (e AddrEvent) Time() time.Time  { return e.At }
+func (e RouteEvent) Time() time.Time { return e.At }
+func (e NeighEvent) Time() time.Time { return e.At }
+func (e GapEvent) Time() time.Time   { return e.At }
+
+func (Baseline) isEvent()   {}
+func (LinkEvent) isEvent()  {}
+func (AddrEvent) isEvent()  {}
+func (RouteEvent) isEvent() {}
+func (NeighEvent) isEvent() {}
+func (GapEvent) isEvent()   {}

@@ -1,0 +1,293 @@
+package linkwatch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
+)
+
+// dumpRetries bounds the re-reads of a dump the kernel flags as
+// interrupted; after that the possibly inconsistent result is used and
+// later notifications repair it.
+const dumpRetries = 5
+
+// run is Run on Linux.
+func (w *Watcher) run(ctx context.Context) error {
+	// Subscribe before the first dump, so that no change between the dump
+	// and the subscription is missed: changes queued meanwhile are folded
+	// in after the baseline, in kernel order, and converge.
+	sub, err := openSocket(w.cfg.NetNS, groups, w.cfg.ReceiveBuffer)
+	if err != nil {
+		return err
+	}
+	dump, err := openSocket(w.cfg.NetNS, 0, 0)
+	if err != nil {
+		sub.close()
+		return err
+	}
+	// cur is the subscription in use; a receive error other than ENOBUFS
+	// replaces it. Closing the sockets is what interrupts a blocked recv
+	// when ctx ends.
+	cur := sub
+	stop := context.AfterFunc(ctx, func() { sub.close(); dump.close() })
+	defer func() {
+		stop()
+		cur.close()
+		dump.close()
+	}()
+	w.subPID.Store(sub.pid)
+
+	now := time.Now()
+	m, err := w.snapshot(dump, now)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	w.mu.Lock()
+	w.model, w.read = m, now
+	st := m.state(now)
+	w.mu.Unlock()
+	if !w.emit(ctx, Baseline{At: now, State: st}) {
+		return nil
+	}
+
+	var msg message
+	evs := make([]Event, 0, 16)
+	for {
+		n, from, err := cur.recv()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			if !errors.Is(err, unix.ENOBUFS) && !errors.Is(err, errTruncated) {
+				// Any other receive error leaves the socket in an
+				// unknown state: replace it, then re-read as after an
+				// overflow. Never stop watching unless we cannot.
+				w.log.Warn("linkwatch: netlink receive failed, re-subscribing", zap.Error(err))
+				stop()
+				cur.close()
+				next, oerr := openSocket(w.cfg.NetNS, groups, w.cfg.ReceiveBuffer)
+				if oerr != nil {
+					return fmt.Errorf("linkwatch: re-subscribe after %w: %w", err, oerr)
+				}
+				cur = next
+				w.subPID.Store(cur.pid)
+				stop = context.AfterFunc(ctx, func() { next.close(); dump.close() })
+			}
+			if !w.resync(ctx, dump, fmt.Errorf("linkwatch: netlink receive: %w", err)) {
+				return nil
+			}
+			continue
+		}
+		if from != 0 {
+			// Only the kernel (port id 0) describes the kernel's state;
+			// root processes can unicast forged messages to our port.
+			w.ignored.Add(1)
+			w.log.Debug("linkwatch: ignored a message not sent by the kernel", zap.Uint32("sender", from))
+			continue
+		}
+		now := time.Now()
+		ok := true
+		err = splitMessages(cur.buf[:n], func(h header, data []byte) error {
+			if perr := parseMessage(h, data, &msg); perr != nil {
+				w.log.Warn("linkwatch: ignored a malformed rtnetlink message", zap.Uint16("type", h.typ), zap.Error(perr))
+				return nil
+			}
+			if msg.kind == kindNone {
+				return nil
+			}
+			w.mu.Lock()
+			var eff effect
+			evs, eff = w.model.apply(&msg, now, evs[:0])
+			w.mu.Unlock()
+			for _, ev := range evs {
+				if !w.emit(ctx, ev) {
+					ok = false
+					return ctx.Err()
+				}
+			}
+			switch {
+			case eff&resync != 0:
+				ok = w.resync(ctx, dump, nil)
+			case eff&relistRoutes != 0:
+				ok = w.relistRoutes(ctx, dump)
+			}
+			if !ok {
+				return ctx.Err()
+			}
+			return nil
+		})
+		if !ok {
+			return nil
+		}
+		if err != nil {
+			// A broken datagram: what it held is unknown, so treat it
+			// like lost messages.
+			if !w.resync(ctx, dump, fmt.Errorf("linkwatch: malformed netlink datagram: %w", err)) {
+				return nil
+			}
+		}
+	}
+}
+
+// snapshot reads links, addresses, routes and neighbours in full into a
+// new model, retrying dumps the kernel flags as interrupted.
+func (w *Watcher) snapshot(d *sock, now time.Time) (*model, error) {
+	for attempt := 1; ; attempt++ {
+		m := newModel(w.include, w.kindHint())
+		var (
+			msg     message
+			scratch []Event
+			intr    bool
+		)
+		for _, typ := range []uint16{unix.RTM_GETLINK, unix.RTM_GETADDR, unix.RTM_GETROUTE, unix.RTM_GETNEIGH} {
+			err := d.dump(typ, func(h header, data []byte) error {
+				if err := parseMessage(h, data, &msg); err != nil {
+					w.log.Warn("linkwatch: ignored a malformed rtnetlink message", zap.Uint16("type", h.typ), zap.Error(err))
+					return nil
+				}
+				scratch, _ = m.apply(&msg, now, scratch[:0])
+				return nil
+			})
+			switch {
+			case errors.Is(err, errDumpInterrupted):
+				intr = true
+			case err != nil:
+				return nil, err
+			}
+		}
+		if !intr {
+			return m, nil
+		}
+		if attempt == dumpRetries {
+			w.log.Warn("linkwatch: dumps kept being interrupted; using the last one", zap.Int("attempts", attempt))
+			return m, nil
+		}
+	}
+}
+
+// resync re-reads the whole state, emits what changed and, when cause is
+// not nil (lost messages), a GapEvent. It reports false when ctx ended.
+func (w *Watcher) resync(ctx context.Context, d *sock, cause error) bool {
+	now := time.Now()
+	if cause != nil {
+		w.gaps.Add(1)
+		w.log.Warn("linkwatch: kernel messages lost, state re-read", zap.Error(cause))
+	}
+	next, err := w.snapshot(d, now)
+	if err != nil {
+		if ctx.Err() != nil {
+			return false
+		}
+		// The next message or overflow retries; the state stays as it
+		// was, and the GapEvent says why.
+		w.log.Error("linkwatch: re-read failed", zap.Error(err))
+		if cause != nil {
+			return w.emit(ctx, GapEvent{At: now, Err: errors.Join(cause, err), State: w.State()})
+		}
+		return true
+	}
+	w.mu.Lock()
+	evs := w.model.diff(next, now, nil)
+	w.model = next
+	if cause != nil {
+		w.read = now
+	}
+	st := next.state(w.read)
+	w.mu.Unlock()
+	for _, ev := range evs {
+		if !w.emit(ctx, ev) {
+			return false
+		}
+	}
+	if cause != nil {
+		return w.emit(ctx, GapEvent{At: now, Err: cause, State: st})
+	}
+	return true
+}
+
+// relistRoutes re-reads the routes after a link changed state: the kernel
+// removes IPv4 routes of a link set down without RTM_DELROUTE, and sets or
+// clears their linkdown flag on carrier changes without any message.
+func (w *Watcher) relistRoutes(ctx context.Context, d *sock) bool {
+	now := time.Now()
+	// Only this goroutine writes the model, so reading its links without
+	// the lock is safe; the lock is for readers of State.
+	tmp := &model{include: w.include, links: w.model.links, routes: make(map[routeKey]Route)}
+	var msg message
+	err := d.dump(unix.RTM_GETROUTE, func(h header, data []byte) error {
+		if err := parseMessage(h, data, &msg); err != nil || msg.kind != kindRoute {
+			return nil
+		}
+		tmp.applyRoute(&msg, now, nil)
+		return nil
+	})
+	if errors.Is(err, errDumpInterrupted) {
+		return w.resync(ctx, d, nil)
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return false
+		}
+		w.log.Warn("linkwatch: re-reading routes failed", zap.Error(err))
+		return true
+	}
+	w.mu.Lock()
+	evs := w.model.diffRoutes(tmp, now, nil)
+	w.model.routes = tmp.routes
+	w.mu.Unlock()
+	for _, ev := range evs {
+		if !w.emit(ctx, ev) {
+			return false
+		}
+	}
+	return true
+}
+
+// kindHint returns a function that recognises wireless interfaces through
+// sysfs, which only describes the current network namespace; when
+// watching another one it returns nil (kind unknown).
+func (w *Watcher) kindHint() func(string) string {
+	if w.cfg.NetNS != 0 {
+		return nil
+	}
+	return func(name string) string {
+		if _, err := os.Stat("/sys/class/net/" + name + "/wireless"); err == nil {
+			return "wireless"
+		}
+		if _, err := os.Stat("/sys/class/net/" + name + "/phy80211"); err == nil {
+			return "wireless"
+		}
+		return ""
+	}
+}
+
+// linkNames lists the interface names in the watched namespace.
+func (w *Watcher) linkNames() ([]string, error) {
+	d, err := openSocket(w.cfg.NetNS, 0, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer d.close()
+	var (
+		names []string
+		msg   message
+	)
+	err = d.dump(unix.RTM_GETLINK, func(h header, data []byte) error {
+		if err := parseMessage(h, data, &msg); err == nil && msg.kind == kindLink {
+			names = append(names, string(msg.name))
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, errDumpInterrupted) {
+		return nil, err
+	}
+	return names, nil
+}

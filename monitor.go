@@ -1,0 +1,344 @@
+package netmon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/seed-a56be422/netmon/classify"
+	"github.com/seed-a56be422/netmon/gate"
+	"github.com/seed-a56be422/netmon/linkwatch"
+	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
+)
+
+// ErrClosed is returned by [Monitor.Run] when it is called again after it
+// returned, and wrapped by the Gate's errors once the Monitor has stopped.
+var ErrClosed = errors.New("netmon: monitor closed")
+
+// Monitor folds the watchers' events and the send errors senders report
+// into one [Status], drives the [gate.Gate] from it, keeps the flap
+// journal and hands out Snapshots. Create it with [New] and start it with
+// [Monitor.Run].
+type Monitor struct {
+	opts Options
+	log  *zap.Logger
+	lw   *linkwatch.Watcher
+	gate *gate.Gate
+
+	events chan Event    // closed when Run returns
+	kick   chan struct{} // wakes the loop to flush pending events or re-evaluate
+
+	mu         sync.Mutex // guards every field below
+	subscribed bool       // Events was called: queue events for it
+	running    bool
+	done       bool
+	baseline   bool // the first full read has been applied
+	ifaces     map[int]*iface
+	status     Status
+	statusIdx  int // ifindex the status concerns (0: none)
+	uplink     int // last ifindex that carried traffic
+	upAt       time.Time
+	outage     *outage
+	lastUpAt   time.Time // when the last outage ended
+	journal    journal
+	pending    []Event
+	rebind     chan struct{}
+	lastRebind Rebind
+	sends      sendErrors
+	stats      Stats
+}
+
+// outage is the outage in progress.
+type outage struct {
+	start  time.Time
+	cause  Reason
+	iface  string
+	detail string
+	signal int
+	bssid  string
+}
+
+// sendErrors is the data-stall detector's state.
+type sendErrors struct {
+	streak int
+	last   time.Time
+	down   bool      // the detector holds the state down
+	downAt time.Time // when it did
+}
+
+// Stats are the Monitor's counters.
+type Stats struct {
+	// Reports counts reported send errors by class and cause.
+	Reports [classCount][causeCount]uint64
+	// Successes counts [Monitor.ReportSuccess] calls.
+	Successes uint64
+	// Gaps counts netlink overflows after which the state was re-read.
+	Gaps uint64
+	// Flaps counts outages, and DownTime adds up their durations.
+	Flaps    uint64
+	DownTime time.Duration
+}
+
+const (
+	classCount = int(classify.Policy) + 1
+	causeCount = int(numCauses)
+)
+
+// Rebind describes a change after which connections should be redialled:
+// their local address went away, or the default route moved to another
+// interface. Writes on such connections can keep succeeding into a stall
+// until TCP gives up minutes later.
+type Rebind struct {
+	At    time.Time
+	Iface string
+	// Addr is the address that went away (invalid when the route moved).
+	Addr netip.Prefix
+	// Reason is "address-removed" or "uplink-changed".
+	Reason string
+}
+
+// New returns a Monitor for o. It checks the options and that the
+// interfaces named without globs exist, but starts nothing.
+func New(o Options) (*Monitor, error) {
+	o, err := o.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	lw, err := linkwatch.New(linkwatch.Config{
+		NetNS:   o.NetNS,
+		Include: o.Interfaces,
+		Exclude: o.Exclude,
+		Logger:  o.Logger.Named("linkwatch"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("netmon: %w", err)
+	}
+	m := &Monitor{
+		opts:    o,
+		log:     o.Logger,
+		lw:      lw,
+		events:  make(chan Event),
+		kick:    make(chan struct{}, 1),
+		ifaces:  map[int]*iface{},
+		status:  Status{State: Unknown, Reason: ReasonStarting, Since: time.Now()},
+		journal: newJournal(o.Journal),
+		rebind:  make(chan struct{}),
+	}
+	gc := o.Gate
+	gc.StartClosed = gate.Reason{Code: string(ReasonStarting)}
+	userErr, userOK := gc.OnError, gc.OnSuccess
+	gc.OnError = func(a gate.Attempt) {
+		m.report(time.Now(), a.Class, a.Err)
+		if userErr != nil {
+			userErr(a)
+		}
+	}
+	gc.OnSuccess = func(a gate.Attempt) {
+		m.ReportSuccess()
+		if userOK != nil {
+			userOK(a)
+		}
+	}
+	if m.gate, err = gate.New(gc); err != nil {
+		return nil, fmt.Errorf("netmon: Options.Gate: %w", err)
+	}
+	return m, nil
+}
+
+// Gate returns the Gate the Monitor drives: open exactly while the state is
+// up or degraded.
+func (m *Monitor) Gate() *gate.Gate { return m.gate }
+
+// Events returns the channel of events, starting with a baseline. Call it
+// before [Monitor.Run]: events are queued only for a subscriber that
+// exists, and the subscriber must keep reading until the channel is
+// closed, which happens when Run returns.
+func (m *Monitor) Events() <-chan Event {
+	m.mu.Lock()
+	m.subscribed = true
+	m.mu.Unlock()
+	return m.events
+}
+
+// Status returns the current state, reason, interface and since when.
+func (m *Monitor) Status() Status {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.status
+}
+
+// RebindC returns a channel that is closed at the next rebind (see
+// [Rebind]); call it again afterwards for the one after. [Monitor.LastRebind]
+// says what happened.
+func (m *Monitor) RebindC() <-chan struct{} {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.rebind
+}
+
+// LastRebind returns the most recent rebind, zero if none happened.
+func (m *Monitor) LastRebind() Rebind {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.lastRebind
+}
+
+// Flaps returns the outages kept in the journal, oldest first.
+func (m *Monitor) Flaps() []Flap {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.journal.list()
+}
+
+// Stats returns a copy of the Monitor's counters.
+func (m *Monitor) Stats() Stats {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.stats
+}
+
+// Run watches until ctx ends, then shuts the Gate (waiters get an error
+// wrapping [ErrClosed]), closes the Events channel and returns
+// context.Cause(ctx). A watcher that fails fatally ends Run with its error;
+// a watcher that is merely unavailable (no Wi-Fi, no eBPF permission) is
+// reported once as a notice event and Run carries on.
+func (m *Monitor) Run(ctx context.Context) (err error) {
+	m.mu.Lock()
+	if m.running || m.done {
+		m.mu.Unlock()
+		return fmt.Errorf("netmon: Run called twice: %w", ErrClosed)
+	}
+	m.running = true
+	m.mu.Unlock()
+
+	defer func() {
+		m.mu.Lock()
+		m.done = true
+		m.mu.Unlock()
+		m.gate.Shutdown()
+		close(m.events)
+	}()
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return m.lw.Run(gctx) })
+	g.Go(func() error { return m.loop(gctx) })
+	err = g.Wait()
+	if ctx.Err() != nil {
+		return context.Cause(ctx)
+	}
+	return err
+}
+
+// loop is the Monitor's single event loop: it applies watcher events,
+// re-evaluates on timers and flushes events to the subscriber.
+func (m *Monitor) loop(ctx context.Context) error {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	lwEvents := m.lw.Events()
+	for {
+		if err := m.flush(ctx); err != nil {
+			return err
+		}
+		m.mu.Lock()
+		wake := m.nextWakeLocked(time.Now())
+		m.mu.Unlock()
+		timer.Reset(wake)
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev, ok := <-lwEvents:
+			if !ok {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return errors.New("netmon: linkwatch stopped")
+			}
+			m.mu.Lock()
+			m.applyLinkLocked(ev)
+			m.mu.Unlock()
+		case <-timer.C:
+			m.mu.Lock()
+			m.evaluateLocked(time.Now())
+			m.mu.Unlock()
+		case <-m.kick:
+		}
+	}
+}
+
+// flush sends the pending events to the subscriber, in order.
+func (m *Monitor) flush(ctx context.Context) error {
+	m.mu.Lock()
+	out := m.pending
+	m.pending = nil
+	m.mu.Unlock()
+	for _, ev := range out {
+		select {
+		case m.events <- ev:
+		case <-ctx.Done():
+			return nil
+		}
+	}
+	return nil
+}
+
+// emitLocked queues ev for the subscriber, if there is one.
+func (m *Monitor) emitLocked(ev Event) {
+	if m.subscribed {
+		m.pending = append(m.pending, ev)
+	}
+}
+
+// wakeLocked asks the loop to flush and re-evaluate soon.
+func (m *Monitor) wakeLocked() {
+	select {
+	case m.kick <- struct{}{}:
+	default:
+	}
+}
+
+// nextWakeLocked returns how long the loop may sleep before something
+// time-based can change the state: the end of a stabilisation window or
+// of a send-errors hold, a roam or blip leaving the recent window, a lease
+// phase changing.
+func (m *Monitor) nextWakeLocked(now time.Time) time.Duration {
+	next := now.Add(time.Minute)
+	consider := func(t time.Time) {
+		if !t.IsZero() && t.After(now) && t.Before(next) {
+			next = t
+		}
+	}
+	consider(m.upAt)
+	if m.sends.down {
+		consider(m.sends.downAt.Add(m.opts.SendErrorHold))
+	}
+	if m.sends.streak > 0 {
+		consider(m.sends.last.Add(m.opts.Recent))
+	}
+	for _, f := range m.ifaces {
+		if f.wifi != nil && !f.wifi.LastRoam.IsZero() {
+			consider(f.wifi.LastRoam.Add(m.opts.Recent))
+		}
+		if f.dhcp != nil {
+			consider(f.dhcp.T1)
+			consider(f.dhcp.T2)
+			consider(f.dhcp.Expires)
+			if !f.dhcp.Expires.IsZero() {
+				consider(f.dhcp.Expires.Add(-m.opts.LeaseMargin))
+			}
+		}
+		for _, a := range f.addrs {
+			if a.Valid != linkwatch.Forever && !a.Observed.IsZero() {
+				consider(a.Observed.Add(a.Valid))
+			}
+		}
+	}
+	d := next.Sub(now)
+	if d < time.Millisecond {
+		d = time.Millisecond
+	}
+	return d
+}

@@ -1,0 +1,207 @@
+package netmon
+
+import (
+	"context"
+	"errors"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/seed-a56be422/netmon/internal/netnstest"
+	"golang.org/x/sys/unix"
+)
+
+// rig is a Monitor watching namespace a, whose veth va is joined to vb in
+// namespace b: a robot (a) and its access point (b).
+type rig struct {
+	a, b   *netnstest.NS
+	m      *Monitor
+	events <-chan Event
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func newRig(t *testing.T, o Options) *rig {
+	t.Helper()
+	a, b := netnstest.New(t), netnstest.New(t)
+	netnstest.Veth(t, a, "va", b, "vb")
+	a.IP("addr", "add", "10.210.0.1/24", "dev", "va")
+	b.IP("addr", "add", "10.210.0.2/24", "dev", "vb")
+	a.IP("route", "add", "default", "via", "10.210.0.2", "dev", "va")
+	o.NetNS = a.Handle
+	o.Wifi, o.DHCP, o.SockErrors = "off", "off", "off"
+	m, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &rig{a: a, b: b, m: m, events: m.Events(), done: make(chan error, 1)}
+	ctx, cancel := context.WithCancel(context.Background())
+	r.cancel = cancel
+	go func() { r.done <- m.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		for range r.events {
+		}
+		if err := <-r.done; err != nil && !errors.Is(err, context.Canceled) {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	return r
+}
+
+// waitState reads events until a baseline or state event with the wanted
+// state and reason arrives, under one deadline for the whole wait.
+func (r *rig) waitState(t *testing.T, state State, reason Reason) Event {
+	t.Helper()
+	deadline := time.NewTimer(10 * time.Second)
+	defer deadline.Stop()
+	for {
+		select {
+		case ev, ok := <-r.events:
+			if !ok {
+				t.Fatalf("events closed while waiting for %v/%s", state, reason)
+			}
+			t.Logf("event %s %s %s %v/%s", ev.Kind, ev.Iface, ev.Msg, ev.Status.State, ev.Status.Reason)
+			if (ev.Kind == EventBaseline || ev.Kind == EventState) && ev.Status.State == state && ev.Status.Reason == reason {
+				return ev
+			}
+		case <-deadline.C:
+			t.Fatalf("no %v/%s state within 10s; status %+v", state, reason, r.m.Status())
+		}
+	}
+}
+
+// waitKind reads events until one of the kind arrives.
+func (r *rig) waitKind(t *testing.T, kind EventKind) Event {
+	t.Helper()
+	deadline := time.NewTimer(10 * time.Second)
+	defer deadline.Stop()
+	for {
+		select {
+		case ev, ok := <-r.events:
+			if !ok {
+				t.Fatalf("events closed while waiting for %s", kind)
+			}
+			t.Logf("event %s %s %s", ev.Kind, ev.Iface, ev.Msg)
+			if ev.Kind == kind {
+				return ev
+			}
+		case <-deadline.C:
+			t.Fatalf("no %s event within 10s", kind)
+		}
+	}
+}
+
+func TestIntegrationMonitorCarrierLossClosesGate(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, Options{})
+	r.waitState(t, Up, ReasonNone)
+	if !r.m.Gate().State().Open {
+		t.Fatal("gate closed while up")
+	}
+	r.b.IP("link", "set", "vb", "down")
+	ev := r.waitState(t, Down, ReasonCarrierLost)
+	if ev.Iface != "va" {
+		t.Fatalf("iface = %q, want va", ev.Iface)
+	}
+	if gs := r.m.Gate().State(); gs.Open || gs.Reason.Code != string(ReasonCarrierLost) || gs.Reason.Iface != "va" {
+		t.Fatalf("gate = %+v, want closed for carrier-lost on va", gs)
+	}
+	r.b.IP("link", "set", "vb", "up")
+	r.waitState(t, Up, ReasonNone)
+	if !r.m.Gate().State().Open {
+		t.Fatal("gate still closed after the stabilisation window")
+	}
+	fl := r.m.Flaps()
+	if len(fl) != 1 || fl[0].Cause != ReasonCarrierLost || fl[0].Duration <= 0 {
+		t.Fatalf("flaps = %+v", fl)
+	}
+}
+
+func TestIntegrationMonitorRouteAndAddressLoss(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, Options{})
+	r.waitState(t, Up, ReasonNone)
+	r.a.IP("route", "del", "default")
+	r.waitState(t, Down, ReasonNoDefaultRoute)
+	r.a.IP("route", "add", "default", "via", "10.210.0.2", "dev", "va")
+	r.waitState(t, Up, ReasonNone)
+
+	rebind := r.m.RebindC()
+	r.a.IP("addr", "del", "10.210.0.1/24", "dev", "va")
+	r.waitState(t, Down, ReasonNoAddress)
+	select {
+	case <-rebind:
+	default:
+		t.Fatal("address removal did not signal a rebind")
+	}
+	if rb := r.m.LastRebind(); rb.Addr.String() != "10.210.0.1/24" {
+		t.Fatalf("rebind = %+v", rb)
+	}
+}
+
+func TestIntegrationMonitorSendErrors(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, Options{SendErrorThreshold: 5})
+	r.waitState(t, Up, ReasonNone)
+	// A real ENETUNREACH from inside the namespace, to a network the
+	// kernel has no route for despite the default (an unreachable route):
+	// the kernel's state says up, the sends say otherwise.
+	r.a.IP("route", "add", "unreachable", "192.0.2.0/24")
+	var sendErr error
+	_ = r.a.Do(func() error {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		sendErr = os.NewSyscallError("sendto", unix.Sendto(fd, []byte("x"), 0, &unix.SockaddrInet4{Addr: [4]byte{192, 0, 2, 1}, Port: 9}))
+		return nil
+	})
+	if sendErr == nil {
+		t.Fatal("send through an unreachable route succeeded")
+	}
+	for range 4 {
+		r.m.Report(sendErr)
+	}
+	r.waitState(t, Degraded, ReasonSendErrors)
+	r.m.Report(sendErr)
+	r.waitState(t, Down, ReasonSendErrors)
+	if r.m.Gate().State().Open {
+		t.Fatal("gate open during send-errors outage")
+	}
+	r.m.ReportSuccess()
+	r.waitState(t, Up, ReasonNone)
+}
+
+func TestIntegrationMonitorGatewayFailed(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, Options{})
+	r.waitState(t, Up, ReasonNone)
+	// A gateway nobody owns, probed once 100 ms apart: its neighbour
+	// entry goes FAILED quickly when a packet needs it.
+	_ = r.a.Do(func() error {
+		for file, v := range map[string]string{
+			"/proc/sys/net/ipv4/neigh/va/mcast_solicit":   "1",
+			"/proc/sys/net/ipv4/neigh/va/ucast_solicit":   "1",
+			"/proc/sys/net/ipv4/neigh/va/retrans_time_ms": "100",
+		} {
+			if err := os.WriteFile(file, []byte(v), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return nil
+	})
+	r.a.IP("route", "replace", "default", "via", "10.210.0.9", "dev", "va")
+	r.waitKind(t, EventRoute)
+	_ = r.a.Do(func() error {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		_ = unix.Sendto(fd, []byte("x"), 0, &unix.SockaddrInet4{Addr: [4]byte{192, 0, 2, 1}, Port: 9})
+		return nil
+	})
+	r.waitState(t, Degraded, ReasonGatewayFailed)
+}

@@ -1,0 +1,346 @@
+package netmon
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/seed-a56be422/netmon/classify"
+	"github.com/seed-a56be422/netmon/linkwatch"
+	"golang.org/x/sys/unix"
+)
+
+// These tests drive the Monitor's fold with constructed linkwatch events,
+// so every rule of the state model is checked deterministically. The
+// integration tests in monitor_linux_test.go drive the same rules through
+// the real kernel.
+
+var t0 = time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+
+func upLink(idx int, name string) linkwatch.Link {
+	return linkwatch.Link{Index: idx, Name: name, AdminUp: true, Carrier: true, Oper: linkwatch.OperUp, MTU: 1500}
+}
+
+func globalAddr(idx int, name, p string) linkwatch.Addr {
+	return linkwatch.Addr{Index: idx, Iface: name, Prefix: netip.MustParsePrefix(p), Valid: linkwatch.Forever,
+		Preferred: linkwatch.Forever, Flags: unix.IFA_F_PERMANENT, Observed: t0}
+}
+
+func defRoute(idx int, name, gw string, metric int) linkwatch.Route {
+	return linkwatch.Route{Index: idx, Iface: name, Dst: netip.MustParsePrefix("0.0.0.0/0"),
+		Gateway: netip.MustParseAddr(gw), Metric: metric, Table: unix.RT_TABLE_MAIN}
+}
+
+// newTestMonitor returns a Monitor that is not running: the test feeds it
+// events through apply.
+func newTestMonitor(t *testing.T, o Options) *Monitor {
+	t.Helper()
+	o.Wifi, o.DHCP, o.SockErrors = "off", "off", "off"
+	if o.Stabilize == 0 {
+		o.Stabilize = -1
+	}
+	m, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.subscribed = true
+	t.Cleanup(m.gate.Shutdown)
+	return m
+}
+
+func (m *Monitor) apply(ev linkwatch.Event) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.applyLinkLocked(ev)
+}
+
+// drain returns the queued events and forgets them.
+func (m *Monitor) drain() []Event {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := m.pending
+	m.pending = nil
+	return out
+}
+
+func baselineUp() linkwatch.Baseline {
+	return linkwatch.Baseline{At: t0, State: linkwatch.State{
+		Links:  map[int]linkwatch.Link{2: upLink(2, "wlan0")},
+		Addrs:  []linkwatch.Addr{globalAddr(2, "wlan0", "10.0.0.5/24")},
+		Routes: []linkwatch.Route{defRoute(2, "wlan0", "10.0.0.1", 600)},
+	}}
+}
+
+func wantStatus(t *testing.T, m *Monitor, state State, reason Reason) {
+	t.Helper()
+	s := m.Status()
+	if s.State != state || s.Reason != reason {
+		t.Fatalf("status = %v/%q, want %v/%q", s.State, s.Reason, state, reason)
+	}
+	if open := m.gate.State().Open; open != state.CanSend() {
+		t.Fatalf("gate open = %v in state %v", open, state)
+	}
+}
+
+func TestMonitorStartsUnknownWithGateClosed(t *testing.T) {
+	m := newTestMonitor(t, Options{})
+	wantStatus(t, m, Unknown, ReasonStarting)
+}
+
+func TestMonitorBaselineIsNotAnEdge(t *testing.T) {
+	m := newTestMonitor(t, Options{})
+	m.apply(baselineUp())
+	wantStatus(t, m, Up, ReasonNone)
+	evs := m.drain()
+	if len(evs) != 1 || evs[0].Kind != EventBaseline || evs[0].Status.State != Up {
+		t.Fatalf("events = %+v, want exactly one baseline (up)", evs)
+	}
+}
+
+func TestMonitorLossReasons(t *testing.T) {
+	tests := []struct {
+		name   string
+		ev     linkwatch.Event
+		reason Reason
+	}{
+		{"carrier lost", linkwatch.LinkEvent{At: t0, Op: linkwatch.LinkChanged,
+			Link: linkwatch.Link{Index: 2, Name: "wlan0", AdminUp: true, Oper: linkwatch.OperDown}, Prev: upLink(2, "wlan0")}, ReasonCarrierLost},
+		{"dormant", linkwatch.LinkEvent{At: t0, Op: linkwatch.LinkChanged,
+			Link: linkwatch.Link{Index: 2, Name: "wlan0", AdminUp: true, Carrier: true, Oper: linkwatch.OperDormant}, Prev: upLink(2, "wlan0")}, ReasonCarrierLost},
+		{"admin down", linkwatch.LinkEvent{At: t0, Op: linkwatch.LinkChanged,
+			Link: linkwatch.Link{Index: 2, Name: "wlan0", Oper: linkwatch.OperDown}, Prev: upLink(2, "wlan0")}, ReasonAdminDown},
+		{"address removed", linkwatch.AddrEvent{At: t0, Op: linkwatch.AddrRemoved, Addr: globalAddr(2, "wlan0", "10.0.0.5/24")}, ReasonNoAddress},
+		{"default route removed", linkwatch.RouteEvent{At: t0, Op: linkwatch.RouteRemoved, Route: defRoute(2, "wlan0", "10.0.0.1", 600)}, ReasonNoDefaultRoute},
+		{"link removed", linkwatch.LinkEvent{At: t0, Op: linkwatch.LinkRemoved, Link: upLink(2, "wlan0")}, ReasonNoInterface},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := newTestMonitor(t, Options{})
+			m.apply(baselineUp())
+			m.apply(tt.ev)
+			wantStatus(t, m, Down, tt.reason)
+		})
+	}
+}
+
+func TestMonitorRouteWithLinkdownIsNotUsable(t *testing.T) {
+	m := newTestMonitor(t, Options{})
+	b := baselineUp()
+	b.State.Routes[0].LinkDown = true
+	m.apply(b)
+	wantStatus(t, m, Down, ReasonNoDefaultRoute)
+}
+
+func TestMonitorTentativeAddressIsNotUsable(t *testing.T) {
+	m := newTestMonitor(t, Options{})
+	b := baselineUp()
+	b.State.Addrs[0].Flags |= unix.IFA_F_TENTATIVE
+	m.apply(b)
+	wantStatus(t, m, Down, ReasonNoAddress)
+	a := b.State.Addrs[0]
+	a.Flags &^= unix.IFA_F_TENTATIVE
+	m.apply(linkwatch.AddrEvent{At: t0, Op: linkwatch.AddrChanged, Addr: a})
+	wantStatus(t, m, Up, ReasonNone)
+}
+
+func TestMonitorFailoverPicksLowestMetricAndSignalsRebind(t *testing.T) {
+	m := newTestMonitor(t, Options{})
+	b := baselineUp()
+	b.State.Links[3] = upLink(3, "eth0")
+	b.State.Addrs = append(b.State.Addrs, globalAddr(3, "eth0", "192.168.7.2/24"))
+	b.State.Routes = append(b.State.Routes, defRoute(3, "eth0", "192.168.7.1", 100))
+	m.apply(b)
+	if s := m.Status(); s.State != Up || s.Iface != "eth0" {
+		t.Fatalf("status = %+v, want up on eth0 (metric 100 < 600)", s)
+	}
+	rebind := m.RebindC()
+	m.apply(linkwatch.LinkEvent{At: t0, Op: linkwatch.LinkChanged,
+		Link: linkwatch.Link{Index: 3, Name: "eth0", AdminUp: true, Oper: linkwatch.OperDown}, Prev: upLink(3, "eth0")})
+	if s := m.Status(); s.State != Up || s.Iface != "wlan0" {
+		t.Fatalf("status = %+v, want up on wlan0 after eth0 lost carrier", s)
+	}
+	select {
+	case <-rebind:
+	default:
+		t.Fatal("uplink moved to another interface without a rebind signal")
+	}
+	if r := m.LastRebind(); r.Reason != "uplink-changed" || r.Iface != "eth0" {
+		t.Fatalf("rebind = %+v", r)
+	}
+}
+
+func TestMonitorAddressRemovalSignalsRebind(t *testing.T) {
+	m := newTestMonitor(t, Options{})
+	m.apply(baselineUp())
+	rebind := m.RebindC()
+	m.apply(linkwatch.AddrEvent{At: t0, Op: linkwatch.AddrRemoved, Addr: globalAddr(2, "wlan0", "10.0.0.5/24")})
+	select {
+	case <-rebind:
+	default:
+		t.Fatal("no rebind signal after the address went away")
+	}
+	if r := m.LastRebind(); r.Addr != netip.MustParsePrefix("10.0.0.5/24") || r.Reason != "address-removed" {
+		t.Fatalf("rebind = %+v", r)
+	}
+}
+
+func TestMonitorFlapJournal(t *testing.T) {
+	m := newTestMonitor(t, Options{})
+	m.apply(baselineUp())
+	m.apply(linkwatch.LinkEvent{At: t0.Add(time.Second), Op: linkwatch.LinkChanged,
+		Link: linkwatch.Link{Index: 2, Name: "wlan0", AdminUp: true, Oper: linkwatch.OperDown}, Prev: upLink(2, "wlan0")})
+	m.apply(linkwatch.LinkEvent{At: t0.Add(3500 * time.Millisecond), Op: linkwatch.LinkChanged,
+		Link: upLink(2, "wlan0"), Prev: linkwatch.Link{Index: 2, Name: "wlan0", AdminUp: true, Oper: linkwatch.OperDown}})
+	wantStatus(t, m, Up, ReasonNone)
+	fl := m.Flaps()
+	if len(fl) != 1 {
+		t.Fatalf("flaps = %+v, want 1", fl)
+	}
+	if fl[0].Cause != ReasonCarrierLost || fl[0].Duration != 2500*time.Millisecond || fl[0].Iface != "wlan0" {
+		t.Fatalf("flap = %+v, want carrier-lost on wlan0 for 2.5s", fl[0])
+	}
+	var kinds []string
+	for _, e := range m.drain() {
+		kinds = append(kinds, string(e.Kind))
+	}
+	if got, want := strings.Join(kinds, ","), "baseline,link,state,link,flap,state"; got != want {
+		t.Fatalf("events = %s, want %s", got, want)
+	}
+}
+
+func TestJournalKeepsLastN(t *testing.T) {
+	j := newJournal(3)
+	for i := range 5 {
+		j.add(Flap{Start: t0.Add(time.Duration(i) * time.Minute), End: t0.Add(time.Duration(i)*time.Minute + time.Second), Duration: time.Second})
+	}
+	l := j.list()
+	if len(l) != 3 || !l[0].Start.Equal(t0.Add(2*time.Minute)) || !l[2].Start.Equal(t0.Add(4*time.Minute)) {
+		t.Fatalf("list = %+v, want flaps 2..4 oldest first", l)
+	}
+	if j.total != 5 || j.down != 5*time.Second {
+		t.Fatalf("total %d down %v", j.total, j.down)
+	}
+	if n := j.since(t0.Add(3 * time.Minute)); n != 2 {
+		t.Fatalf("since = %d, want 2", n)
+	}
+}
+
+func unreach() error {
+	return &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ENETUNREACH)}
+}
+
+func refused() error {
+	return &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
+}
+
+func TestMonitorSendErrorsCloseTheGateUntilSuccess(t *testing.T) {
+	m := newTestMonitor(t, Options{SendErrorThreshold: 5})
+	m.apply(baselineUp())
+	for i := range 4 {
+		ex := m.Report(unreach())
+		if ex.Cause != CauseUnexplained || ex.Class != classify.Network {
+			t.Fatalf("report %d = %+v, want unexplained network", i, ex)
+		}
+	}
+	wantStatus(t, m, Degraded, ReasonSendErrors)
+	m.Report(unreach())
+	wantStatus(t, m, Down, ReasonSendErrors)
+	m.ReportSuccess()
+	wantStatus(t, m, Up, ReasonNone)
+}
+
+func TestMonitorSendErrorsEndOnKernelChange(t *testing.T) {
+	m := newTestMonitor(t, Options{SendErrorThreshold: 2})
+	m.apply(baselineUp())
+	m.Report(unreach())
+	m.Report(unreach())
+	wantStatus(t, m, Down, ReasonSendErrors)
+	m.apply(linkwatch.AddrEvent{At: t0, Op: linkwatch.AddrAdded, Addr: globalAddr(2, "wlan0", "10.0.0.6/24")})
+	wantStatus(t, m, Up, ReasonNone)
+}
+
+func TestMonitorRefusedNeverClosesTheGate(t *testing.T) {
+	m := newTestMonitor(t, Options{SendErrorThreshold: 2})
+	m.apply(baselineUp())
+	for range 50 {
+		if ex := m.Report(refused()); ex.Cause != CausePeer {
+			t.Fatalf("cause = %v, want peer", ex.Cause)
+		}
+	}
+	wantStatus(t, m, Up, ReasonNone)
+}
+
+func TestMonitorReportWhileDownExplainsOutage(t *testing.T) {
+	m := newTestMonitor(t, Options{})
+	m.apply(baselineUp())
+	m.apply(linkwatch.RouteEvent{At: time.Now(), Op: linkwatch.RouteRemoved, Route: defRoute(2, "wlan0", "10.0.0.1", 600)})
+	ex := m.Report(fmt.Errorf("send telemetry: %w", unreach()))
+	if ex.Cause != CauseLinkDown || ex.Status.Reason != ReasonNoDefaultRoute {
+		t.Fatalf("explanation = %+v", ex)
+	}
+	if s := ex.String(); !strings.HasPrefix(s, "ENETUNREACH ") || !strings.Contains(s, "into an outage of wlan0 (no-default-route)") {
+		t.Fatalf("explanation text = %q", s)
+	}
+	// Counted by class and cause.
+	if n := m.Stats().Reports[classify.Network][CauseLinkDown]; n != 1 {
+		t.Fatalf("count = %d", n)
+	}
+}
+
+func TestMonitorWifiAndDHCPCauses(t *testing.T) {
+	m := newTestMonitor(t, Options{})
+	m.apply(baselineUp())
+	now := time.Now()
+	m.mu.Lock()
+	f := m.ifaces[2]
+	f.wifi = &WifiInfo{Associated: true, SSID: "robots", BSSID: "aa:bb:cc:00:00:01", SignalDBm: -81, Band: "weak"}
+	f.dhcp = &DHCPInfo{Phase: "renewing", Expires: now.Add(time.Hour)}
+	m.evaluateLocked(now)
+	m.mu.Unlock()
+	wantStatus(t, m, Degraded, ReasonDHCPRenewing)
+	ex := m.Report(unreach())
+	if ex.Cause != CauseDHCPRenewing || ex.Signal != -81 {
+		t.Fatalf("explanation = %+v", ex)
+	}
+	if s := ex.String(); s != "ENETUNREACH during a DHCP renewal of wlan0 at -81 dBm" {
+		t.Fatalf("text = %q", s)
+	}
+	m.mu.Lock()
+	f.dhcp.Phase = "bound"
+	m.evaluateLocked(now)
+	m.mu.Unlock()
+	wantStatus(t, m, Degraded, ReasonWeakSignal)
+	m.mu.Lock()
+	f.wifi.Disconnected = true
+	m.evaluateLocked(now)
+	m.mu.Unlock()
+	wantStatus(t, m, Down, ReasonWifiDisconnect)
+}
+
+func TestAnnotateKeepsChain(t *testing.T) {
+	m := newTestMonitor(t, Options{})
+	m.apply(baselineUp())
+	m.apply(linkwatch.LinkEvent{At: time.Now(), Op: linkwatch.LinkChanged,
+		Link: linkwatch.Link{Index: 2, Name: "wlan0", AdminUp: true, Oper: linkwatch.OperDown}, Prev: upLink(2, "wlan0")})
+	err := m.Annotate(fmt.Errorf("send telemetry: %w", unreach()))
+	if !errors.Is(err, syscall.ENETUNREACH) {
+		t.Fatal("errors.Is lost the errno")
+	}
+	var ae *AnnotatedError
+	if !errors.As(err, &ae) || ae.Snapshot.State != Down {
+		t.Fatalf("errors.As: %v", err)
+	}
+	msg := err.Error()
+	if strings.Contains(msg, "\n") || !strings.Contains(msg, "[netmon: down carrier-lost wlan0 ") || !strings.HasSuffix(msg, " ago]") {
+		t.Fatalf("message = %q", msg)
+	}
+	if m.Annotate(nil) != nil {
+		t.Fatal("Annotate(nil) != nil")
+	}
+}

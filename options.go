@@ -1,0 +1,135 @@
+package netmon
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/seed-a56be422/netmon/gate"
+	"github.com/vishvananda/netns"
+	"go.uber.org/zap"
+)
+
+// Options configures a [Monitor]. The zero value watches every interface
+// of the current network namespace but loopback, with the defaults each
+// field documents.
+type Options struct {
+	// Logger receives the Monitor's own diagnostics (not the event
+	// journal: read [Monitor.Events] for that). Nil means zap.NewNop().
+	Logger *zap.Logger
+
+	// Interfaces are glob patterns (path.Match) of interfaces to watch.
+	// Empty means every interface but loopback. A pattern without glob
+	// characters names an interface that must exist when [New] is called.
+	Interfaces []string
+	// Exclude are glob patterns of interfaces to ignore.
+	Exclude []string
+	// NetNS is the network namespace to watch; 0 means the current one.
+	NetNS netns.NsHandle
+
+	// Stabilize is how long the state must stay usable after an outage
+	// before the Gate opens again. Loss closes the Gate at once; a return
+	// must last this long, so that a link bouncing during association does
+	// not release a burst of senders into a second drop. Zero means 200 ms;
+	// a negative value disables it.
+	Stabilize time.Duration
+	// Recent is how long after a roam, a DHCP blip or an outage an error
+	// is attributed to it, and how long a roam keeps the state degraded.
+	// Zero means 10 s.
+	Recent time.Duration
+	// LeaseMargin is how close to its expiry a DHCP lease makes the state
+	// degraded (lease-expiring). Zero means 30 s.
+	LeaseMargin time.Duration
+
+	// SendErrorThreshold is how many network-class send errors in a row,
+	// none explained by the kernel's state, move the state to down with
+	// reason send-errors (Android's data-stall detector uses 5). Zero means
+	// 5; a negative value disables the detector.
+	SendErrorThreshold int
+	// SendErrorWindow is how far apart two such errors may be and still
+	// count as "in a row". Zero means 30 s.
+	SendErrorWindow time.Duration
+	// SendErrorHold is how long a send-errors outage holds the Gate before
+	// the state returns to degraded to let a sender try again (unless the
+	// kernel reports a change, a send succeeds, or the gateway answers
+	// first). Without it nothing would test the path while every sender is
+	// held. Zero means 5 s.
+	SendErrorHold time.Duration
+
+	// Journal is how many flaps are kept in memory. Zero means 256.
+	Journal int
+
+	// Wifi selects the nl80211 watcher: "" or "auto" runs it and carries on
+	// without it if the machine has no Wi-Fi; "off" never starts it.
+	Wifi string
+	// WifiPollInterval is the station poll interval. Zero means 2 s.
+	WifiPollInterval time.Duration
+	// DHCP selects lease tracking: "" or "auto" infers leases from address
+	// lifetimes and reads the usual lease files; "off" disables it.
+	DHCP string
+	// Gate configures the Gate: its default policy (hold, fail fast,
+	// maximum hold), paced release and retry backoff. The Monitor sets
+	// StartClosed (the Gate is closed until the first state is known) and
+	// wires OnError to [Monitor.Report] and OnSuccess to
+	// [Monitor.ReportSuccess]; hooks given here run after the Monitor's.
+	Gate gate.Config
+
+	// SockErrors selects the eBPF socket-error watcher: "" or "auto" runs it
+	// when permitted, "on" requires it (Run fails without it), "off" never
+	// starts it.
+	SockErrors string
+}
+
+// withDefaults returns o with zero fields replaced by their defaults, or an
+// error naming the first invalid field.
+func (o Options) withDefaults() (Options, error) {
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+	if o.Stabilize == 0 {
+		o.Stabilize = 200 * time.Millisecond
+	}
+	if o.Stabilize < 0 {
+		o.Stabilize = 0
+	}
+	if o.Recent == 0 {
+		o.Recent = 10 * time.Second
+	}
+	if o.LeaseMargin == 0 {
+		o.LeaseMargin = 30 * time.Second
+	}
+	if o.SendErrorThreshold == 0 {
+		o.SendErrorThreshold = 5
+	}
+	if o.SendErrorWindow == 0 {
+		o.SendErrorWindow = 30 * time.Second
+	}
+	if o.SendErrorHold == 0 {
+		o.SendErrorHold = 5 * time.Second
+	}
+	if o.Journal == 0 {
+		o.Journal = 256
+	}
+	switch {
+	case o.Recent < 0:
+		return o, fmt.Errorf("netmon: Options.Recent is %v, want > 0", o.Recent)
+	case o.LeaseMargin < 0:
+		return o, fmt.Errorf("netmon: Options.LeaseMargin is %v, want > 0", o.LeaseMargin)
+	case o.SendErrorWindow < 0:
+		return o, fmt.Errorf("netmon: Options.SendErrorWindow is %v, want > 0", o.SendErrorWindow)
+	case o.SendErrorHold < 0:
+		return o, fmt.Errorf("netmon: Options.SendErrorHold is %v, want > 0", o.SendErrorHold)
+	case o.Journal < 0:
+		return o, fmt.Errorf("netmon: Options.Journal is %d, want >= 0", o.Journal)
+	case o.WifiPollInterval < 0:
+		return o, fmt.Errorf("netmon: Options.WifiPollInterval is %v, want >= 0", o.WifiPollInterval)
+	}
+	for _, m := range []struct{ field, v string }{{"Wifi", o.Wifi}, {"DHCP", o.DHCP}} {
+		if m.v != "" && m.v != "auto" && m.v != "off" {
+			return o, fmt.Errorf("netmon: Options.%s is %q, want \"auto\" or \"off\"", m.field, m.v)
+		}
+	}
+	if o.SockErrors != "" && o.SockErrors != "auto" && o.SockErrors != "on" && o.SockErrors != "off" {
+		return o, fmt.Errorf("netmon: Options.SockErrors is %q, want \"auto\", \"on\" or \"off\"", o.SockErrors)
+	}
+	return o, nil
+}

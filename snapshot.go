@@ -1,0 +1,268 @@
+package netmon
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/seed-a56be422/netmon/linkwatch"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"golang.org/x/sys/unix"
+)
+
+// Snapshot is the whole current picture: the state and why, the uplink,
+// every watched interface with its addresses, default routes, gateway,
+// Wi-Fi and DHCP state, and the recent flaps. It is what an error report
+// attaches. It marshals to JSON (`netmon status --json`) and to zap fields.
+type Snapshot struct {
+	Time   time.Time `json:"time"`
+	State  State     `json:"state"`
+	Reason Reason    `json:"reason"`
+	Iface  string    `json:"iface,omitempty"` // the uplink, or the interface that was lost
+	Since  time.Time `json:"since"`
+
+	Interfaces []IfaceSnapshot `json:"interfaces"`
+
+	LastFlap    *Flap `json:"last_flap,omitempty"`
+	Flaps5m     int   `json:"flaps_5m"`
+	SendErrors  int   `json:"send_errors"` // the data-stall detector's current streak
+	FlapsTotal  int   `json:"flaps_total"`
+	DownTimeSec float64 `json:"down_time_seconds"`
+}
+
+// IfaceSnapshot is one interface in a [Snapshot].
+type IfaceSnapshot struct {
+	Name     string          `json:"name"`
+	Index    int             `json:"index"`
+	Kind     string          `json:"kind,omitempty"`
+	AdminUp  bool            `json:"admin_up"`
+	Carrier  bool            `json:"carrier"`
+	Oper     string          `json:"oper"`
+	MTU      int             `json:"mtu"`
+	MAC      string          `json:"mac,omitempty"`
+	Usable   bool            `json:"usable"`
+	Down     Reason          `json:"down_reason,omitempty"`
+	Addrs    []AddrSnapshot  `json:"addrs"`
+	Routes   []RouteSnapshot `json:"default_routes"`
+	Gateways []NeighSnapshot `json:"gateways,omitempty"`
+	Wifi     *WifiInfo       `json:"wifi,omitempty"`
+	DHCP     *DHCPSnapshot   `json:"dhcp,omitempty"`
+}
+
+// AddrSnapshot is an address with its remaining lifetime.
+type AddrSnapshot struct {
+	Addr      string   `json:"addr"`
+	Scope     string   `json:"scope"`
+	Flags     []string `json:"flags,omitempty"`
+	ValidLeft *float64 `json:"valid_left_seconds,omitempty"` // nil: forever
+}
+
+// RouteSnapshot is a default route.
+type RouteSnapshot struct {
+	Dst      string `json:"dst"`
+	Gateway  string `json:"gateway,omitempty"`
+	Metric   int    `json:"metric"`
+	Protocol int    `json:"protocol"`
+	LinkDown bool   `json:"linkdown,omitempty"`
+}
+
+// NeighSnapshot is a gateway's neighbour entry.
+type NeighSnapshot struct {
+	IP    string `json:"ip"`
+	State string `json:"state"`
+}
+
+// DHCPSnapshot is an interface's lease, with times as seconds from the
+// snapshot's time.
+type DHCPSnapshot struct {
+	Phase      string  `json:"phase"`
+	LeaseSec   float64 `json:"lease_seconds,omitempty"`
+	LeftSec    float64 `json:"time_left_seconds,omitempty"`
+	T1LeftSec  float64 `json:"t1_left_seconds,omitempty"`
+	T2LeftSec  float64 `json:"t2_left_seconds,omitempty"`
+	Server     string  `json:"server,omitempty"`
+	Source     string  `json:"source,omitempty"`
+}
+
+// MarshalJSON writes the state as its name.
+func (s State) MarshalJSON() ([]byte, error) { return json.Marshal(s.String()) }
+
+// Snapshot returns the current picture.
+func (m *Monitor) Snapshot() Snapshot {
+	now := time.Now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.snapshotLocked(now)
+}
+
+func (m *Monitor) snapshotLocked(now time.Time) Snapshot {
+	s := Snapshot{Time: now, State: m.status.State, Reason: m.status.Reason, Iface: m.status.Iface,
+		Since: m.status.Since, SendErrors: m.sends.streak, FlapsTotal: m.journal.total,
+		DownTimeSec: m.journal.down.Seconds()}
+	if f, ok := m.journal.last(); ok {
+		s.LastFlap = &f
+	}
+	s.Flaps5m = m.journal.since(now.Add(-5 * time.Minute))
+	idx := make([]int, 0, len(m.ifaces))
+	for i := range m.ifaces {
+		idx = append(idx, i)
+	}
+	sort.Ints(idx)
+	s.Interfaces = make([]IfaceSnapshot, 0, len(idx))
+	for _, i := range idx {
+		s.Interfaces = append(s.Interfaces, ifaceSnapshot(m.ifaces[i], now))
+	}
+	return s
+}
+
+func ifaceSnapshot(f *iface, now time.Time) IfaceSnapshot {
+	l := f.link
+	is := IfaceSnapshot{Name: l.Name, Index: l.Index, Kind: l.Kind, AdminUp: l.AdminUp, Carrier: l.Carrier,
+		Oper: operName(l.Oper), MTU: l.MTU, Addrs: []AddrSnapshot{}, Routes: []RouteSnapshot{}}
+	if len(l.MAC) > 0 {
+		is.MAC = l.MAC.String()
+	}
+	is.Down = f.downReason(now)
+	is.Usable = is.Down == ""
+	for _, a := range f.addrs {
+		as := AddrSnapshot{Addr: a.Prefix.String(), Scope: scopeName(a.Scope), Flags: addrFlags(a.Flags)}
+		if a.Valid != linkwatch.Forever {
+			left := max(0, (a.Valid - now.Sub(a.Observed)).Seconds())
+			as.ValidLeft = &left
+		}
+		is.Addrs = append(is.Addrs, as)
+	}
+	for _, r := range f.routes {
+		rs := RouteSnapshot{Dst: r.Dst.String(), Metric: r.Metric, Protocol: r.Protocol, LinkDown: r.LinkDown}
+		if r.Gateway.IsValid() {
+			rs.Gateway = r.Gateway.String()
+		}
+		is.Routes = append(is.Routes, rs)
+	}
+	for _, n := range f.neighs {
+		is.Gateways = append(is.Gateways, NeighSnapshot{IP: n.IP.String(), State: nudName(n.State)})
+	}
+	if f.wifi != nil {
+		w := *f.wifi
+		is.Wifi = &w
+	}
+	if d := f.dhcp; d != nil {
+		ds := &DHCPSnapshot{Phase: d.Phase, LeaseSec: d.LeaseTime.Seconds(), Source: d.Source}
+		secs := func(t time.Time) float64 {
+			if t.IsZero() {
+				return 0
+			}
+			return max(0, t.Sub(now).Seconds())
+		}
+		ds.LeftSec, ds.T1LeftSec, ds.T2LeftSec = secs(d.Expires), secs(d.T1), secs(d.T2)
+		if d.Server.IsValid() {
+			ds.Server = d.Server.String()
+		}
+		is.DHCP = ds
+	}
+	return is
+}
+
+func scopeName(s uint8) string {
+	switch s {
+	case unix.RT_SCOPE_UNIVERSE:
+		return "global"
+	case unix.RT_SCOPE_LINK:
+		return "link"
+	case unix.RT_SCOPE_HOST:
+		return "host"
+	case unix.RT_SCOPE_SITE:
+		return "site"
+	}
+	return fmt.Sprintf("scope(%d)", s)
+}
+
+var addrFlagNames = []struct {
+	bit  uint32
+	name string
+}{
+	{unix.IFA_F_TENTATIVE, "tentative"}, {unix.IFA_F_DEPRECATED, "deprecated"},
+	{unix.IFA_F_DADFAILED, "dadfailed"}, {unix.IFA_F_PERMANENT, "permanent"},
+	{unix.IFA_F_NODAD, "nodad"}, {unix.IFA_F_OPTIMISTIC, "optimistic"},
+}
+
+func addrFlags(f uint32) []string {
+	var out []string
+	for _, fl := range addrFlagNames {
+		if f&fl.bit != 0 {
+			out = append(out, fl.name)
+		}
+	}
+	return out
+}
+
+// uplinkLocked returns the interface the status concerns, or nil.
+func (m *Monitor) uplinkLocked() *iface { return m.ifaces[m.statusIdx] }
+
+// snapshotFieldsLocked returns the fields that explain the current state
+// on a baseline or state log line: the uplink's signal, BSSID, DHCP phase
+// and time left, and the data-stall streak.
+func (m *Monitor) snapshotFieldsLocked(now time.Time) []zap.Field {
+	var fs []zap.Field
+	if f := m.uplinkLocked(); f != nil {
+		if w := f.wifi; w != nil {
+			fs = append(fs, zap.Int("signal_dbm", w.SignalDBm), zap.String("ssid", w.SSID), zap.String("bssid", w.BSSID), zap.String("band", w.Band))
+		}
+		if d := f.dhcp; d != nil {
+			fs = append(fs, zap.String("dhcp_phase", d.Phase))
+			if !d.Expires.IsZero() {
+				fs = append(fs, zap.Duration("lease_left", d.Expires.Sub(now).Round(time.Second)))
+			}
+		}
+		var addrs []string
+		for _, a := range f.addrs {
+			if usableAddr(a, now) {
+				addrs = append(addrs, a.Prefix.String())
+			}
+		}
+		if len(addrs) > 0 {
+			fs = append(fs, zap.String("addrs", strings.Join(addrs, ",")))
+		}
+	}
+	if m.sends.streak > 0 {
+		fs = append(fs, zap.Int("send_errors", m.sends.streak))
+	}
+	return fs
+}
+
+// MarshalLogObject writes the snapshot's key facts as flat zap fields:
+// state, reason, iface, since, the uplink's signal, BSSID and DHCP phase,
+// and the recent flaps. It implements zapcore.ObjectMarshaler, so
+// zap.Object("net", snap) attaches it to any log line.
+func (s Snapshot) MarshalLogObject(enc zapcore.ObjectEncoder) error {
+	enc.AddString("state", s.State.String())
+	enc.AddString("reason", string(s.Reason))
+	if s.Iface != "" {
+		enc.AddString("iface", s.Iface)
+	}
+	enc.AddDuration("for", s.Time.Sub(s.Since))
+	for _, is := range s.Interfaces {
+		if is.Name != s.Iface {
+			continue
+		}
+		enc.AddBool("carrier", is.Carrier)
+		if w := is.Wifi; w != nil {
+			enc.AddInt("signal_dbm", w.SignalDBm)
+			enc.AddString("bssid", w.BSSID)
+			enc.AddString("ssid", w.SSID)
+		}
+		if d := is.DHCP; d != nil {
+			enc.AddString("dhcp_phase", d.Phase)
+			enc.AddFloat64("lease_left_seconds", d.LeftSec)
+		}
+	}
+	enc.AddInt("flaps_5m", s.Flaps5m)
+	if s.LastFlap != nil {
+		enc.AddString("last_flap_cause", string(s.LastFlap.Cause))
+		enc.AddDuration("last_flap_ago", s.Time.Sub(s.LastFlap.End))
+	}
+	return nil
+}

@@ -1,0 +1,67 @@
+package netmon
+
+import "time"
+
+// State is the overall connectivity state. The zero value is [Unknown].
+type State uint8
+
+// The states of ../DESIGN.md. The Gate is open exactly while the state is
+// [Up] or [Degraded].
+const (
+	// Unknown is the state before the first full read of the kernel.
+	Unknown State = iota
+	// Up: some interface has carrier, a usable address and a default route.
+	Up
+	// Degraded: up, but something makes loss likely soon (weak signal, a
+	// DHCP renewal in progress, a recent roam, recent send errors, a gateway
+	// whose neighbour entry failed).
+	Degraded
+	// Down: no usable path; the Gate holds senders.
+	Down
+)
+
+var stateNames = [...]string{Unknown: "unknown", Up: "up", Degraded: "degraded", Down: "down"}
+
+// String returns "unknown", "up", "degraded" or "down".
+func (s State) String() string {
+	if int(s) < len(stateNames) {
+		return stateNames[s]
+	}
+	return "invalid"
+}
+
+// CanSend reports whether traffic can flow in this state: Up or Degraded.
+func (s State) CanSend() bool { return s == Up || s == Degraded }
+
+// Reason is a machine-readable cause of a state. Reasons are stable strings:
+// logs, metrics labels and the JSON output use them.
+type Reason string
+
+// Reasons. A state carries the single most relevant one.
+const (
+	ReasonNone           Reason = ""                 // up, nothing to report
+	ReasonStarting       Reason = "starting"         // unknown: the first read has not finished
+	ReasonNoInterface    Reason = "no-interface"     // no watched interface exists
+	ReasonAdminDown      Reason = "admin-down"       // the interface is disabled (IFF_UP clear)
+	ReasonCarrierLost    Reason = "carrier-lost"     // no carrier (IFF_LOWER_UP clear) or operstate not up
+	ReasonWifiDisconnect Reason = "wifi-disconnected" // nl80211 reported a disconnect (before the carrier change)
+	ReasonNoAddress      Reason = "no-address"       // no usable (global, non-tentative) address
+	ReasonNoDefaultRoute Reason = "no-default-route" // no default route leaves through the interface
+	ReasonLeaseExpired   Reason = "lease-expired"    // the DHCP lease ran out and the address was removed
+	ReasonSendErrors     Reason = "send-errors"      // senders report network errors the kernel state does not explain
+	ReasonGatewayFailed  Reason = "gateway-failed"   // the default gateway's neighbour entry is FAILED
+	ReasonWeakSignal     Reason = "weak-signal"      // signal band weak or critical
+	ReasonDHCPRenewing   Reason = "dhcp-renewing"    // the lease is past T1 (renewing) or T2 (rebinding)
+	ReasonLeaseExpiring  Reason = "lease-expiring"   // the lease ends within the configured margin
+	ReasonRoamed         Reason = "roamed"           // the station roamed to another BSSID recently
+	ReasonShutdown       Reason = "shutdown"         // the Monitor stopped
+)
+
+// Status is a state with its reason, the interface it concerns, and when
+// it began.
+type Status struct {
+	State  State
+	Reason Reason
+	Iface  string
+	Since  time.Time
+}
