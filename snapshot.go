@@ -26,10 +26,10 @@ type Snapshot struct {
 
 	Interfaces []IfaceSnapshot `json:"interfaces"`
 
-	LastFlap    *Flap `json:"last_flap,omitempty"`
-	Flaps5m     int   `json:"flaps_5m"`
-	SendErrors  int   `json:"send_errors"` // the data-stall detector's current streak
-	FlapsTotal  int   `json:"flaps_total"`
+	LastFlap    *Flap   `json:"last_flap,omitempty"`
+	Flaps5m     int     `json:"flaps_5m"`
+	SendErrors  int     `json:"send_errors"` // the data-stall detector's current streak
+	FlapsTotal  int     `json:"flaps_total"`
 	DownTimeSec float64 `json:"down_time_seconds"`
 }
 
@@ -78,13 +78,13 @@ type NeighSnapshot struct {
 // DHCPSnapshot is an interface's lease, with times as seconds from the
 // snapshot's time.
 type DHCPSnapshot struct {
-	Phase      string  `json:"phase"`
-	LeaseSec   float64 `json:"lease_seconds,omitempty"`
-	LeftSec    float64 `json:"time_left_seconds,omitempty"`
-	T1LeftSec  float64 `json:"t1_left_seconds,omitempty"`
-	T2LeftSec  float64 `json:"t2_left_seconds,omitempty"`
-	Server     string  `json:"server,omitempty"`
-	Source     string  `json:"source,omitempty"`
+	Phase     string  `json:"phase"`
+	LeaseSec  float64 `json:"lease_seconds,omitempty"`
+	LeftSec   float64 `json:"time_left_seconds,omitempty"`
+	T1LeftSec float64 `json:"t1_left_seconds,omitempty"`
+	T2LeftSec float64 `json:"t2_left_seconds,omitempty"`
+	Server    string  `json:"server,omitempty"`
+	Source    string  `json:"source,omitempty"`
 }
 
 // MarshalJSON writes the state as its name.

@@ -39,22 +39,22 @@ type Reason string
 
 // Reasons. A state carries the single most relevant one.
 const (
-	ReasonNone           Reason = ""                 // up, nothing to report
-	ReasonStarting       Reason = "starting"         // unknown: the first read has not finished
-	ReasonNoInterface    Reason = "no-interface"     // no watched interface exists
-	ReasonAdminDown      Reason = "admin-down"       // the interface is disabled (IFF_UP clear)
-	ReasonCarrierLost    Reason = "carrier-lost"     // no carrier (IFF_LOWER_UP clear) or operstate not up
+	ReasonNone           Reason = ""                  // up, nothing to report
+	ReasonStarting       Reason = "starting"          // unknown: the first read has not finished
+	ReasonNoInterface    Reason = "no-interface"      // no watched interface exists
+	ReasonAdminDown      Reason = "admin-down"        // the interface is disabled (IFF_UP clear)
+	ReasonCarrierLost    Reason = "carrier-lost"      // no carrier (IFF_LOWER_UP clear) or operstate not up
 	ReasonWifiDisconnect Reason = "wifi-disconnected" // nl80211 reported a disconnect (before the carrier change)
-	ReasonNoAddress      Reason = "no-address"       // no usable (global, non-tentative) address
-	ReasonNoDefaultRoute Reason = "no-default-route" // no default route leaves through the interface
-	ReasonLeaseExpired   Reason = "lease-expired"    // the DHCP lease ran out and the address was removed
-	ReasonSendErrors     Reason = "send-errors"      // senders report network errors the kernel state does not explain
-	ReasonGatewayFailed  Reason = "gateway-failed"   // the default gateway's neighbour entry is FAILED
-	ReasonWeakSignal     Reason = "weak-signal"      // signal band weak or critical
-	ReasonDHCPRenewing   Reason = "dhcp-renewing"    // the lease is past T1 (renewing) or T2 (rebinding)
-	ReasonLeaseExpiring  Reason = "lease-expiring"   // the lease ends within the configured margin
-	ReasonRoamed         Reason = "roamed"           // the station roamed to another BSSID recently
-	ReasonShutdown       Reason = "shutdown"         // the Monitor stopped
+	ReasonNoAddress      Reason = "no-address"        // no usable (global, non-tentative) address
+	ReasonNoDefaultRoute Reason = "no-default-route"  // no default route leaves through the interface
+	ReasonLeaseExpired   Reason = "lease-expired"     // the DHCP lease ran out and the address was removed
+	ReasonSendErrors     Reason = "send-errors"       // senders report network errors the kernel state does not explain
+	ReasonGatewayFailed  Reason = "gateway-failed"    // the default gateway's neighbour entry is FAILED
+	ReasonWeakSignal     Reason = "weak-signal"       // signal band weak or critical
+	ReasonDHCPRenewing   Reason = "dhcp-renewing"     // the lease is past T1 (renewing) or T2 (rebinding)
+	ReasonLeaseExpiring  Reason = "lease-expiring"    // the lease ends within the configured margin
+	ReasonRoamed         Reason = "roamed"            // the station roamed to another BSSID recently
+	ReasonShutdown       Reason = "shutdown"          // the Monitor stopped
 )
 
 // Status is a state with its reason, the interface it concerns, and when

@@ -240,4 +240,3 @@ func errnoClass(n syscall.Errno) Class {
 	}
 	return Other
 }
-
