@@ -14,6 +14,11 @@ import (
 // matching event and re-evaluates the state.
 func (m *Monitor) applyLinkLocked(ev linkwatch.Event) {
 	now := ev.Time()
+	if m.dhcp != nil {
+		// Lease events first: an address removed at the end of its
+		// lifetime must read as lease-expired, not no-address.
+		m.applyDHCPLocked(m.dhcp.Apply(now, ev))
+	}
 	kernelChange := true
 	switch e := ev.(type) {
 	case linkwatch.Baseline:
@@ -299,6 +304,9 @@ func (m *Monitor) evaluateLocked(now time.Time) {
 	}
 	if !m.baseline {
 		return // stay unknown until the first full read
+	}
+	for i, f := range m.ifaces {
+		f.wifi, f.dhcp = m.wifiInfo[i], m.dhcpInfo[i]
 	}
 	v := evaluate(m.ifaces, now, m.uplink, m.opts.Recent, m.opts.LeaseMargin)
 	if v.state.CanSend() {

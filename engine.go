@@ -130,7 +130,9 @@ func (f *iface) downReason(now time.Time) Reason {
 		}
 	}
 	if !hasAddr {
-		if f.dhcp != nil && f.dhcp.Phase == "expired" {
+		// A lease past T2 whose address is gone has expired, even if the
+		// kernel's removal message is still on its way.
+		if f.dhcp != nil && (f.dhcp.Phase == "expired" || f.dhcp.Phase == "rebinding") {
 			return ReasonLeaseExpired
 		}
 		return ReasonNoAddress

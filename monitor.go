@@ -8,9 +8,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mdlayher/genetlink"
 	"github.com/seed-a56be422/netmon/classify"
+	"github.com/seed-a56be422/netmon/dhcpwatch"
 	"github.com/seed-a56be422/netmon/gate"
 	"github.com/seed-a56be422/netmon/linkwatch"
+	"github.com/seed-a56be422/netmon/sockwatch"
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 )
@@ -28,6 +31,10 @@ type Monitor struct {
 	log  *zap.Logger
 	lw   *linkwatch.Watcher
 	gate *gate.Gate
+	// leaseFiles watches DHCP clients' lease files; nil when DHCP is off.
+	leaseFiles *dhcpwatch.LeaseFiles
+	// wifiDial, when set (tests), replaces the nl80211 connection.
+	wifiDial func() (*genetlink.Conn, error)
 
 	events chan Event    // closed when Run returns
 	kick   chan struct{} // wakes the loop to flush pending events or re-evaluate
@@ -50,6 +57,12 @@ type Monitor struct {
 	lastRebind Rebind
 	sends      sendErrors
 	stats      Stats
+	dhcp       *dhcpwatch.Tracker // nil when DHCP is off
+	wifiInfo   map[int]*WifiInfo  // by ifindex, from wifiwatch
+	dhcpInfo   map[int]*DHCPInfo  // by ifindex, from dhcpwatch
+	sock       *sockwatch.Watcher // nil unless eBPF runs
+	wifiNote   string             // "", or why Wi-Fi is not watched
+	sockNote   string             // "on", or why socket errors are not watched
 }
 
 // outage is the outage in progress.
@@ -81,6 +94,8 @@ type Stats struct {
 	// Flaps counts outages, and DownTime adds up their durations.
 	Flaps    uint64
 	DownTime time.Duration
+	// SockErrors counts failed socket operations observed with eBPF.
+	SockErrors uint64
 }
 
 const (
@@ -118,15 +133,26 @@ func New(o Options) (*Monitor, error) {
 		return nil, fmt.Errorf("netmon: %w", err)
 	}
 	m := &Monitor{
-		opts:    o,
-		log:     o.Logger,
-		lw:      lw,
-		events:  make(chan Event),
-		kick:    make(chan struct{}, 1),
-		ifaces:  map[int]*iface{},
-		status:  Status{State: Unknown, Reason: ReasonStarting, Since: time.Now()},
-		journal: newJournal(o.Journal),
-		rebind:  make(chan struct{}),
+		opts:     o,
+		log:      o.Logger,
+		lw:       lw,
+		events:   make(chan Event),
+		kick:     make(chan struct{}, 1),
+		ifaces:   map[int]*iface{},
+		status:   Status{State: Unknown, Reason: ReasonStarting, Since: time.Now()},
+		journal:  newJournal(o.Journal),
+		rebind:   make(chan struct{}),
+		wifiInfo: map[int]*WifiInfo{},
+		dhcpInfo: map[int]*DHCPInfo{},
+	}
+	if o.DHCP != "off" {
+		m.dhcp = dhcpwatch.NewTracker(dhcpwatch.Config{})
+		if o.NetNS == 0 {
+			// Lease files describe this namespace's clients only.
+			if m.leaseFiles, err = dhcpwatch.NewLeaseFiles(dhcpwatch.FilesConfig{Logger: o.Logger.Named("dhcpwatch")}); err != nil {
+				return nil, fmt.Errorf("netmon: %w", err)
+			}
+		}
 	}
 	gc := o.Gate
 	gc.StartClosed = gate.Reason{Code: string(ReasonStarting)}
@@ -225,7 +251,14 @@ func (m *Monitor) Run(ctx context.Context) (err error) {
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return m.lw.Run(gctx) })
-	g.Go(func() error { return m.loop(gctx) })
+	src, err := m.startWatchers(gctx, g)
+	if err != nil {
+		// Stop what started, then report why Run could not.
+		g.Go(func() error { return err })
+		_ = g.Wait()
+		return err
+	}
+	g.Go(func() error { return m.loop(gctx, src) })
 	err = g.Wait()
 	if ctx.Err() != nil {
 		return context.Cause(ctx)
@@ -235,7 +268,7 @@ func (m *Monitor) Run(ctx context.Context) (err error) {
 
 // loop is the Monitor's single event loop: it applies watcher events,
 // re-evaluates on timers and flushes events to the subscriber.
-func (m *Monitor) loop(ctx context.Context) error {
+func (m *Monitor) loop(ctx context.Context, src sources) error {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	lwEvents := m.lw.Events()
@@ -260,9 +293,39 @@ func (m *Monitor) loop(ctx context.Context) error {
 			m.mu.Lock()
 			m.applyLinkLocked(ev)
 			m.mu.Unlock()
+		case ev, ok := <-src.wifi:
+			if !ok {
+				src.wifi = nil
+				continue
+			}
+			m.mu.Lock()
+			m.applyWifiLocked(ev)
+			m.mu.Unlock()
+		case l, ok := <-src.leases:
+			if !ok {
+				src.leases = nil
+				continue
+			}
+			m.mu.Lock()
+			now := time.Now()
+			m.applyDHCPLocked(m.dhcp.ApplyLease(now, l))
+			m.evaluateLocked(now)
+			m.mu.Unlock()
+		case ev, ok := <-src.sock:
+			if !ok {
+				src.sock = nil
+				continue
+			}
+			m.mu.Lock()
+			m.applySockLocked(ev)
+			m.mu.Unlock()
 		case <-timer.C:
 			m.mu.Lock()
-			m.evaluateLocked(time.Now())
+			now := time.Now()
+			if m.dhcp != nil {
+				m.applyDHCPLocked(m.dhcp.Advance(now))
+			}
+			m.evaluateLocked(now)
 			m.mu.Unlock()
 		case <-m.kick:
 		}
@@ -312,6 +375,11 @@ func (m *Monitor) nextWakeLocked(now time.Time) time.Duration {
 		}
 	}
 	consider(m.upAt)
+	if m.dhcp != nil {
+		if t, ok := m.dhcp.NextDeadline(); ok {
+			consider(t)
+		}
+	}
 	if m.sends.down {
 		consider(m.sends.downAt.Add(m.opts.SendErrorHold))
 	}

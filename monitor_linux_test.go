@@ -3,11 +3,13 @@ package netmon
 import (
 	"context"
 	"errors"
+	"net"
 	"os"
 	"testing"
 	"time"
 
 	"github.com/seed-a56be422/netmon/internal/netnstest"
+	"github.com/seed-a56be422/netmon/wifiwatch/wifiwatchtest"
 	"golang.org/x/sys/unix"
 )
 
@@ -21,7 +23,11 @@ type rig struct {
 	done   chan error
 }
 
-func newRig(t *testing.T, o Options) *rig {
+func newRig(t *testing.T, o Options) *rig { return newRigWifi(t, o, nil) }
+
+// newRigWifi is newRig with a fake nl80211 whose interfaces the test sets
+// up with the real ifindex of va.
+func newRigWifi(t *testing.T, o Options, fake *wifiwatchtest.Fake) *rig {
 	t.Helper()
 	a, b := netnstest.New(t), netnstest.New(t)
 	netnstest.Veth(t, a, "va", b, "vb")
@@ -29,10 +35,26 @@ func newRig(t *testing.T, o Options) *rig {
 	b.IP("addr", "add", "10.210.0.2/24", "dev", "vb")
 	a.IP("route", "add", "default", "via", "10.210.0.2", "dev", "va")
 	o.NetNS = a.Handle
-	o.Wifi, o.DHCP, o.SockErrors = "off", "off", "off"
+	o.Wifi, o.SockErrors = "off", "off"
+	if o.DHCP == "" {
+		o.DHCP = "off"
+	}
+	if fake != nil {
+		o.Wifi = "auto"
+		idx := a.NetlinkHandle()
+		l, err := idx.LinkByName("va")
+		if err != nil {
+			t.Fatal(err)
+		}
+		fake.SetInterface(wifiwatchtest.Interface{Index: l.Attrs().Index, Name: "va", MAC: l.Attrs().HardwareAddr})
+		fake.Associate(l.Attrs().Index, "robots", net.HardwareAddr{0xaa, 0xbb, 0xcc, 0, 0, 1}, 5180, -55)
+	}
 	m, err := New(o)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if fake != nil {
+		m.wifiDial = fake.Dial
 	}
 	r := &rig{a: a, b: b, m: m, events: m.Events(), done: make(chan error, 1)}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -204,4 +226,49 @@ func TestIntegrationMonitorGatewayFailed(t *testing.T) {
 		return nil
 	})
 	r.waitState(t, Degraded, ReasonGatewayFailed)
+}
+
+func TestIntegrationMonitorWifiDisconnectBeatsCarrier(t *testing.T) {
+	t.Parallel()
+	fake := wifiwatchtest.New()
+	r := newRigWifi(t, Options{WifiPollInterval: time.Hour}, fake)
+	r.waitState(t, Up, ReasonNone)
+	idx := 0
+	for _, is := range r.m.Snapshot().Interfaces {
+		if is.Name == "va" {
+			idx = is.Index
+		}
+	}
+	// The radio reports the disconnect; the kernel's carrier is still up.
+	fake.Disconnect(idx, 4, true)
+	ev := r.waitState(t, Down, ReasonWifiDisconnect)
+	if ev.Iface != "va" || r.m.Gate().State().Open {
+		t.Fatalf("event %+v, gate %+v", ev, r.m.Gate().State())
+	}
+	// Back on the same network through another access point within the
+	// roam window: a roam, so the state is degraded (roamed), not up.
+	fake.Associate(idx, "robots", net.HardwareAddr{0xaa, 0xbb, 0xcc, 0, 0, 2}, 5180, -60)
+	r.waitState(t, Degraded, ReasonRoamed)
+	fl := r.m.Flaps()
+	if len(fl) != 1 || fl[0].Cause != ReasonWifiDisconnect || fl[0].Detail != "802.11 reason 4" ||
+		fl[0].SignalBefore != -55 || fl[0].BSSIDBefore != "aa:bb:cc:00:00:01" || fl[0].BSSIDAfter != "aa:bb:cc:00:00:02" {
+		t.Fatalf("flaps = %+v", fl)
+	}
+}
+
+func TestIntegrationMonitorLeaseLifetimes(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, Options{DHCP: "auto", LeaseMargin: time.Second})
+	r.waitState(t, Up, ReasonNone)
+	// The address a DHCP client installs: finite lifetimes, as Debian's
+	// dhclient-script, networkd and NetworkManager do. T1 is at 3 s.
+	r.a.IP("addr", "del", "10.210.0.1/24", "dev", "va")
+	r.waitState(t, Down, ReasonNoAddress)
+	r.a.IP("addr", "add", "10.210.0.7/24", "dev", "va", "valid_lft", "6", "preferred_lft", "6")
+	r.a.IP("route", "add", "default", "via", "10.210.0.2", "dev", "va")
+	r.waitState(t, Degraded, ReasonDHCPRenewing)
+	ev := r.waitKind(t, EventState)
+	if ev.Status.State != Down || ev.Status.Reason != ReasonLeaseExpired {
+		t.Fatalf("after renewing: %v/%s, want down/lease-expired", ev.Status.State, ev.Status.Reason)
+	}
 }

@@ -298,9 +298,9 @@ func TestMonitorWifiAndDHCPCauses(t *testing.T) {
 	m.apply(baselineUp())
 	now := time.Now()
 	m.mu.Lock()
-	f := m.ifaces[2]
-	f.wifi = &WifiInfo{Associated: true, SSID: "robots", BSSID: "aa:bb:cc:00:00:01", SignalDBm: -81, Band: "weak"}
-	f.dhcp = &DHCPInfo{Phase: "renewing", Expires: now.Add(time.Hour)}
+	w := &WifiInfo{Associated: true, SSID: "robots", BSSID: "aa:bb:cc:00:00:01", SignalDBm: -81, Band: "weak"}
+	d := &DHCPInfo{Phase: "renewing", Expires: now.Add(time.Hour)}
+	m.wifiInfo[2], m.dhcpInfo[2] = w, d
 	m.evaluateLocked(now)
 	m.mu.Unlock()
 	wantStatus(t, m, Degraded, ReasonDHCPRenewing)
@@ -312,12 +312,12 @@ func TestMonitorWifiAndDHCPCauses(t *testing.T) {
 		t.Fatalf("text = %q", s)
 	}
 	m.mu.Lock()
-	f.dhcp.Phase = "bound"
+	d.Phase = "bound"
 	m.evaluateLocked(now)
 	m.mu.Unlock()
 	wantStatus(t, m, Degraded, ReasonWeakSignal)
 	m.mu.Lock()
-	f.wifi.Disconnected = true
+	w.Disconnected = true
 	m.evaluateLocked(now)
 	m.mu.Unlock()
 	wantStatus(t, m, Down, ReasonWifiDisconnect)

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/seed-a56be422/netmon/gate"
+	"github.com/seed-a56be422/netmon/wifiwatch"
 	"github.com/vishvananda/netns"
 	"go.uber.org/zap"
 )
@@ -63,6 +64,9 @@ type Options struct {
 	Wifi string
 	// WifiPollInterval is the station poll interval. Zero means 2 s.
 	WifiPollInterval time.Duration
+	// WifiBands are the signal thresholds; the zero value means
+	// wifiwatch.DefaultBands().
+	WifiBands wifiwatch.Bands
 	// DHCP selects lease tracking: "" or "auto" infers leases from address
 	// lifetimes and reads the usual lease files; "off" disables it.
 	DHCP string
@@ -77,6 +81,13 @@ type Options struct {
 	// when permitted, "on" requires it (Run fails without it), "off" never
 	// starts it.
 	SockErrors string
+	// SockComms limits socket-error events to these process names (nil:
+	// every process).
+	SockComms []string
+	// SockSyscalls also traces connect/sendto/sendmsg exits, which adds
+	// synchronous errors (ENETUNREACH from connect) at about 54 ns per
+	// system call machine-wide; off by default.
+	SockSyscalls bool
 }
 
 // withDefaults returns o with zero fields replaced by their defaults, or an

@@ -1,0 +1,219 @@
+package netmon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/seed-a56be422/netmon/classify"
+	"github.com/seed-a56be422/netmon/dhcpwatch"
+	"github.com/seed-a56be422/netmon/sockwatch"
+	"github.com/seed-a56be422/netmon/wifiwatch"
+	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
+)
+
+// sources are the optional watchers: each channel is nil when its watcher
+// does not run.
+type sources struct {
+	wifi   <-chan wifiwatch.Event
+	leases <-chan dhcpwatch.Lease
+	sock   <-chan sockwatch.Event
+}
+
+// startWatchers starts the optional watchers in g. A watcher that is
+// unavailable here becomes a notice event, not an error, unless the options
+// require it.
+func (m *Monitor) startWatchers(ctx context.Context, g *errgroup.Group) (sources, error) {
+	var src sources
+	o := m.opts
+	if o.Wifi != "off" {
+		switch {
+		case o.NetNS != 0 && m.wifiDial == nil:
+			m.noticeLocked(time.Now(), "wifi", "Wi-Fi not watched: nl80211 is only read in netmon's own network namespace")
+		default:
+			cfg := wifiwatch.Config{PollInterval: o.WifiPollInterval, Bands: o.WifiBands, Logger: o.Logger.Named("wifiwatch")}
+			var ww *wifiwatch.Watcher
+			var err error
+			if m.wifiDial != nil {
+				ww, err = wifiwatch.NewWithDial(cfg, m.wifiDial)
+			} else {
+				ww, err = wifiwatch.New(cfg)
+			}
+			if err != nil {
+				return src, fmt.Errorf("netmon: %w", err)
+			}
+			src.wifi = ww.Events()
+			g.Go(func() error {
+				if err := ww.Run(ctx); err != nil && !errors.Is(err, wifiwatch.ErrUnavailable) && ctx.Err() == nil {
+					return fmt.Errorf("netmon: %w", err)
+				}
+				return nil
+			})
+		}
+	}
+	if o.DHCP != "off" && m.leaseFiles != nil {
+		lf := m.leaseFiles
+		src.leases = lf.Events()
+		g.Go(func() error {
+			if err := lf.Run(ctx); err != nil && ctx.Err() == nil {
+				// Lease files only enrich the kernel's view: carry on.
+				m.mu.Lock()
+				m.noticeLocked(time.Now(), "dhcp", "lease files not watched: "+err.Error())
+				m.wakeLocked()
+				m.mu.Unlock()
+			}
+			return nil
+		})
+	}
+	if o.SockErrors != "off" {
+		sw, err := sockwatch.New(sockwatch.Config{Comms: o.SockComms, SyscallTracing: o.SockSyscalls,
+			Logger: o.Logger.Named("sockwatch")})
+		switch {
+		case err != nil && o.SockErrors == "on":
+			return src, fmt.Errorf("netmon: socket errors required (SockErrors \"on\"): %w", err)
+		case err != nil:
+			m.mu.Lock()
+			m.noticeLocked(time.Now(), "sockerr", "socket errors not watched: "+err.Error())
+			m.sockNote = "unavailable: " + err.Error()
+			m.mu.Unlock()
+		default:
+			m.mu.Lock()
+			m.sockNote = "on"
+			m.sock = sw
+			m.mu.Unlock()
+			src.sock = sw.Events()
+			g.Go(func() error {
+				defer sw.Close()
+				if err := sw.Run(ctx); err != nil && ctx.Err() == nil {
+					return fmt.Errorf("netmon: %w", err)
+				}
+				return nil
+			})
+		}
+	}
+	return src, nil
+}
+
+// noticeLocked emits a notice: a watcher that is unavailable or degraded.
+func (m *Monitor) noticeLocked(at time.Time, what, msg string) {
+	m.log.Info(msg, zap.String("watcher", what))
+	m.emitLocked(Event{Kind: EventNotice, At: at, Msg: msg, Fields: []zap.Field{zap.String("watcher", what)}})
+}
+
+// applyDHCPLocked folds the tracker's lease events into the interfaces.
+func (m *Monitor) applyDHCPLocked(evs []dhcpwatch.Event) {
+	for _, e := range evs {
+		ls := e.Lease
+		d := m.dhcpInfo[ls.Index]
+		if d == nil {
+			d = &DHCPInfo{}
+			m.dhcpInfo[ls.Index] = d
+		}
+		*d = DHCPInfo{Phase: ls.Phase.String(), LeaseTime: ls.Length, Expires: ls.Expiry, T1: ls.T1, T2: ls.T2,
+			Server: ls.Server, Source: ls.Source, LastBlip: d.LastBlip}
+		if d.Phase == "none" {
+			d.Phase = "static"
+		}
+		fields := []zap.Field{zap.String("lease", e.Kind.String()), zap.String("phase", d.Phase), zap.String("addr", ls.Addr.String()),
+			zap.String("source", ls.Source)}
+		if ls.TimeLeft > 0 {
+			fields = append(fields, zap.Duration("time_left", ls.TimeLeft.Round(time.Second)))
+		}
+		if e.Kind == dhcpwatch.Blip {
+			d.LastBlip = e.At
+			fields = append(fields, zap.Duration("blip", e.Duration), zap.String("gone", e.What))
+		}
+		m.emitLocked(Event{Kind: EventDHCP, At: e.At, Iface: ls.Iface, Msg: e.String(), Fields: fields})
+	}
+}
+
+// wifiInfo converts wifiwatch's view of a link.
+func wifiInfo(l wifiwatch.Link, prev *WifiInfo) *WifiInfo {
+	w := &WifiInfo{Associated: l.Associated, SSID: l.SSID, FreqMHz: l.FreqMHz, SignalDBm: l.SignalDBm,
+		Band: l.Band.String(), TxBitrate: int(l.TxBitrate), RxBitrate: int(l.RxBitrate), LastRoam: l.LastRoam}
+	if l.SignalAvgDBm != 0 {
+		w.SignalDBm = l.SignalAvgDBm
+	}
+	if len(l.BSSID) > 0 {
+		w.BSSID = l.BSSID.String()
+	}
+	if prev != nil && w.LastRoam.IsZero() {
+		w.LastRoam = prev.LastRoam
+	}
+	return w
+}
+
+// applyWifiLocked folds one wifiwatch event into the interfaces.
+func (m *Monitor) applyWifiLocked(ev wifiwatch.Event) {
+	now := time.Now()
+	emit := func(iface, msg string, fields ...zap.Field) {
+		m.emitLocked(Event{Kind: EventWifi, At: now, Iface: iface, Msg: msg, Fields: append([]zap.Field{zap.String("wifi", ev.Kind())}, fields...)})
+	}
+	switch e := ev.(type) {
+	case wifiwatch.Baseline:
+		for _, l := range e.Links {
+			m.wifiInfo[l.Index] = wifiInfo(l, nil)
+		}
+		emit("", fmt.Sprintf("Wi-Fi baseline: %d interfaces", len(e.Links)))
+	case wifiwatch.Associated:
+		m.wifiInfo[e.Link.Index] = wifiInfo(e.Link, m.wifiInfo[e.Link.Index])
+		emit(e.Link.Iface, "associated to "+e.Link.SSID, zap.String("bssid", fmtMAC(e.Link.BSSID)), zap.Int("signal_dbm", e.Link.SignalDBm))
+	case wifiwatch.Disconnected:
+		w := m.wifiInfo[e.Index]
+		if w == nil {
+			w = &WifiInfo{}
+			m.wifiInfo[e.Index] = w
+		}
+		w.Associated, w.Disconnected, w.DisconnectReason = false, true, e.Reason
+		if e.SignalDBm != 0 {
+			w.SignalDBm = e.SignalDBm
+		}
+		emit(e.Iface, "disconnected from "+e.SSID, zap.Uint16("reason", e.Reason), zap.Bool("by_ap", e.ByAP),
+			zap.String("bssid", fmtMAC(e.BSSID)), zap.Int("signal_dbm", e.SignalDBm))
+	case wifiwatch.Roamed:
+		w := wifiInfo(e.Link, nil)
+		w.LastRoam = e.Time
+		m.wifiInfo[e.Index] = w
+		emit(e.Iface, "roamed", zap.String("from", fmtMAC(e.From)), zap.String("to", fmtMAC(e.To)), zap.Duration("downtime", e.Downtime))
+	case wifiwatch.SignalChanged:
+		if w := m.wifiInfo[e.Index]; w != nil {
+			w.Band, w.SignalDBm = e.To.String(), e.SignalDBm
+		}
+		emit(e.Iface, "signal "+e.From.String()+" -> "+e.To.String(), zap.Int("signal_dbm", e.SignalDBm))
+	case wifiwatch.ConnectFailed:
+		emit(e.Iface, "connect failed", zap.Uint16("status", e.Status), zap.Bool("timed_out", e.TimedOut))
+	case wifiwatch.Quality:
+		emit(e.Iface, "connection quality: "+e.Type.String(), zap.Int("level_dbm", e.LevelDBm), zap.Uint32("packets", e.Packets))
+	case wifiwatch.Gap:
+		m.stats.Gaps++
+		m.emitLocked(Event{Kind: EventGap, At: now, Msg: "nl80211 events lost; Wi-Fi state re-read", Fields: []zap.Field{zap.Error(e.Err)}})
+	case wifiwatch.Unavailable:
+		m.wifiNote = "unavailable: " + e.Reason
+		m.noticeLocked(now, "wifi", "Wi-Fi unavailable: "+e.Reason)
+	}
+	m.evaluateLocked(now)
+}
+
+// fmtMAC formats a hardware address, "" when there is none.
+func fmtMAC(b net.HardwareAddr) string { return b.String() }
+
+// applySockLocked handles one failed socket operation that eBPF observed
+// in some process: it is classified and correlated like a reported error.
+func (m *Monitor) applySockLocked(e sockwatch.Event) {
+	err := e.Err()
+	class := classify.Classify(err)
+	ex := Explanation{At: e.Time, Class: class, Errno: e.Errno, Status: m.status}
+	ex.Cause = m.correlateLocked(e.Time, class, &ex)
+	m.stats.Reports[class][ex.Cause]++
+	m.stats.SockErrors++
+	fields := []zap.Field{zap.String("source", "ebpf"), zap.Uint32("pid", e.PID), zap.String("comm", e.Comm),
+		zap.String("op", e.Op.String())}
+	if e.Dst.IsValid() {
+		fields = append(fields, zap.String("dst", e.Dst.String()))
+	}
+	m.emitLocked(Event{Kind: EventSockErr, At: e.Time, Iface: m.status.Iface,
+		Msg: fmt.Sprintf("%s[%d] %s: %s", e.Comm, e.PID, e.Op, e.Errno.Error()), Fields: fields, Explanation: &ex})
+}
