@@ -1,0 +1,57 @@
+// Package wifiwatch watches the Wi-Fi side of a robot's connectivity through
+// the kernel's nl80211 interface: which network each station interface is
+// associated with (SSID, BSSID, frequency), how strong the signal is, the
+// bitrates, and every disconnect, roam and reconnect.
+//
+// A [Watcher] combines two sources over two generic netlink sockets:
+//
+//   - Polling, every [Config].PollInterval (2 s by default): one
+//     NL80211_CMD_GET_INTERFACE dump, plus GET_STATION for each interface
+//     that is associated (an idle or down interface costs nothing more).
+//     GET_SCAN is read only when the SSID is not in the interface dump and
+//     the BSSID changed.
+//   - Events: the socket joins nl80211's "mlme" and "config" multicast
+//     groups and handles CONNECT, DISCONNECT (reason code, by AP or locally
+//     generated), DEAUTHENTICATE and DISASSOCIATE, ROAM, NOTIFY_CQM (RSSI
+//     low/high, packet loss, beacon loss) and interface changes at once.
+//     A disconnect notification is sent by cfg80211 synchronously, while
+//     the kernel's linkwatch may delay the carrier loss of a physical wlan0
+//     by up to about a second (its rate limit), so [Disconnected] is
+//     usually the earliest loss signal netmon has.
+//
+// The signal is classified into [Band]s with hysteresis ([Bands.Classify]),
+// and [SignalChanged] is emitted only when the band changes. A roam
+// (same SSID, new BSSID, seamless or through a disconnect shorter than
+// [Config].RoamWindow) is a [Roamed] event, not an outage.
+//
+// # Privileges
+//
+// None on current kernels: the GET dumps and the multicast groups are open
+// to every user. Very old kernels restricted GET_STATION to CAP_NET_ADMIN;
+// the watcher then reports Wi-Fi unavailable and names the capability.
+// [Config].ArmCQM (off by default) sends NL80211_CMD_SET_CQM, which needs
+// CAP_NET_ADMIN and replaces the supplicant's own CQM configuration (the
+// kernel keeps one per interface), so leave it off where wpa_supplicant or
+// iwd manage roaming.
+//
+// # Without Wi-Fi
+//
+// On a machine without the nl80211 family (a kernel without cfg80211, as on
+// the development VMs) or without generic netlink, [Watcher.Run] emits one
+// [Unavailable] event, records the reason in [Watcher.State] and returns an
+// error wrapping [ErrUnavailable]; the rest of netmon carries on. No
+// wireless interface at all is not an error: the [Baseline] is empty and a
+// USB adapter plugged in later is picked up.
+//
+// # What it never does
+//
+// It never scans, connects or disconnects, and never arms CQM unless asked.
+// It does not check who sent a notification: root can spoof generic netlink
+// multicast, and mdlayher/netlink exposes no sender address.
+//
+// # Testing
+//
+// [NewWithDial] takes the function that opens the generic netlink
+// connections; [github.com/seed-a56be422/netmon/wifiwatch/wifiwatchtest]
+// provides a fake nl80211 for it.
+package wifiwatch

@@ -1,0 +1,623 @@
+//go:build linux
+
+package wifiwatchtest
+
+import (
+	"encoding/binary"
+	"fmt"
+	"iter"
+	"maps"
+	"net"
+	"os"
+	"slices"
+	"sync"
+
+	"github.com/mdlayher/genetlink"
+	"github.com/mdlayher/genetlink/genltest"
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// nl80211Family is the nl80211 family the fake announces. IDs are dynamic
+// in the kernel; these are typical values.
+func nl80211Family() genetlink.Family {
+	return genetlink.Family{
+		ID:      0x1c,
+		Version: 1,
+		Name:    unix.NL80211_GENL_NAME,
+		Groups: []genetlink.MulticastGroup{
+			{ID: 6, Name: unix.NL80211_MULTICAST_GROUP_CONFIG},
+			{ID: 7, Name: unix.NL80211_MULTICAST_GROUP_SCAN},
+			{ID: 8, Name: unix.NL80211_MULTICAST_GROUP_REG},
+			{ID: 9, Name: unix.NL80211_MULTICAST_GROUP_MLME},
+		},
+	}
+}
+
+// Interface is the state of one fake wireless interface. Zero fields are
+// omitted from the kernel's answers, as a driver that does not measure them
+// would omit them.
+type Interface struct {
+	Index int
+	Name  string
+	MAC   net.HardwareAddr
+	Type  uint32 // NL80211_IFTYPE_*; 0 means station
+
+	// Association. An empty BSSID means not associated.
+	SSID         string
+	BSSID        net.HardwareAddr
+	FreqMHz      int
+	SignalDBm    int    // NL80211_STA_INFO_SIGNAL
+	SignalAvgDBm int    // NL80211_STA_INFO_SIGNAL_AVG
+	TxBitrate    uint32 // NL80211_RATE_INFO_BITRATE32, 100 kbit/s
+	RxBitrate    uint32
+	ConnectedSec uint32
+	BeaconLoss   uint32
+	// HideSSID omits NL80211_ATTR_SSID from GET_INTERFACE, as kernels
+	// before the attribute did; the SSID is then only in GET_SCAN.
+	HideSSID bool
+}
+
+// CQMRequest is one NL80211_CMD_SET_CQM the fake received.
+type CQMRequest struct {
+	Index        int
+	ThresholdDBm int32
+	HysteresisDB uint32
+}
+
+// Fake is a fake nl80211. Its methods are safe for concurrent use.
+type Fake struct {
+	family genetlink.Family // never modified
+
+	mu         sync.Mutex // guards the fields below
+	missing    bool
+	ifaces     map[int]*Interface
+	socks      map[*socket]bool
+	requests   map[uint8]int
+	cqm        []CQMRequest
+	stationErr unix.Errno
+}
+
+// New returns a fake nl80211 without interfaces.
+func New() *Fake {
+	return &Fake{family: nl80211Family(), ifaces: map[int]*Interface{}, socks: map[*socket]bool{}, requests: map[uint8]int{}}
+}
+
+// NewWithoutNL80211 returns a fake kernel that has generic netlink but no
+// nl80211 family (like a kernel built without cfg80211).
+func NewWithoutNL80211() *Fake {
+	f := New()
+	f.missing = true
+	return f
+}
+
+// Dial returns a new connection to the fake. Pass it to
+// wifiwatch.NewWithDial.
+func (f *Fake) Dial() (*genetlink.Conn, error) {
+	s := &socket{f: f, groups: map[uint32]bool{}, mcast: make(chan netlink.Message, 64), closed: make(chan struct{})}
+	f.mu.Lock()
+	f.socks[s] = true
+	f.mu.Unlock()
+	return genetlink.NewConn(netlink.NewConn(s, 4242)), nil
+}
+
+// SetInterface adds or replaces an interface without sending any event (a
+// driver that changes silently: only polls see it).
+func (f *Fake) SetInterface(ifi Interface) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if ifi.Type == 0 {
+		ifi.Type = unix.NL80211_IFTYPE_STATION
+	}
+	if ifi.MAC == nil {
+		ifi.MAC = net.HardwareAddr{0x02, 0, 0, 0, 0, byte(ifi.Index)}
+	}
+	f.ifaces[ifi.Index] = &ifi
+}
+
+// RemoveInterface removes an interface and sends NL80211_CMD_DEL_INTERFACE.
+func (f *Fake) RemoveInterface(index int) {
+	f.mu.Lock()
+	delete(f.ifaces, index)
+	f.mu.Unlock()
+	f.emit(unix.NL80211_MULTICAST_GROUP_CONFIG, unix.NL80211_CMD_DEL_INTERFACE, func(ae *netlink.AttributeEncoder) {
+		ae.Uint32(unix.NL80211_ATTR_IFINDEX, uint32(index))
+	})
+}
+
+// Update changes an interface with fn without sending any event.
+func (f *Fake) Update(index int, fn func(*Interface)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if ifi := f.ifaces[index]; ifi != nil {
+		fn(ifi)
+	}
+}
+
+// SetSignal sets the last and average signal of an interface, silently.
+func (f *Fake) SetSignal(index, dbm int) {
+	f.Update(index, func(ifi *Interface) { ifi.SignalDBm, ifi.SignalAvgDBm = dbm, dbm })
+}
+
+// Associate associates an interface and sends a successful
+// NL80211_CMD_CONNECT, as cfg80211 does when a connection completes.
+func (f *Fake) Associate(index int, ssid string, bssid net.HardwareAddr, freqMHz, signalDBm int) {
+	f.Update(index, func(ifi *Interface) {
+		ifi.SSID, ifi.BSSID, ifi.FreqMHz = ssid, bssid, freqMHz
+		ifi.SignalDBm, ifi.SignalAvgDBm = signalDBm, signalDBm
+		ifi.TxBitrate, ifi.RxBitrate, ifi.ConnectedSec = 8667, 6500, 1
+	})
+	f.emit(unix.NL80211_MULTICAST_GROUP_MLME, unix.NL80211_CMD_CONNECT, func(ae *netlink.AttributeEncoder) {
+		ae.Uint32(unix.NL80211_ATTR_WIPHY, 0)
+		ae.Uint32(unix.NL80211_ATTR_IFINDEX, uint32(index))
+		ae.Bytes(unix.NL80211_ATTR_MAC, bssid)
+		ae.Uint16(unix.NL80211_ATTR_STATUS_CODE, 0)
+	})
+}
+
+// ConnectFailed sends an NL80211_CMD_CONNECT with a failure status.
+func (f *Fake) ConnectFailed(index int, bssid net.HardwareAddr, status uint16, timedOut bool) {
+	f.emit(unix.NL80211_MULTICAST_GROUP_MLME, unix.NL80211_CMD_CONNECT, func(ae *netlink.AttributeEncoder) {
+		ae.Uint32(unix.NL80211_ATTR_IFINDEX, uint32(index))
+		ae.Bytes(unix.NL80211_ATTR_MAC, bssid)
+		ae.Uint16(unix.NL80211_ATTR_STATUS_CODE, status)
+		if timedOut {
+			ae.Flag(unix.NL80211_ATTR_TIMED_OUT, true)
+		}
+	})
+}
+
+// Disconnect clears the association and sends NL80211_CMD_DISCONNECT with
+// the reason code and, when byAP, NL80211_ATTR_DISCONNECTED_BY_AP.
+func (f *Fake) Disconnect(index int, reason uint16, byAP bool) {
+	f.clear(index)
+	f.emit(unix.NL80211_MULTICAST_GROUP_MLME, unix.NL80211_CMD_DISCONNECT, func(ae *netlink.AttributeEncoder) {
+		ae.Uint32(unix.NL80211_ATTR_IFINDEX, uint32(index))
+		ae.Uint16(unix.NL80211_ATTR_REASON_CODE, reason)
+		if byAP {
+			ae.Flag(unix.NL80211_ATTR_DISCONNECTED_BY_AP, true)
+		}
+	})
+}
+
+// Deauthenticate clears the association and sends
+// NL80211_CMD_DEAUTHENTICATE carrying a deauthentication frame; fromAP
+// chooses whether the AP (transmitter = BSSID) or the station sent it.
+func (f *Fake) Deauthenticate(index int, reason uint16, fromAP bool) {
+	f.mu.Lock()
+	ifi := f.ifaces[index]
+	var own, bssid net.HardwareAddr
+	if ifi != nil {
+		own, bssid = ifi.MAC, ifi.BSSID
+	}
+	f.mu.Unlock()
+	f.clear(index)
+	frame := make([]byte, 26)
+	frame[0] = 0xc0 // management, subtype deauthentication
+	ta, ra := own, bssid
+	if fromAP {
+		ta, ra = bssid, own
+	}
+	copy(frame[4:10], ra)
+	copy(frame[10:16], ta)
+	copy(frame[16:22], bssid)
+	binary.LittleEndian.PutUint16(frame[24:], reason)
+	f.emit(unix.NL80211_MULTICAST_GROUP_MLME, unix.NL80211_CMD_DEAUTHENTICATE, func(ae *netlink.AttributeEncoder) {
+		ae.Uint32(unix.NL80211_ATTR_IFINDEX, uint32(index))
+		ae.Bytes(unix.NL80211_ATTR_FRAME, frame)
+	})
+}
+
+// Roam moves the association to another BSSID and sends NL80211_CMD_ROAM.
+func (f *Fake) Roam(index int, bssid net.HardwareAddr, freqMHz, signalDBm int) {
+	f.Update(index, func(ifi *Interface) {
+		ifi.BSSID, ifi.FreqMHz = bssid, freqMHz
+		ifi.SignalDBm, ifi.SignalAvgDBm = signalDBm, signalDBm
+	})
+	f.emit(unix.NL80211_MULTICAST_GROUP_MLME, unix.NL80211_CMD_ROAM, func(ae *netlink.AttributeEncoder) {
+		ae.Uint32(unix.NL80211_ATTR_IFINDEX, uint32(index))
+		ae.Bytes(unix.NL80211_ATTR_MAC, bssid)
+	})
+}
+
+// NotifyCQM sends NL80211_CMD_NOTIFY_CQM with the nested attributes fn
+// writes (NL80211_ATTR_CQM_*).
+func (f *Fake) NotifyCQM(index int, fn func(*netlink.AttributeEncoder)) {
+	f.emit(unix.NL80211_MULTICAST_GROUP_MLME, unix.NL80211_CMD_NOTIFY_CQM, func(ae *netlink.AttributeEncoder) {
+		ae.Uint32(unix.NL80211_ATTR_IFINDEX, uint32(index))
+		ae.Nested(unix.NL80211_ATTR_CQM, func(n *netlink.AttributeEncoder) error { fn(n); return nil })
+	})
+}
+
+// Send delivers a raw notification with command cmd and attribute payload
+// data (possibly malformed) to the sockets that joined group.
+func (f *Fake) Send(group string, cmd uint8, data []byte) {
+	f.deliver(group, genetlink.Message{Header: genetlink.Header{Command: cmd, Version: f.family.Version}, Data: data})
+}
+
+// Overflow makes the next Receive on every socket that joined a group fail
+// with ENOBUFS, as when the kernel drops notifications for a full socket
+// buffer.
+func (f *Fake) Overflow() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for s := range f.socks {
+		if len(s.groups) > 0 {
+			s.mcast <- netlink.Message{Header: netlink.Header{Type: overflowMarker}}
+		}
+	}
+}
+
+// FailStation makes GET_STATION fail with errno (0 to stop failing).
+func (f *Fake) FailStation(errno unix.Errno) {
+	f.mu.Lock()
+	f.stationErr = errno
+	f.mu.Unlock()
+}
+
+// Requests returns how many requests with command cmd the fake answered.
+func (f *Fake) Requests(cmd uint8) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.requests[cmd]
+}
+
+// CQM returns the SET_CQM requests received so far.
+func (f *Fake) CQM() []CQMRequest {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]CQMRequest(nil), f.cqm...)
+}
+
+func (f *Fake) clear(index int) {
+	f.Update(index, func(ifi *Interface) {
+		ifi.SSID, ifi.BSSID, ifi.FreqMHz = "", nil, 0
+		ifi.SignalDBm, ifi.SignalAvgDBm, ifi.TxBitrate, ifi.RxBitrate, ifi.ConnectedSec = 0, 0, 0, 0, 0
+	})
+}
+
+func (f *Fake) emit(group string, cmd uint8, attrs func(*netlink.AttributeEncoder)) {
+	f.Send(group, cmd, encode(attrs))
+}
+
+// deliver queues m on every socket that joined group. A socket whose queue
+// is full loses the message and gets ENOBUFS next, like a kernel socket.
+func (f *Fake) deliver(group string, m genetlink.Message) {
+	var id uint32
+	for _, g := range f.family.Groups {
+		if g.Name == group {
+			id = g.ID
+		}
+	}
+	b, err := m.MarshalBinary()
+	if err != nil {
+		panic(fmt.Sprintf("wifiwatchtest: marshal: %v", err))
+	}
+	nm := netlink.Message{Header: netlink.Header{Type: netlink.HeaderType(f.family.ID)}, Data: b}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for s := range f.socks {
+		if !s.groups[id] {
+			continue
+		}
+		select {
+		case s.mcast <- nm:
+		default:
+			s.overflow = true
+		}
+	}
+}
+
+func encode(fn func(*netlink.AttributeEncoder)) []byte {
+	ae := netlink.NewAttributeEncoder()
+	fn(ae)
+	b, err := ae.Encode()
+	if err != nil {
+		panic(fmt.Sprintf("wifiwatchtest: encode: %v", err))
+	}
+	return b
+}
+
+// overflowMarker is an internal header type queued by Overflow.
+const overflowMarker = 0xffff
+
+// serve answers one request the way nl80211 would.
+func (f *Fake) serve(greq genetlink.Message, nreq netlink.Message) ([]genetlink.Message, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.requests[greq.Header.Command]++
+	index := -1
+	if ad, err := netlink.NewAttributeDecoder(greq.Data); err == nil {
+		for ad.Next() {
+			if ad.Type() == unix.NL80211_ATTR_IFINDEX {
+				index = int(ad.Uint32())
+			}
+		}
+	}
+	reply := func(attrs func(*netlink.AttributeEncoder)) genetlink.Message {
+		return genetlink.Message{Header: genetlink.Header{Command: greq.Header.Command, Version: f.family.Version}, Data: encode(attrs)}
+	}
+	var out []genetlink.Message
+	switch greq.Header.Command {
+	case unix.NL80211_CMD_GET_INTERFACE:
+		for _, ifi := range f.sorted() {
+			out = append(out, reply(func(ae *netlink.AttributeEncoder) {
+				ae.Uint32(unix.NL80211_ATTR_IFINDEX, uint32(ifi.Index))
+				ae.String(unix.NL80211_ATTR_IFNAME, ifi.Name)
+				ae.Uint32(unix.NL80211_ATTR_IFTYPE, ifi.Type)
+				ae.Bytes(unix.NL80211_ATTR_MAC, ifi.MAC)
+				ae.Uint32(unix.NL80211_ATTR_WIPHY, 0)
+				if ifi.BSSID != nil && !ifi.HideSSID {
+					ae.Bytes(unix.NL80211_ATTR_SSID, []byte(ifi.SSID))
+				}
+				if ifi.FreqMHz != 0 {
+					ae.Uint32(unix.NL80211_ATTR_WIPHY_FREQ, uint32(ifi.FreqMHz))
+				}
+			}))
+		}
+	case unix.NL80211_CMD_GET_STATION:
+		if f.stationErr != 0 {
+			return nil, genltestErrno(f.stationErr)
+		}
+		ifi := f.ifaces[index]
+		if ifi == nil {
+			return nil, genltestErrno(unix.ENODEV)
+		}
+		if ifi.BSSID != nil {
+			out = append(out, reply(func(ae *netlink.AttributeEncoder) { stationAttrs(ae, ifi) }))
+		}
+	case unix.NL80211_CMD_GET_SCAN:
+		if ifi := f.ifaces[index]; ifi != nil && ifi.BSSID != nil {
+			// A neighbour first, so that a parser must pick the right entry.
+			out = append(out, reply(func(ae *netlink.AttributeEncoder) {
+				bssAttrs(ae, ifi.Index, "neighbour", net.HardwareAddr{0x0a, 0, 0, 0, 0, 0xff}, 2412, false)
+			}))
+			out = append(out, reply(func(ae *netlink.AttributeEncoder) {
+				bssAttrs(ae, ifi.Index, ifi.SSID, ifi.BSSID, ifi.FreqMHz, true)
+			}))
+		}
+	case unix.NL80211_CMD_SET_CQM:
+		req := CQMRequest{Index: index}
+		ad, err := netlink.NewAttributeDecoder(greq.Data)
+		if err != nil {
+			return nil, err
+		}
+		for ad.Next() {
+			if ad.Type() == unix.NL80211_ATTR_CQM {
+				ad.Nested(func(n *netlink.AttributeDecoder) error {
+					for n.Next() {
+						switch n.Type() {
+						case unix.NL80211_ATTR_CQM_RSSI_THOLD:
+							req.ThresholdDBm = n.Int32()
+						case unix.NL80211_ATTR_CQM_RSSI_HYST:
+							req.HysteresisDB = n.Uint32()
+						}
+					}
+					return nil
+				})
+			}
+		}
+		f.cqm = append(f.cqm, req)
+		return nil, nil // acknowledged by the socket
+	default:
+		return nil, genltestErrno(unix.EOPNOTSUPP)
+	}
+	return out, nil
+}
+
+func stationAttrs(ae *netlink.AttributeEncoder, ifi *Interface) {
+	ae.Uint32(unix.NL80211_ATTR_IFINDEX, uint32(ifi.Index))
+	ae.Bytes(unix.NL80211_ATTR_MAC, ifi.BSSID)
+	ae.Nested(unix.NL80211_ATTR_STA_INFO, func(n *netlink.AttributeEncoder) error {
+		n.Uint32(unix.NL80211_STA_INFO_INACTIVE_TIME, 40)
+		if ifi.ConnectedSec != 0 {
+			n.Uint32(unix.NL80211_STA_INFO_CONNECTED_TIME, ifi.ConnectedSec)
+		}
+		if ifi.SignalDBm != 0 {
+			n.Uint8(unix.NL80211_STA_INFO_SIGNAL, uint8(int8(ifi.SignalDBm)))
+		}
+		if ifi.SignalAvgDBm != 0 {
+			n.Uint8(unix.NL80211_STA_INFO_SIGNAL_AVG, uint8(int8(ifi.SignalAvgDBm)))
+		}
+		rate := func(typ uint16, r uint32) {
+			if r == 0 {
+				return
+			}
+			n.Nested(typ, func(rn *netlink.AttributeEncoder) error {
+				rn.Uint32(unix.NL80211_RATE_INFO_BITRATE32, r)
+				if r <= 0xffff {
+					rn.Uint16(unix.NL80211_RATE_INFO_BITRATE, uint16(r))
+				}
+				return nil
+			})
+		}
+		rate(unix.NL80211_STA_INFO_TX_BITRATE, ifi.TxBitrate)
+		rate(unix.NL80211_STA_INFO_RX_BITRATE, ifi.RxBitrate)
+		if ifi.BeaconLoss != 0 {
+			n.Uint32(unix.NL80211_STA_INFO_BEACON_LOSS, ifi.BeaconLoss)
+		}
+		return nil
+	})
+}
+
+func bssAttrs(ae *netlink.AttributeEncoder, index int, ssid string, bssid net.HardwareAddr, freq int, associated bool) {
+	ae.Uint32(unix.NL80211_ATTR_IFINDEX, uint32(index))
+	ae.Nested(unix.NL80211_ATTR_BSS, func(n *netlink.AttributeEncoder) error {
+		n.Bytes(unix.NL80211_BSS_BSSID, bssid)
+		n.Uint32(unix.NL80211_BSS_FREQUENCY, uint32(freq))
+		mbm := int32(-6000) // -60 dBm
+		n.Uint32(unix.NL80211_BSS_SIGNAL_MBM, uint32(mbm))
+		ies := []byte{1, 2, 0x82, 0x84} // supported rates, before the SSID
+		ies = append(ies, 0, byte(len(ssid)))
+		ies = append(ies, ssid...)
+		n.Bytes(unix.NL80211_BSS_INFORMATION_ELEMENTS, ies)
+		if associated {
+			n.Uint32(unix.NL80211_BSS_STATUS, unix.NL80211_BSS_STATUS_ASSOCIATED)
+		}
+		return nil
+	})
+}
+
+func (f *Fake) sorted() []*Interface {
+	out := make([]*Interface, 0, len(f.ifaces))
+	for _, idx := range slices.Sorted(maps.Keys(f.ifaces)) {
+		out = append(out, f.ifaces[idx])
+	}
+	return out
+}
+
+// errnoError asks the socket to answer with an NLMSG_ERROR.
+type genltestErrno unix.Errno
+
+func (e genltestErrno) Error() string { return unix.Errno(e).Error() }
+
+// socket is a netlink.Socket served by a Fake.
+type socket struct {
+	f        *Fake
+	mu       sync.Mutex // guards pending
+	pending  []netlink.Message
+	groups   map[uint32]bool // guarded by f.mu
+	overflow bool            // guarded by f.mu
+	mcast    chan netlink.Message
+	closed   chan struct{}
+	once     sync.Once
+}
+
+func (s *socket) Close() error {
+	s.once.Do(func() {
+		close(s.closed)
+		s.f.mu.Lock()
+		delete(s.f.socks, s)
+		s.f.mu.Unlock()
+	})
+	return nil
+}
+
+func (s *socket) SendMessages(ms []netlink.Message) error {
+	for _, m := range ms {
+		if err := s.Send(m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *socket) Send(m netlink.Message) error {
+	var greq genetlink.Message
+	if err := greq.UnmarshalBinary(m.Data); err != nil {
+		return err
+	}
+	var handler genltest.Func
+	if s.f.missing {
+		handler = func(genetlink.Message, netlink.Message) ([]genetlink.Message, error) {
+			return nil, genltestErrno(unix.ENOENT)
+		}
+	} else {
+		handler = genltest.ServeFamily(s.f.family, s.f.serve)
+	}
+	gms, err := handler(greq, m)
+	hdr := netlink.Header{Type: m.Header.Type, Sequence: m.Header.Sequence, PID: m.Header.PID}
+	var out []netlink.Message
+	switch e, ok := err.(genltestErrno); {
+	case ok:
+		out = append(out, errorMessage(hdr, m, int32(-e)))
+	case err != nil:
+		return err
+	case m.Header.Flags&netlink.Dump == netlink.Dump:
+		for _, g := range gms {
+			b, _ := g.MarshalBinary()
+			h := hdr
+			h.Flags = netlink.Multi
+			out = append(out, netlink.Message{Header: h, Data: b})
+		}
+		done := hdr
+		done.Type, done.Flags = netlink.Done, netlink.Multi
+		out = append(out, netlink.Message{Header: done, Data: make([]byte, 4)})
+	case len(gms) == 0 && m.Header.Flags&netlink.Acknowledge != 0:
+		out = append(out, errorMessage(hdr, m, 0))
+	default:
+		for _, g := range gms {
+			b, _ := g.MarshalBinary()
+			out = append(out, netlink.Message{Header: hdr, Data: b})
+		}
+	}
+	s.mu.Lock()
+	s.pending = append(s.pending, out...)
+	s.mu.Unlock()
+	return nil
+}
+
+// errorMessage builds an NLMSG_ERROR (an acknowledgement when errno is 0)
+// quoting the request header, as the kernel does.
+func errorMessage(hdr netlink.Header, req netlink.Message, errno int32) netlink.Message {
+	reqb, _ := req.MarshalBinary()
+	data := make([]byte, 4, 4+16)
+	binary.NativeEndian.PutUint32(data, uint32(errno))
+	data = append(data, reqb[:16]...)
+	hdr.Type = netlink.Error
+	return netlink.Message{Header: hdr, Data: data}
+}
+
+func (s *socket) Receive() ([]netlink.Message, error) {
+	s.mu.Lock()
+	if len(s.pending) > 0 {
+		out := s.pending
+		s.pending = nil
+		s.mu.Unlock()
+		return out, nil
+	}
+	s.mu.Unlock()
+
+	s.f.mu.Lock()
+	over := s.overflow
+	s.overflow = false
+	s.f.mu.Unlock()
+	if over {
+		return nil, os.NewSyscallError("recvmsg", unix.ENOBUFS)
+	}
+	select {
+	case m := <-s.mcast:
+		if m.Header.Type == overflowMarker {
+			return nil, os.NewSyscallError("recvmsg", unix.ENOBUFS)
+		}
+		return []netlink.Message{m}, nil
+	case <-s.closed:
+		return nil, os.NewSyscallError("recvmsg", net.ErrClosed)
+	}
+}
+
+func (s *socket) ReceiveIter() iter.Seq2[netlink.Message, error] {
+	return func(yield func(netlink.Message, error) bool) {
+		msgs, err := s.Receive()
+		if err != nil {
+			yield(netlink.Message{}, err)
+			return
+		}
+		for _, m := range msgs {
+			if !yield(m, nil) {
+				return
+			}
+		}
+	}
+}
+
+// JoinGroup joins a multicast group; unknown groups fail as in the kernel.
+func (s *socket) JoinGroup(id uint32) error {
+	for _, g := range s.f.family.Groups {
+		if g.ID == id {
+			s.f.mu.Lock()
+			s.groups[id] = true
+			s.f.mu.Unlock()
+			return nil
+		}
+	}
+	return os.NewSyscallError("setsockopt", unix.EINVAL)
+}
+
+// LeaveGroup leaves a multicast group.
+func (s *socket) LeaveGroup(id uint32) error {
+	s.f.mu.Lock()
+	delete(s.groups, id)
+	s.f.mu.Unlock()
+	return nil
+}
