@@ -8,8 +8,9 @@ import (
 
 // Config configures a [Gate]. The zero value is a gate that starts open,
 // holds every sender until its context ends, releases all held senders at
-// once when it opens, retries connection errors in [Gate.Do] with full-jitter
-// backoff from 1 s to 60 s, and reports nothing.
+// once when it opens, retries retryable errors in [Gate.Do] with
+// full-jitter backoff from 1 s to 60 s and no attempt limit, and reports
+// nothing.
 //
 // Config is a plain struct so that a program can fill it from flags and
 // print it; the two hooks are the only fields that are code.
@@ -35,13 +36,16 @@ type Config struct {
 	Backoff Backoff
 
 	// OnError, if not nil, is called by [Gate.Do] after every failed send
-	// attempt, in the sender's goroutine, before Do decides whether to retry.
-	// The owner of the gate (the Monitor) correlates these with link state.
-	// It must not block and must not call Do on the same goroutine's behalf.
+	// attempt, in the sender's goroutine, before Do decides whether to
+	// retry. The owner of the gate correlates these with link state (the
+	// Monitor wires it to Monitor.Report). It runs without the gate's lock,
+	// so it may call [Gate.Close]; if it does, Do holds instead of backing
+	// off. It must not block: the sender waits for it.
 	OnError func(Attempt)
 
 	// OnSuccess, if not nil, is called by [Gate.Do] after a send succeeded,
-	// in the sender's goroutine. It must not block.
+	// in the sender's goroutine, without the gate's lock. It must not
+	// block. The owner can use it to see that sends go through again.
 	OnSuccess func(Attempt)
 }
 
@@ -84,10 +88,22 @@ type Release struct {
 	// Spread releases each held sender at a uniformly random moment within
 	// this duration after the gate opens (jitter). Zero means none.
 	Spread time.Duration
+
+	// Probe, as in a circuit breaker's half-open state, lets one held
+	// [Gate.Do] call go first when the gate opens: the oldest. The other
+	// held Do calls stay held until a send through Do succeeds (the
+	// probe's, or that of any Do call that arrived after the gate opened),
+	// and are then released as Rate and Spread say. While the probe fails
+	// with retryable errors it backs off and retries, and the others wait;
+	// if it gives up (its context ends, a non-retryable error), the next
+	// oldest becomes the probe. Held [Gate.Wait] callers take no part:
+	// Wait learns nothing of the send that follows, so they are released
+	// as without Probe.
+	Probe bool
 }
 
 // immediate reports whether r releases everyone at once.
-func (r Release) immediate() bool { return r.Rate == 0 && r.Spread == 0 }
+func (r Release) immediate() bool { return r.Rate == 0 && r.Spread == 0 && !r.Probe }
 
 // Backoff is the capped exponential backoff with full jitter that
 // [Gate.Do] sleeps between attempts while the gate stays open: before the

@@ -44,7 +44,14 @@ func (s Sender) Wait(ctx context.Context) error {
 	if s.g.cur.Load().Open {
 		return nil
 	}
-	_, err := s.g.hold(ctx, s.p.FailFast, max(s.p.MaxHold, 0))
+	return s.waitSlow(ctx)
+}
+
+// waitSlow is the part of Wait that holds, out of line like Gate.waitSlow.
+//
+//go:noinline
+func (s Sender) waitSlow(ctx context.Context) error {
+	_, _, err := s.g.hold(ctx, s.p.FailFast, max(s.p.MaxHold, 0), false)
 	return err
 }
 
@@ -94,17 +101,20 @@ func (g *Gate) do(ctx context.Context, p Policy, send func(context.Context) erro
 		heldTotal time.Duration // sum of holds, for MaxHold and the hooks
 		lastErr   error
 		lastClass classify.Class
+		probe     *probe // the round of Release.Probe this call goes first in
 	)
 	for {
 		if !g.cur.Load().Open {
-			h, err := g.holdFor(ctx, p, heldTotal)
+			h, pr, err := g.holdFor(ctx, p, heldTotal)
 			heldTotal += h
 			if err != nil {
+				g.abandon(probe)
 				if n == 0 {
 					return err
 				}
 				return &SendError{Attempts: n, Class: lastClass, Err: lastErr, Wait: err}
 			}
+			probe = pr
 			if h > 0 {
 				retry = 0
 			}
@@ -115,6 +125,11 @@ func (g *Gate) do(ctx context.Context, p Policy, send func(context.Context) erro
 		}
 		err := send(ctx)
 		if err == nil {
+			if g.probing.Load() {
+				// The path works: release the Do calls that waited for
+				// a probe to succeed (this one's or another's).
+				g.confirm()
+			}
 			if g.cfg.OnSuccess != nil {
 				g.cfg.OnSuccess(Attempt{N: n, Held: heldTotal})
 			}
@@ -127,10 +142,12 @@ func (g *Gate) do(ctx context.Context, p Policy, send func(context.Context) erro
 		}
 		lastErr, lastClass = err, c
 		if !c.Retryable() {
+			g.abandon(probe)
 			return &SendError{Attempts: n, Class: c, Err: err}
 		}
 		if p.MaxAttempts > 0 && n >= p.MaxAttempts {
 			g.n.exhausted.Add(1)
+			g.abandon(probe)
 			return &SendError{Attempts: n, Class: c, Err: err, Wait: ErrAttemptsExhausted}
 		}
 		// Back off only while the gate is open: the peer may be down or
@@ -148,6 +165,7 @@ func (g *Gate) do(ctx context.Context, p Policy, send func(context.Context) erro
 			t.Stop()
 		case <-ctx.Done():
 			t.Stop()
+			g.abandon(probe)
 			return &SendError{Attempts: n, Class: c, Err: err, Wait: context.Cause(ctx)}
 		}
 	}
@@ -155,20 +173,20 @@ func (g *Gate) do(ctx context.Context, p Policy, send func(context.Context) erro
 
 // holdFor holds a Do call under p, which has been held for heldTotal
 // already: MaxHold bounds the sum.
-func (g *Gate) holdFor(ctx context.Context, p Policy, heldTotal time.Duration) (time.Duration, error) {
+func (g *Gate) holdFor(ctx context.Context, p Policy, heldTotal time.Duration) (time.Duration, *probe, error) {
 	if p.MaxHold <= 0 || p.FailFast {
-		return g.hold(ctx, p.FailFast, 0)
+		return g.hold(ctx, p.FailFast, 0, true)
 	}
 	left := p.MaxHold - heldTotal
 	if left <= 0 {
 		s := g.cur.Load()
 		if s.Open {
-			return 0, nil
+			return 0, nil, nil
 		}
 		g.n.expired.Add(1)
-		return 0, g.waitError(s, heldTotal, ErrHoldExpired)
+		return 0, nil, g.waitError(s, heldTotal, ErrHoldExpired)
 	}
-	return g.hold(ctx, false, left)
+	return g.hold(ctx, false, left, true)
 }
 
 // delay returns the backoff before retry number retry (0 for the first):

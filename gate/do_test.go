@@ -39,16 +39,16 @@ func (h *hooks) config(cfg Config) Config {
 }
 
 var (
-	refused = fmt.Errorf("dial tcp 10.0.0.1:1883: %w", syscall.ECONNREFUSED)
-	unreach = fmt.Errorf("dial tcp 10.0.0.1:1883: %w", syscall.ENETUNREACH)
-	bad     = errors.New("payload rejected")
+	errRefused = fmt.Errorf("dial tcp 10.0.0.1:1883: %w", syscall.ECONNREFUSED)
+	errUnreach = fmt.Errorf("dial tcp 10.0.0.1:1883: %w", syscall.ENETUNREACH)
+	errBad     = errors.New("payload rejected")
 )
 
 func TestDoRetriesRetryableErrorsUntilSuccess(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var h hooks
 		g := mustNew(t, h.config(Config{}))
-		s := &script{errs: []error{refused, unreach, refused}}
+		s := &script{errs: []error{errRefused, errUnreach, errRefused}}
 		if err := g.Do(context.Background(), s.send); err != nil {
 			t.Fatalf("Do = %v, want nil", err)
 		}
@@ -79,7 +79,7 @@ func TestDoBackoffIsFullJitterCappedExponential(t *testing.T) {
 		g := mustNew(t, Config{Backoff: b})
 		errs := make([]error, 12)
 		for i := range errs {
-			errs[i] = refused
+			errs[i] = errRefused
 		}
 		s := &script{errs: errs}
 		if err := g.Do(context.Background(), s.send); err != nil {
@@ -106,7 +106,7 @@ func TestDoStopsAtOnceOnOtherErrors(t *testing.T) {
 		err       error
 		wantClass classify.Class
 	}{
-		{"plain error", bad, classify.Other},
+		{"plain error", errBad, classify.Other},
 		{"permission (policy)", fmt.Errorf("sendto: %w", syscall.EPERM), classify.Policy},
 		{"certificate (not retryable: a missing CA does not heal)", fmt.Errorf("tls: %w", x509.UnknownAuthorityError{}), classify.Certificate},
 	}
@@ -131,7 +131,7 @@ func TestDoStopsWhenContextEndsDuringBackoff(t *testing.T) {
 		g := mustNew(t, Config{Backoff: Backoff{Initial: time.Minute, Max: time.Minute}})
 		ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
 		defer cancel()
-		always := func(context.Context) error { return refused }
+		always := func(context.Context) error { return errRefused }
 		err := g.Do(ctx, always)
 		var se *SendError
 		if !errors.As(err, &se) || !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, syscall.ECONNREFUSED) {
@@ -153,7 +153,7 @@ func TestDoContextEndedDuringSendIsNotRetried(t *testing.T) {
 	err := g.Do(ctx, func(context.Context) error {
 		calls++
 		cancel()
-		return refused // would be retryable, but the caller gave up
+		return errRefused // would be retryable, but the caller gave up
 	})
 	var se *SendError
 	if !errors.As(err, &se) || se.Class != classify.Canceled || calls != 1 {
@@ -164,7 +164,7 @@ func TestDoContextEndedDuringSendIsNotRetried(t *testing.T) {
 func TestDoMaxAttemptsIsLoud(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		g := mustNew(t, Config{Policy: Policy{MaxAttempts: 3}})
-		s := &script{errs: []error{refused, refused, refused, refused}}
+		s := &script{errs: []error{errRefused, errRefused, errRefused, errRefused}}
 		err := g.Do(context.Background(), s.send)
 		if !errors.Is(err, ErrAttemptsExhausted) || !errors.Is(err, syscall.ECONNREFUSED) || len(s.calls) != 3 {
 			t.Fatalf("Do = %v after %d calls, want ErrAttemptsExhausted and ECONNREFUSED after 3", err, len(s.calls))
@@ -173,7 +173,7 @@ func TestDoMaxAttemptsIsLoud(t *testing.T) {
 			t.Errorf("Exhausted = %d, want 1", st.Exhausted)
 		}
 		// Per call, the default (no limit) can be restored.
-		s = &script{errs: []error{refused, refused, refused, refused}}
+		s = &script{errs: []error{errRefused, errRefused, errRefused, errRefused}}
 		if err := g.With(Policy{}).Do(context.Background(), s.send); err != nil {
 			t.Errorf("With(Policy{}).Do = %v, want nil after 5 attempts", err)
 		}
@@ -190,7 +190,7 @@ func TestDoHoldsWhenGateClosesAndRetriesAtOnceOnOpen(t *testing.T) {
 			sends <- time.Now()
 			if fail {
 				fail = false
-				return unreach
+				return errUnreach
 			}
 			return nil
 		}
@@ -242,7 +242,7 @@ func TestDoMaxHoldBoundsTheSumOfHolds(t *testing.T) {
 		send := func(context.Context) error {
 			attempts++
 			g.Close(lost) // every send loses the link again
-			return unreach
+			return errUnreach
 		}
 		done := make(chan error, 1)
 		start := time.Now()

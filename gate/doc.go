@@ -39,8 +39,10 @@
 // After a long outage, hundreds of held senders reconnecting in the same
 // millisecond can knock a weak access point over again. [Config.Release]
 // paces the release: at most Rate senders per second, oldest first, and/or
-// each at a random moment within Spread. The default releases all at once,
-// which is right for a single robot with a few senders.
+// each at a random moment within Spread. With Probe, as in a circuit
+// breaker's half-open state, the oldest held [Gate.Do] call goes first and
+// the others follow only once a send has succeeded. The default releases
+// all at once, which is right for a single robot with a few senders.
 //
 // # Retrying: at least once
 //

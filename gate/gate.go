@@ -106,6 +106,18 @@ type waiter struct {
 	inList     bool
 	outcome    outcome
 	slot       time.Time // when a paced release lets it go
+	// forDo marks a hold by Gate.Do, which may be the probe of
+	// Release.Probe; awaiting marks one that waits for the probe's success.
+	forDo, awaiting bool
+	// probe is set when w was released as the probe.
+	probe *probe
+}
+
+// probe is one round of Release.Probe: one held Do call went first, and
+// the others wait for done, which closes when a send succeeded or the probe
+// gave up (then a new round begins).
+type probe struct {
+	done chan struct{}
 }
 
 // Gate holds important sends while the network is down and releases them
@@ -123,10 +135,15 @@ type Gate struct {
 	cfg     Config  // read-only after New
 	backoff Backoff // cfg.Backoff with defaults
 
-	mu sync.Mutex // guards head, tail, nheld and every transition of cur
+	mu sync.Mutex // guards head, tail, nheld, probe and every transition of cur
 	// head and tail are the held senders, oldest first.
 	head, tail *waiter
 	nheld      int
+	// probe is the current round of Release.Probe, nil when none.
+	probe *probe
+	// probing is probe != nil, readable without mu: Do checks it after
+	// every success, which must stay cheap.
+	probing atomic.Bool
 
 	n counters
 }
@@ -186,22 +203,111 @@ func (g *Gate) Open() {
 		// waiters stay in the list until they leave; if the gate closes
 		// before their moment, they are held again and the next Open
 		// gives them a new one.
+		var first *waiter // the probe, if Release.Probe is set
+		if r.Probe {
+			for w := g.head; w != nil; w = w.next {
+				if w.forDo {
+					first = w
+					break
+				}
+			}
+		}
 		i := 0
 		for w := g.head; w != nil; w = w.next {
-			var d time.Duration
-			if r.Rate > 0 {
-				d = time.Duration(float64(i) / r.Rate * float64(time.Second))
+			w.probe = nil // from a round that ended with the last Close
+			switch {
+			case w == first:
+				w.slot, w.awaiting = now, false
+			case first != nil && w.forDo:
+				w.awaiting = true
+			default:
+				w.slot, w.awaiting = g.slot(now, i), false
+				i++
 			}
-			if r.Spread > 0 {
-				d += rand.N(r.Spread)
-			}
-			w.slot = now.Add(d)
-			i++
+		}
+		if first != nil {
+			g.probe = &probe{done: make(chan struct{})}
+			first.probe = g.probe
+			g.probing.Store(true)
 		}
 	}
 	g.n.opens.Add(1)
 	g.publishLocked(&snapshot{State: State{Open: true, Since: now, Seq: s.Seq + 1}})
 	close(s.period.done)
+}
+
+// slot returns when the i-th paced sender may go, for a release that
+// began at start.
+func (g *Gate) slot(start time.Time, i int) time.Time {
+	r := g.cfg.Release
+	var d time.Duration
+	if r.Rate > 0 {
+		d = time.Duration(float64(i) / r.Rate * float64(time.Second))
+	}
+	if r.Spread > 0 {
+		d += rand.N(r.Spread)
+	}
+	return start.Add(d)
+}
+
+// confirm ends the current probe round because a send succeeded: the Do
+// calls that waited for it are released, paced.
+func (g *Gate) confirm() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	p := g.probe
+	if p == nil {
+		return
+	}
+	now := time.Now()
+	i := 0
+	for w := g.head; w != nil; w = w.next {
+		if w.awaiting {
+			w.slot, w.awaiting = g.slot(now, i), false
+			i++
+		}
+	}
+	g.endProbeLocked()
+	close(p.done)
+}
+
+// abandonLocked hands the probe of round p, whose Do call gave up without
+// a success, to the oldest Do call still waiting. g.mu must be held.
+func (g *Gate) abandonLocked(p *probe) {
+	if p == nil || g.probe != p {
+		return // the round already ended
+	}
+	var next *waiter
+	for w := g.head; w != nil; w = w.next {
+		if w.awaiting {
+			next = w
+			break
+		}
+	}
+	g.endProbeLocked()
+	if next != nil {
+		next.slot, next.awaiting = time.Now(), false
+		g.probe = &probe{done: make(chan struct{})}
+		next.probe = g.probe
+		g.probing.Store(true)
+	}
+	close(p.done) // wakes the waiters: the new probe goes, the rest wait on
+}
+
+// abandon is abandonLocked for a Do call that does not hold g.mu.
+func (g *Gate) abandon(p *probe) {
+	if p == nil {
+		return
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.abandonLocked(p)
+}
+
+// endProbeLocked forgets the current probe round. g.mu must be held.
+func (g *Gate) endProbeLocked() {
+	g.probe = nil
+	g.probing.Store(false)
 }
 
 // Close closes the gate for reason r: from now on, senders are held (or
@@ -216,6 +322,9 @@ func (g *Gate) Close(r Reason) {
 	case s.Shutdown:
 		return
 	case s.Open:
+		// A probe round ends with the open period; the next Open starts
+		// a new one. Waiters of this one wake on the state change.
+		g.endProbeLocked()
 		g.n.closes.Add(1)
 		g.publishLocked(&snapshot{
 			State:  State{Reason: r, Since: time.Now(), Seq: s.Seq + 1},
@@ -248,6 +357,7 @@ func (g *Gate) Shutdown() {
 		w = next
 	}
 	g.head, g.tail, g.nheld = nil, nil, 0
+	g.endProbeLocked()
 	g.publishLocked(&snapshot{State: State{Shutdown: true, Reason: s.Reason, Since: time.Now(), Seq: s.Seq + 1}})
 	if s.period != nil {
 		close(s.period.done)
@@ -276,35 +386,45 @@ func (g *Gate) Wait(ctx context.Context) error {
 	if g.cur.Load().Open {
 		return nil
 	}
-	_, err := g.hold(ctx, g.cfg.Policy.FailFast, g.cfg.Policy.MaxHold)
+	return g.waitSlow(ctx)
+}
+
+// waitSlow is Wait on a gate that was closed a moment ago, kept out of
+// Wait so that Wait stays small enough to be inlined into the sender.
+//
+//go:noinline
+func (g *Gate) waitSlow(ctx context.Context) error {
+	_, _, err := g.hold(ctx, g.cfg.Policy.FailFast, g.cfg.Policy.MaxHold, false)
 	return err
 }
 
 // hold is the slow path of a wait: it holds the caller while the gate is
-// closed. limit bounds the hold (zero: no bound). It returns how long the
-// caller was held.
-func (g *Gate) hold(ctx context.Context, failFast bool, limit time.Duration) (time.Duration, error) {
+// closed. limit bounds the hold (zero: no bound); forDo marks a hold by
+// Gate.Do, which may become the probe of Release.Probe. It returns how long
+// the caller was held and, if the caller was released as the probe, the
+// probe round, which Do must end with confirm or abandon.
+func (g *Gate) hold(ctx context.Context, failFast bool, limit time.Duration, forDo bool) (time.Duration, *probe, error) {
 	s := g.cur.Load()
 	switch {
 	case s.Open:
-		return 0, nil
+		return 0, nil, nil
 	case s.Shutdown:
-		return 0, g.waitError(s, 0, ErrShutdown)
+		return 0, nil, g.waitError(s, 0, ErrShutdown)
 	case failFast:
 		g.n.failFasts.Add(1)
-		return 0, g.waitError(s, 0, ErrDown)
+		return 0, nil, g.waitError(s, 0, ErrDown)
 	case ctx.Err() != nil:
-		g.n.canceled.Add(1)
-		return 0, g.waitError(s, 0, context.Cause(ctx))
+		// Not held, so not counted: Canceled counts holds.
+		return 0, nil, g.waitError(s, 0, context.Cause(ctx))
 	}
 
 	g.mu.Lock()
 	s = g.cur.Load()
 	if s.Open || s.Shutdown {
 		g.mu.Unlock()
-		return g.hold(ctx, false, limit)
+		return g.hold(ctx, false, limit, forDo)
 	}
-	w := &waiter{start: time.Now(), reason: s.Reason, since: s.Since}
+	w := &waiter{start: time.Now(), reason: s.Reason, since: s.Since, forDo: forDo}
 	g.pushLocked(w)
 	g.n.holds.Add(1)
 	g.mu.Unlock()
@@ -323,57 +443,96 @@ func (g *Gate) hold(ctx context.Context, failFast bool, limit time.Duration) (ti
 	}()
 	var paceC <-chan time.Time
 	var wake <-chan struct{} = s.period.done // fires when the gate settles or may have
+	var probeDone <-chan struct{}            // fires when a probe round ends
+	immediate := g.cfg.Release.immediate()
 	for {
 		select {
 		case <-wake:
+			if immediate {
+				// Open or Shutdown settled w before closing wake, and
+				// nothing writes w.outcome after that: it can be read
+				// without the lock, so that thousands of released
+				// waiters do not queue on g.mu.
+				switch w.outcome {
+				case released:
+					return time.Since(w.start), nil, nil
+				case shut:
+					h := time.Since(w.start)
+					return h, nil, g.waitError(g.cur.Load(), h, ErrShutdown)
+				}
+			}
 		case <-paceC:
+		case <-probeDone:
 		case <-ctx.Done():
-			return g.leave(w, context.Cause(ctx), &g.n.canceled)
+			h, err := g.leave(w, context.Cause(ctx), &g.n.canceled)
+			return h, nil, err
 		case <-expire:
-			return g.leave(w, ErrHoldExpired, &g.n.expired)
+			h, err := g.leave(w, ErrHoldExpired, &g.n.expired)
+			return h, nil, err
 		}
-		held, err, next, delay := g.step(w)
-		if next == nil {
-			return held, err
+		st := g.step(w)
+		if st.next == nil {
+			return st.held, st.probe, st.err
 		}
-		wake, paceC = next, nil
-		if delay > 0 {
+		wake, probeDone, paceC = st.next, st.probeDone, nil
+		if st.delay > 0 {
 			if pace == nil {
-				pace = time.NewTimer(delay)
+				pace = time.NewTimer(st.delay)
 			} else {
-				pace.Reset(delay)
+				pace.Reset(st.delay)
 			}
 			paceC = pace.C
 		}
 	}
 }
 
-// step looks at the gate for a held waiter that was woken. Either the wait
-// is over (next is nil; held and err are its result), or the waiter must
-// wait for next to close and, if delay > 0, for its paced turn.
-func (g *Gate) step(w *waiter) (held time.Duration, err error, next <-chan struct{}, delay time.Duration) {
+// stepResult is what step found: either the wait is over (next is nil;
+// held and err are its result), or the waiter must wait for next to close
+// and, if delay > 0, for its paced turn, or, if probeDone is not nil, for
+// the probe round to end.
+type stepResult struct {
+	held      time.Duration
+	err       error
+	probe     *probe
+	next      <-chan struct{}
+	probeDone <-chan struct{}
+	delay     time.Duration
+}
+
+// step looks at the gate for a held waiter that was woken.
+func (g *Gate) step(w *waiter) stepResult {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	now := time.Now()
 	switch w.outcome {
 	case released:
-		return now.Sub(w.start), nil, nil, 0
+		return stepResult{held: now.Sub(w.start)}
 	case shut:
-		return now.Sub(w.start), g.waitError(g.cur.Load(), now.Sub(w.start), ErrShutdown), nil, 0
+		h := now.Sub(w.start)
+		return stepResult{held: h, err: g.waitError(g.cur.Load(), h, ErrShutdown)}
 	}
 	s := g.cur.Load()
 	if !s.Open {
 		// Closed again before this waiter's paced turn: hold it again.
 		w.reason, w.since = s.Reason, s.Since
-		return 0, nil, s.period.done, 0
+		return stepResult{next: s.period.done}
+	}
+	if w.awaiting {
+		if g.probe != nil {
+			// Wait for the probe's verdict, or for the gate to close.
+			return stepResult{next: s.changed, probeDone: g.probe.done}
+		}
+		w.slot, w.awaiting = now, false // defensive: no round to wait for
 	}
 	if d := w.slot.Sub(now); d > 0 {
 		// Wait for the turn, but wake at once if the gate closes.
-		return 0, nil, s.changed, d
+		return stepResult{next: s.changed, delay: d}
 	}
 	g.removeLocked(w)
 	g.n.releases.Add(1)
-	return now.Sub(w.start), nil, nil, 0
+	p := w.probe
+	w.probe = nil
+	return stepResult{held: now.Sub(w.start), probe: p}
 }
 
 // leave ends a hold that the caller gave up (cause), counting it in c,
@@ -391,6 +550,8 @@ func (g *Gate) leave(w *waiter, cause error, c *atomic.Uint64) (time.Duration, e
 	case shut:
 		return heldFor, g.waitError(s, heldFor, ErrShutdown)
 	}
+	// A probe that gives up before it was told it is one hands over.
+	g.abandonLocked(w.probe)
 	g.removeLocked(w)
 	c.Add(1)
 	return heldFor, &WaitError{Reason: w.reason, Since: w.since, Held: heldFor, Err: cause}

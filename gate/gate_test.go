@@ -14,7 +14,7 @@ import (
 var lost = Reason{Code: "carrier-lost", Iface: "wlan0"}
 
 // mustNew returns a gate made from cfg or fails the test.
-func mustNew(t *testing.T, cfg Config) *Gate {
+func mustNew(t testing.TB, cfg Config) *Gate {
 	t.Helper()
 	g, err := New(cfg)
 	if err != nil {
@@ -266,7 +266,7 @@ func TestGatePolicies(t *testing.T) {
 			t.Run(name, func(t *testing.T) {
 				synctest.Test(t, func(t *testing.T) {
 					cfg := Config{StartClosed: lost}
-					wait := func(ctx context.Context) error { return nil }
+					var wait func(context.Context) error
 					var g *Gate
 					if perGate {
 						cfg.Policy = tt.policy

@@ -20,7 +20,9 @@ type Stats struct {
 	FailFasts uint64
 	// Expired counts holds that ended with [ErrHoldExpired].
 	Expired uint64
-	// Canceled counts waits that ended because the caller's context did.
+	// Canceled counts holds that ended because the caller's context did.
+	// Holds = Releases + Canceled + Expired + HeldNow, plus the holds that
+	// Shutdown ended.
 	Canceled uint64
 	// Opens and Closes count the transitions between open and closed; a
 	// new reason for a closed gate is not a close.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -20,9 +21,11 @@ func TestGateFlappingLosesNoWakeupAndReleasesNobodyWhileClosed(t *testing.T) {
 	tests := []struct {
 		name    string
 		release Release
+		useDo   bool // wait through Do with a send that succeeds
 	}{
-		{"release all at once", Release{}},
-		{"paced release", Release{Rate: 1e6, Spread: 50 * time.Microsecond}},
+		{"release all at once", Release{}, false},
+		{"paced release", Release{Rate: 1e6, Spread: 50 * time.Microsecond}, false},
+		{"probe, through Do", Release{Probe: true}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -33,8 +36,13 @@ func TestGateFlappingLosesNoWakeupAndReleasesNobodyWhileClosed(t *testing.T) {
 				iterations = 200 // waits per waiter
 			)
 			g := mustNew(t, Config{StartClosed: lost, Release: tt.release})
+			wait := g.Wait
+			if tt.useDo {
+				wait = func(ctx context.Context) error { return g.Do(ctx, nopSend) }
+			}
 			var (
 				opensBegun atomic.Uint64 // incremented before every Open
+				opensDone  atomic.Uint64 // incremented after every Open
 				violations atomic.Uint64
 				released   atomic.Uint64 // waits that were closed and then returned nil
 				canceled   atomic.Uint64
@@ -44,8 +52,12 @@ func TestGateFlappingLosesNoWakeupAndReleasesNobodyWhileClosed(t *testing.T) {
 				flapWG.Go(func() {
 					for range flaps {
 						g.Close(lost)
+						// Let waiters find the gate closed and park.
+						runtime.Gosched()
+						runtime.Gosched()
 						opensBegun.Add(1)
 						g.Open()
+						opensDone.Add(1)
 					}
 				})
 			}
@@ -58,14 +70,19 @@ func TestGateFlappingLosesNoWakeupAndReleasesNobodyWhileClosed(t *testing.T) {
 							// A quarter of the waits give up quickly.
 							ctx, cancel = context.WithTimeout(ctx, time.Duration(rand.IntN(50))*time.Microsecond)
 						}
-						before := opensBegun.Load()
+						// If every Open begun so far has also ended, the gate
+						// was closed at wasClosed's read, and no Open begins
+						// before Wait returns, then the gate was closed for
+						// the whole wait, and Wait must not return nil.
+						begun := opensBegun.Load()
+						quiet := opensDone.Load() >= begun
 						wasClosed := !g.State().Open
-						err := g.Wait(ctx)
+						err := wait(ctx)
 						cancel()
 						switch {
 						case err == nil && wasClosed:
 							released.Add(1)
-							if opensBegun.Load() == before {
+							if quiet && opensBegun.Load() == begun {
 								violations.Add(1)
 							}
 						case err != nil && !errors.Is(err, context.DeadlineExceeded):
@@ -94,8 +111,8 @@ func TestGateFlappingLosesNoWakeupAndReleasesNobodyWhileClosed(t *testing.T) {
 			if s.HeldNow != 0 {
 				t.Errorf("HeldNow = %d after all waiters returned, want 0", s.HeldNow)
 			}
-			if s.Holds != s.Releases+s.Canceled {
-				t.Errorf("Holds %d != Releases %d + Canceled %d: a hold was neither released nor canceled", s.Holds, s.Releases, s.Canceled)
+			if s.Holds != s.Releases+s.Canceled+s.Expired {
+				t.Errorf("Holds %d != Releases %d + Canceled %d + Expired %d: a hold was neither released nor ended", s.Holds, s.Releases, s.Canceled, s.Expired)
 			}
 			t.Logf("flaps %d, waits that found the gate closed and were released %d, canceled %d, stats %+v",
 				flappers*flaps, released.Load(), canceled.Load(), s)

@@ -45,10 +45,14 @@
 //     RTM_DELROUTE for the route it replaced; linkwatch reports a
 //     [RouteChanged] with the old route in Prev.
 //   - When the socket overflows (ENOBUFS, a receive buffer too small for a
-//     burst) the kernel drops messages. linkwatch keeps the socket, re-reads
-//     everything, emits the differences against its old state and then a
-//     [GapEvent]. Any other receive error replaces the socket and does the
-//     same. Dumps flagged NLM_F_DUMP_INTR are retried.
+//     burst) the kernel drops messages. linkwatch keeps the socket, empties
+//     its queue (a congested netlink socket reports no further ENOBUFS until
+//     its queue has been emptied, so without this later drops would go
+//     unnoticed), re-reads everything, emits the differences against its
+//     old state and then a [GapEvent]. Any other receive error replaces the
+//     socket and does the same. Dumps flagged NLM_F_DUMP_INTR are retried a
+//     few times; an inconsistent dump is then still safe, because every
+//     change made during it is queued on the socket and folded in after.
 //   - Messages not sent by the kernel (a sender port id other than 0) are
 //     ignored: a root process can unicast forged messages to our socket.
 //   - Per-protocol RTM_NEWLINK messages (family AF_INET6 or AF_BRIDGE)
@@ -65,7 +69,10 @@
 // are counted in whole seconds, so a NEWADDR whose lifetimes end within a
 // second of the ones already known changes the state but emits no event;
 // one that moves them is [AddrRefreshed] (a DHCP renewal), and one that
-// changes flags is [AddrChanged] (DAD finished, deprecated).
+// changes flags is [AddrChanged] (DAD finished, deprecated). A
+// [NeighEvent] reports a change of an entry that belongs to a gateway at
+// the time; an existing entry that becomes a gateway's because a route
+// appeared shows in State.Neighs without an event.
 //
 // A link renamed into or out of the filter causes a re-read that emits the
 // link and its addresses as added or removed. Events share hardware

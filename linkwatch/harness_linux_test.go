@@ -154,13 +154,12 @@ type view struct {
 }
 
 type viewLink struct {
-	Index          int
-	Name, Kind     string
-	Up, LowerUp    bool
-	Oper           string
-	MTU            int
-	MAC            string
-	CarrierChanges uint32
+	Index       int
+	Name, Kind  string
+	Up, LowerUp bool
+	Oper        string
+	MTU         int
+	MAC         string
 }
 
 type viewAddr struct {
@@ -185,7 +184,7 @@ func project(s State) view {
 	for _, l := range s.Links {
 		v.Links = append(v.Links, viewLink{
 			Index: l.Index, Name: l.Name, Kind: l.Kind, Up: l.AdminUp, LowerUp: l.Carrier,
-			Oper: strings.ToUpper(l.Oper.String()), MTU: l.MTU, MAC: l.MAC.String(), CarrierChanges: l.CarrierChanges,
+			Oper: strings.ToUpper(l.Oper.String()), MTU: l.MTU, MAC: l.MAC.String(),
 		})
 	}
 	for _, a := range s.Addrs {
@@ -255,7 +254,6 @@ func oracle(t *testing.T, ns *netnstest.NS) view {
 			Deprecated bool   `json:"deprecated"`
 			Dynamic    bool   `json:"dynamic"`
 		} `json:"addr_info"`
-		CarrierChanges uint32 `json:"carrier_changes"`
 	}
 	// -details adds linkinfo and carrier_changes; addr show carries both
 	// the link and its addresses in one consistent read.
@@ -271,7 +269,7 @@ func oracle(t *testing.T, ns *netnstest.NS) view {
 		has := func(f string) bool { return slices.Contains(l.Flags, f) }
 		v.Links = append(v.Links, viewLink{
 			Index: l.Index, Name: l.Name, Kind: l.Info.Kind, Up: has("UP"), LowerUp: has("LOWER_UP"),
-			Oper: l.Oper, MTU: l.MTU, MAC: l.Address, CarrierChanges: l.CarrierChanges,
+			Oper: l.Oper, MTU: l.MTU, MAC: l.Address,
 		})
 		for _, a := range l.AddrInfo {
 			p := netip.PrefixFrom(netip.MustParseAddr(a.Local), a.PrefixLen)

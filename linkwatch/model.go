@@ -107,9 +107,6 @@ func newModel(include func(string, bool) bool, kindHint func(string) string) *mo
 	}
 }
 
-// fresh returns an empty model with the same filter.
-func (m *model) fresh() *model { return newModel(m.include, m.kindHint) }
-
 // apply folds one message into the model and appends the events it causes
 // to evs. now stamps the events and the address lifetimes.
 func (m *model) apply(msg *message, now time.Time, evs []Event) ([]Event, effect) {

@@ -181,6 +181,32 @@ func (s *sock) recv() (int, uint32, error) {
 	return n, pid, nil
 }
 
+// drain discards every datagram queued on the socket without blocking.
+//
+// After an overflow the kernel marks a netlink socket congested and drops
+// further messages without reporting ENOBUFS again until its queue has
+// been emptied (netlink_overrun and netlink_rcv_wake in
+// net/netlink/af_netlink.c). Draining before a re-read empties the queue,
+// so the next drop is reported again, and what is discarded is older than
+// the re-read.
+func (s *sock) drain() error {
+	for {
+		var err error
+		rerr := s.rc.Read(func(fd uintptr) bool {
+			_, _, err = unix.Recvfrom(int(fd), s.buf, unix.MSG_DONTWAIT)
+			return true // one attempt: never wait for more
+		})
+		switch {
+		case rerr != nil:
+			return rerr
+		case err == unix.EAGAIN:
+			return nil
+		case err != nil && err != unix.ENOBUFS:
+			return os.NewSyscallError("recvfrom", err)
+		}
+	}
+}
+
 // dump asks the kernel for every object of a kind (RTM_GETLINK, ...) and
 // calls fn for each reply. It returns errDumpInterrupted, after the whole
 // dump was read, when the kernel flagged the dump as inconsistent.

@@ -11,14 +11,14 @@ import (
 // traffic. They are Linux ABI numbers, repeated here so that State's methods
 // also build on other systems.
 const (
-	flagTentative = 0x40  // IFA_F_TENTATIVE: IPv6 duplicate address detection has not finished
-	flagDADFailed = 0x08  // IFA_F_DADFAILED: another host owns the address
-	flagPermanent = 0x80  // IFA_F_PERMANENT: configured without a lifetime
-	flagDeprecate = 0x20  // IFA_F_DEPRECATED: preferred lifetime is over
-	flagOptimist  = 0x04  // IFA_F_OPTIMISTIC: usable during DAD (RFC 4429)
-	scopeUniverse = 0     // RT_SCOPE_UNIVERSE
-	nudFailed     = 0x20  // NUD_FAILED
-	nudReachable  = 0x02  // NUD_REACHABLE
+	flagTentative = 0x40 // IFA_F_TENTATIVE: IPv6 duplicate address detection has not finished
+	flagDADFailed = 0x08 // IFA_F_DADFAILED: another host owns the address
+	flagPermanent = 0x80 // IFA_F_PERMANENT: configured without a lifetime
+	flagDeprecate = 0x20 // IFA_F_DEPRECATED: preferred lifetime is over
+	flagOptimist  = 0x04 // IFA_F_OPTIMISTIC: usable during DAD (RFC 4429)
+	scopeUniverse = 0    // RT_SCOPE_UNIVERSE
+	nudFailed     = 0x20 // NUD_FAILED
+	nudReachable  = 0x02 // NUD_REACHABLE
 	infinityLife  = 1<<32 - 1
 )
 

@@ -181,12 +181,23 @@ type GapEvent struct {
 	State State // the state after the re-read
 }
 
-func (e Baseline) Time() time.Time   { return e.At }
-func (e LinkEvent) Time() time.Time  { return e.At }
-func (e AddrEvent) Time() time.Time  { return e.At }
+// Time returns when the Baseline was read from the kernel.
+func (e Baseline) Time() time.Time { return e.At }
+
+// Time returns when the LinkEvent was read from the kernel.
+func (e LinkEvent) Time() time.Time { return e.At }
+
+// Time returns when the AddrEvent was read from the kernel.
+func (e AddrEvent) Time() time.Time { return e.At }
+
+// Time returns when the RouteEvent was read from the kernel.
 func (e RouteEvent) Time() time.Time { return e.At }
+
+// Time returns when the NeighEvent was read from the kernel.
 func (e NeighEvent) Time() time.Time { return e.At }
-func (e GapEvent) Time() time.Time   { return e.At }
+
+// Time returns when the GapEvent was read from the kernel.
+func (e GapEvent) Time() time.Time { return e.At }
 
 func (Baseline) isEvent()   {}
 func (LinkEvent) isEvent()  {}

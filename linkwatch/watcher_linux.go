@@ -81,6 +81,12 @@ func (w *Watcher) run(ctx context.Context) error {
 				w.subPID.Store(cur.pid)
 				stop = context.AfterFunc(ctx, func() { next.close(); dump.close() })
 			}
+			if derr := cur.drain(); derr != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				w.log.Warn("linkwatch: draining the netlink socket failed", zap.Error(derr))
+			}
 			if !w.resync(ctx, dump, fmt.Errorf("linkwatch: netlink receive: %w", err)) {
 				return nil
 			}
