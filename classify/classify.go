@@ -227,7 +227,7 @@ var unreachableTexts = [...]string{
 // where it is.
 func errnoClass(n syscall.Errno) Class {
 	switch n {
-	case unix.ENETUNREACH, unix.ENETDOWN, unix.ENETRESET, unix.ENONET,
+	case unix.ENETUNREACH, unix.ENETDOWN, unix.ENETRESET,
 		unix.EHOSTUNREACH, unix.EHOSTDOWN, unix.ENOLINK, unix.EADDRNOTAVAIL:
 		return Network
 	case unix.ECONNREFUSED, unix.ECONNRESET, unix.ECONNABORTED, unix.EPIPE,
@@ -237,6 +237,9 @@ func errnoClass(n syscall.Errno) Class {
 		return Timeout
 	case unix.EACCES, unix.EPERM:
 		return Policy
+	}
+	if osNetworkErrno(n) {
+		return Network
 	}
 	return Other
 }

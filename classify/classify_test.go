@@ -62,7 +62,7 @@ func TestClassify(t *testing.T) {
 		{"net unreachable", opErr("dial", "connect", unix.ENETUNREACH), Network},
 		{"net down", opErr("write", "sendto", unix.ENETDOWN), Network},
 		{"net reset", opErr("read", "read", unix.ENETRESET), Network},
-		{"no network", opErr("dial", "connect", unix.ENONET), Network},
+		{"no network", opErr("dial", "connect", errENONET), Network},
 		{"host unreachable", opErr("dial", "connect", unix.EHOSTUNREACH), Network},
 		{"host down", opErr("dial", "connect", unix.EHOSTDOWN), Network},
 		{"addr not avail", opErr("dial", "bind", unix.EADDRNOTAVAIL), Network},
@@ -127,7 +127,7 @@ func TestIsConnectionErrorMatchesSeed(t *testing.T) {
 		opErr("read", "read", unix.ECONNRESET), &net.DNSError{Err: "no such host", IsNotFound: true},
 		os.ErrDeadlineExceeded, opErr("dial", "connect", unix.ENETUNREACH),
 		opErr("write", "sendto", unix.ENETDOWN), opErr("read", "read", unix.ENETRESET),
-		opErr("dial", "connect", unix.ENONET), opErr("close", "shutdown", unix.ENOTCONN),
+		opErr("dial", "connect", errENONET), opErr("close", "shutdown", unix.ENOTCONN),
 		tls.RecordHeaderError{}, io.ErrUnexpectedEOF,
 		// Divergences from the seed, documented in the package doc.
 		opErr("dial", "connect", unix.EHOSTUNREACH), opErr("dial", "connect", unix.EHOSTDOWN),

@@ -1,0 +1,122 @@
+// Package sockwatch reports the socket operations of every process on the
+// machine that fail with a connectivity error, using eBPF, without touching
+// the applications: "python3[4242] connect 10.0.0.5:443: network is
+// unreachable". Most robot software never tells anyone why its sends fail;
+// the kernel knows, and this package asks it.
+//
+// A [Watcher] delivers one [Event] per failure: process and thread ID,
+// thread name, errno, operation, destination address and port, network
+// namespace, cgroup, and the kernel's monotonic timestamp. It filters in the
+// kernel, by errno ([Config.Errnos]) and optionally by process name
+// ([Config.Comms]), so successful calls and uninteresting processes cost no
+// ring-buffer space. The Monitor classifies the events ([Event.Err] works
+// with classify.Classify) and correlates them with link state; this
+// package does neither.
+//
+// # What is observed
+//
+// Asynchronous errors are always observed: sock:inet_sk_error_report fires
+// when the kernel stores an error on a socket after the call that caused
+// it returned. That is how a non-blocking connect (Go's, and every event
+// loop's) learns ECONNREFUSED, ETIMEDOUT or EHOSTUNREACH, and how an
+// established connection learns of a reset. That tracepoint often runs in
+// softirq context, where the current task is whoever the interrupt hit, so
+// a second program at sock:inet_sock_set_state remembers which thread moved
+// each TCP socket to SYN_SENT (inside its connect call) and the error is
+// attributed to it. Sockets that never went through connect while the
+// Watcher ran (accepted sockets, connected UDP) get PID 0.
+//
+// Synchronous errors (ENETUNREACH from connect or sendto when no route
+// matches, and the UDP sends of robots' telemetry) are returned by the
+// syscall itself and leave no trace on the socket. [Config.SyscallTracing]
+// adds a program at the raw tracepoint sys_exit that reports failed
+// connect, sendto and sendmsg. It is off by default: once any syscall
+// tracepoint is enabled the kernel sends every syscall of every process
+// through its slow path, about 54 ns each on the development VM. Within
+// the program a successful syscall costs one load and one branch; the
+// destination is read from the application's argument registers in
+// pt_regs only after a failure, so there is no sys_enter program and no
+// per-call map update. A blocking connect that fails with an error the
+// kernel also stored on the socket (ECONNREFUSED) is reported once: the
+// error program tells the syscall program, through a small LRU map keyed
+// by thread, to stay silent.
+//
+// Without either program, [ReadNoRoutes] reads the kernel's OutNoRoutes
+// counters, which count every failed route lookup in a namespace and need
+// no privilege: a coarse fallback when [New] fails.
+//
+// # Requirements
+//
+// Linux 5.15 or later (sock:inet_sk_error_report appeared in 5.15) with
+// BTF (/sys/kernel/btf/vmlinux, CONFIG_DEBUG_INFO_BTF=y), and CAP_BPF plus
+// CAP_PERFMON, or root. Syscall tracing reads the argument registers and
+// supports amd64 and arm64. All
+// programs attach as tp_btf (BPF_TRACE_RAW_TP), which needs no tracefs, so
+// a service can run as a non-root user with
+// AmbientCapabilities=CAP_BPF CAP_PERFMON. Kprobes, fentry and fexit are
+// not used: robot kernels may lack them, and fentry is refused (EPERM) on
+// the lockdown kernel this was developed on. When something is missing,
+// [New] returns an error wrapping [ErrNotSupported] or [ErrPermission]
+// whose text names it (for example "missing CAP_BPF, CAP_PERFMON"), and
+// nothing stays loaded. The caller runs on without sockwatch.
+//
+// # Programs written with cilium/ebpf's asm package
+//
+// The BPF programs are built at run time with
+// github.com/cilium/ebpf/asm instead of compiled from C with bpf2go. The
+// issue allowed either; asm was chosen because:
+//
+//   - There is no toolchain and no generated artefact. bpf2go would need
+//     clang, libbpf headers and a bpf2go tool directive in go.mod, and the
+//     committed objects would have to be regenerated bit-for-bit by CI,
+//     which ties CI to one exact clang version. With asm, `go build` is the
+//     whole build and there is nothing to drift.
+//   - The programs are small (30 to 120 instructions) and fixed-layout, and
+//     asm lets [New] specialise them: the errno set becomes a chain of
+//     compares, and the process-name filter and the dedup are emitted only
+//     when configured, so the default programs carry no dead code.
+//   - The kernel layout is resolved at run time from the kernel's BTF
+//     (btf_linux.go): offsets of struct sock, pt_regs and friends are read
+//     from /sys/kernel/btf/vmlinux, which is CO-RE without a compiler. The
+//     tp_btf programs load struct sock fields directly, and the verifier
+//     checks each load against BTF, so a wrong offset fails loading
+//     instead of reading garbage.
+//
+// The cost is that verifier errors point at instructions, not lines. The
+// record layout is documented once, in record.go, and the Go decoder and
+// the instruction builders share its constants. If the programs grow (for
+// example to parse more of msghdr), C with bpf2go becomes the better
+// trade.
+//
+// # Ordering, overflow and lifetime
+//
+// Events arrive in the order the kernel queued them in one ring buffer
+// ([Config.RingBufferSize]). A reader that falls behind never slows the
+// applications: the kernel drops new events and counts them, and
+// [Watcher.Stats] reports the count, so Events + Dropped is every failure
+// that passed the filters. [Watcher.Run] owns the Events channel and closes
+// it when it returns; [Watcher.Close] detaches every program and unloads
+// every map (the kernel frees the last of them after an RCU grace period).
+//
+// # Limitations
+//
+//   - Asynchronous errors of sockets that never went through TCP connect
+//     while the Watcher ran (accepted connections, connected UDP sockets,
+//     connections opened before New) have PID 0 and no name, and are
+//     dropped when [Config.Comms] is set.
+//   - With SyscallTracing, a connected UDP socket that gets an ICMP
+//     unreachable produces two events: the asynchronous one (PID 0) and the
+//     ECONNREFUSED its next send returns (no destination, since a send on a
+//     connected socket names none). Only blocking TCP connect is
+//     de-duplicated.
+//   - write(2), writev(2) and sendmmsg(2) on sockets are not traced: write
+//     would put a program on every file write, and errors on a connected
+//     TCP socket also surface asynchronously.
+//   - 32-bit (compat) syscalls of a 64-bit kernel are not recognised.
+//
+// # What it never does
+//
+// It never writes to sockets, never changes kernel settings, never reads
+// payloads (only the destination sockaddr the application passed), and
+// never keeps state beyond two bounded LRU maps.
+package sockwatch

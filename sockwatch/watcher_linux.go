@@ -1,0 +1,298 @@
+package sockwatch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/ringbuf"
+	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
+)
+
+// watcher is the Linux implementation behind [Watcher].
+type watcher struct {
+	cfg    Config
+	log    *zap.Logger
+	boot   time.Time // wall-clock time at which CLOCK_MONOTONIC was 0
+	events chan Event
+	done   chan struct{} // closed by close, to stop a Run blocked on events
+
+	// Set by newWatcher and released by close (under mu); links is also
+	// toggled by the overhead benchmark through detach and attach.
+	coll   *ebpf.Collection
+	links  []link.Link
+	reader *ringbuf.Reader
+	drops  *ebpf.Map // per-CPU count of records the ring buffer had no room for
+
+	delivered atomic.Uint64
+	malformed atomic.Uint64
+
+	mu       sync.Mutex // guards the fields below
+	started  bool       // Run was called
+	closed   bool       // close ran
+	closeErr error      // close's result, returned by every call
+	lastDrop uint64     // drop count read just before the maps were closed
+}
+
+// newWatcher loads and attaches everything, or undoes what it did and
+// returns why it could not.
+func newWatcher(cfg Config) (_ *watcher, err error) {
+	spec, err := btf.LoadKernelSpec()
+	if err != nil {
+		return nil, fmt.Errorf("sockwatch: kernel BTF (/sys/kernel/btf/vmlinux, CONFIG_DEBUG_INFO_BTF=y): %w: %w", ErrNotSupported, err)
+	}
+	off, err := kernelOffsets(spec)
+	if err != nil {
+		return nil, err
+	}
+	cs := collectionSpec(cfg, off)
+
+	// The channel buffer only smooths hand-off to the consumer; the ring
+	// buffer is where bursts are absorbed (and counted when it overflows).
+	w := &watcher{cfg: cfg, log: cfg.Logger, events: make(chan Event, 64), done: make(chan struct{}), boot: bootTime()}
+	defer func() {
+		if err != nil {
+			w.release()
+		}
+	}()
+
+	// KernelTypes reuses the BTF already parsed for the offsets instead of
+	// letting the library parse vmlinux again for the tp_btf targets.
+	w.coll, err = ebpf.NewCollectionWithOptions(cs, ebpf.CollectionOptions{
+		Programs: ebpf.ProgramOptions{KernelTypes: spec},
+	})
+	if err != nil {
+		return nil, explain("load BPF programs", err)
+	}
+	w.drops = w.coll.Maps[mapDrops]
+	if m := w.coll.Maps[mapComms]; m != nil {
+		for _, c := range cfg.Comms {
+			var key [commLen]byte
+			copy(key[:], c)
+			if err := m.Put(key, uint8(1)); err != nil {
+				return nil, fmt.Errorf("sockwatch: fill the process-name filter: %w", err)
+			}
+		}
+	}
+
+	if err := w.attach(); err != nil {
+		return nil, err
+	}
+
+	w.reader, err = ringbuf.NewReader(w.coll.Maps[mapEvents])
+	if err != nil {
+		return nil, fmt.Errorf("sockwatch: ring-buffer reader: %w", err)
+	}
+	w.log.Info("sockwatch attached",
+		zap.Int("programs", len(w.links)), zap.Bool("syscall_tracing", cfg.SyscallTracing),
+		zap.Strings("comms", cfg.Comms), zap.Int("ring_buffer_bytes", cfg.RingBufferSize))
+	return w, nil
+}
+
+// attach attaches the loaded programs to their tracepoints. The owner
+// program goes first so that a connect racing with New is attributed
+// rather than reported with PID 0.
+func (w *watcher) attach() error {
+	progs := []struct{ prog, name string }{
+		{progOwner, "sock:inet_sock_set_state"},
+		{progError, "sock:inet_sk_error_report"},
+	}
+	if w.cfg.SyscallTracing {
+		progs = append(progs, struct{ prog, name string }{progSyscall, "sys_exit"})
+	}
+	for _, tp := range progs {
+		l, err := link.AttachTracing(link.TracingOptions{Program: w.coll.Programs[tp.prog], AttachType: ebpf.AttachTraceRawTp})
+		if err != nil {
+			return explain("attach tp_btf "+tp.name, err)
+		}
+		w.links = append(w.links, l)
+	}
+	return nil
+}
+
+// detach detaches the programs but keeps them, the maps and the reader,
+// so that attach can put them back (the overhead benchmark uses this to
+// interleave attached and detached runs).
+func (w *watcher) detach() error {
+	var errs []error
+	for _, l := range w.links {
+		if err := l.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("sockwatch: detach: %w", err))
+		}
+	}
+	w.links = nil
+	return errors.Join(errs...)
+}
+
+// bootTime returns the wall-clock time at which CLOCK_MONOTONIC read 0, so
+// that a kernel timestamp t becomes bootTime().Add(t).
+func bootTime() time.Time {
+	var ts unix.Timespec
+	now := time.Now()
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		return now // cannot happen on Linux; timestamps would be offsets
+	}
+	return now.Add(-time.Duration(ts.Nano()))
+}
+
+// explain turns a load or attach error into one that says what is missing.
+// The kernel answers EPERM both for missing capabilities and for a locked
+// down kernel; the capability check tells them apart.
+func explain(what string, err error) error {
+	var verr *ebpf.VerifierError
+	switch {
+	case errors.As(err, &verr):
+		// EACCES from the verifier is a bug in the programs (or a kernel
+		// whose BTF they do not fit), not a missing privilege.
+		return fmt.Errorf("sockwatch: %s: verifier rejected the program: %w", what, err)
+	case errors.Is(err, ebpf.ErrNotSupported):
+		return fmt.Errorf("sockwatch: %s: %w", what, err)
+	case errors.Is(err, os.ErrNotExist):
+		return fmt.Errorf("sockwatch: %s: tracepoint not found in this kernel: %w: %w", what, ErrNotSupported, err)
+	case errors.Is(err, unix.EPERM), errors.Is(err, unix.EACCES):
+		if missing := missingCaps(); len(missing) > 0 {
+			return fmt.Errorf("sockwatch: %s: missing %s (or run as root): %w: %w", what, strings.Join(missing, ", "), ErrPermission, err)
+		}
+		return fmt.Errorf("sockwatch: %s: refused although CAP_BPF and CAP_PERFMON are held (kernel lockdown or LSM policy?): %w: %w", what, ErrPermission, err)
+	}
+	return fmt.Errorf("sockwatch: %s: %w", what, err)
+}
+
+// missingCaps lists the effective capabilities sockwatch needs that the
+// process lacks.
+func missingCaps() []string {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return []string{"CAP_BPF", "CAP_PERFMON"}
+	}
+	has := func(c int) bool { return data[c/32].Effective&(1<<(uint(c)%32)) != 0 }
+	var missing []string
+	if !has(unix.CAP_BPF) && !has(unix.CAP_SYS_ADMIN) {
+		missing = append(missing, "CAP_BPF")
+	}
+	if !has(unix.CAP_PERFMON) && !has(unix.CAP_SYS_ADMIN) {
+		missing = append(missing, "CAP_PERFMON")
+	}
+	return missing
+}
+
+// run is Watcher.Run. It is the only sender on events and closes it.
+func (w *watcher) run(ctx context.Context) error {
+	w.mu.Lock()
+	if w.started || w.closed {
+		w.mu.Unlock()
+		return fmt.Errorf("sockwatch: Run: %w", ErrClosed)
+	}
+	w.started = true
+	w.mu.Unlock()
+	defer close(w.events)
+	defer w.close()
+
+	// Closing the reader is the only way to interrupt a blocked Read.
+	stop := context.AfterFunc(ctx, func() { _ = w.reader.Close() })
+	defer stop()
+
+	// One Record is reused: ReadInto grows its buffer once and the
+	// decoder copies out what it keeps, so the loop does not allocate.
+	var rec ringbuf.Record
+	for {
+		if err := w.reader.ReadInto(&rec); err != nil {
+			if errors.Is(err, os.ErrClosed) {
+				return nil
+			}
+			return fmt.Errorf("sockwatch: read ring buffer: %w", err)
+		}
+		ev, err := decodeRecord(rec.RawSample, w.boot)
+		if err != nil {
+			w.malformed.Add(1)
+			w.log.Error("sockwatch: malformed record", zap.Error(err))
+			continue
+		}
+		select {
+		case w.events <- ev:
+			w.delivered.Add(1)
+		case <-ctx.Done():
+			return nil
+		case <-w.done:
+			return nil
+		}
+	}
+}
+
+// stats reads the counters. After close the maps are gone, so the drop
+// count read just before is returned instead.
+func (w *watcher) stats() Stats {
+	s := Stats{Events: w.delivered.Load(), Malformed: w.malformed.Load()}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		s.Dropped = w.lastDrop
+		return s
+	}
+	s.Dropped = w.readDrops()
+	return s
+}
+
+// readDrops sums the per-CPU drop counters. Callers hold mu.
+func (w *watcher) readDrops() uint64 {
+	var perCPU []uint64
+	if err := w.drops.Lookup(uint32(0), &perCPU); err != nil {
+		return w.lastDrop
+	}
+	var n uint64
+	for _, v := range perCPU {
+		n += v
+	}
+	return n
+}
+
+// close releases everything once; concurrent and later calls wait for the
+// first and return its result.
+func (w *watcher) close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return w.closeErr
+	}
+	w.closed = true
+	close(w.done)
+	w.lastDrop = w.readDrops()
+	if !w.started {
+		// Nobody will run the loop that owns the channel.
+		close(w.events)
+	}
+	w.closeErr = w.release()
+	if d := w.lastDrop; d > 0 {
+		w.log.Warn("sockwatch: ring buffer overflowed", zap.Uint64("dropped", d))
+	}
+	w.log.Info("sockwatch detached", zap.Uint64("events", w.delivered.Load()), zap.Uint64("dropped", w.lastDrop))
+	return w.closeErr
+}
+
+// release detaches the programs first (so nothing writes to the maps any
+// more), then closes the reader and the maps and programs.
+func (w *watcher) release() error {
+	var errs []error
+	if err := w.detach(); err != nil {
+		errs = append(errs, err)
+	}
+	if w.reader != nil {
+		if err := w.reader.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("sockwatch: close ring-buffer reader: %w", err))
+		}
+	}
+	if w.coll != nil {
+		w.coll.Close()
+	}
+	return errors.Join(errs...)
+}
