@@ -1,0 +1,44 @@
+package main
+
+import (
+	"io"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/seed-a56be422/netmon"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+// BenchmarkLogEvent measures writing one state line, the most common line
+// with the most fields, in each output format.
+func BenchmarkLogEvent(b *testing.B) {
+	ev := netmon.Event{Kind: netmon.EventState, At: time.Now(), Iface: "wlan0", Msg: "up -> down",
+		Status: netmon.Status{State: netmon.Down, Reason: netmon.ReasonCarrierLost, Iface: "wlan0"},
+		Fields: []zap.Field{zap.Int("signal_dbm", -71), zap.String("bssid", "aa:bb:cc:dd:ee:ff"), zap.String("addrs", "10.0.0.5/24")}}
+	for _, format := range []string{"json", "console"} {
+		b.Run(format, func(b *testing.B) {
+			log, err := newLogger(format, zapcore.InfoLevel, io.Discard)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				logEvent(log, ev)
+			}
+		})
+	}
+}
+
+// BenchmarkMetricsCollect measures one scrape's collection from a Monitor
+// with two interfaces (the Go and process collectors excluded).
+func BenchmarkMetricsCollect(b *testing.B) {
+	x := newMetrics(testSource())
+	b.ReportAllocs()
+	for b.Loop() {
+		// Large enough that Collect never blocks: no goroutine needed.
+		ch := make(chan prometheus.Metric, 64)
+		x.Collect(ch)
+	}
+}

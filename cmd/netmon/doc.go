@@ -1,0 +1,39 @@
+// Command netmon watches this machine's network links and reports its
+// connectivity state: a journal of link flaps with their causes for the
+// fleet operator, and Prometheus metrics for the fleet's dashboards.
+//
+// Usage:
+//
+//	netmon watch [flags]        log the baseline, then every event, state change and flap
+//	netmon status [flags]       print one snapshot; exit 0 if traffic can flow, 1 if down
+//	netmon wait-online [flags]  block until traffic can flow; exit 0, or 1 on timeout
+//	netmon version              print the build's version
+//
+// `netmon CMD -h` lists the flags of a command.
+//
+// # Output
+//
+// `netmon watch` writes human-readable lines by default. With
+// --log-format json it writes the JSON-lines contract of the design
+// document: one object per line on standard output, each with `ts`,
+// `level`, `msg` and `event`; baseline and state lines add `state`,
+// `reason`, `iface` and the snapshot fields that explain the state. The
+// Monitor's own diagnostics go to standard error, so standard output holds
+// event lines only. On SIGINT or SIGTERM, watch logs a summary line (event
+// `summary`: outages, total down time, outages by cause) and exits 0.
+//
+// # Exit codes
+//
+//	0  success: watch ended by a signal, status up or degraded, wait-online online
+//	1  down (status), timeout (wait-online), or a failure while running
+//	2  usage error: unknown flag or command, malformed value, unknown interface,
+//	   a metrics address that cannot be bound
+//
+// # Privileges
+//
+// Watching links, addresses, routes and neighbours needs no privileges.
+// Reading Wi-Fi station data through nl80211 needs none either. Socket
+// errors of other processes are traced with eBPF, which needs CAP_BPF and
+// CAP_PERFMON (or root); without them --sockerr=auto carries on without
+// the tracer and says so in a notice line, and --sockerr=on fails.
+package main

@@ -1,0 +1,149 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"path"
+	"slices"
+	"strings"
+
+	"github.com/seed-a56be422/netmon"
+	"go.uber.org/zap"
+)
+
+// stringList is a repeatable flag: --iface eth0 --iface 'wl*'.
+type stringList []string
+
+func (l *stringList) String() string { return strings.Join(*l, ",") }
+
+func (l *stringList) Set(v string) error {
+	if v == "" {
+		return errors.New("empty value")
+	}
+	*l = append(*l, v)
+	return nil
+}
+
+// choice is a flag whose value must be one of a fixed set, so that
+// --wifi=of fails at parse time with the list of valid values.
+type choice struct {
+	v       string
+	allowed []string
+}
+
+func (c *choice) String() string { return c.v }
+
+func (c *choice) Set(v string) error {
+	if !slices.Contains(c.allowed, v) {
+		return fmt.Errorf("want one of %s", strings.Join(c.allowed, ", "))
+	}
+	c.v = v
+	return nil
+}
+
+// monitorFlags are the flags every command that runs a Monitor shares.
+type monitorFlags struct {
+	ifaces  stringList
+	exclude stringList
+	wifi    choice
+}
+
+func (f *monitorFlags) register(fs *flag.FlagSet) {
+	f.wifi = choice{v: "auto", allowed: []string{"auto", "off"}}
+	fs.Var(&f.ifaces, "iface", "watch only this interface; a glob (`NAME`, 'wl*') is allowed; repeatable (default: every interface but loopback)")
+	fs.Var(&f.exclude, "exclude", "ignore interfaces matching this glob (`PATTERN`); repeatable")
+	fs.Var(&f.wifi, "wifi", "Wi-Fi (nl80211) watching: `auto|off`; auto carries on without it on machines without Wi-Fi")
+}
+
+// options returns the Monitor's options for these flags.
+func (f *monitorFlags) options(log *zap.Logger) netmon.Options {
+	return netmon.Options{Logger: log, Interfaces: f.ifaces, Exclude: f.exclude, Wifi: f.wifi.v}
+}
+
+// checkIfaces returns a usageError naming every --iface without glob
+// characters that does not exist, with the list of interfaces that do.
+// netmon.New checks the same, but this message is written for a person at
+// a shell rather than for a program.
+func checkIfaces(names []string) error {
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return fmt.Errorf("list interfaces: %w", err)
+	}
+	have := make([]string, 0, len(ifs))
+	for _, i := range ifs {
+		have = append(have, i.Name)
+	}
+	slices.Sort(have)
+	for _, n := range names {
+		if strings.ContainsAny(n, `*?[\`) {
+			if _, err := path.Match(n, ""); err != nil {
+				return usageError{fmt.Errorf("--iface %q: malformed glob: %w", n, err)}
+			}
+			continue
+		}
+		if !slices.Contains(have, n) {
+			return usageError{fmt.Errorf("--iface %q: no such interface; interfaces here: %s", n, strings.Join(have, ", "))}
+		}
+	}
+	return nil
+}
+
+// newMonitor checks the interfaces and creates the Monitor; a missing
+// interface is a usage error.
+func newMonitor(o netmon.Options) (*netmon.Monitor, error) {
+	if err := checkIfaces(o.Interfaces); err != nil {
+		return nil, err
+	}
+	m, err := netmon.New(o)
+	if errors.Is(err, os.ErrNotExist) {
+		// The interface vanished between the check and New.
+		return nil, usageError{err}
+	}
+	return m, err
+}
+
+// running is a Monitor whose Run is in progress on its own goroutine.
+type running struct {
+	m      *netmon.Monitor
+	events <-chan netmon.Event
+	cancel context.CancelFunc
+	done   chan error // receives Run's result once
+}
+
+// start subscribes to m's events and runs it until ctx ends or stop is
+// called.
+func start(ctx context.Context, m *netmon.Monitor) *running {
+	ctx, cancel := context.WithCancel(ctx)
+	r := &running{m: m, events: m.Events(), cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- m.Run(ctx) }()
+	return r
+}
+
+// stop cancels the Monitor, drains its events (Run blocks on an unread
+// channel) and returns Run's error, nil when it ended because of the
+// cancellation.
+func (r *running) stop() error {
+	r.cancel()
+	for range r.events {
+	}
+	err := <-r.done
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+// untilBaseline reads events until the baseline. It returns false when
+// the Monitor stopped first (ctx ended or Run failed).
+func (r *running) untilBaseline() bool {
+	for ev := range r.events {
+		if ev.Kind == netmon.EventBaseline {
+			return true
+		}
+	}
+	return false
+}

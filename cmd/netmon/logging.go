@@ -1,0 +1,75 @@
+package main
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/seed-a56be422/netmon"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+// newLogger returns a logger writing to w: "console" for people, "json"
+// for the JSON-lines contract (keys ts, level, msg; the event's own keys
+// follow). No caller or stack keys: the lines describe the network, not
+// netmon's code.
+func newLogger(format string, level zapcore.Level, w io.Writer) (*zap.Logger, error) {
+	ec := zapcore.EncoderConfig{
+		TimeKey:        "ts",
+		LevelKey:       "level",
+		NameKey:        "logger",
+		MessageKey:     "msg",
+		LineEnding:     zapcore.DefaultLineEnding,
+		EncodeLevel:    zapcore.LowercaseLevelEncoder,
+		EncodeTime:     zapcore.RFC3339NanoTimeEncoder,
+		EncodeDuration: zapcore.StringDurationEncoder, // "1.25s": the unit travels with the value
+		EncodeName:     zapcore.FullNameEncoder,
+	}
+	var enc zapcore.Encoder
+	switch format {
+	case "json":
+		enc = zapcore.NewJSONEncoder(ec)
+	case "console":
+		ec.EncodeLevel = zapcore.CapitalLevelEncoder
+		ec.EncodeTime = zapcore.TimeEncoderOfLayout("2006-01-02T15:04:05.000Z07:00")
+		enc = zapcore.NewConsoleEncoder(ec)
+	default:
+		return nil, fmt.Errorf("log format %q, want console or json", format)
+	}
+	// zapcore.Lock serialises writes: the metrics server and the event
+	// loop may log at the same time.
+	return zap.New(zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(w)), level)), nil
+}
+
+// eventLevel is the level an event is logged at: losing the path, lost
+// kernel messages and failed sends are warnings; everything else is info.
+func eventLevel(ev netmon.Event) zapcore.Level {
+	switch ev.Kind {
+	case netmon.EventState:
+		if !ev.Status.State.CanSend() {
+			return zapcore.WarnLevel
+		}
+	case netmon.EventGap, netmon.EventSockErr:
+		return zapcore.WarnLevel
+	}
+	return zapcore.InfoLevel
+}
+
+// logEvent writes ev as one line.
+func logEvent(log *zap.Logger, ev netmon.Event) {
+	if ce := log.Check(eventLevel(ev), eventMsg(ev)); ce != nil {
+		if !ev.At.IsZero() {
+			ce.Time = ev.At // when it happened, not when it was written
+		}
+		ce.Write(zap.Inline(ev))
+	}
+}
+
+// eventMsg is the line's message; the Monitor's messages are short
+// ("carrier lost"), the event kind stands in when one is missing.
+func eventMsg(ev netmon.Event) string {
+	if ev.Msg != "" {
+		return ev.Msg
+	}
+	return string(ev.Kind)
+}

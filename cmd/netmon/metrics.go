@@ -1,0 +1,198 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/seed-a56be422/netmon"
+	"github.com/seed-a56be422/netmon/classify"
+	"github.com/seed-a56be422/netmon/gate"
+)
+
+// source is what the metrics read at scrape time; *netmon.Monitor
+// provides it through monitorSource, tests through a fake.
+type source interface {
+	Snapshot() netmon.Snapshot
+	Stats() netmon.Stats
+	GateStats() gate.Stats
+}
+
+// monitorSource adapts a Monitor to source.
+type monitorSource struct{ m *netmon.Monitor }
+
+func (s monitorSource) Snapshot() netmon.Snapshot { return s.m.Snapshot() }
+func (s monitorSource) Stats() netmon.Stats       { return s.m.Stats() }
+func (s monitorSource) GateStats() gate.Stats     { return s.m.Gate().Stats() }
+
+// metrics is netmon's Prometheus collector. Gauges and the Monitor's own
+// counters are read from the Monitor when Prometheus scrapes, so they are
+// never stale and cost nothing between scrapes; flaps by cause and the
+// outage histogram are fed from flap events, because the Monitor keeps
+// only a bounded journal of flaps.
+type metrics struct {
+	src source
+
+	flaps  *prometheus.CounterVec
+	outage prometheus.Histogram
+
+	state, since, carrier, usable, signal, leaseLeft *prometheus.Desc
+	held, holds, reports, gaps, downTime, sockErrs   *prometheus.Desc
+}
+
+// newMetrics returns the collectors for src.
+func newMetrics(src source) *metrics {
+	return &metrics{
+		src: src,
+		flaps: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "netmon_flaps_total",
+			Help: "Outages that ended, by the reason they began with (carrier-lost, no-default-route, ...).",
+		}, []string{"cause"}),
+		outage: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "netmon_outage_duration_seconds",
+			Help: "Duration of outages that ended.",
+			// From a DHCP blip (well under a second) to a robot parked
+			// out of coverage for ten minutes.
+			Buckets: []float64{0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600},
+		}),
+		state: prometheus.NewDesc("netmon_state",
+			"Connectivity state: 1 for the current state, 0 for the others.", []string{"state"}, nil),
+		since: prometheus.NewDesc("netmon_state_since_timestamp_seconds",
+			"When the current state (and reason) began, as a Unix time.", nil, nil),
+		carrier: prometheus.NewDesc("netmon_interface_carrier",
+			"1 when the interface has carrier (IFF_LOWER_UP).", []string{"iface"}, nil),
+		usable: prometheus.NewDesc("netmon_interface_usable",
+			"1 when the interface has carrier, a usable address and a default route.", []string{"iface"}, nil),
+		signal: prometheus.NewDesc("netmon_wifi_signal_dbm",
+			"Signal of the associated access point, in dBm (wireless interfaces that are associated only).", []string{"iface"}, nil),
+		leaseLeft: prometheus.NewDesc("netmon_dhcp_lease_remaining_seconds",
+			"Time left on the DHCP lease (interfaces with a known lease expiry only).", []string{"iface"}, nil),
+		held: prometheus.NewDesc("netmon_gate_held_senders",
+			"Senders held at the Gate now.", nil, nil),
+		holds: prometheus.NewDesc("netmon_gate_holds_total",
+			"Waits at the Gate that found it closed and held the sender.", nil, nil),
+		reports: prometheus.NewDesc("netmon_send_errors_total",
+			"Send errors reported to the Monitor, by error class and by what the network was doing.", []string{"class", "cause"}, nil),
+		gaps: prometheus.NewDesc("netmon_netlink_gaps_total",
+			"Times kernel netlink messages were lost and the state was re-read.", nil, nil),
+		downTime: prometheus.NewDesc("netmon_down_seconds_total",
+			"Total duration of the outages that ended.", nil, nil),
+		sockErrs: prometheus.NewDesc("netmon_socket_errors_total",
+			"Failed socket operations observed with eBPF.", nil, nil),
+	}
+}
+
+// observeFlap counts an outage that ended.
+func (x *metrics) observeFlap(f netmon.Flap) {
+	x.flaps.WithLabelValues(string(f.Cause)).Inc()
+	x.outage.Observe(f.Duration.Seconds())
+}
+
+// Describe implements prometheus.Collector.
+func (x *metrics) Describe(ch chan<- *prometheus.Desc) {
+	x.flaps.Describe(ch)
+	x.outage.Describe(ch)
+	for _, d := range []*prometheus.Desc{x.state, x.since, x.carrier, x.usable, x.signal, x.leaseLeft,
+		x.held, x.holds, x.reports, x.gaps, x.downTime, x.sockErrs} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (x *metrics) Collect(ch chan<- prometheus.Metric) {
+	x.flaps.Collect(ch)
+	x.outage.Collect(ch)
+
+	snap := x.src.Snapshot()
+	for _, s := range []netmon.State{netmon.Unknown, netmon.Up, netmon.Degraded, netmon.Down} {
+		v := 0.0
+		if s == snap.State {
+			v = 1
+		}
+		ch <- prometheus.MustNewConstMetric(x.state, prometheus.GaugeValue, v, s.String())
+	}
+	if !snap.Since.IsZero() {
+		ch <- prometheus.MustNewConstMetric(x.since, prometheus.GaugeValue, float64(snap.Since.UnixNano())/1e9)
+	}
+	for _, is := range snap.Interfaces {
+		ch <- prometheus.MustNewConstMetric(x.carrier, prometheus.GaugeValue, b2f(is.Carrier), is.Name)
+		ch <- prometheus.MustNewConstMetric(x.usable, prometheus.GaugeValue, b2f(is.Usable), is.Name)
+		if w := is.Wifi; w != nil && w.Associated && w.SignalDBm != 0 {
+			ch <- prometheus.MustNewConstMetric(x.signal, prometheus.GaugeValue, float64(w.SignalDBm), is.Name)
+		}
+		if d := is.DHCP; d != nil && d.LeaseSec > 0 {
+			ch <- prometheus.MustNewConstMetric(x.leaseLeft, prometheus.GaugeValue, d.LeftSec, is.Name)
+		}
+	}
+
+	g := x.src.GateStats()
+	ch <- prometheus.MustNewConstMetric(x.held, prometheus.GaugeValue, float64(g.HeldNow))
+	ch <- prometheus.MustNewConstMetric(x.holds, prometheus.CounterValue, float64(g.Holds))
+
+	st := x.src.Stats()
+	for class := range st.Reports {
+		for cause, n := range st.Reports[class] {
+			if n == 0 {
+				continue // only the pairs seen: most of the matrix never happens
+			}
+			ch <- prometheus.MustNewConstMetric(x.reports, prometheus.CounterValue, float64(n),
+				classify.Class(class).String(), netmon.Cause(cause).String())
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(x.gaps, prometheus.CounterValue, float64(st.Gaps))
+	ch <- prometheus.MustNewConstMetric(x.downTime, prometheus.CounterValue, st.DownTime.Seconds())
+	ch <- prometheus.MustNewConstMetric(x.sockErrs, prometheus.CounterValue, float64(st.SockErrors))
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// registry returns a registry with netmon's metrics and the usual Go
+// runtime and process metrics, which tell a fleet operator whether netmon
+// itself is healthy.
+func (x *metrics) registry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(x, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
+
+// listenMetrics binds addr now, so that an address that cannot be bound
+// is reported before watching starts.
+func listenMetrics(addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	return ln, nil
+}
+
+// serveMetrics serves reg on ln at /metrics until ctx ends, then shuts
+// the server down and returns once it has stopped.
+func serveMetrics(ctx context.Context, ln net.Listener, reg *prometheus.Registry) error {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := srv.Shutdown(sctx)
+	if serr := <-errc; !errors.Is(serr, http.ErrServerClosed) {
+		err = errors.Join(err, serr)
+	}
+	return err
+}

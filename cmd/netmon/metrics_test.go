@@ -1,0 +1,156 @@
+package main
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/seed-a56be422/netmon"
+	"github.com/seed-a56be422/netmon/classify"
+	"github.com/seed-a56be422/netmon/gate"
+)
+
+// fakeSource is a source with fixed values.
+type fakeSource struct {
+	snap  netmon.Snapshot
+	stats netmon.Stats
+	gate  gate.Stats
+}
+
+func (f fakeSource) Snapshot() netmon.Snapshot { return f.snap }
+func (f fakeSource) Stats() netmon.Stats       { return f.stats }
+func (f fakeSource) GateStats() gate.Stats     { return f.gate }
+
+func testSource() fakeSource {
+	var st netmon.Stats
+	st.Reports[classify.Network][netmon.CauseLinkDown] = 3
+	st.Reports[classify.Connection][netmon.CausePeer] = 1
+	st.Gaps = 2
+	st.DownTime = 1500 * time.Millisecond
+	st.SockErrors = 7
+	return fakeSource{
+		snap: netmon.Snapshot{
+			State: netmon.Degraded, Reason: netmon.ReasonWeakSignal, Iface: "wlan0",
+			Since: time.Unix(1700000000, 500_000_000),
+			Interfaces: []netmon.IfaceSnapshot{
+				{Name: "eth0", Carrier: false, Usable: false},
+				{Name: "wlan0", Carrier: true, Usable: true,
+					Wifi: &netmon.WifiInfo{Associated: true, SignalDBm: -78},
+					DHCP: &netmon.DHCPSnapshot{Phase: "bound", LeaseSec: 3600, LeftSec: 1200}},
+			},
+		},
+		stats: st,
+		gate:  gate.Stats{HeldNow: 4, Holds: 9},
+	}
+}
+
+// gather returns every sample of reg whose family starts with netmon_,
+// as "name{k=v,...} value" lines, sorted.
+func gather(t *testing.T, reg *prometheus.Registry) []string {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatalf("Gather: %v", err)
+	}
+	var out []string
+	for _, mf := range mfs {
+		if !strings.HasPrefix(mf.GetName(), "netmon_") {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			var labels []string
+			for _, l := range m.GetLabel() {
+				labels = append(labels, l.GetName()+"="+l.GetValue())
+			}
+			var v float64
+			switch {
+			case m.Gauge != nil:
+				v = m.GetGauge().GetValue()
+			case m.Counter != nil:
+				v = m.GetCounter().GetValue()
+			case m.Histogram != nil:
+				v = float64(m.GetHistogram().GetSampleCount())
+			}
+			out = append(out, mf.GetName()+"{"+strings.Join(labels, ",")+"} "+strconv.FormatFloat(v, 'f', -1, 64))
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// TestMetricsFromMonitor checks every metric against the values of a fake
+// Monitor: state as a state set, per-interface gauges only where they
+// apply, the Gate and the Monitor's counters, and flaps fed by events.
+func TestMetricsFromMonitor(t *testing.T) {
+	x := newMetrics(testSource())
+	x.observeFlap(netmon.Flap{Cause: netmon.ReasonCarrierLost, Duration: 2 * time.Second})
+	x.observeFlap(netmon.Flap{Cause: netmon.ReasonCarrierLost, Duration: 300 * time.Millisecond})
+	x.observeFlap(netmon.Flap{Cause: netmon.ReasonNoDefaultRoute, Duration: 40 * time.Second})
+	got := gather(t, x.registry())
+	want := []string{
+		"netmon_dhcp_lease_remaining_seconds{iface=wlan0} 1200",
+		"netmon_down_seconds_total{} 1.5",
+		"netmon_flaps_total{cause=carrier-lost} 2",
+		"netmon_flaps_total{cause=no-default-route} 1",
+		"netmon_gate_held_senders{} 4",
+		"netmon_gate_holds_total{} 9",
+		"netmon_interface_carrier{iface=eth0} 0",
+		"netmon_interface_carrier{iface=wlan0} 1",
+		"netmon_interface_usable{iface=eth0} 0",
+		"netmon_interface_usable{iface=wlan0} 1",
+		"netmon_netlink_gaps_total{} 2",
+		"netmon_outage_duration_seconds{} 3",
+		"netmon_send_errors_total{cause=link-down,class=network} 3",
+		"netmon_send_errors_total{cause=peer,class=connection} 1",
+		"netmon_socket_errors_total{} 7",
+		"netmon_state_since_timestamp_seconds{} 1700000000.5",
+		"netmon_state{state=degraded} 1",
+		"netmon_state{state=down} 0",
+		"netmon_state{state=unknown} 0",
+		"netmon_state{state=up} 0",
+		"netmon_wifi_signal_dbm{iface=wlan0} -78",
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("metrics (-want +got):\n%s", diff)
+	}
+}
+
+// TestMetricsServe scrapes the HTTP endpoint in the text format and
+// checks that serveMetrics returns once its context ends.
+func TestMetricsServe(t *testing.T) {
+	ln, err := listenMetrics("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- serveMetrics(ctx, ln, newMetrics(testSource()).registry()) }()
+	resp, err := http.Get("http://" + ln.Addr().String() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, line := range []string{
+		`netmon_state{state="degraded"} 1`,
+		`netmon_wifi_signal_dbm{iface="wlan0"} -78`,
+		"# TYPE netmon_send_errors_total counter",
+		"# TYPE netmon_outage_duration_seconds histogram",
+		"go_goroutines ",
+	} {
+		if !strings.Contains(string(body), line) {
+			t.Errorf("scrape lacks %q", line)
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("serveMetrics after cancel = %v, want nil", err)
+	}
+}

@@ -1,0 +1,181 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/seed-a56be422/netmon"
+	"go.uber.org/zap"
+)
+
+// quietLogger is the Monitor's diagnostics logger for the one-shot
+// commands: warnings and errors only, one line each, on stderr.
+func quietLogger(stderr io.Writer) *zap.Logger {
+	log, _ := newLogger("console", zap.WarnLevel, stderr)
+	return log
+}
+
+func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var mf monitorFlags
+	mf.register(fs)
+	asJSON := fs.Bool("json", false, "print the snapshot as one JSON object")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: netmon status [flags]")
+		fmt.Fprintln(fs.Output(), "\nPrints one snapshot of the connectivity state. Exit status: 0 when traffic")
+		fmt.Fprintln(fs.Output(), "can flow (up or degraded), 1 when down, 2 on a usage error.\n\nFlags:")
+		fs.PrintDefaults()
+	}
+	if code := parse(fs, args); code >= 0 {
+		return code
+	}
+	o := mf.options(quietLogger(stderr))
+	o.SockErrors = "off" // a snapshot needs no tracer, and loading one takes a while
+	m, err := newMonitor(o)
+	if err != nil {
+		return fail(stderr, "status", err)
+	}
+	r := start(ctx, m)
+	ok := r.untilBaseline()
+	snap := m.Snapshot()
+	if err := r.stop(); err != nil || !ok {
+		if err == nil {
+			err = context.Cause(ctx)
+		}
+		return fail(stderr, "status", fmt.Errorf("no snapshot: %w", err))
+	}
+	if *asJSON {
+		b, err := json.Marshal(snap)
+		if err != nil {
+			return fail(stderr, "status", err)
+		}
+		fmt.Fprintf(stdout, "%s\n", b)
+	} else {
+		writeSnapshot(stdout, snap)
+	}
+	if snap.State.CanSend() {
+		return exitOK
+	}
+	return exitFail
+}
+
+// writeSnapshot prints snap for a person: the state, then one line per
+// interface.
+func writeSnapshot(w io.Writer, s netmon.Snapshot) {
+	fmt.Fprintf(w, "%s\n", s.String())
+	for _, is := range s.Interfaces {
+		var b strings.Builder
+		fmt.Fprintf(&b, "  %-10s %s", is.Name, is.Oper)
+		if is.Carrier {
+			b.WriteString(" carrier")
+		} else {
+			b.WriteString(" no-carrier")
+		}
+		if is.Usable {
+			b.WriteString(" usable")
+		} else if is.Down != "" {
+			fmt.Fprintf(&b, " unusable(%s)", is.Down)
+		}
+		for _, a := range is.Addrs {
+			fmt.Fprintf(&b, " %s", a.Addr)
+		}
+		for _, rt := range is.Routes {
+			if rt.Gateway != "" {
+				fmt.Fprintf(&b, " default via %s", rt.Gateway)
+			} else {
+				b.WriteString(" default on-link")
+			}
+		}
+		if wi := is.Wifi; wi != nil && wi.Associated {
+			fmt.Fprintf(&b, " ssid=%q bssid=%s signal=%ddBm", wi.SSID, wi.BSSID, wi.SignalDBm)
+		}
+		if d := is.DHCP; d != nil && d.Phase != "" {
+			fmt.Fprintf(&b, " dhcp=%s", d.Phase)
+			if d.LeftSec > 0 {
+				fmt.Fprintf(&b, "(%v left)", (time.Duration(d.LeftSec) * time.Second).Round(time.Second))
+			}
+		}
+		fmt.Fprintln(w, b.String())
+	}
+}
+
+func runWaitOnline(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("wait-online", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var mf monitorFlags
+	mf.register(fs)
+	timeout := fs.Duration("timeout", 30*time.Second, "give up after this long (0: wait forever)")
+	quiet := fs.Bool("q", false, "print nothing when online")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: netmon wait-online [flags]")
+		fmt.Fprintln(fs.Output(), "\nReturns as soon as traffic can flow (state up or degraded): exit 0, or 1 on")
+		fmt.Fprintln(fs.Output(), "timeout. Like nm-online and systemd-networkd-wait-online, but usable at any")
+		fmt.Fprintln(fs.Output(), "time, not only at boot.\n\nFlags:")
+		fs.PrintDefaults()
+	}
+	if code := parse(fs, args); code >= 0 {
+		return code
+	}
+	if *timeout < 0 {
+		fmt.Fprintf(stderr, "netmon wait-online: --timeout %v: want a duration >= 0\n", *timeout)
+		return exitUsage
+	}
+	o := mf.options(quietLogger(stderr))
+	o.SockErrors = "off"
+	m, err := newMonitor(o)
+	if err != nil {
+		return fail(stderr, "wait-online", err)
+	}
+	if *timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, *timeout, errTimeout)
+		defer cancel()
+	}
+	r := start(ctx, m)
+	online := false
+	for ev := range r.events {
+		if (ev.Kind == netmon.EventBaseline || ev.Kind == netmon.EventState) && ev.Status.State.CanSend() {
+			online = true
+			break
+		}
+	}
+	last := m.Status()
+	err = r.stop()
+	switch {
+	case online:
+		if !*quiet {
+			fmt.Fprintf(stdout, "online: %s via %s\n", last.State, last.Iface)
+		}
+		return exitOK
+	case errors.Is(context.Cause(ctx), errTimeout):
+		fmt.Fprintf(stderr, "netmon wait-online: not online after %v: %s\n", *timeout, describe(last))
+		return exitFail
+	case err != nil:
+		return fail(stderr, "wait-online", err)
+	default: // a signal
+		fmt.Fprintf(stderr, "netmon wait-online: interrupted while %s\n", describe(last))
+		return exitFail
+	}
+}
+
+// errTimeout is the cause of wait-online's context when --timeout ends it.
+var errTimeout = errors.New("timeout")
+
+// describe says a status in a few words: "down (carrier-lost on va)".
+func describe(s netmon.Status) string {
+	out := s.State.String()
+	switch {
+	case s.Reason != "" && s.Iface != "":
+		out += fmt.Sprintf(" (%s on %s)", s.Reason, s.Iface)
+	case s.Reason != "":
+		out += fmt.Sprintf(" (%s)", s.Reason)
+	}
+	return out
+}

@@ -1,0 +1,132 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/seed-a56be422/netmon"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"golang.org/x/sync/errgroup"
+)
+
+func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("watch", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var mf monitorFlags
+	mf.register(fs)
+	wifiPoll := fs.Duration("wifi-poll", 2*time.Second, "Wi-Fi station poll interval (signal, bitrate)")
+	sockerr := choice{v: "auto", allowed: []string{"auto", "on", "off"}}
+	fs.Var(&sockerr, "sockerr", "trace failed sends of every process with eBPF: `auto|on|off`; auto uses it when permitted (CAP_BPF and CAP_PERFMON), on fails without it")
+	format := choice{v: "console", allowed: []string{"console", "json"}}
+	fs.Var(&format, "log-format", "output format: `console|json`; json writes one object per line (the JSON-lines contract)")
+	level := zapcore.InfoLevel
+	fs.Var(&level, "log-level", "lowest `LEVEL` logged: debug, info (the default), warn or error")
+	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus metrics at http://`ADDR`/metrics, e.g. 127.0.0.1:9810 (default: off)")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: netmon watch [flags]")
+		fmt.Fprintln(fs.Output(), "\nLogs the baseline state, then every link, address, route, Wi-Fi, DHCP and")
+		fmt.Fprintln(fs.Output(), "state event, and one line per outage when it ends. On SIGINT or SIGTERM it")
+		fmt.Fprintln(fs.Output(), "logs a summary (outages, total down time) and exits 0.\n\nFlags:")
+		fs.PrintDefaults()
+	}
+	if code := parse(fs, args); code >= 0 {
+		return code
+	}
+	if *wifiPoll <= 0 {
+		fmt.Fprintf(stderr, "netmon watch: --wifi-poll %v: want a positive duration\n", *wifiPoll)
+		return exitUsage
+	}
+
+	log, err := newLogger(format.v, level, stdout)
+	if err != nil {
+		return fail(stderr, "watch", usageError{err})
+	}
+	defer func() { _ = log.Sync() }()
+	// The Monitor's own diagnostics go to stderr, so that stdout holds
+	// event lines only; its notices are events too, hence warn and above
+	// unless debugging.
+	diag, _ := newLogger(format.v, max(level, zapcore.WarnLevel), stderr)
+	if level == zapcore.DebugLevel {
+		diag, _ = newLogger(format.v, level, stderr)
+	}
+	defer func() { _ = diag.Sync() }()
+
+	o := mf.options(diag)
+	o.WifiPollInterval = *wifiPoll
+	o.SockErrors = sockerr.v
+	m, err := newMonitor(o)
+	if err != nil {
+		return fail(stderr, "watch", err)
+	}
+	met := newMetrics(monitorSource{m})
+	g, gctx := errgroup.WithContext(ctx)
+	if *metricsAddr != "" {
+		l, err := listenMetrics(*metricsAddr)
+		if err != nil {
+			return fail(stderr, "watch", fmt.Errorf("--metrics-addr %s: %w", *metricsAddr, err))
+		}
+		g.Go(func() error { return serveMetrics(gctx, l, met.registry()) })
+	}
+
+	start := time.Now()
+	events := m.Events()
+	var runErr error
+	g.Go(func() error {
+		runErr = m.Run(gctx)
+		if ctx.Err() != nil {
+			return nil // ended by a signal: the normal way out
+		}
+		if runErr == nil {
+			runErr = errors.New("monitor stopped")
+		}
+		return runErr
+	})
+	byCause := map[netmon.Reason]int{}
+	for ev := range events {
+		logEvent(log, ev)
+		if ev.Kind == netmon.EventFlap && ev.Flap != nil {
+			met.observeFlap(*ev.Flap)
+			byCause[ev.Flap.Cause]++
+		}
+	}
+	err = g.Wait()
+	if ctx.Err() == nil || (err != nil && !errors.Is(err, context.Canceled)) {
+		if err == nil {
+			err = runErr
+		}
+		return fail(stderr, "watch", err)
+	}
+	logSummary(log, time.Since(start), m.Stats(), m.Status(), byCause)
+	return exitOK
+}
+
+// logSummary logs the line watch ends with: how long it watched, the
+// outages that ended and their total down time, outages by cause, and the
+// outage in progress if the state is down now.
+func logSummary(log *zap.Logger, watched time.Duration, st netmon.Stats, now netmon.Status, byCause map[netmon.Reason]int) {
+	var causes []string
+	for _, c := range slices.Sorted(maps.Keys(byCause)) {
+		causes = append(causes, fmt.Sprintf("%s=%d", c, byCause[c]))
+	}
+	fields := []zap.Field{
+		zap.String("event", "summary"),
+		zap.Duration("watched", watched.Round(time.Millisecond)),
+		zap.Uint64("outages", st.Flaps),
+		zap.Duration("down_time", st.DownTime.Round(time.Millisecond)),
+		zap.String("causes", strings.Join(causes, ",")),
+		zap.String("state", now.State.String()),
+	}
+	if !now.State.CanSend() {
+		fields = append(fields, zap.String("reason", string(now.Reason)), zap.String("iface", now.Iface),
+			zap.Duration("down_for", time.Since(now.Since).Round(time.Millisecond)))
+	}
+	log.Info(fmt.Sprintf("stopped: %d outages, %v down in total", st.Flaps, st.DownTime.Round(time.Millisecond)), fields...)
+}
