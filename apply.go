@@ -7,7 +7,6 @@ import (
 	"github.com/seed-a56be422/netmon/gate"
 	"github.com/seed-a56be422/netmon/linkwatch"
 	"go.uber.org/zap"
-	"golang.org/x/sys/unix"
 )
 
 // applyLinkLocked folds one linkwatch event into the interfaces, emits the
@@ -70,7 +69,7 @@ func (m *Monitor) replaceLocked(s linkwatch.State) {
 		}
 	}
 	for _, r := range s.Routes {
-		if f, ok := m.ifaces[r.Index]; ok && isDefault(r) {
+		if f, ok := m.ifaces[r.Index]; ok && r.Default() {
 			f.routes = append(f.routes, r)
 		}
 	}
@@ -81,15 +80,13 @@ func (m *Monitor) replaceLocked(s linkwatch.State) {
 	}
 }
 
-func isDefault(r linkwatch.Route) bool { return r.Dst.IsValid() && r.Dst.Bits() == 0 }
-
 func (m *Monitor) applyLinkEventLocked(e linkwatch.LinkEvent) {
 	l := e.Link
 	fields := []zap.Field{
 		zap.Int("index", l.Index),
 		zap.Bool("admin_up", l.AdminUp),
 		zap.Bool("carrier", l.Carrier),
-		zap.String("oper", operName(l.Oper)),
+		zap.String("oper", l.Oper.String()),
 	}
 	switch e.Op {
 	case linkwatch.LinkRemoved:
@@ -129,18 +126,9 @@ func linkChangeMsg(prev, l linkwatch.Link) string {
 	case prev.Carrier != l.Carrier:
 		return "carrier up"
 	case prev.Oper != l.Oper:
-		return "operstate " + operName(l.Oper)
+		return "operstate " + l.Oper.String()
 	}
 	return "changed"
-}
-
-var operNames = [...]string{"unknown", "notpresent", "down", "lowerlayerdown", "testing", "dormant", "up"}
-
-func operName(o linkwatch.OperState) string {
-	if int(o) < len(operNames) {
-		return operNames[o]
-	}
-	return fmt.Sprintf("oper(%d)", o)
 }
 
 func (m *Monitor) applyAddrEventLocked(e linkwatch.AddrEvent) {
@@ -178,7 +166,7 @@ func (m *Monitor) applyAddrEventLocked(e linkwatch.AddrEvent) {
 	if a.Valid != linkwatch.Forever {
 		fields = append(fields, zap.Duration("valid_lft", a.Valid), zap.Duration("preferred_lft", a.Preferred))
 	}
-	if a.Flags&unix.IFA_F_TENTATIVE != 0 {
+	if a.Tentative() {
 		fields = append(fields, zap.Bool("tentative", true))
 	}
 	m.emitLocked(Event{Kind: EventAddr, At: e.At, Iface: f.link.Name, Msg: msg, Fields: fields})
@@ -187,7 +175,7 @@ func (m *Monitor) applyAddrEventLocked(e linkwatch.AddrEvent) {
 // maybeRebindLocked signals a rebind when a usable address goes away:
 // connections bound to it are dead even if their writes still succeed.
 func (m *Monitor) maybeRebindLocked(at time.Time, f *iface, a linkwatch.Addr) {
-	if a.Scope != unix.RT_SCOPE_UNIVERSE {
+	if !a.Global() {
 		return
 	}
 	m.rebindLocked(Rebind{At: at, Iface: f.link.Name, Addr: a.Prefix, Reason: "address-removed"})
@@ -206,7 +194,7 @@ func (m *Monitor) rebindLocked(r Rebind) {
 
 func (m *Monitor) applyRouteEventLocked(e linkwatch.RouteEvent) {
 	r := e.Route
-	if !isDefault(r) {
+	if !r.Default() {
 		return
 	}
 	// A replaced route may move between interfaces: drop the old version
@@ -262,34 +250,12 @@ func (m *Monitor) applyNeighEventLocked(e linkwatch.NeighEvent) {
 	if !e.Removed {
 		f.neighs = append(f.neighs, n)
 	}
-	if n.State&(unix.NUD_REACHABLE) != 0 && m.sends.streak > 0 {
+	if n.Reachable() && m.sends.streak > 0 {
 		// The gateway answered: the path works, whatever senders saw.
 		m.sends = sendErrors{}
 	}
-	m.emitLocked(Event{Kind: EventNeigh, At: e.At, Iface: f.link.Name, Msg: "gateway " + nudName(n.State),
-		Fields: []zap.Field{zap.String("gateway", n.IP.String()), zap.String("nud", nudName(n.State))}})
-}
-
-func nudName(s uint16) string {
-	switch {
-	case s&unix.NUD_FAILED != 0:
-		return "failed"
-	case s&unix.NUD_REACHABLE != 0:
-		return "reachable"
-	case s&unix.NUD_STALE != 0:
-		return "stale"
-	case s&unix.NUD_DELAY != 0:
-		return "delay"
-	case s&unix.NUD_PROBE != 0:
-		return "probe"
-	case s&unix.NUD_INCOMPLETE != 0:
-		return "incomplete"
-	case s&unix.NUD_PERMANENT != 0:
-		return "permanent"
-	case s&unix.NUD_NOARP != 0:
-		return "noarp"
-	}
-	return "none"
+	m.emitLocked(Event{Kind: EventNeigh, At: e.At, Iface: f.link.Name, Msg: "gateway " + n.StateName(),
+		Fields: []zap.Field{zap.String("gateway", n.IP.String()), zap.String("nud", n.StateName())}})
 }
 
 // evaluateLocked recomputes the state at now and carries out a change:

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/seed-a56be422/netmon/linkwatch"
-	"golang.org/x/sys/unix"
 )
 
 // WifiInfo is the radio side of one wireless interface, as the Monitor
@@ -59,16 +58,7 @@ type iface struct {
 // usableAddr reports whether a can carry traffic to the outside: global
 // scope, DAD finished and passed, lifetime not over.
 func usableAddr(a linkwatch.Addr, now time.Time) bool {
-	if a.Scope != unix.RT_SCOPE_UNIVERSE {
-		return false
-	}
-	if a.Flags&(unix.IFA_F_TENTATIVE|unix.IFA_F_DADFAILED) != 0 {
-		return false
-	}
-	if a.Valid != linkwatch.Forever && !a.Observed.IsZero() && now.Sub(a.Observed) >= a.Valid {
-		return false
-	}
-	return true
+	return a.Usable() && (a.Observed.IsZero() || a.ValidLeft(now) > 0)
 }
 
 // gatewayFailed reports whether every gateway of the interface's default
@@ -79,8 +69,8 @@ func (f *iface) gatewayFailed() bool {
 		if !r.Gateway.IsValid() {
 			return false // on-link default: no gateway to fail
 		}
-		st, ok := f.neighState(r.Gateway)
-		if !ok || st&unix.NUD_FAILED == 0 {
+		n, ok := f.neigh(r.Gateway)
+		if !ok || !n.Failed() {
 			return false
 		}
 		failed = true
@@ -88,13 +78,13 @@ func (f *iface) gatewayFailed() bool {
 	return failed
 }
 
-func (f *iface) neighState(ip netip.Addr) (uint16, bool) {
+func (f *iface) neigh(ip netip.Addr) (linkwatch.Neigh, bool) {
 	for _, n := range f.neighs {
 		if n.IP == ip {
-			return n.State, true
+			return n, true
 		}
 	}
-	return 0, false
+	return linkwatch.Neigh{}, false
 }
 
 // metric returns the lowest metric of the interface's usable default
@@ -130,9 +120,9 @@ func (f *iface) downReason(now time.Time) Reason {
 		}
 	}
 	if !hasAddr {
-		// A lease past T2 whose address is gone has expired, even if the
+		// A lease past T1 whose address is gone has expired, even if the
 		// kernel's removal message is still on its way.
-		if f.dhcp != nil && (f.dhcp.Phase == "expired" || f.dhcp.Phase == "rebinding") {
+		if f.dhcp != nil && (f.dhcp.Phase == "expired" || f.dhcp.Phase == "rebinding" || f.dhcp.Phase == "renewing") {
 			return ReasonLeaseExpired
 		}
 		return ReasonNoAddress

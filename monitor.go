@@ -53,6 +53,8 @@ type Monitor struct {
 	lastUpAt   time.Time // when the last outage ended
 	journal    journal
 	pending    []Event
+	early      []Event // events that arrived before the baseline
+	netnsIno   uint64  // inode of the watched network namespace, 0 if unknown
 	rebind     chan struct{}
 	lastRebind Rebind
 	sends      sendErrors
@@ -94,8 +96,10 @@ type Stats struct {
 	// Flaps counts outages, and DownTime adds up their durations.
 	Flaps    uint64
 	DownTime time.Duration
-	// SockErrors counts failed socket operations observed with eBPF.
-	SockErrors uint64
+	// SockErrors counts failed socket operations observed with eBPF and
+	// reported; SockErrorsIgnored those in other network namespaces or
+	// towards loopback.
+	SockErrors, SockErrorsIgnored uint64
 }
 
 const (
@@ -145,6 +149,7 @@ func New(o Options) (*Monitor, error) {
 		wifiInfo: map[int]*WifiInfo{},
 		dhcpInfo: map[int]*DHCPInfo{},
 	}
+	m.netnsIno = netnsInode(o.NetNS)
 	if o.DHCP != "off" {
 		m.dhcp = dhcpwatch.NewTracker(dhcpwatch.Config{})
 		if o.NetNS == 0 {
@@ -348,9 +353,20 @@ func (m *Monitor) flush(ctx context.Context) error {
 	return nil
 }
 
-// emitLocked queues ev for the subscriber, if there is one.
+// emitLocked queues ev for the subscriber, if there is one. Until the
+// baseline has been queued, other events (a watcher's notice) wait behind
+// it: the first event is always the baseline.
 func (m *Monitor) emitLocked(ev Event) {
-	if m.subscribed {
+	if !m.subscribed {
+		return
+	}
+	switch {
+	case ev.Kind == EventBaseline:
+		m.pending = append(append(m.pending, ev), m.early...)
+		m.early = nil
+	case !m.baseline:
+		m.early = append(m.early, ev)
+	default:
 		m.pending = append(m.pending, ev)
 	}
 }

@@ -75,7 +75,7 @@ func newRigWifi(t *testing.T, o Options, fake *wifiwatchtest.Fake) *rig {
 // state and reason arrives, under one deadline for the whole wait.
 func (r *rig) waitState(t *testing.T, state State, reason Reason) Event {
 	t.Helper()
-	deadline := time.NewTimer(10 * time.Second)
+	deadline := time.NewTimer(20 * time.Second)
 	defer deadline.Stop()
 	for {
 		select {
@@ -88,7 +88,7 @@ func (r *rig) waitState(t *testing.T, state State, reason Reason) Event {
 				return ev
 			}
 		case <-deadline.C:
-			t.Fatalf("no %v/%s state within 10s; status %+v", state, reason, r.m.Status())
+			t.Fatalf("no %v/%s state within 20s; status %+v", state, reason, r.m.Status())
 		}
 	}
 }
@@ -261,12 +261,15 @@ func TestIntegrationMonitorLeaseLifetimes(t *testing.T) {
 	r := newRig(t, Options{DHCP: "auto", LeaseMargin: time.Second})
 	r.waitState(t, Up, ReasonNone)
 	// The address a DHCP client installs: finite lifetimes, as Debian's
-	// dhclient-script, networkd and NetworkManager do. T1 is at 3 s.
+	// dhclient-script, networkd and NetworkManager do. With a 12 s lease
+	// the tracker calls it renewing about 3 s (its slack) after T1 (6.9 s)
+	// and it expires at 12 s.
 	r.a.IP("addr", "del", "10.210.0.1/24", "dev", "va")
 	r.waitState(t, Down, ReasonNoAddress)
-	r.a.IP("addr", "add", "10.210.0.7/24", "dev", "va", "valid_lft", "6", "preferred_lft", "6")
+	r.a.IP("addr", "add", "10.210.0.7/24", "dev", "va", "valid_lft", "12", "preferred_lft", "12")
 	r.a.IP("route", "add", "default", "via", "10.210.0.2", "dev", "va")
 	r.waitState(t, Degraded, ReasonDHCPRenewing)
+	// The next state is the end of the lease, named as such.
 	ev := r.waitKind(t, EventState)
 	if ev.Status.State != Down || ev.Status.Reason != ReasonLeaseExpired {
 		t.Fatalf("after renewing: %v/%s, want down/lease-expired", ev.Status.State, ev.Status.Reason)

@@ -2,7 +2,6 @@ package netmon
 
 import (
 	"encoding/json"
-	"fmt"
 	"sort"
 	"strings"
 	"time"
@@ -10,7 +9,6 @@ import (
 	"github.com/seed-a56be422/netmon/linkwatch"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
-	"golang.org/x/sys/unix"
 )
 
 // Snapshot is the whole current picture: the state and why, the uplink,
@@ -121,14 +119,14 @@ func (m *Monitor) snapshotLocked(now time.Time) Snapshot {
 func ifaceSnapshot(f *iface, now time.Time) IfaceSnapshot {
 	l := f.link
 	is := IfaceSnapshot{Name: l.Name, Index: l.Index, Kind: l.Kind, AdminUp: l.AdminUp, Carrier: l.Carrier,
-		Oper: operName(l.Oper), MTU: l.MTU, Addrs: []AddrSnapshot{}, Routes: []RouteSnapshot{}}
+		Oper: l.Oper.String(), MTU: l.MTU, Addrs: []AddrSnapshot{}, Routes: []RouteSnapshot{}}
 	if len(l.MAC) > 0 {
 		is.MAC = l.MAC.String()
 	}
 	is.Down = f.downReason(now)
 	is.Usable = is.Down == ""
 	for _, a := range f.addrs {
-		as := AddrSnapshot{Addr: a.Prefix.String(), Scope: scopeName(a.Scope), Flags: addrFlags(a.Flags)}
+		as := AddrSnapshot{Addr: a.Prefix.String(), Scope: a.ScopeName(), Flags: a.FlagNames()}
 		if a.Valid != linkwatch.Forever {
 			left := max(0, (a.Valid - now.Sub(a.Observed)).Seconds())
 			as.ValidLeft = &left
@@ -143,7 +141,7 @@ func ifaceSnapshot(f *iface, now time.Time) IfaceSnapshot {
 		is.Routes = append(is.Routes, rs)
 	}
 	for _, n := range f.neighs {
-		is.Gateways = append(is.Gateways, NeighSnapshot{IP: n.IP.String(), State: nudName(n.State)})
+		is.Gateways = append(is.Gateways, NeighSnapshot{IP: n.IP.String(), State: n.StateName()})
 	}
 	if f.wifi != nil {
 		w := *f.wifi
@@ -164,39 +162,6 @@ func ifaceSnapshot(f *iface, now time.Time) IfaceSnapshot {
 		is.DHCP = ds
 	}
 	return is
-}
-
-func scopeName(s uint8) string {
-	switch s {
-	case unix.RT_SCOPE_UNIVERSE:
-		return "global"
-	case unix.RT_SCOPE_LINK:
-		return "link"
-	case unix.RT_SCOPE_HOST:
-		return "host"
-	case unix.RT_SCOPE_SITE:
-		return "site"
-	}
-	return fmt.Sprintf("scope(%d)", s)
-}
-
-var addrFlagNames = []struct {
-	bit  uint32
-	name string
-}{
-	{unix.IFA_F_TENTATIVE, "tentative"}, {unix.IFA_F_DEPRECATED, "deprecated"},
-	{unix.IFA_F_DADFAILED, "dadfailed"}, {unix.IFA_F_PERMANENT, "permanent"},
-	{unix.IFA_F_NODAD, "nodad"}, {unix.IFA_F_OPTIMISTIC, "optimistic"},
-}
-
-func addrFlags(f uint32) []string {
-	var out []string
-	for _, fl := range addrFlagNames {
-		if f&fl.bit != 0 {
-			out = append(out, fl.name)
-		}
-	}
-	return out
 }
 
 // uplinkLocked returns the interface the status concerns, or nil.

@@ -13,6 +13,7 @@ import (
 	"github.com/seed-a56be422/netmon/wifiwatch"
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
 )
 
 // sources are the optional watchers: each channel is nil when its watcher
@@ -202,7 +203,16 @@ func fmtMAC(b net.HardwareAddr) string { return b.String() }
 
 // applySockLocked handles one failed socket operation that eBPF observed
 // in some process: it is classified and correlated like a reported error.
+// Failures that cannot concern the watched network are counted apart and
+// not reported: those in another network namespace (a container, a test),
+// and those towards loopback (a local resolver that is not running says
+// nothing about Wi-Fi).
 func (m *Monitor) applySockLocked(e sockwatch.Event) {
+	if (m.netnsIno != 0 && e.NetNS != 0 && uint64(e.NetNS) != m.netnsIno) ||
+		(e.Dst.IsValid() && e.Dst.Addr().IsLoopback()) {
+		m.stats.SockErrorsIgnored++
+		return
+	}
 	err := e.Err()
 	class := classify.Classify(err)
 	ex := Explanation{At: e.Time, Class: class, Errno: e.Errno, Status: m.status}
@@ -210,7 +220,7 @@ func (m *Monitor) applySockLocked(e sockwatch.Event) {
 	m.stats.Reports[class][ex.Cause]++
 	m.stats.SockErrors++
 	fields := []zap.Field{zap.String("source", "ebpf"), zap.Uint32("pid", e.PID), zap.String("comm", e.Comm),
-		zap.String("op", e.Op.String())}
+		zap.String("op", e.Op.String()), zap.String("errno", unix.ErrnoName(e.Errno))}
 	if e.Dst.IsValid() {
 		fields = append(fields, zap.String("dst", e.Dst.String()))
 	}

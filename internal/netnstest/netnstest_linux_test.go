@@ -51,7 +51,7 @@ func TestIntegrationVethAcrossNamespaces(t *testing.T) {
 	}
 }
 
-func TestIntegrationNamespacesAreUnique(t *testing.T) {
+func TestNamespaceNamesAreUnique(t *testing.T) {
 	t.Parallel()
 	seen := map[string]bool{}
 	for range 5 {

@@ -1,0 +1,124 @@
+package netmon
+
+import (
+	"bufio"
+	"context"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/seed-a56be422/netmon/internal/netnstest"
+)
+
+// BenchmarkDetectionLatency measures, in a namespace with the real kernel,
+// the time from the access point's side of the veth going down (netlink
+// LinkSetDown in the peer namespace, so the robot's side loses carrier) to
+// the Gate closing, beside the time `ip monitor link` takes to print the
+// same change. The pair gets distinct ifindexes so the kernel reports the
+// carrier change at once instead of batching it (linkwatch's rate limit,
+// see shared/research/linux-internals.md section 2.1). It reports the medians and the Monitor's p99 as custom metrics;
+// ns/op is the whole down/up cycle and means little.
+func BenchmarkDetectionLatency(b *testing.B) {
+	a, peer := netnstest.New(b), netnstest.New(b)
+	a.IP("link", "add", "va", "index", "10", "type", "veth", "peer", "name", "vb", "index", "20", "netns", peer.Name)
+	a.IP("link", "set", "va", "up")
+	peer.IP("link", "set", "vb", "up")
+	a.IP("addr", "add", "10.211.0.1/24", "dev", "va")
+	a.IP("route", "add", "default", "via", "10.211.0.2", "dev", "va")
+	h := peer.NetlinkHandle()
+	link, err := h.LinkByName("vb")
+	if err != nil {
+		b.Fatal(err)
+	}
+	m, err := New(Options{NetNS: a.Handle, Wifi: "off", DHCP: "off", SockErrors: "off", Stabilize: -1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	// ip monitor, read line by line with the time each line arrived.
+	mon := a.Command(ctx, "ip", "monitor", "link")
+	out, err := mon.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := mon.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _ = mon.Process.Kill(); _ = mon.Wait() }()
+	lines := make(chan time.Time, 64)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if strings.Contains(sc.Text(), "va") && strings.Contains(sc.Text(), "NO-CARRIER") {
+				lines <- time.Now()
+			}
+		}
+		close(lines)
+	}()
+
+	waitGate := func(open bool) {
+		deadline := time.After(5 * time.Second)
+		for s := m.Gate().State(); s.Open != open; s = m.Gate().State() {
+			select {
+			case <-s.Changed():
+			case <-deadline:
+				b.Fatalf("gate did not become open=%v", open)
+			}
+		}
+	}
+	waitGate(true)
+	// ip monitor needs a moment to subscribe: toggle until it prints a
+	// change, which proves it is listening (one deadline for the lot).
+	ready := time.After(10 * time.Second)
+	for listening := false; !listening; {
+		_ = h.LinkSetDown(link)
+		select {
+		case <-lines:
+			listening = true
+		case <-time.After(100 * time.Millisecond):
+		case <-ready:
+			b.Fatal("ip monitor never printed a carrier change")
+		}
+		_ = h.LinkSetUp(link)
+		waitGate(true)
+	}
+
+	var ours, ipmon []time.Duration
+	b.ResetTimer()
+	for b.Loop() {
+		// Drain stale lines (ip monitor prints intermediate changes).
+		for len(lines) > 0 {
+			<-lines
+		}
+		start := time.Now()
+		if err := h.LinkSetDown(link); err != nil {
+			b.Fatal(err)
+		}
+		waitGate(false)
+		ours = append(ours, time.Since(start))
+		select {
+		case t := <-lines:
+			ipmon = append(ipmon, t.Sub(start))
+		case <-time.After(5 * time.Second):
+			b.Fatal("ip monitor printed nothing")
+		}
+		if err := h.LinkSetUp(link); err != nil {
+			b.Fatal(err)
+		}
+		waitGate(true)
+	}
+	b.StopTimer()
+	slices.Sort(ours)
+	slices.Sort(ipmon)
+	pct := func(d []time.Duration, p float64) float64 {
+		return float64(d[int(float64(len(d)-1)*p)].Microseconds())
+	}
+	b.ReportMetric(pct(ours, 0.5), "gate-p50-µs")
+	b.ReportMetric(pct(ours, 0.99), "gate-p99-µs")
+	b.ReportMetric(pct(ipmon, 0.5), "ipmonitor-p50-µs")
+}

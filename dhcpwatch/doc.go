@@ -1,0 +1,47 @@
+// Package dhcpwatch tells, for each interface, whether its address is leased
+// by DHCP and where the lease stands (bound, renewing, rebinding, expired),
+// without being the DHCP client and whichever client the machine runs.
+//
+// # Sources
+//
+// The kernel is the source of truth. Most DHCP clients (systemd-networkd,
+// NetworkManager, dhcpcd, iwd, Debian's dhclient-script) install the leased
+// IPv4 address with finite valid and preferred lifetimes. [Tracker] reads
+// them from linkwatch events: an address without IFA_F_PERMANENT and with a
+// finite valid lifetime is leased; a lifetime that jumps back up is a
+// renewal; the removal of the address at the end of its lifetime is the
+// expiry. From the lease length it infers T1 (50%) and T2 (87.5%), the times
+// RFC 2131 gives a client to renew and to rebind.
+//
+// Lease files enrich that view: [LeaseFiles] watches the files of dhclient,
+// dhcpcd, systemd-networkd and NetworkManager with inotify (no polling) and
+// [Parse] reads them tolerantly. They give the exact T1 and T2, the server
+// and the router. When a file and the kernel disagree (a stale file, a
+// client that crashed), the kernel wins. For clients that install permanent
+// addresses (busybox udhcpc, some dhclient scripts) a lease file is the only
+// source, and the phases then follow the file's times. Two facts seen with
+// the real clients shape the matching: dhclient does not rewrite its lease
+// file when it wrote it less than 15 s before (so with a short T1 the file
+// lags the kernel and the kernel's 50%/87.5% apply), and dhcpcd writes its
+// file before it adds the address (so its lease may start from the file,
+// and the kernel takes over without a second event).
+//
+// # Blips
+//
+// Some clients remove and re-add the address or the default route on every
+// renewal. While they are gone, senders get ENETUNREACH. A removal that is
+// undone within [Config.BlipWindow] is reported as one [Blip] event with its
+// duration instead of an expiry followed by a new lease.
+//
+// # Concurrency
+//
+// [Tracker] is pure: no goroutines, no I/O, no clock. Its caller (the
+// Monitor's single event loop) passes the time with every call and calls
+// [Tracker.Advance] at [Tracker.NextDeadline], so tests drive it with
+// constructed events and invented times. [LeaseFiles] is the only part that
+// does I/O; its Run returns after its one goroutine has ended, and it closes
+// its event channel then.
+//
+// dhcpwatch never sends DHCP packets, never touches an address, and needs no
+// privilege beyond reading the lease files (dhcpcd's are mode 0640, root).
+package dhcpwatch
