@@ -280,7 +280,7 @@ func TestIntegrationDhcpcdDnsmasq(t *testing.T) {
 	// with dir mounted there (see startIsolated), so its lease file is
 	// dir/dwc1.lease.
 	evs := pipeline(t, cli, []FilePattern{{Glob: filepath.Join(dir, "*.lease"), Kind: Dhcpcd}})
-	srv.Start(dnsmasq, "-k", "-C", conf, "--user=root")
+	srv.Start(dnsmasq, "-k", "-C", conf, "--user=root", "--pid-file="+filepath.Join(dir, "dnsmasq.pid"))
 	// -f /dev/null: no system configuration; -c /bin/true: no hook
 	// scripts (they would rewrite /etc/resolv.conf); -L: no IPv4LL.
 	startIsolated(t, cli, dir, dhcpcd, "-B", "-4", "-L", "-d", "-f", "/dev/null", "-c", "/bin/true", "dwc1")
