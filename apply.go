@@ -330,10 +330,22 @@ func (m *Monitor) transitionLocked(prev Status, now time.Time) {
 		m.gate.Close(closeReason(cur))
 	}
 	if prev.Reason != ReasonStarting { // the baseline event reports the first state
-		m.emitLocked(Event{Kind: EventState, At: now, Iface: cur.Iface,
-			Msg: fmt.Sprintf("%s -> %s", prev.State, cur.State), Status: cur, Fields: m.snapshotFieldsLocked(now)})
+		msg := fmt.Sprintf("%s -> %s", prev.State, cur.State)
+		if prev.State == cur.State {
+			// Same state, new explanation: say what changed.
+			msg = fmt.Sprintf("%s: %s -> %s", cur.State, reasonText(prev.Reason), reasonText(cur.Reason))
+		}
+		m.emitLocked(Event{Kind: EventState, At: now, Iface: cur.Iface, Msg: msg, Status: cur, Fields: m.snapshotFieldsLocked(now)})
 	}
 	m.wakeLocked()
+}
+
+// reasonText is a reason for a message: "none" for the empty one.
+func reasonText(r Reason) string {
+	if r == ReasonNone {
+		return "none"
+	}
+	return string(r)
 }
 
 // closeReason is what the Gate's errors carry: "carrier-lost on wlan0".

@@ -63,8 +63,8 @@ type Monitor struct {
 	wifiInfo   map[int]*WifiInfo  // by ifindex, from wifiwatch
 	dhcpInfo   map[int]*DHCPInfo  // by ifindex, from dhcpwatch
 	sock       *sockwatch.Watcher // nil unless eBPF runs
-	wifiNote   string             // "", or why Wi-Fi is not watched
-	sockNote   string             // "on", or why socket errors are not watched
+	wifiNote   string             // "on", "off", or why Wi-Fi is not watched
+	sockNote   string             // "on", "off", or why socket errors are not watched
 }
 
 // outage is the outage in progress.
@@ -150,6 +150,7 @@ func New(o Options) (*Monitor, error) {
 		dhcpInfo: map[int]*DHCPInfo{},
 	}
 	m.netnsIno = netnsInode(o.NetNS)
+	m.wifiNote, m.sockNote = watcherNote(o.Wifi), watcherNote(o.SockErrors)
 	if o.DHCP != "off" {
 		m.dhcp = dhcpwatch.NewTracker(dhcpwatch.Config{})
 		if o.NetNS == 0 {
@@ -351,6 +352,15 @@ func (m *Monitor) flush(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// watcherNote is a watcher's initial note: "off" when the options turn it
+// off, else "starting" until Run knows more.
+func watcherNote(mode string) string {
+	if mode == "off" {
+		return "off"
+	}
+	return "starting"
 }
 
 // emitLocked queues ev for the subscriber, if there is one. Until the

@@ -29,6 +29,11 @@ type Snapshot struct {
 	SendErrors  int     `json:"send_errors"` // the data-stall detector's current streak
 	FlapsTotal  int     `json:"flaps_total"`
 	DownTimeSec float64 `json:"down_time_seconds"`
+
+	// Wifi and SockErrors say whether those watchers run: "on", "off", or
+	// "unavailable: <reason>" (no Wi-Fi here, no eBPF permission).
+	Wifi       string `json:"wifi_watcher"`
+	SockErrors string `json:"sockerr_watcher"`
 }
 
 // IfaceSnapshot is one interface in a [Snapshot].
@@ -99,7 +104,7 @@ func (m *Monitor) Snapshot() Snapshot {
 func (m *Monitor) snapshotLocked(now time.Time) Snapshot {
 	s := Snapshot{Time: now, State: m.status.State, Reason: m.status.Reason, Iface: m.status.Iface,
 		Since: m.status.Since, SendErrors: m.sends.streak, FlapsTotal: m.journal.total,
-		DownTimeSec: m.journal.down.Seconds()}
+		DownTimeSec: m.journal.down.Seconds(), Wifi: m.wifiNote, SockErrors: m.sockNote}
 	if f, ok := m.journal.last(); ok {
 		s.LastFlap = &f
 	}

@@ -33,7 +33,10 @@ func (m *Monitor) startWatchers(ctx context.Context, g *errgroup.Group) (sources
 	if o.Wifi != "off" {
 		switch {
 		case o.NetNS != 0 && m.wifiDial == nil:
+			m.mu.Lock()
+			m.wifiNote = "unavailable: nl80211 is only read in netmon's own network namespace"
 			m.noticeLocked(time.Now(), "wifi", "Wi-Fi not watched: nl80211 is only read in netmon's own network namespace")
+			m.mu.Unlock()
 		default:
 			cfg := wifiwatch.Config{PollInterval: o.WifiPollInterval, Bands: o.WifiBands, Logger: o.Logger.Named("wifiwatch")}
 			var ww *wifiwatch.Watcher
@@ -47,6 +50,9 @@ func (m *Monitor) startWatchers(ctx context.Context, g *errgroup.Group) (sources
 				return src, fmt.Errorf("netmon: %w", err)
 			}
 			src.wifi = ww.Events()
+			m.mu.Lock()
+			m.wifiNote = "on"
+			m.mu.Unlock()
 			g.Go(func() error {
 				if err := ww.Run(ctx); err != nil && !errors.Is(err, wifiwatch.ErrUnavailable) && ctx.Err() == nil {
 					return fmt.Errorf("netmon: %w", err)
