@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -117,14 +118,28 @@ func kernelIDs(t *testing.T) (progs []ebpf.ProgramID, maps []ebpf.MapID, links [
 		}
 		maps, id = append(maps, next), next
 	}
-	it := new(link.Iterator)
-	for it.Next() {
-		links = append(links, it.ID)
-	}
-	if err := it.Err(); err != nil {
-		t.Fatalf("list links: %v", err)
+	// link.Iterator opens every link by ID, which fails with EAGAIN for a
+	// link another test is tearing down at that moment; the IDs alone are
+	// what is needed, so ask for them the way ProgramGetNextID does.
+	for id := link.ID(0); ; {
+		next, err := linkGetNextID(id)
+		if err != nil {
+			break
+		}
+		links, id = append(links, next), next
 	}
 	return progs, maps, links
+}
+
+// linkGetNextID is BPF_LINK_GET_NEXT_ID: the smallest link ID above start,
+// or ENOENT when there is none.
+func linkGetNextID(start link.ID) (link.ID, error) {
+	attr := struct{ start, next, flags uint32 }{start: uint32(start)}
+	_, _, errno := unix.Syscall(unix.SYS_BPF, unix.BPF_LINK_GET_NEXT_ID, uintptr(unsafe.Pointer(&attr)), unsafe.Sizeof(attr))
+	if errno != 0 {
+		return 0, errno
+	}
+	return link.ID(attr.next), nil
 }
 
 // TestIntegrationCloseLeavesNothing records the IDs of the watcher's own
