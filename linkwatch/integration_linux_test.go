@@ -356,3 +356,26 @@ func TestIntegrationGatewayNeighbour(t *testing.T) {
 		t.Errorf("State.Neighs after delete = %+v", r.w.State().Neighs)
 	}
 }
+
+// TestIntegrationLastIPv4AddressTakesRoutes: deleting a link's last IPv4
+// address disables IPv4 on it, and the kernel flushes the default route
+// through it without RTM_DELROUTE. linkwatch must still report the route
+// gone, or a monitor would believe a path exists that does not.
+func TestIntegrationLastIPv4AddressTakesRoutes(t *testing.T) {
+	t.Parallel()
+	a, _ := pair(t)
+	r := watch(t, a, Config{})
+	r.waitFor("baseline", isBaseline)
+	a.IP("addr", "add", "10.79.0.1/24", "dev", "va")
+	r.waitFor("AddrAdded 10.79.0.1/24", addrEv(AddrAdded, "10.79.0.1/24"))
+	a.IP("route", "add", "default", "via", "10.79.0.2")
+	r.waitFor("RouteAdded v4 default", routeEv(RouteAdded, func(rt, _ Route) bool {
+		return rt.Gateway == netip.MustParseAddr("10.79.0.2")
+	}))
+	a.IP("addr", "del", "10.79.0.1/24", "dev", "va")
+	r.waitFor("AddrRemoved 10.79.0.1/24", addrEv(AddrRemoved, "10.79.0.1/24"))
+	r.waitFor("RouteRemoved v4 default", routeEv(RouteRemoved, func(rt, _ Route) bool {
+		return rt.Gateway == netip.MustParseAddr("10.79.0.2")
+	}))
+	r.consistent()
+}

@@ -46,9 +46,10 @@ type message struct {
 type effect uint8
 
 const (
-	// relistRoutes: a link changed admin state or carrier. The kernel
-	// deletes IPv4 routes on admin down without RTM_DELROUTE, and flips
-	// the linkdown flag of routes on carrier changes without any message.
+	// relistRoutes: a link changed admin state or carrier, or lost an
+	// IPv4 address. The kernel deletes IPv4 routes on admin down and when
+	// the last IPv4 address goes without RTM_DELROUTE, and flips the
+	// linkdown flag of routes on carrier changes without any message.
 	relistRoutes effect = 1 << iota
 	// resync: a link was renamed into or out of the include/exclude
 	// filter; its addresses, routes and neighbours must be read again.
@@ -114,7 +115,15 @@ func (m *model) apply(msg *message, now time.Time, evs []Event) ([]Event, effect
 	case kindLink:
 		return m.applyLink(msg, now, evs)
 	case kindAddr:
-		return m.applyAddr(msg, now, evs), 0
+		n := len(evs)
+		evs = m.applyAddr(msg, now, evs)
+		if msg.del && len(evs) > n && msg.addr.Prefix.Addr().Is4() {
+			// Removing a link's last IPv4 address disables IPv4 on it:
+			// the kernel flushes its remaining routes (the default
+			// route among them) without RTM_DELROUTE.
+			return evs, relistRoutes
+		}
+		return evs, 0
 	case kindRoute:
 		return m.applyRoute(msg, now, evs), 0
 	case kindNeigh:

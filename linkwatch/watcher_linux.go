@@ -219,8 +219,9 @@ func (w *Watcher) resync(ctx context.Context, d *sock, cause error) bool {
 	return true
 }
 
-// relistRoutes re-reads the routes after a link changed state: the kernel
-// removes IPv4 routes of a link set down without RTM_DELROUTE, and sets or
+// relistRoutes re-reads the routes after a link changed state or lost an
+// IPv4 address: the kernel removes IPv4 routes of a link set down, or of
+// one whose last IPv4 address went, without RTM_DELROUTE, and sets or
 // clears their linkdown flag on carrier changes without any message.
 func (w *Watcher) relistRoutes(ctx context.Context, d *sock) bool {
 	now := time.Now()
