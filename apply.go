@@ -18,6 +18,9 @@ func (m *Monitor) applyLinkLocked(ev linkwatch.Event) {
 		// lifetime must read as lease-expired, not no-address.
 		m.applyDHCPLocked(m.dhcp.Apply(now, ev))
 	}
+	// kernelChange is whether the event changes the path senders use; it
+	// ends a data-stall verdict. A lifetime refresh, a flag change or a
+	// link message that moves nothing (statistics, promiscuity) does not.
 	kernelChange := true
 	switch e := ev.(type) {
 	case linkwatch.Baseline:
@@ -34,12 +37,18 @@ func (m *Monitor) applyLinkLocked(ev linkwatch.Event) {
 			Fields: []zap.Field{zap.Error(e.Err)}})
 	case linkwatch.LinkEvent:
 		m.applyLinkEventLocked(e)
+		kernelChange = e.Op != linkwatch.LinkChanged || e.Prev.AdminUp != e.Link.AdminUp ||
+			e.Prev.Carrier != e.Link.Carrier || e.Prev.Oper != e.Link.Oper
 	case linkwatch.AddrEvent:
 		m.applyAddrEventLocked(e)
+		kernelChange = e.Op == linkwatch.AddrAdded || e.Op == linkwatch.AddrRemoved
 	case linkwatch.RouteEvent:
 		m.applyRouteEventLocked(e)
 	case linkwatch.NeighEvent:
+		// Only a neighbour that answers ends the verdict; that is
+		// decided inside, where the streak is cleared too.
 		m.applyNeighEventLocked(e)
+		kernelChange = false
 	default:
 		kernelChange = false
 	}
@@ -284,12 +293,6 @@ func (m *Monitor) evaluateLocked(now time.Time) {
 		}
 	}
 
-	if v.state.CanSend() && m.uplink != 0 && v.index != m.uplink && m.status.State.CanSend() {
-		if old, ok := m.ifaces[m.uplink]; ok {
-			m.rebindLocked(Rebind{At: now, Iface: old.link.Name, Reason: "uplink-changed"})
-		}
-	}
-
 	// Returns wait out the stabilisation window; losses act at once.
 	if v.state.CanSend() && m.status.State == Down && m.opts.Stabilize > 0 {
 		if m.upAt.IsZero() {
@@ -303,7 +306,13 @@ func (m *Monitor) evaluateLocked(now time.Time) {
 	}
 	m.upAt = time.Time{}
 	if v.state.CanSend() {
-		m.uplink = v.index
+		if m.uplink != 0 && v.index != m.uplink {
+			// Traffic now leaves by another interface, whether it moved
+			// while up (failover) or came back elsewhere after an
+			// outage: sockets bound to the old one must be redialled.
+			m.rebindLocked(Rebind{At: now, Iface: m.uplinkName, Reason: "uplink-changed"})
+		}
+		m.uplink, m.uplinkName = v.index, v.iface
 	}
 	if v.state == m.status.State && v.reason == m.status.Reason && v.iface == m.status.Iface {
 		return

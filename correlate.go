@@ -21,8 +21,9 @@ import (
 // reachable, or Options.SendErrorHold passes. Connection-class errors
 // (refused, reset) concern one peer and never close the Gate.
 //
-// Report is safe for concurrent use and does not allocate unless it
-// changes the state.
+// Report is safe for concurrent use. Without a subscriber to
+// [Monitor.Events] it does not allocate unless it changes the state; with
+// one, it queues a sock-error event carrying the error's text.
 func (m *Monitor) Report(err error) Explanation {
 	return m.report(time.Now(), classify.Classify(err), err)
 }
@@ -37,6 +38,10 @@ func (m *Monitor) ReportContext(ctx context.Context, err error) Explanation {
 func (m *Monitor) report(now time.Time, class classify.Class, err error) Explanation {
 	ex := Explanation{At: now, Class: class}
 	ex.Errno, _ = classify.Errno(err)
+	var text string
+	if m.subscribed.Load() && class != classify.None && class != classify.Canceled && class != classify.Other {
+		text = err.Error() // outside the lock: Error methods may be slow
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	ex.Status = m.status
@@ -49,10 +54,10 @@ func (m *Monitor) report(now time.Time, class classify.Class, err error) Explana
 	if ex.Cause == CauseUnexplained && class.LinkRelated() && m.opts.SendErrorThreshold > 0 {
 		m.countSendErrorLocked(now)
 	}
-	if m.subscribed {
+	if m.subscribed.Load() && !m.done {
 		exCopy := ex
 		m.emitLocked(Event{Kind: EventSockErr, At: now, Iface: ex.Status.Iface, Msg: "send failed",
-			Fields: []zap.Field{zap.String("source", "report"), zap.String("error", err.Error())}, Explanation: &exCopy})
+			Fields: []zap.Field{zap.String("source", "report"), zap.String("error", text)}, Explanation: &exCopy})
 		m.wakeLocked()
 	}
 	return ex

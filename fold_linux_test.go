@@ -49,7 +49,7 @@ func newTestMonitor(t *testing.T, o Options) *Monitor {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m.subscribed = true
+	m.subscribed.Store(true)
 	t.Cleanup(m.gate.Shutdown)
 	return m
 }
@@ -269,8 +269,12 @@ func TestMonitorRefusedNeverClosesTheGate(t *testing.T) {
 	m := newTestMonitor(t, Options{SendErrorThreshold: 2})
 	m.apply(baselineUp())
 	for range 50 {
-		if ex := m.Report(refused()); ex.Cause != CausePeer {
+		ex := m.Report(refused())
+		if ex.Cause != CausePeer {
 			t.Fatalf("cause = %v, want peer", ex.Cause)
+		}
+		if s := ex.String(); s != "ECONNREFUSED from the peer while wlan0 was up" {
+			t.Fatalf("explanation = %q", s)
 		}
 	}
 	wantStatus(t, m, Up, ReasonNone)
@@ -343,4 +347,95 @@ func TestAnnotateKeepsChain(t *testing.T) {
 	if m.Annotate(nil) != nil {
 		t.Fatal("Annotate(nil) != nil")
 	}
+}
+
+// TestNextWakePassedDeadlinesAreDue: a stabilisation window or a
+// send-errors hold that ends while the loop handles another event must be
+// acted on at once, not after the loop's idle minute.
+func TestNextWakePassedDeadlinesAreDue(t *testing.T) {
+	m := newTestMonitor(t, Options{Stabilize: 2 * time.Second})
+	down := linkwatch.Link{Index: 2, Name: "wlan0", AdminUp: true, Oper: linkwatch.OperDown}
+	m.apply(baselineUp())
+	m.apply(linkwatch.LinkEvent{At: t0.Add(time.Second), Op: linkwatch.LinkChanged, Link: down, Prev: upLink(2, "wlan0")})
+	m.apply(linkwatch.LinkEvent{At: t0.Add(2 * time.Second), Op: linkwatch.LinkChanged, Link: upLink(2, "wlan0"), Prev: down})
+	wantStatus(t, m, Down, ReasonCarrierLost) // inside the window
+	m.mu.Lock()
+	early := m.nextWakeLocked(t0.Add(3 * time.Second))
+	late := m.nextWakeLocked(t0.Add(5 * time.Second))
+	m.mu.Unlock()
+	if early != time.Second {
+		t.Errorf("1 s before the window ends: wake in %v, want 1s", early)
+	}
+	if late > time.Millisecond {
+		t.Errorf("1 s after the window ended: wake in %v, want at once", late)
+	}
+
+	m = newTestMonitor(t, Options{SendErrorThreshold: 1, SendErrorHold: time.Second})
+	m.apply(baselineUp())
+	m.Report(unreach())
+	wantStatus(t, m, Down, ReasonSendErrors)
+	m.mu.Lock()
+	late = m.nextWakeLocked(m.sends.downAt.Add(2 * time.Second))
+	m.mu.Unlock()
+	if late > time.Millisecond {
+		t.Errorf("after the send-errors hold ended: wake in %v, want at once", late)
+	}
+}
+
+// TestMonitorReturnOnAnotherInterfaceSignalsRebind: eth0 carried traffic,
+// went down with nothing else up, and the path came back on wlan0; senders
+// holding sockets bound to eth0 must be told to redial.
+func TestMonitorReturnOnAnotherInterfaceSignalsRebind(t *testing.T) {
+	m := newTestMonitor(t, Options{})
+	b := baselineUp()
+	b.State.Links[2] = linkwatch.Link{Index: 2, Name: "wlan0", AdminUp: true, Oper: linkwatch.OperDown}
+	b.State.Links[3] = upLink(3, "eth0")
+	b.State.Addrs = append(b.State.Addrs, globalAddr(3, "eth0", "192.168.7.2/24"))
+	b.State.Routes = []linkwatch.Route{defRoute(3, "eth0", "192.168.7.1", 100)}
+	m.apply(b)
+	if s := m.Status(); s.State != Up || s.Iface != "eth0" {
+		t.Fatalf("status = %+v, want up on eth0", s)
+	}
+	m.apply(linkwatch.LinkEvent{At: t0, Op: linkwatch.LinkChanged,
+		Link: linkwatch.Link{Index: 3, Name: "eth0", AdminUp: true, Oper: linkwatch.OperDown}, Prev: upLink(3, "eth0")})
+	wantStatus(t, m, Down, ReasonCarrierLost)
+	rebind := m.RebindC()
+	m.apply(linkwatch.LinkEvent{At: t0.Add(time.Second), Op: linkwatch.LinkChanged, Link: upLink(2, "wlan0"),
+		Prev: linkwatch.Link{Index: 2, Name: "wlan0", AdminUp: true, Oper: linkwatch.OperDown}})
+	m.apply(linkwatch.RouteEvent{At: t0.Add(time.Second), Op: linkwatch.RouteAdded, Route: defRoute(2, "wlan0", "10.0.0.1", 600)})
+	if s := m.Status(); s.State != Up || s.Iface != "wlan0" {
+		t.Fatalf("status = %+v, want up on wlan0", s)
+	}
+	select {
+	case <-rebind:
+	default:
+		t.Fatal("the path came back on wlan0 after eth0 carried it, without a rebind signal")
+	}
+	if r := m.LastRebind(); r.Reason != "uplink-changed" || r.Iface != "eth0" {
+		t.Fatalf("rebind = %+v, want uplink-changed from eth0", r)
+	}
+}
+
+// TestMonitorSendErrorsSurviveIrrelevantKernelMessages: a lifetime refresh
+// or a link message that changes nothing about the path is not "the
+// kernel reports a change", so it must not end a data-stall verdict.
+func TestMonitorSendErrorsSurviveIrrelevantKernelMessages(t *testing.T) {
+	m := newTestMonitor(t, Options{SendErrorThreshold: 2})
+	m.apply(baselineUp())
+	m.Report(unreach())
+	m.Report(unreach())
+	wantStatus(t, m, Down, ReasonSendErrors)
+	mtu := upLink(2, "wlan0")
+	mtu.MTU = 1400
+	for _, ev := range []linkwatch.Event{
+		linkwatch.AddrEvent{At: t0, Op: linkwatch.AddrRefreshed, Addr: globalAddr(2, "wlan0", "10.0.0.5/24")},
+		linkwatch.AddrEvent{At: t0, Op: linkwatch.AddrChanged, Addr: globalAddr(2, "wlan0", "10.0.0.5/24")},
+		linkwatch.LinkEvent{At: t0, Op: linkwatch.LinkChanged, Link: mtu, Prev: upLink(2, "wlan0")},
+		linkwatch.NeighEvent{At: t0, Neigh: linkwatch.Neigh{Index: 2, IP: netip.MustParseAddr("10.0.0.1"), State: unix.NUD_STALE}},
+	} {
+		m.apply(ev)
+		wantStatus(t, m, Down, ReasonSendErrors)
+	}
+	m.apply(linkwatch.NeighEvent{At: t0, Neigh: linkwatch.Neigh{Index: 2, IP: netip.MustParseAddr("10.0.0.1"), State: unix.NUD_REACHABLE}})
+	wantStatus(t, m, Up, ReasonNone)
 }

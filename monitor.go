@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mdlayher/genetlink"
@@ -18,8 +19,9 @@ import (
 	"golang.org/x/sync/errgroup"
 )
 
-// ErrClosed is returned by [Monitor.Run] when it is called again after it
-// returned, and wrapped by the Gate's errors once the Monitor has stopped.
+// ErrClosed is returned by [Monitor.Run] when it is called a second time:
+// a Monitor runs once. Once Run has returned, the Gate is shut down and its
+// waiters get errors wrapping [gate.ErrShutdown].
 var ErrClosed = errors.New("netmon: monitor closed")
 
 // Monitor folds the watchers' events and the send errors senders report
@@ -39,15 +41,16 @@ type Monitor struct {
 	events chan Event    // closed when Run returns
 	kick   chan struct{} // wakes the loop to flush pending events or re-evaluate
 
-	mu         sync.Mutex // guards every field below
-	subscribed bool       // Events was called: queue events for it
+	mu         sync.Mutex  // guards every field below
+	subscribed atomic.Bool // Events was called: queue events for it
 	running    bool
 	done       bool
 	baseline   bool // the first full read has been applied
 	ifaces     map[int]*iface
 	status     Status
-	statusIdx  int // ifindex the status concerns (0: none)
-	uplink     int // last ifindex that carried traffic
+	statusIdx  int    // ifindex the status concerns (0: none)
+	uplink     int    // last ifindex that carried traffic
+	uplinkName string // and its name, kept when the link is removed
 	upAt       time.Time
 	outage     *outage
 	lastUpAt   time.Time // when the last outage ended
@@ -190,9 +193,7 @@ func (m *Monitor) Gate() *gate.Gate { return m.gate }
 // exists, and the subscriber must keep reading until the channel is
 // closed, which happens when Run returns.
 func (m *Monitor) Events() <-chan Event {
-	m.mu.Lock()
-	m.subscribed = true
-	m.mu.Unlock()
+	m.subscribed.Store(true)
 	return m.events
 }
 
@@ -233,9 +234,9 @@ func (m *Monitor) Stats() Stats {
 	return m.stats
 }
 
-// Run watches until ctx ends, then shuts the Gate (waiters get an error
-// wrapping [ErrClosed]), closes the Events channel and returns
-// context.Cause(ctx). A watcher that fails fatally ends Run with its error;
+// Run watches until ctx ends, then shuts the Gate down (waiters get an
+// error wrapping [gate.ErrShutdown]), sets the status to down with reason
+// shutdown, closes the Events channel and returns context.Cause(ctx). A watcher that fails fatally ends Run with its error;
 // a watcher that is merely unavailable (no Wi-Fi, no eBPF permission) is
 // reported once as a notice event and Run carries on.
 func (m *Monitor) Run(ctx context.Context) (err error) {
@@ -250,6 +251,8 @@ func (m *Monitor) Run(ctx context.Context) (err error) {
 	defer func() {
 		m.mu.Lock()
 		m.done = true
+		m.status = Status{State: Down, Reason: ReasonShutdown, Iface: m.status.Iface, Since: time.Now()}
+		m.pending, m.early = nil, nil
 		m.mu.Unlock()
 		m.gate.Shutdown()
 		close(m.events)
@@ -367,8 +370,8 @@ func watcherNote(mode string) string {
 // baseline has been queued, other events (a watcher's notice) wait behind
 // it: the first event is always the baseline.
 func (m *Monitor) emitLocked(ev Event) {
-	if !m.subscribed {
-		return
+	if !m.subscribed.Load() || m.done {
+		return // nobody reads, or the channel is closed
 	}
 	switch {
 	case ev.Kind == EventBaseline:
@@ -400,14 +403,26 @@ func (m *Monitor) nextWakeLocked(now time.Time) time.Duration {
 			next = t
 		}
 	}
-	consider(m.upAt)
+	// Deadlines that only the timer branch acts on are due at once when
+	// they have already passed: an event handled just as one fell due
+	// must not push it back by a minute.
+	due := func(t time.Time) {
+		if t.IsZero() {
+			return
+		}
+		if !t.After(now) {
+			next = now
+		}
+		consider(t)
+	}
+	due(m.upAt)
 	if m.dhcp != nil {
 		if t, ok := m.dhcp.NextDeadline(); ok {
-			consider(t)
+			due(t)
 		}
 	}
 	if m.sends.down {
-		consider(m.sends.downAt.Add(m.opts.SendErrorHold))
+		due(m.sends.downAt.Add(m.opts.SendErrorHold))
 	}
 	if m.sends.streak > 0 {
 		consider(m.sends.last.Add(m.opts.Recent))

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/seed-a56be422/netmon/gate"
 	"github.com/seed-a56be422/netmon/internal/netnstest"
 	"github.com/seed-a56be422/netmon/wifiwatch/wifiwatchtest"
 	"golang.org/x/sys/unix"
@@ -273,5 +274,37 @@ func TestIntegrationMonitorLeaseLifetimes(t *testing.T) {
 	ev := r.waitKind(t, EventState)
 	if ev.Status.State != Down || ev.Status.Reason != ReasonLeaseExpired {
 		t.Fatalf("after renewing: %v/%s, want down/lease-expired", ev.Status.State, ev.Status.Reason)
+	}
+}
+
+// TestIntegrationMonitorShutdown: when Run returns, a held sender gets
+// gate.ErrShutdown, the status says down for shutdown, a Report after the
+// end neither panics nor queues events, and Run refuses to start again.
+func TestIntegrationMonitorShutdown(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, Options{})
+	r.waitState(t, Up, ReasonNone)
+	r.b.IP("link", "set", "vb", "down")
+	r.waitState(t, Down, ReasonCarrierLost)
+	held := make(chan error, 1)
+	go func() { held <- r.m.Gate().Wait(context.Background()) }()
+	r.cancel()
+	for range r.events {
+	}
+	if err := <-held; !errors.Is(err, gate.ErrShutdown) {
+		t.Fatalf("held sender got %v, want gate.ErrShutdown", err)
+	}
+	if s := r.m.Status(); s.State != Down || s.Reason != ReasonShutdown {
+		t.Fatalf("status after Run = %+v, want down/shutdown", s)
+	}
+	r.m.Report(&net.OpError{Op: "write", Net: "udp", Err: os.NewSyscallError("sendto", unix.ENETUNREACH)})
+	r.m.mu.Lock()
+	pending := len(r.m.pending)
+	r.m.mu.Unlock()
+	if pending != 0 {
+		t.Fatalf("%d events queued after the Events channel closed", pending)
+	}
+	if err := r.m.Run(context.Background()); !errors.Is(err, ErrClosed) {
+		t.Fatalf("second Run = %v, want ErrClosed", err)
 	}
 }

@@ -131,8 +131,11 @@ func (e Explanation) appendText(b []byte) []byte {
 		b = append(b, " after an outage"...)
 		b = appendOf(b, iface)
 	case CausePeer:
-		b = append(b, " from the peer while"...)
-		b = appendOf(b, iface)
+		b = append(b, " from the peer while "...)
+		if iface == "" {
+			iface = "the network"
+		}
+		b = append(b, iface...)
 		b = append(b, " was "...)
 		b = append(b, e.Status.State.String()...)
 	case CauseUnexplained:
