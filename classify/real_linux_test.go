@@ -2,20 +2,16 @@ package classify
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"io"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/seed-a56be422/netmon/internal/testcert"
 
 	"github.com/seed-a56be422/netmon/internal/netnstest"
 	"golang.org/x/sys/unix"
@@ -142,28 +138,6 @@ func TestRealNotConnectionErrors(t *testing.T) {
 	}
 }
 
-// selfSigned returns a TLS config for a server with a fresh self-signed
-// certificate for "netmon.test".
-func selfSigned(t *testing.T) *tls.Config {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "netmon.test"},
-		DNSNames:     []string{"netmon.test"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
-}
-
 func TestRealTLS(t *testing.T) {
 	t.Parallel()
 	t.Run("plain-text server", func(t *testing.T) {
@@ -186,7 +160,7 @@ func TestRealTLS(t *testing.T) {
 	})
 	t.Run("untrusted certificate", func(t *testing.T) {
 		t.Parallel()
-		cfg := selfSigned(t)
+		cfg := testcert.New(t, "netmon.test", "netmon.test").Server
 		addr := serveOnce(t, "tcp", func(c net.Conn) {
 			tc := tls.Server(c, cfg)
 			_ = tc.Handshake()
@@ -200,7 +174,7 @@ func TestRealTLS(t *testing.T) {
 	})
 	t.Run("server rejects client alert", func(t *testing.T) {
 		t.Parallel()
-		cfg := selfSigned(t)
+		cfg := testcert.New(t, "netmon.test", "netmon.test").Server
 		cfg.ClientAuth = tls.RequireAnyClientCert
 		addr := serveOnce(t, "tcp", func(c net.Conn) {
 			tc := tls.Server(c, cfg)

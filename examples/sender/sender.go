@@ -1,0 +1,442 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/seed-a56be422/netmon"
+	"github.com/seed-a56be422/netmon/classify"
+	"github.com/seed-a56be422/netmon/examples/internal/wire"
+	"github.com/seed-a56be422/netmon/gate"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+// config is what the flags say.
+type config struct {
+	addr        string
+	count       int
+	rate        float64
+	window      int
+	payload     int
+	tls         bool
+	caFile      string
+	serverName  string
+	tlsConf     *tls.Config
+	dialTimeout time.Duration
+	ackTimeout  time.Duration
+	monitor     bool
+	ifaces      []string
+	level       zapcore.Level
+}
+
+// Why a connection was given up without an error of its own. These end a
+// connection at once and the sender redials without backing off: nothing
+// failed, the network changed under it.
+var (
+	errGateClosed = errors.New("sender: the gate closed (the network went down)")
+	errRebind     = errors.New("sender: rebind (the connection's path went away)")
+)
+
+// errStall is a connection on which no acknowledgement arrived for
+// --ack-timeout while messages were outstanding: a path that silently
+// drops packets. It wraps os.ErrDeadlineExceeded, so classify sees a
+// timeout, which is retryable.
+var errStall = fmt.Errorf("sender: no acknowledgement within --ack-timeout: %w", os.ErrDeadlineExceeded)
+
+// sender holds every message until it is acknowledged. One goroutine, the
+// one in deliver, writes; one per connection reads acknowledgements.
+type sender struct {
+	cfg        config
+	log        *zap.Logger
+	g          *gate.Gate
+	report     func(error)            // tells the Monitor that a send failed
+	rebindC    func() <-chan struct{} // the Monitor's rebind signal
+	lastRebind func() netmon.Rebind   // what the last rebind was, for the log
+	payload    []byte
+
+	lastHeld     atomic.Int64  // Held of the current Do call's last attempt (set by the Gate's hooks)
+	held         time.Duration // total time held at the Gate; deliver's goroutine only
+	dialFailures int           // deliver's goroutine only
+	next         time.Time     // earliest time of the next write under --rate; deliver's goroutine only
+
+	mu       sync.Mutex // guards the fields below
+	acked    []bool     // acked[seq], seq from 1
+	written  []bool     // written[seq]: written at least once, on any connection
+	nAcked   int
+	nWritten int
+	resent   int // writes of a message that had been written before
+	cursor   int // the next seq to consider writing on this connection
+	inflight int // written on this connection and not yet acknowledged
+}
+
+func newSender(cfg config, log *zap.Logger) *sender {
+	p := bytes.Repeat([]byte{'x'}, cfg.payload)
+	never := make(chan struct{}) // never closed: no Monitor, no rebinds
+	return &sender{
+		cfg:        cfg,
+		log:        log,
+		report:     func(error) {},
+		rebindC:    func() <-chan struct{} { return never },
+		lastRebind: func() netmon.Rebind { return netmon.Rebind{} },
+		payload:    p,
+		acked:      make([]bool, cfg.count+1),
+		written:    make([]bool, cfg.count+1),
+	}
+}
+
+// summary is the line the sender prints when it ends.
+func (s *sender) summary() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return fmt.Sprintf("sent %d, acked %d, resent %d, held %v, dial-failures %d",
+		s.nWritten, s.nAcked, s.resent, s.held.Round(time.Millisecond), s.dialFailures)
+}
+
+// done reports whether every message has been acknowledged.
+func (s *sender) done() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.nAcked == s.cfg.count
+}
+
+// deliver connects and sends until every message is acknowledged, ctx
+// ends, or an error that no retry can fix.
+func (s *sender) deliver(ctx context.Context) error {
+	var failures int // connections in a row that failed without progress
+	for !s.done() {
+		// Take the rebind channel before dialling, so that a rebind during
+		// the dial still ends the connection it produced.
+		rebind := s.rebindC()
+		conn, err := s.connect(ctx)
+		if err != nil {
+			return err
+		}
+		progress, err := s.session(ctx, conn, rebind)
+		switch {
+		case err == nil:
+			continue
+		case ctx.Err() != nil:
+			return context.Cause(ctx)
+		case errors.Is(err, errGateClosed):
+			s.log.Info("connection dropped: the gate closed; holding", zap.Stringer("gate", s.g.State().Reason))
+			continue
+		case errors.Is(err, errRebind):
+			rb := s.lastRebind()
+			s.log.Info("connection dropped: rebind; redialling at once",
+				zap.String("reason", rb.Reason), zap.String("iface", rb.Iface), zap.Stringer("addr", rb.Addr))
+			continue
+		}
+		// A real failure of the connection: the Monitor correlates it with
+		// the link's state, and classify decides whether resending can help.
+		s.report(err)
+		c := classify.Classify(err)
+		if !c.Retryable() {
+			return fmt.Errorf("sender: %w (class %v: not retryable)", err, c)
+		}
+		s.log.Info("connection failed; resending unacknowledged messages on a new one",
+			zap.Error(err), zap.Stringer("class", c), zap.Bool("progress", progress))
+		if progress {
+			failures = 0
+			continue
+		}
+		// A server that accepts and fails at once must not turn the sender
+		// into a busy loop: back off, but never while the Gate holds.
+		failures++
+		if err := s.pause(ctx, failures); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// pause sleeps a full-jitter backoff before the n-th reconnection in a
+// row without progress (100 ms doubling to 5 s), cut short when the Gate
+// changes: a closed gate holds in connect instead, and a reopened one
+// means the path changed.
+func (s *sender) pause(ctx context.Context, n int) error {
+	ceiling := 100 * time.Millisecond << min(n-1, 6)
+	ceiling = min(ceiling, 5*time.Second)
+	t := time.NewTimer(rand.N(ceiling))
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-s.g.State().Changed():
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+	return nil
+}
+
+// connect dials through the Gate: held while the network is down, retried
+// with backoff on retryable errors, given up on others (a certificate the
+// CA does not sign will not sign itself on the next attempt).
+func (s *sender) connect(ctx context.Context) (net.Conn, error) {
+	var conn net.Conn
+	s.lastHeld.Store(0)
+	err := s.g.Do(ctx, func(ctx context.Context) error {
+		c, err := s.dial(ctx)
+		if err != nil {
+			s.dialFailures++
+			s.log.Info("dial failed", zap.Error(err))
+			return err
+		}
+		conn = c
+		return nil
+	})
+	s.held += time.Duration(s.lastHeld.Load())
+	if err != nil {
+		var we *gate.WaitError
+		if errors.As(err, &we) && s.lastHeld.Load() == 0 {
+			s.held += we.Held // held before any attempt, so no hook saw it
+		}
+		return nil, fmt.Errorf("sender: connect to %s: %w", s.cfg.addr, err)
+	}
+	return conn, nil
+}
+
+// dial makes one connection attempt, with TLS if asked.
+func (s *sender) dial(ctx context.Context) (net.Conn, error) {
+	d := &net.Dialer{Timeout: s.cfg.dialTimeout}
+	if s.cfg.tlsConf == nil {
+		return d.DialContext(ctx, "tcp", s.cfg.addr)
+	}
+	td := &tls.Dialer{NetDialer: d, Config: s.cfg.tlsConf}
+	return td.DialContext(ctx, "tcp", s.cfg.addr)
+}
+
+// session writes unacknowledged messages on conn, oldest first, until
+// every message is acknowledged (nil) or the connection ends: it fails,
+// the Gate closes, a rebind is signalled, or acknowledgements stall. It
+// closes conn and returns only after its reader has ended. progress
+// reports whether any message was acknowledged on this connection.
+func (s *sender) session(ctx context.Context, conn net.Conn, rebind <-chan struct{}) (progress bool, err error) {
+	gs := s.g.State()
+	if !gs.Open {
+		_ = conn.Close()
+		return false, errGateClosed
+	}
+	s.mu.Lock()
+	s.cursor, s.inflight = 1, 0
+	s.mu.Unlock()
+
+	acks := make(chan struct{}, 1)
+	readErr := make(chan error, 1)
+	go func() { readErr <- s.readAcks(conn, acks) }()
+	readerDone := false
+	defer func() {
+		_ = conn.Close() // unblocks the reader
+		if !readerDone {
+			<-readErr
+		}
+	}()
+
+	w := bufio.NewWriterSize(conn, 32<<10)
+	flush := func() error {
+		if w.Buffered() == 0 {
+			return nil
+		}
+		// A write blocks only when the socket buffer is full, i.e. the
+		// path has stalled; the ack timeout bounds that too.
+		_ = conn.SetWriteDeadline(time.Now().Add(s.cfg.ackTimeout))
+		if err := w.Flush(); err != nil {
+			return fmt.Errorf("sender: write: %w", err)
+		}
+		return nil
+	}
+	stall := time.NewTimer(s.cfg.ackTimeout)
+	defer stall.Stop()
+	lastAck := time.Now() // last acknowledgement, or when inflight became non-zero
+	var pace *time.Timer
+	defer func() {
+		if pace != nil {
+			pace.Stop()
+		}
+	}()
+	interval := time.Duration(0)
+	if s.cfg.rate > 0 {
+		interval = time.Duration(float64(time.Second) / s.cfg.rate)
+	}
+	line := make([]byte, 0, 32+len(s.payload))
+
+	for {
+		now := time.Now()
+		seq, all := s.nextToWrite()
+		if all {
+			return progress, nil
+		}
+		if seq > 0 && (interval == 0 || !now.Before(s.next)) {
+			line = strconv.AppendInt(line[:0], int64(seq), 10)
+			line = append(line, ' ')
+			line = append(line, s.payload...)
+			line = append(line, '\n')
+			if w.Available() < len(line) {
+				// This write flushes: give it a fresh deadline too.
+				_ = conn.SetWriteDeadline(time.Now().Add(s.cfg.ackTimeout))
+			}
+			if _, err := w.Write(line); err != nil {
+				return progress, fmt.Errorf("sender: write: %w", err)
+			}
+			if s.markWritten(seq) {
+				lastAck = now // the stall clock starts with the first outstanding message
+			}
+			if interval > 0 {
+				// A token bucket with a small burst: timer overshoot is
+				// made up (else the rate would drift low by the timer's
+				// latency), but time held at the Gate is not, so a long
+				// outage is not followed by a flood.
+				s.next = later(s.next, now.Add(-paceBurst)).Add(interval)
+				if err := flush(); err != nil {
+					return progress, err
+				}
+			}
+			continue
+		}
+		if err := flush(); err != nil {
+			return progress, err
+		}
+		var paceC <-chan time.Time
+		if seq > 0 {
+			if pace == nil {
+				pace = time.NewTimer(s.next.Sub(now))
+			} else {
+				pace.Reset(s.next.Sub(now))
+			}
+			paceC = pace.C
+		}
+		select {
+		case <-ctx.Done():
+			return progress, context.Cause(ctx)
+		case <-rebind:
+			return progress, errRebind
+		case <-gs.Changed():
+			if gs = s.g.State(); !gs.Open {
+				return progress, errGateClosed
+			}
+		case err := <-readErr:
+			readerDone = true
+			return progress, err
+		case <-acks:
+			progress = true
+			lastAck = time.Now()
+		case <-paceC:
+		case <-stall.C:
+			if s.outstanding() == 0 {
+				stall.Reset(s.cfg.ackTimeout) // idle, not stalled
+				break
+			}
+			if left := s.cfg.ackTimeout - time.Since(lastAck); left > 0 {
+				stall.Reset(left) // an ack came since the timer was set
+				break
+			}
+			return progress, errStall
+		}
+		if pace != nil && paceC != nil {
+			pace.Stop()
+		}
+	}
+}
+
+// paceBurst is how far behind its schedule --rate may catch up.
+const paceBurst = 100 * time.Millisecond
+
+// later returns the later of a and b.
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// nextToWrite returns the next message to write on this connection (0 if
+// the window is full or every message is written) and whether every
+// message is acknowledged.
+func (s *sender) nextToWrite() (seq int, all bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.nAcked == s.cfg.count {
+		return 0, true
+	}
+	for s.cursor <= s.cfg.count && s.acked[s.cursor] {
+		s.cursor++
+	}
+	if s.cursor > s.cfg.count || s.inflight >= s.cfg.window {
+		return 0, false
+	}
+	return s.cursor, false
+}
+
+// markWritten records that seq (the cursor) was written on this
+// connection. It reports whether it was the only outstanding message.
+func (s *sender) markWritten(seq int) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.written[seq] {
+		s.resent++
+	} else {
+		s.written[seq] = true
+		s.nWritten++
+	}
+	s.cursor = seq + 1
+	s.inflight++
+	return s.inflight == 1
+}
+
+// outstanding returns how many messages written on this connection wait
+// for their acknowledgement.
+func (s *sender) outstanding() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.inflight
+}
+
+// readAcks reads "ACK SEQ" lines from conn and marks the messages
+// acknowledged, signalling acks (without blocking) after each new one. It
+// returns the error that ended the connection; a clean EOF is an error
+// too, since the server closed a connection that still had a purpose.
+func (s *sender) readAcks(conn net.Conn, acks chan<- struct{}) error {
+	r := bufio.NewReaderSize(conn, 16<<10)
+	for {
+		line, err := r.ReadSlice('\n')
+		if err != nil {
+			return fmt.Errorf("sender: read acknowledgements: %w", err)
+		}
+		seq, ok := wire.ParseAck(line)
+		if !ok || seq > uint64(s.cfg.count) {
+			// Not our server, or not our protocol: no retry fixes that.
+			return fmt.Errorf("sender: malformed acknowledgement %.40q", line)
+		}
+		if s.ack(int(seq)) {
+			select {
+			case acks <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+// ack marks seq acknowledged and reports whether that is news.
+func (s *sender) ack(seq int) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.acked[seq] {
+		return false
+	}
+	s.acked[seq] = true
+	s.nAcked++
+	if seq < s.cursor {
+		s.inflight--
+	}
+	return true
+}
