@@ -131,10 +131,11 @@ func New(o Options) (*Monitor, error) {
 		return nil, err
 	}
 	lw, err := linkwatch.New(linkwatch.Config{
-		NetNS:   o.NetNS,
-		Include: o.Interfaces,
-		Exclude: o.Exclude,
-		Logger:  o.Logger.Named("linkwatch"),
+		NetNS:      o.NetNS,
+		Include:    o.Interfaces,
+		AwaitNamed: o.AwaitInterfaces,
+		Exclude:    o.Exclude,
+		Logger:     o.Logger.Named("linkwatch"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("netmon: %w", err)

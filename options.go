@@ -20,8 +20,12 @@ type Options struct {
 
 	// Interfaces are glob patterns (path.Match) of interfaces to watch.
 	// Empty means every interface but loopback. A pattern without glob
-	// characters names an interface that must exist when [New] is called.
+	// characters names an interface that must exist when [New] is called,
+	// unless AwaitInterfaces is set.
 	Interfaces []string
+	// AwaitInterfaces lets Interfaces name interfaces that do not exist
+	// yet; the state is down with reason no-interface until one appears.
+	AwaitInterfaces bool
 	// Exclude are glob patterns of interfaces to ignore.
 	Exclude []string
 	// NetNS is the network namespace to watch; 0 means the current one.

@@ -46,9 +46,14 @@ type Config struct {
 	NetNS netns.NsHandle
 	// Include lists interface names or path.Match globs ("wl*") to
 	// watch; empty means every interface but loopback. A plain name (no
-	// glob characters) must exist when [New] is called. Interfaces that
-	// appear later and match are picked up.
+	// glob characters) must exist when [New] is called, unless
+	// AwaitNamed is set. Interfaces that appear later and match are
+	// picked up.
 	Include []string
+	// AwaitNamed lets Include name interfaces that do not exist yet (a
+	// USB adapter still enumerating at boot): they are watched for
+	// instead of being an error.
+	AwaitNamed bool
 	// Exclude lists names or globs never watched; it wins over Include.
 	Exclude []string
 	// ReceiveBuffer is the netlink socket's receive buffer in bytes; 0
@@ -86,7 +91,8 @@ type Watcher struct {
 
 // New checks cfg and returns a Watcher. An interface that Include names
 // without glob characters and that does not exist is an error wrapping
-// os.ErrNotExist that names it and lists the interfaces that exist.
+// os.ErrNotExist that names it and lists the interfaces that exist
+// (unless Config.AwaitNamed is set).
 func New(cfg Config) (*Watcher, error) {
 	if cfg.ReceiveBuffer < 0 {
 		return nil, fmt.Errorf("linkwatch: Config.ReceiveBuffer is %d, want 0 (default) or a positive number of bytes", cfg.ReceiveBuffer)
@@ -119,7 +125,7 @@ func New(cfg Config) (*Watcher, error) {
 	}
 	var names []string
 	for _, p := range cfg.Include {
-		if !isGlob(p) {
+		if !isGlob(p) && !cfg.AwaitNamed {
 			names = append(names, p)
 		}
 	}

@@ -65,7 +65,7 @@ func TestRunExitCodes(t *testing.T) {
 // one line, not the flag list that would bury it.
 func TestUnknownInterfaceIsOneLine(t *testing.T) {
 	var stdout, stderr bytes.Buffer
-	if got := run(context.Background(), []string{"wait-online", "--iface", "nosuch0"}, &stdout, &stderr); got != exitUsage {
+	if got := run(context.Background(), []string{"status", "--iface", "nosuch0"}, &stdout, &stderr); got != exitUsage {
 		t.Fatalf("exit %d, want %d", got, exitUsage)
 	}
 	if n := strings.Count(stderr.String(), "\n"); n != 1 {

@@ -64,38 +64,53 @@ func (f *monitorFlags) options(log *zap.Logger) netmon.Options {
 	return netmon.Options{Logger: log, Interfaces: f.ifaces, Exclude: f.exclude, Wifi: f.wifi.v}
 }
 
-// checkIfaces returns a usageError naming every --iface without glob
-// characters that does not exist, with the list of interfaces that do.
+// checkIfaces returns a usageError for a malformed --iface glob, and one
+// naming every --iface without glob characters that does not exist, with
+// the list of interfaces that do (unless the Monitor awaits them).
 // netmon.New checks the same, but this message is written for a person at
 // a shell rather than for a program.
-func checkIfaces(names []string) error {
+func checkIfaces(names []string, await bool) error {
+	for _, n := range names {
+		if _, err := path.Match(n, ""); err != nil {
+			return usageError{fmt.Errorf("--iface %q: malformed glob: %w", n, err)}
+		}
+	}
+	if await {
+		return nil
+	}
+	missing, have, err := missingIfaces(names)
+	if err != nil {
+		return err
+	}
+	if len(missing) > 0 {
+		return usageError{fmt.Errorf("--iface %q: no such interface; interfaces here: %s", missing[0], strings.Join(have, ", "))}
+	}
+	return nil
+}
+
+// missingIfaces returns the names without glob characters that no
+// interface has, and the sorted names of the interfaces there are.
+func missingIfaces(names []string) (missing, have []string, err error) {
 	ifs, err := net.Interfaces()
 	if err != nil {
-		return fmt.Errorf("list interfaces: %w", err)
+		return nil, nil, fmt.Errorf("list interfaces: %w", err)
 	}
-	have := make([]string, 0, len(ifs))
 	for _, i := range ifs {
 		have = append(have, i.Name)
 	}
 	slices.Sort(have)
 	for _, n := range names {
-		if strings.ContainsAny(n, `*?[\`) {
-			if _, err := path.Match(n, ""); err != nil {
-				return usageError{fmt.Errorf("--iface %q: malformed glob: %w", n, err)}
-			}
-			continue
-		}
-		if !slices.Contains(have, n) {
-			return usageError{fmt.Errorf("--iface %q: no such interface; interfaces here: %s", n, strings.Join(have, ", "))}
+		if !strings.ContainsAny(n, `*?[\`) && !slices.Contains(have, n) {
+			missing = append(missing, n)
 		}
 	}
-	return nil
+	return missing, have, nil
 }
 
 // newMonitor checks the interfaces and creates the Monitor; a missing
 // interface is a usage error.
 func newMonitor(o netmon.Options) (*netmon.Monitor, error) {
-	if err := checkIfaces(o.Interfaces); err != nil {
+	if err := checkIfaces(o.Interfaces, o.AwaitInterfaces); err != nil {
 		return nil, err
 	}
 	m, err := netmon.New(o)

@@ -311,3 +311,31 @@ func TestIntegrationWaitOnline(t *testing.T) {
 		t.Errorf("online during the wait: %v, output %q; want exit 0, \"online: up via va\"", err, out.String())
 	}
 }
+
+// TestIntegrationWaitOnlineAwaitsInterface: an --iface that does not exist
+// yet is waited for, not a usage error: the timeout names it, and an
+// interface that appears during the wait and comes up ends it with 0.
+func TestIntegrationWaitOnlineAwaitsInterface(t *testing.T) {
+	t.Parallel()
+	p := newPair(t)
+	code, _, errOut := runNetmon(t, p.a, "wait-online", "--timeout", "500ms", "--iface", "vc", "--wifi=off")
+	if code != exitFail || errOut != "netmon wait-online: not online after 500ms: down (no-interface); no interface vc appeared\n" {
+		t.Errorf("missing: exit %d, stderr %q; want 1 and the missing interface", code, errOut)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	cmd := p.a.Command(ctx, buildNetmon(t), "wait-online", "--timeout", "0", "--iface", "vc", "--wifi=off")
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	netnstest.Veth(t, p.a, "vc", p.b, "vd")
+	p.b.IP("addr", "add", "10.8.0.2/24", "dev", "vd")
+	p.a.IP("addr", "add", "10.8.0.1/24", "dev", "vc")
+	p.a.IP("route", "add", "default", "via", "10.8.0.2", "metric", "50")
+	if err := cmd.Wait(); err != nil || out.String() != "online: up via vc\n" {
+		t.Errorf("appeared during the wait: %v, output %q; want exit 0, \"online: up via vc\"", err, out.String())
+	}
+}

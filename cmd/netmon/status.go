@@ -117,7 +117,7 @@ func runWaitOnline(ctx context.Context, args []string, stdout, stderr io.Writer)
 		fmt.Fprintln(fs.Output(), "usage: netmon wait-online [flags]")
 		fmt.Fprintln(fs.Output(), "\nReturns as soon as traffic can flow (state up or degraded): exit 0, or 1 on")
 		fmt.Fprintln(fs.Output(), "timeout. Like nm-online and systemd-networkd-wait-online, but usable at any")
-		fmt.Fprintln(fs.Output(), "time, not only at boot.\n\nFlags:")
+		fmt.Fprintln(fs.Output(), "time, not only at boot. An --iface that does not exist yet is waited for.\n\nFlags:")
 		fs.PrintDefaults()
 	}
 	if code := parse(fs, args); code >= 0 {
@@ -129,6 +129,10 @@ func runWaitOnline(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	o := mf.options(quietLogger(stderr))
 	o.SockErrors = "off"
+	// An --iface that does not exist yet is waited for, as
+	// systemd-networkd-wait-online --interface does: at boot a USB
+	// adapter may still be enumerating.
+	o.AwaitInterfaces = true
 	m, err := newMonitor(o)
 	if err != nil {
 		return fail(stderr, "wait-online", err)
@@ -140,13 +144,17 @@ func runWaitOnline(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	r := start(ctx, m)
 	online := false
+	var last netmon.Status // the last state seen; after Run, m.Status() says shutdown
 	for ev := range r.events {
-		if (ev.Kind == netmon.EventBaseline || ev.Kind == netmon.EventState) && ev.Status.State.CanSend() {
+		if ev.Kind != netmon.EventBaseline && ev.Kind != netmon.EventState {
+			continue
+		}
+		last = ev.Status
+		if last.State.CanSend() {
 			online = true
 			break
 		}
 	}
-	last := m.Status()
 	err = r.stop()
 	switch {
 	case online:
@@ -155,7 +163,11 @@ func runWaitOnline(ctx context.Context, args []string, stdout, stderr io.Writer)
 		}
 		return exitOK
 	case errors.Is(context.Cause(ctx), errTimeout):
-		fmt.Fprintf(stderr, "netmon wait-online: not online after %v: %s\n", *timeout, describe(last))
+		why := describe(last)
+		if missing, _, err := missingIfaces(o.Interfaces); err == nil && len(missing) > 0 {
+			why += fmt.Sprintf("; no interface %s appeared", strings.Join(missing, ", "))
+		}
+		fmt.Fprintf(stderr, "netmon wait-online: not online after %v: %s\n", *timeout, why)
 		return exitFail
 	case err != nil:
 		return fail(stderr, "wait-online", err)

@@ -90,8 +90,12 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return runErr
 	})
 	byCause := map[netmon.Reason]int{}
+	var last netmon.Status // the last state logged; after Run, m.Status() says shutdown
 	for ev := range events {
 		logEvent(log, ev)
+		if ev.Kind == netmon.EventBaseline || ev.Kind == netmon.EventState {
+			last = ev.Status
+		}
 		if ev.Kind == netmon.EventFlap && ev.Flap != nil {
 			met.observeFlap(*ev.Flap)
 			byCause[ev.Flap.Cause]++
@@ -104,7 +108,7 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		}
 		return fail(stderr, "watch", err)
 	}
-	logSummary(log, time.Since(start), m.Stats(), m.Status(), byCause)
+	logSummary(log, time.Since(start), m.Stats(), last, byCause)
 	return exitOK
 }
 
