@@ -183,3 +183,15 @@ func TestIntegrationCurrentNamespace(t *testing.T) {
 		t.Fatalf("baseline links %v, net.Interfaces %v", got, want)
 	}
 }
+
+// TestNewMissingInterface: a plain name that does not exist is an error
+// wrapping os.ErrNotExist that lists what exists, unless AwaitNamed.
+func TestNewMissingInterface(t *testing.T) {
+	_, err := New(Config{Include: []string{"nosuch0"}})
+	if !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), `"nosuch0"`) || !strings.Contains(err.Error(), "lo") {
+		t.Fatalf("New(nosuch0) = %v, want ErrNotExist naming it and listing lo", err)
+	}
+	if _, err := New(Config{Include: []string{"nosuch0"}, AwaitNamed: true}); err != nil {
+		t.Fatalf("New(nosuch0, AwaitNamed) = %v, want nil", err)
+	}
+}
