@@ -209,17 +209,20 @@ func TestIntegrationDAD(t *testing.T) {
 	r.waitFor("baseline", isBaseline)
 	a.IP("-6", "route", "add", "default", "dev", "va")
 	r.waitFor("RouteAdded on-link v6 default", routeEv(RouteAdded, nil))
+	// Three probes a second apart: DAD lasts about 3 s, so the state read
+	// right after the AddrAdded event still holds the tentative address.
+	a.Sysctl("net/ipv6/conf/va/dad_transmits", "3")
+	a.Sysctl("net/ipv6/neigh/va/retrans_time_ms", "1000")
 	a.IP("addr", "add", "fd78::1/64", "dev", "va")
 	ev, _ := r.waitFor("AddrAdded fd78::1/64", addrEv(AddrAdded, "fd78::1/64"))
 	ad := ev.(AddrEvent).Addr
 	if !ad.Tentative() || ad.Usable() {
 		t.Fatalf("fresh address: Tentative %v Usable %v, want true false (flags %#x)", ad.Tentative(), ad.Usable(), ad.Flags)
 	}
-	va, _ := r.w.State().LinkByName("va")
-	// The state may have moved on already if DAD was very quick; only a
-	// state that still holds the tentative address must be unusable.
-	if s := r.w.State(); !s.hasUsableAddr(va.Index) && s.Usable(va.Index) {
-		t.Fatal("usable while the only global address is tentative")
+	s := r.w.State()
+	va, _ := s.LinkByName("va")
+	if s.hasUsableAddr(va.Index) || s.Usable(va.Index) {
+		t.Fatalf("usable while the only global address is tentative: %+v", s)
 	}
 	ev, _ = r.waitFor("AddrChanged: DAD done", addrEv(AddrChanged, "fd78::1/64"))
 	if e := ev.(AddrEvent); e.Addr.Tentative() || !e.Prev.Tentative() || !e.Addr.Usable() {

@@ -179,6 +179,19 @@ func (ns *NS) Do(fn func() error) error {
 	})
 }
 
+// Sysctl writes value to /proc/sys/PATH inside the namespace (PATH with
+// slashes, as "net/ipv6/conf/va/dad_transmits", so that interface names
+// with dots survive), logging it as "$ sysctl", and fails the test on error.
+// Sysctls under /proc/sys/net belong to the namespace of the thread that
+// opens them.
+func (ns *NS) Sysctl(path, value string) {
+	ns.t.Helper()
+	ns.t.Logf("$ ip netns exec %s sysctl -w %s=%s", ns.Name, strings.ReplaceAll(path, "/", "."), value)
+	if err := ns.Do(func() error { return os.WriteFile("/proc/sys/"+path, []byte(value), 0) }); err != nil {
+		ns.t.Fatalf("netnstest: sysctl %s in %s: %v", path, ns.Name, err)
+	}
+}
+
 // NetlinkHandle returns a netlink handle bound to the namespace. It is closed
 // when the test ends.
 func (ns *NS) NetlinkHandle() *netlink.Handle {
