@@ -103,6 +103,10 @@ type Stats struct {
 	// reported; SockErrorsIgnored those in other network namespaces or
 	// towards loopback.
 	SockErrors, SockErrorsIgnored uint64
+	// SockErrorsDropped counts failed socket operations the kernel could
+	// not queue because the eBPF ring buffer was full: a flood lost this
+	// many, and the counts above are short by as much.
+	SockErrorsDropped uint64
 }
 
 const (
@@ -232,7 +236,11 @@ func (m *Monitor) Flaps() []Flap {
 func (m *Monitor) Stats() Stats {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.stats
+	st := m.stats
+	if m.sock != nil {
+		st.SockErrorsDropped = m.sock.Stats().Dropped
+	}
+	return st
 }
 
 // Run watches until ctx ends, then shuts the Gate down (waiters get an

@@ -42,7 +42,7 @@ type metrics struct {
 	outage prometheus.Histogram
 
 	state, since, carrier, usable, signal, leaseLeft *prometheus.Desc
-	held, holds, reports, gaps, downTime, sockErrs   *prometheus.Desc
+	held, holds, reports, gaps, downTime, sockErrs, sockDrops *prometheus.Desc
 }
 
 // newMetrics returns the collectors for src.
@@ -84,6 +84,8 @@ func newMetrics(src source) *metrics {
 			"Total duration of the outages that ended.", nil, nil),
 		sockErrs: prometheus.NewDesc("netmon_socket_errors_total",
 			"Failed socket operations observed with eBPF.", nil, nil),
+		sockDrops: prometheus.NewDesc("netmon_socket_errors_dropped_total",
+			"Failed socket operations lost because the eBPF ring buffer was full.", nil, nil),
 	}
 }
 
@@ -98,7 +100,7 @@ func (x *metrics) Describe(ch chan<- *prometheus.Desc) {
 	x.flaps.Describe(ch)
 	x.outage.Describe(ch)
 	for _, d := range []*prometheus.Desc{x.state, x.since, x.carrier, x.usable, x.signal, x.leaseLeft,
-		x.held, x.holds, x.reports, x.gaps, x.downTime, x.sockErrs} {
+		x.held, x.holds, x.reports, x.gaps, x.downTime, x.sockErrs, x.sockDrops} {
 		ch <- d
 	}
 }
@@ -147,6 +149,7 @@ func (x *metrics) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(x.gaps, prometheus.CounterValue, float64(st.Gaps))
 	ch <- prometheus.MustNewConstMetric(x.downTime, prometheus.CounterValue, st.DownTime.Seconds())
 	ch <- prometheus.MustNewConstMetric(x.sockErrs, prometheus.CounterValue, float64(st.SockErrors))
+	ch <- prometheus.MustNewConstMetric(x.sockDrops, prometheus.CounterValue, float64(st.SockErrorsDropped))
 }
 
 func b2f(b bool) float64 {

@@ -34,7 +34,7 @@ func testSource() fakeSource {
 	st.Reports[classify.Connection][netmon.CausePeer] = 1
 	st.Gaps = 2
 	st.DownTime = 1500 * time.Millisecond
-	st.SockErrors = 7
+	st.SockErrors, st.SockErrorsDropped = 7, 2
 	return fakeSource{
 		snap: netmon.Snapshot{
 			State: netmon.Degraded, Reason: netmon.ReasonWeakSignal, Iface: "wlan0",
@@ -109,6 +109,7 @@ func TestMetricsFromMonitor(t *testing.T) {
 		"netmon_outage_duration_seconds{} 3",
 		"netmon_send_errors_total{cause=link-down,class=network} 3",
 		"netmon_send_errors_total{cause=peer,class=connection} 1",
+		"netmon_socket_errors_dropped_total{} 2",
 		"netmon_socket_errors_total{} 7",
 		"netmon_state_since_timestamp_seconds{} 1700000000.5",
 		"netmon_state{state=degraded} 1",
