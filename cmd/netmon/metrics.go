@@ -41,7 +41,7 @@ type metrics struct {
 	flaps  *prometheus.CounterVec
 	outage prometheus.Histogram
 
-	state, since, carrier, usable, signal, leaseLeft *prometheus.Desc
+	state, since, carrier, usable, signal, leaseLeft          *prometheus.Desc
 	held, holds, reports, gaps, downTime, sockErrs, sockDrops *prometheus.Desc
 }
 
