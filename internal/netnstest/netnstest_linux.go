@@ -26,9 +26,10 @@ import (
 // skip into a failure.
 const EnvRequirePrivileged = "NETMON_REQUIRE_PRIVILEGED"
 
-// RequirePrivileged skips t unless the process may create network namespaces
-// (root, or CAP_SYS_ADMIN and CAP_NET_ADMIN). With NETMON_REQUIRE_PRIVILEGED=1
-// it fails instead of skipping.
+// RequirePrivileged skips t unless the process runs as root (effective UID
+// 0), which creating named network namespaces, running iproute2 and DHCP
+// clients in them, and loading BPF programs need. With
+// NETMON_REQUIRE_PRIVILEGED=1 it fails instead of skipping.
 func RequirePrivileged(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() == 0 {
@@ -72,6 +73,43 @@ type NS struct {
 
 var counter atomic.Uint64
 
+var sweepOnce sync.Once
+
+// sweepOrphans removes the namespaces named by uniqueName whose creating
+// process has died (a test binary killed by a timeout or a signal), with
+// any process still running inside them.
+func sweepOrphans() {
+	ents, err := os.ReadDir("/run/netns")
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		var pid int
+		if _, err := fmt.Sscanf(e.Name(), "nmt-%d-", &pid); err != nil || pid <= 0 {
+			continue
+		}
+		if err := unix.Kill(pid, 0); !errors.Is(err, unix.ESRCH) {
+			continue // its test process lives (or the PID is someone else's)
+		}
+		killInside(e.Name())
+		_ = netns.DeleteNamed(e.Name())
+	}
+}
+
+// killInside kills every process running inside the named namespace.
+func killInside(name string) {
+	out, err := exec.Command("ip", "netns", "pids", name).Output()
+	if err != nil {
+		return
+	}
+	for _, f := range strings.Fields(string(out)) {
+		var pid int
+		if _, err := fmt.Sscan(f, &pid); err == nil && pid > 0 {
+			_ = unix.Kill(pid, unix.SIGKILL)
+		}
+	}
+}
+
 // uniqueName returns a namespace name that no other test, in this process or
 // another, uses at the same time.
 func uniqueName() string {
@@ -82,9 +120,16 @@ func uniqueName() string {
 
 // New creates a fresh network namespace with its loopback up. It is deleted
 // when the test ends.
+//
+// Namespaces are named (under /run/netns) because iproute2 and the DHCP
+// clients the tests run address them by name. Cleanup removes them even
+// when the test fails; a test binary that is killed cannot clean up, so
+// the first New of each process removes the namespaces of test processes
+// that no longer exist.
 func New(t testing.TB) *NS {
 	t.Helper()
 	RequirePrivileged(t)
+	sweepOnce.Do(sweepOrphans)
 	name := uniqueName()
 	var h netns.NsHandle
 	err := onLockedThread(func() error {
@@ -109,14 +154,7 @@ func New(t testing.TB) *NS {
 	t.Cleanup(func() {
 		// Kill anything still running inside (a DHCP client a test forgot),
 		// then remove the bind mount. Closing the last fd frees the namespace.
-		if out, err := exec.Command("ip", "netns", "pids", name).Output(); err == nil {
-			for _, f := range strings.Fields(string(out)) {
-				var pid int
-				if _, err := fmt.Sscan(f, &pid); err == nil && pid > 0 {
-					_ = unix.Kill(pid, unix.SIGKILL)
-				}
-			}
-		}
+		killInside(name)
 		h.Close()
 		if err := netns.DeleteNamed(name); err != nil {
 			t.Errorf("netnstest: delete namespace %q: %v", name, err)
@@ -145,11 +183,23 @@ func (e errPoisoned) Unwrap() error { return e.err }
 // onLockedThread runs fn on a new goroutine locked to its OS thread and waits
 // for it. If fn reports errPoisoned the thread is not unlocked, so the runtime
 // terminates it when the goroutine exits.
+//
+// If fn ends its goroutine instead of returning (t.Fatal inside fn calls
+// runtime.Goexit), the thread, possibly still inside a test namespace,
+// dies locked, and onLockedThread returns errGoexit instead of waiting
+// forever: the test is already marked failed, and it must not hang.
 func onLockedThread(fn func() error) error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
+		returned := false
+		defer func() {
+			if !returned {
+				errc <- errGoexit
+			}
+		}()
 		err := fn()
+		returned = true
 		var p errPoisoned
 		if !errors.As(err, &p) {
 			runtime.UnlockOSThread()
@@ -158,6 +208,9 @@ func onLockedThread(fn func() error) error {
 	}()
 	return <-errc
 }
+
+// errGoexit is what onLockedThread returns when fn did not return.
+var errGoexit = errors.New("netnstest: the function ended its goroutine (t.Fatal inside Do?) instead of returning; its thread was discarded")
 
 // Do runs fn on a locked OS thread inside the namespace and returns its error.
 // Sockets fn opens stay in the namespace after Do returns.

@@ -1,7 +1,12 @@
 package netnstest
 
 import (
+	"errors"
+	"fmt"
 	"net"
+	"os"
+	"os/exec"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -60,5 +65,47 @@ func TestNamespaceNamesAreUnique(t *testing.T) {
 			t.Fatalf("duplicate name %q", n)
 		}
 		seen[n] = true
+	}
+}
+
+// TestOnLockedThreadGoexit: a function that ends its goroutine (as
+// t.Fatal inside Do does) makes onLockedThread return an error instead of
+// hanging the test binary.
+func TestOnLockedThreadGoexit(t *testing.T) {
+	err := onLockedThread(func() error {
+		runtime.Goexit()
+		return nil
+	})
+	if !errors.Is(err, errGoexit) {
+		t.Fatalf("onLockedThread = %v, want errGoexit", err)
+	}
+	if err := onLockedThread(func() error { return nil }); err != nil {
+		t.Fatalf("onLockedThread(return nil) = %v", err)
+	}
+}
+
+// TestSweepOrphans: a namespace left by a test process that died is
+// removed; one whose creator lives is kept.
+func TestSweepOrphans(t *testing.T) {
+	RequirePrivileged(t)
+	// A PID that is surely dead: a child that has exited and been reaped.
+	cmd := exec.Command("true")
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	dead := fmt.Sprintf("nmt-%d-0-orphan", cmd.Process.Pid)
+	live := fmt.Sprintf("nmt-%d-0-alive", os.Getpid())
+	for _, name := range []string{dead, live} {
+		if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+			t.Fatalf("ip netns add %s: %v: %s", name, err, out)
+		}
+		t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", name).Run() })
+	}
+	sweepOrphans()
+	if _, err := os.Stat("/run/netns/" + dead); !os.IsNotExist(err) {
+		t.Errorf("orphan %s still there (stat: %v)", dead, err)
+	}
+	if _, err := os.Stat("/run/netns/" + live); err != nil {
+		t.Errorf("namespace of a live process removed: %v", err)
 	}
 }
