@@ -6,7 +6,7 @@ import (
 )
 
 // Annotate wraps err with the network's state for an error report. The
-// message stays one line, e.g.
+// message is one line, even for a joined error, e.g.
 //
 //	send telemetry: connect: network is unreachable [netmon: down carrier-lost wlan0 -84 dBm 1.2s ago]
 //
@@ -26,10 +26,22 @@ type AnnotatedError struct {
 	Snapshot Snapshot
 }
 
-// Error returns the original message followed by a bracketed summary.
+// Error returns the original message followed by a bracketed summary, on
+// one line: the line breaks of a multi-line message (errors.Join puts one
+// between its errors) become "; ", so a log line or a crash report's
+// summary stays whole.
 func (e *AnnotatedError) Error() string {
-	b := make([]byte, 0, 128)
-	b = append(b, e.Err.Error()...)
+	msg := e.Err.Error()
+	b := make([]byte, 0, len(msg)+96)
+	for i := 0; i < len(msg); i++ {
+		switch c := msg[i]; c {
+		case '\n':
+			b = append(b, "; "...)
+		case '\r':
+		default:
+			b = append(b, c)
+		}
+	}
 	b = append(b, " [netmon: "...)
 	b = e.Snapshot.appendSummary(b)
 	b = append(b, ']')

@@ -347,6 +347,10 @@ func TestAnnotateKeepsChain(t *testing.T) {
 	if m.Annotate(nil) != nil {
 		t.Fatal("Annotate(nil) != nil")
 	}
+	joined := m.Annotate(errors.Join(errors.New("send a: broken pipe"), errors.New("send b: reset\r")))
+	if msg := joined.Error(); !strings.HasPrefix(msg, "send a: broken pipe; send b: reset [netmon: down ") || strings.ContainsAny(msg, "\r\n") {
+		t.Fatalf("joined message = %q, want one line", msg)
+	}
 }
 
 // TestNextWakePassedDeadlinesAreDue: a stabilisation window or a
