@@ -2,6 +2,10 @@ package netmon
 
 import (
 	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/seed-a56be422/netmon/classify"
@@ -57,7 +61,8 @@ func (m *Monitor) report(now time.Time, class classify.Class, err error) Explana
 	if m.subscribed.Load() && !m.done {
 		exCopy := ex
 		m.emitLocked(Event{Kind: EventSockErr, At: now, Iface: ex.Status.Iface, Msg: "send failed",
-			Fields: []zap.Field{zap.String("source", "report"), zap.String("error", text)}, Explanation: &exCopy})
+			Fields: []zap.Field{zap.String("source", "report"), zap.Int("pid", os.Getpid()), zap.String("comm", selfComm()),
+				zap.String("error", text)}, Explanation: &exCopy})
 		m.wakeLocked()
 	}
 	return ex
@@ -127,3 +132,13 @@ func (m *Monitor) ReportSuccess() {
 	m.sends = sendErrors{}
 	m.evaluateLocked(time.Now())
 }
+
+// selfComm is this process's name as the kernel knows it (/proc/self/comm,
+// what eBPF reports as comm), so that reported and observed failures of the
+// same process read alike.
+var selfComm = sync.OnceValue(func() string {
+	if b, err := os.ReadFile("/proc/self/comm"); err == nil {
+		return strings.TrimSpace(string(b))
+	}
+	return filepath.Base(os.Args[0])
+})

@@ -1,6 +1,7 @@
 package netmon
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -13,6 +14,8 @@ import (
 
 	"github.com/seed-a56be422/netmon/classify"
 	"github.com/seed-a56be422/netmon/linkwatch"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"golang.org/x/sys/unix"
 )
 
@@ -442,4 +445,39 @@ func TestMonitorSendErrorsSurviveIrrelevantKernelMessages(t *testing.T) {
 	}
 	m.apply(linkwatch.NeighEvent{At: t0, Neigh: linkwatch.Neigh{Index: 2, IP: netip.MustParseAddr("10.0.0.1"), State: unix.NUD_REACHABLE}})
 	wantStatus(t, m, Up, ReasonNone)
+}
+
+// TestReportEventCarriesSockerrContract: a reported failure's sockerr line
+// carries pid, comm, the errno's name (once) and the explanation, as the
+// JSON-lines contract asks of sockerr lines.
+func TestReportEventCarriesSockerrContract(t *testing.T) {
+	m := newTestMonitor(t, Options{})
+	m.apply(baselineUp())
+	m.drain()
+	m.Report(unreach())
+	var sockerr []Event
+	for _, ev := range m.drain() {
+		if ev.Kind == EventSockErr {
+			sockerr = append(sockerr, ev)
+		}
+	}
+	if len(sockerr) != 1 {
+		t.Fatalf("sockerr events = %+v, want one", sockerr)
+	}
+	enc := zapcore.NewJSONEncoder(zapcore.EncoderConfig{})
+	buf, err := enc.EncodeEntry(zapcore.Entry{}, []zap.Field{zap.Inline(sockerr[0])})
+	if err != nil {
+		t.Fatal(err)
+	}
+	line := buf.String()
+	var obj map[string]any
+	if err := json.Unmarshal([]byte(line), &obj); err != nil {
+		t.Fatalf("not one JSON object: %v: %s", err, line)
+	}
+	if obj["pid"] != float64(os.Getpid()) || obj["comm"] == "" || obj["errno"] != "ENETUNREACH" || obj["cause"] == nil {
+		t.Fatalf("line = %s, want pid, comm, errno ENETUNREACH and a cause", line)
+	}
+	if n := strings.Count(line, `"errno"`); n != 1 {
+		t.Fatalf("errno appears %d times: %s", n, line)
+	}
 }

@@ -13,7 +13,6 @@ import (
 	"github.com/seed-a56be422/netmon/wifiwatch"
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
-	"golang.org/x/sys/unix"
 )
 
 // sources are the optional watchers: each channel is nil when its watcher
@@ -226,7 +225,7 @@ func (m *Monitor) applySockLocked(e sockwatch.Event) {
 	m.stats.Reports[class][ex.Cause]++
 	m.stats.SockErrors++
 	fields := []zap.Field{zap.String("source", "ebpf"), zap.Uint32("pid", e.PID), zap.String("comm", e.Comm),
-		zap.String("op", e.Op.String()), zap.String("errno", unix.ErrnoName(e.Errno))}
+		zap.String("op", e.Op.String())} // errno comes with the explanation
 	if e.Dst.IsValid() {
 		fields = append(fields, zap.String("dst", e.Dst.String()))
 	}

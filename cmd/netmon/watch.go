@@ -131,7 +131,7 @@ func logSummary(log *zap.Logger, watched time.Duration, st netmon.Stats, now net
 		zap.Uint64("outages", st.Flaps),
 		zap.Duration("down_time", st.DownTime.Round(time.Millisecond)),
 		zap.String("causes", strings.Join(causes, ",")),
-		zap.String("state", now.State.String()),
+		zap.String("final_state", now.State.String()), // "state" is for baseline and state lines only
 	}
 	if !now.State.CanSend() {
 		fields = append(fields, zap.String("reason", string(now.Reason)), zap.String("iface", now.Iface),
