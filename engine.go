@@ -92,7 +92,7 @@ func (f *iface) neigh(ip netip.Addr) (linkwatch.Neigh, bool) {
 func (f *iface) metric() int {
 	best := int(^uint(0) >> 1)
 	for _, r := range f.routes {
-		if !r.LinkDown && r.Metric < best {
+		if f.routeUsable(r) && r.Metric < best {
 			best = r.Metric
 		}
 	}
@@ -128,11 +128,21 @@ func (f *iface) downReason(now time.Time) Reason {
 		return ReasonNoAddress
 	}
 	for _, r := range f.routes {
-		if !r.LinkDown {
+		if f.routeUsable(r) {
 			return ""
 		}
 	}
 	return ReasonNoDefaultRoute
+}
+
+// routeUsable reports whether a default route through the interface can
+// carry traffic. The kernel flags a route linkdown while its device has no
+// carrier and clears the flag without a message when the carrier returns,
+// so the flag read before a carrier-up event is stale once the link says
+// it has carrier: trusting it would report no-default-route for the few
+// milliseconds until linkwatch re-reads the routes.
+func (f *iface) routeUsable(r linkwatch.Route) bool {
+	return !r.LinkDown || f.link.Carrier
 }
 
 // degradedReason returns why a usable interface may lose traffic soon, or

@@ -132,12 +132,28 @@ func TestMonitorLossReasons(t *testing.T) {
 	}
 }
 
-func TestMonitorRouteWithLinkdownIsNotUsable(t *testing.T) {
+// TestMonitorStaleLinkdownFlag: the kernel flags the default route
+// linkdown when the carrier goes and clears the flag silently when it
+// returns. Between the carrier-up event and linkwatch's re-read of the
+// routes, the flag is stale; the state must go straight back to up, not
+// pass through no-default-route.
+func TestMonitorStaleLinkdownFlag(t *testing.T) {
 	m := newTestMonitor(t, Options{})
-	b := baselineUp()
-	b.State.Routes[0].LinkDown = true
-	m.apply(b)
-	wantStatus(t, m, Down, ReasonNoDefaultRoute)
+	m.apply(baselineUp())
+	down := linkwatch.Link{Index: 2, Name: "wlan0", AdminUp: true, Oper: linkwatch.OperDown}
+	flagged := defRoute(2, "wlan0", "10.0.0.1", 600)
+	flagged.LinkDown = true
+	m.apply(linkwatch.LinkEvent{At: t0, Op: linkwatch.LinkChanged, Link: down, Prev: upLink(2, "wlan0")})
+	m.apply(linkwatch.RouteEvent{At: t0, Op: linkwatch.RouteChanged, Route: flagged, Prev: defRoute(2, "wlan0", "10.0.0.1", 600)})
+	wantStatus(t, m, Down, ReasonCarrierLost)
+	m.drain()
+	m.apply(linkwatch.LinkEvent{At: t0.Add(time.Second), Op: linkwatch.LinkChanged, Link: upLink(2, "wlan0"), Prev: down})
+	wantStatus(t, m, Up, ReasonNone)
+	for _, ev := range m.drain() {
+		if ev.Kind == EventState && ev.Status.Reason == ReasonNoDefaultRoute {
+			t.Fatalf("state passed through no-default-route: %s", ev.Msg)
+		}
+	}
 }
 
 func TestMonitorTentativeAddressIsNotUsable(t *testing.T) {

@@ -97,14 +97,16 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	byCause := map[netmon.Reason]int{}
 	var last netmon.Status // the last state logged; after Run, m.Status() says shutdown
 	for ev := range events {
-		logEvent(log, ev)
-		if ev.Kind == netmon.EventBaseline || ev.Kind == netmon.EventState {
-			last = ev.Status
-		}
+		// Metrics first: whoever reads the flap line and then scrapes
+		// must find it counted.
 		if ev.Kind == netmon.EventFlap && ev.Flap != nil {
 			met.observeFlap(*ev.Flap)
 			byCause[ev.Flap.Cause]++
 		}
+		if ev.Kind == netmon.EventBaseline || ev.Kind == netmon.EventState {
+			last = ev.Status
+		}
+		logEvent(log, ev)
 	}
 	err = g.Wait()
 	if ctx.Err() == nil || (err != nil && !errors.Is(err, context.Canceled)) {
