@@ -9,18 +9,27 @@ import (
 // Flap is one outage: from the moment the state left up/degraded to the
 // moment it returned.
 type Flap struct {
-	Start    time.Time     `json:"start"`
+	// Start is when the state left up or degraded.
+	Start time.Time `json:"start"`
+	// End is when the state became up or degraded again. That happens only
+	// once the path has stayed usable for [Options].Stabilize, so End
+	// includes the wait.
 	End      time.Time     `json:"end"`
-	Duration time.Duration `json:"duration_ns"`
-	Iface    string        `json:"iface,omitempty"`
+	Duration time.Duration `json:"duration_ns"`     // End - Start
+	Iface    string        `json:"iface,omitempty"` // the interface the outage began on ([Status].Iface)
 	// Cause is the reason the outage began with (carrier-lost,
 	// wifi-disconnected, lease-expired, no-default-route, send-errors, ...).
 	Cause Reason `json:"cause"`
-	// Detail adds what the cause alone does not say, e.g. the 802.11
-	// disconnect reason code.
+	// Detail adds what the cause alone does not say: "802.11 reason N"
+	// when Iface had lost its Wi-Fi association with reason code N as the
+	// outage began, else "".
 	Detail string `json:"detail,omitempty"`
-	// Signal and BSSID before the outage and after it, when the interface
-	// is wireless (0 and "" otherwise).
+	// SignalBefore and BSSIDBefore are the signal (dBm, the driver's
+	// average when known) and access point of Iface when the outage began;
+	// SignalAfter and BSSIDAfter those of the interface that carries
+	// traffic when it ended, which may be another one. They are 0 and ""
+	// for an interface wifiwatch does not report (wired, or Wi-Fi not
+	// watched).
 	SignalBefore int    `json:"signal_before_dbm,omitempty"`
 	SignalAfter  int    `json:"signal_after_dbm,omitempty"`
 	BSSIDBefore  string `json:"bssid_before,omitempty"`

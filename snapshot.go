@@ -16,78 +16,99 @@ import (
 // Wi-Fi and DHCP state, and the recent flaps. It is what an error report
 // attaches. It marshals to JSON (`netmon status --json`) and to zap fields.
 type Snapshot struct {
-	Time   time.Time `json:"time"`
+	Time time.Time `json:"time"` // when the snapshot was taken
+
+	// State, Reason, Iface and Since are the Monitor's [Status].
 	State  State     `json:"state"`
 	Reason Reason    `json:"reason"`
 	Iface  string    `json:"iface,omitempty"` // the uplink, or the interface that was lost
 	Since  time.Time `json:"since"`
 
+	// Interfaces holds every watched interface, ordered by index.
 	Interfaces []IfaceSnapshot `json:"interfaces"`
 
-	LastFlap    *Flap   `json:"last_flap,omitempty"`
-	Flaps5m     int     `json:"flaps_5m"`
-	SendErrors  int     `json:"send_errors"` // the data-stall detector's current streak
+	// LastFlap is the most recent outage that ended, nil if none has.
+	LastFlap *Flap `json:"last_flap,omitempty"`
+	// Flaps5m counts the outages that ended in the five minutes before
+	// Time, among the last [Options].Journal ones.
+	Flaps5m    int `json:"flaps_5m"`
+	SendErrors int `json:"send_errors"` // the data-stall detector's current streak
+	// FlapsTotal counts the outages that ended since the Monitor was
+	// created, and DownTimeSec is their total length in seconds; an outage
+	// still in progress is in neither.
 	FlapsTotal  int     `json:"flaps_total"`
 	DownTimeSec float64 `json:"down_time_seconds"`
 
-	// Wifi and SockErrors say whether those watchers run: "on", "off", or
-	// "unavailable: <reason>" (no Wi-Fi here, no eBPF permission).
+	// Wifi and SockErrors say whether those watchers run: "on", "off",
+	// "starting" (Run has not started them yet), or "unavailable: <reason>"
+	// (no Wi-Fi here, no eBPF permission).
 	Wifi       string `json:"wifi_watcher"`
 	SockErrors string `json:"sockerr_watcher"`
 }
 
 // IfaceSnapshot is one interface in a [Snapshot].
 type IfaceSnapshot struct {
-	Name     string          `json:"name"`
-	Index    int             `json:"index"`
-	Kind     string          `json:"kind,omitempty"`
-	AdminUp  bool            `json:"admin_up"`
-	Carrier  bool            `json:"carrier"`
-	Oper     string          `json:"oper"`
-	MTU      int             `json:"mtu"`
-	MAC      string          `json:"mac,omitempty"`
-	Usable   bool            `json:"usable"`
+	Name    string `json:"name"`           // interface name
+	Index   int    `json:"index"`          // ifindex
+	Kind    string `json:"kind,omitempty"` // link kind ("veth", "wireless", ...), "" if unknown
+	AdminUp bool   `json:"admin_up"`       // IFF_UP
+	Carrier bool   `json:"carrier"`        // IFF_LOWER_UP
+	Oper    string `json:"oper"`           // operational state: "up", "dormant", "down", ...
+	MTU     int    `json:"mtu"`            // in bytes
+	MAC     string `json:"mac,omitempty"`  // link-layer address, "" if none
+	// Usable is true when the interface can carry traffic (Down is "").
+	Usable bool `json:"usable"`
+	// Down is why the interface cannot carry traffic ("admin-down",
+	// "carrier-lost", "no-address", ...), "" when it can.
 	Down     Reason          `json:"down_reason,omitempty"`
-	Addrs    []AddrSnapshot  `json:"addrs"`
-	Routes   []RouteSnapshot `json:"default_routes"`
-	Gateways []NeighSnapshot `json:"gateways,omitempty"`
-	Wifi     *WifiInfo       `json:"wifi,omitempty"`
-	DHCP     *DHCPSnapshot   `json:"dhcp,omitempty"`
+	Addrs    []AddrSnapshot  `json:"addrs"`              // every address, not only usable ones
+	Routes   []RouteSnapshot `json:"default_routes"`     // default routes leaving through it
+	Gateways []NeighSnapshot `json:"gateways,omitempty"` // its gateways' neighbour entries
+	// Wifi is the radio side, nil unless wifiwatch reported the interface.
+	Wifi *WifiInfo `json:"wifi,omitempty"`
+	// DHCP is dhcpwatch's view of the interface's lease (Phase "static"
+	// when it has none), nil until dhcpwatch reports on the interface.
+	DHCP *DHCPSnapshot `json:"dhcp,omitempty"`
 }
 
 // AddrSnapshot is an address with its remaining lifetime.
 type AddrSnapshot struct {
-	Addr      string   `json:"addr"`
-	Scope     string   `json:"scope"`
-	Flags     []string `json:"flags,omitempty"`
-	ValidLeft *float64 `json:"valid_left_seconds,omitempty"` // nil: forever
+	Addr  string   `json:"addr"`            // address and prefix length, e.g. "10.0.0.5/24"
+	Scope string   `json:"scope"`           // "global", "link", "host", ...
+	Flags []string `json:"flags,omitempty"` // notable IFA_F_* flags: "tentative", "deprecated", ...
+	// ValidLeft is the valid lifetime left in seconds, 0 once it ran out;
+	// nil for an address that never expires.
+	ValidLeft *float64 `json:"valid_left_seconds,omitempty"`
 }
 
 // RouteSnapshot is a default route.
 type RouteSnapshot struct {
-	Dst      string `json:"dst"`
-	Gateway  string `json:"gateway,omitempty"`
-	Metric   int    `json:"metric"`
-	Protocol int    `json:"protocol"`
-	LinkDown bool   `json:"linkdown,omitempty"`
+	Dst      string `json:"dst"`                // "0.0.0.0/0" or "::/0"
+	Gateway  string `json:"gateway,omitempty"`  // "" for an on-link route
+	Metric   int    `json:"metric"`             // route priority, lower wins
+	Protocol int    `json:"protocol"`           // RTPROT_*: 16 dhcp, 4 static, 3 boot, ...
+	LinkDown bool   `json:"linkdown,omitempty"` // the kernel flags it linkdown (no carrier)
 }
 
 // NeighSnapshot is a gateway's neighbour entry.
 type NeighSnapshot struct {
-	IP    string `json:"ip"`
-	State string `json:"state"`
+	IP    string `json:"ip"`    // the gateway's address
+	State string `json:"state"` // NUD state: "reachable", "stale", "failed", ...
 }
 
 // DHCPSnapshot is an interface's lease, with times as seconds from the
 // snapshot's time.
 type DHCPSnapshot struct {
-	Phase     string  `json:"phase"`
-	LeaseSec  float64 `json:"lease_seconds,omitempty"`
+	Phase    string  `json:"phase"`                   // "static", "bound", "renewing", "rebinding" or "expired"
+	LeaseSec float64 `json:"lease_seconds,omitempty"` // lease length; 0 when unknown
+	// LeftSec, T1LeftSec and T2LeftSec are the seconds until the lease
+	// expires and until T1 (renewal) and T2 (rebinding); 0 when unknown or
+	// already past.
 	LeftSec   float64 `json:"time_left_seconds,omitempty"`
 	T1LeftSec float64 `json:"t1_left_seconds,omitempty"`
 	T2LeftSec float64 `json:"t2_left_seconds,omitempty"`
-	Server    string  `json:"server,omitempty"`
-	Source    string  `json:"source,omitempty"`
+	Server    string  `json:"server,omitempty"` // DHCP server identifier from the lease file, "" if unknown
+	Source    string  `json:"source,omitempty"` // "kernel" (address lifetimes) or the lease file's path
 }
 
 // MarshalJSON writes the state as its name.

@@ -60,8 +60,17 @@ const (
 // Status is a state with its reason, the interface it concerns, and when
 // it began.
 type Status struct {
-	State  State
+	State State // the overall state
+	// Reason is the single most relevant cause of State: ReasonNone while
+	// up with nothing to report, ReasonStarting while unknown.
 	Reason Reason
-	Iface  string
-	Since  time.Time
+	// Iface names the interface the state concerns. While up or degraded
+	// it is the uplink: the usable interface whose default route has the
+	// lowest metric. While down it is the one the user most likely cares
+	// about: the last uplink, else one that still has a default route,
+	// else a wireless one, else the one with the lowest index. It is ""
+	// before the first read and when no interface is watched.
+	Iface string
+	// Since is when State, Reason or Iface last changed.
+	Since time.Time
 }

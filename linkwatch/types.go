@@ -34,9 +34,14 @@ type Link struct {
 	AdminUp bool
 	// Carrier is IFF_LOWER_UP: the driver reports a physical link.
 	Carrier bool
-	Oper    OperState
-	MTU     int
-	MAC     net.HardwareAddr
+	// Oper is the operational state (IFLA_OPERSTATE); OperUnknown when the
+	// kernel did not report it.
+	Oper OperState
+	// MTU is IFLA_MTU in bytes; 0 when the kernel did not report it.
+	MTU int
+	// MAC is the link-layer address (IFLA_ADDRESS); nil when the link has
+	// none (e.g. a tun device).
+	MAC net.HardwareAddr
 	// CarrierChanges is IFLA_CARRIER_CHANGES where the kernel reports it: a
 	// counter that reveals flaps the kernel coalesced.
 	CarrierChanges uint32
@@ -65,17 +70,19 @@ type Route struct {
 	Dst      netip.Prefix // 0.0.0.0/0 or ::/0 for default routes
 	Gateway  netip.Addr   // zero when on-link
 	Src      netip.Addr   // preferred source, when set
-	Metric   int
-	Table    int
-	Protocol int  // RTPROT_*: 16 is dhcp, 4 static, 3 boot, ...
-	LinkDown bool // RTNH_F_LINKDOWN: the kernel keeps it but the carrier is gone
+	Metric   int          // RTA_PRIORITY (lower wins); 0 when unset
+	Table    int          // routing table: 254 main, 253 default, or another id
+	Protocol int          // RTPROT_*: 16 is dhcp, 4 static, 3 boot, ...
+	LinkDown bool         // RTNH_F_LINKDOWN: the kernel keeps it but the carrier is gone
 }
 
 // Neigh is the kernel's neighbour entry for a default gateway.
 type Neigh struct {
-	Index int
-	Iface string
-	IP    netip.Addr
+	Index int        // ifindex of the interface the entry is on
+	Iface string     // that interface's name
+	IP    netip.Addr // the gateway's address (NDA_DST)
+	// MAC is the gateway's link-layer address (NDA_LLADDR); nil while the
+	// kernel has none (an incomplete or failed entry).
 	MAC   net.HardwareAddr
 	State uint16 // NUD_* (reachable, stale, delay, probe, failed, ...)
 }
@@ -102,8 +109,8 @@ type Event interface {
 
 // Baseline is always the first event: the full state when watching began.
 type Baseline struct {
-	At    time.Time
-	State State
+	At    time.Time // when the initial read began
+	State State     // everything the initial read found
 }
 
 // LinkOp says what happened to a link.
@@ -119,10 +126,12 @@ const (
 // LinkEvent reports a link that appeared, changed or went away. Prev is the
 // link before the change (zero for LinkAdded).
 type LinkEvent struct {
+	// At is when the message was read, or when the re-read that found the
+	// change began.
 	At   time.Time
-	Op   LinkOp
-	Link Link
-	Prev Link
+	Op   LinkOp // what happened
+	Link Link   // the link after the change; for LinkRemoved, as last known
+	Prev Link   // the link before the change: zero for LinkAdded, Link for LinkRemoved
 }
 
 // AddrOp says what happened to an address.
@@ -139,9 +148,15 @@ const (
 // AddrEvent reports an address change. Prev is the address before the
 // change (zero for AddrAdded).
 type AddrEvent struct {
-	At   time.Time
-	Op   AddrOp
+	// At is when the message was read, or when the re-read that found the
+	// change began.
+	At time.Time
+	Op AddrOp // what happened
+	// Addr is the address after the change; for AddrRemoved, the address
+	// that went away.
 	Addr Addr
+	// Prev is the address as known before the change (with its earlier
+	// flags and lifetimes), zero for AddrAdded.
 	Prev Addr
 }
 
@@ -157,18 +172,34 @@ const (
 
 // RouteEvent reports a default route that appeared, went away or changed.
 type RouteEvent struct {
-	At    time.Time
-	Op    RouteOp
+	// At is when the message was read, or when the re-read that found the
+	// change began.
+	At time.Time
+	Op RouteOp // what happened
+	// Route is the route after the change; for RouteRemoved, the route
+	// that went away.
 	Route Route
-	Prev  Route
+	// Prev is the route as known before the change, zero for RouteAdded.
+	// After `ip route replace` it is the route replaced, which may leave
+	// through another interface or gateway than Route.
+	Prev Route
 }
 
 // NeighEvent reports a change of a default gateway's neighbour entry.
 // Removed is true when the entry was deleted.
 type NeighEvent struct {
-	At      time.Time
-	Neigh   Neigh
-	Prev    Neigh
+	// At is when the message was read, or when the re-read that found the
+	// change began.
+	At time.Time
+	// Neigh is the entry after the change; when Removed, the entry as last
+	// known.
+	Neigh Neigh
+	// Prev is the entry before the change; zero when the watcher knew no
+	// earlier version of it (or a re-read first shows it as a gateway's),
+	// and equal to Neigh when Removed.
+	Prev Neigh
+	// Removed is true when the entry was deleted or its link went away, or
+	// when a re-read found that it no longer belongs to a gateway.
 	Removed bool
 }
 
@@ -176,9 +207,13 @@ type NeighEvent struct {
 // with ENOBUFS, or a dump was interrupted) and the state was read again in
 // full. The events emitted just before it describe the differences found.
 type GapEvent struct {
-	At    time.Time
-	Err   error // why messages were lost
-	State State // the state after the re-read
+	At time.Time // when the re-read began
+	// Err says why messages were lost; when the re-read failed too, it
+	// also holds that error.
+	Err error
+	// State is the state after the re-read, or the state as it was before
+	// when the re-read failed.
+	State State
 }
 
 // Time returns when the Baseline was read from the kernel.

@@ -54,4 +54,18 @@
 // [NewWithDial] takes the function that opens the generic netlink
 // connections; [github.com/seed-a56be422/netmon/wifiwatch/wifiwatchtest]
 // provides a fake nl80211 for it.
+//
+// # Why not github.com/mdlayher/wifi
+//
+// wifiwatch builds its nl80211 requests and decodes the replies itself, over
+// [github.com/mdlayher/genetlink], instead of reading through
+// github.com/mdlayher/wifi (v0.10.0 in go.mod; only the tests import it, as
+// a reference parser). In that version wifi.New always dials its own socket
+// (genetlink.Dial(nil)) and no constructor accepts a connection, so a
+// wifi.Client cannot run on an injected one such as the fake above. Its
+// parsers (ParseStationInfo, ParseInterfaces and those behind Client) read
+// fixed-size attributes without checking their length, so a truncated
+// attribute, such as an empty NL80211_STA_INFO_SIGNAL, panics with an index
+// out of range instead of returning an error. Nor does it offer a way to
+// receive the mlme notifications (disconnect, roam, CQM) the watcher needs.
 package wifiwatch

@@ -8,7 +8,9 @@ import (
 // Event is something the watcher observed. It is a sealed interface: the
 // concrete types are [Baseline], [Associated], [Disconnected], [Roamed],
 // [SignalChanged], [ConnectFailed], [Quality], [Gap] and [Unavailable].
-// Switch on the type.
+// Switch on the type. Every event's Time is when the watcher observed what
+// it reports: when it handled the kernel notification, or when the poll
+// that found the change began.
 type Event interface {
 	// Kind is a short lower-case name for logs ("baseline", "associated",
 	// "disconnected", "roamed", "signal", "connect-failed", "quality",
@@ -22,15 +24,15 @@ type Event interface {
 // wireless interface at all is not an error (a USB adapter may be plugged in
 // later): Links is then empty.
 type Baseline struct {
-	Time  time.Time
-	Links []Link
+	Time  time.Time // when the first read began
+	Links []Link    // every station and P2P client interface, ordered by index
 }
 
 // Associated reports that an interface joined a network (and is not a roam
 // within the same SSID, see [Roamed]). Link is the state right after.
 type Associated struct {
-	Time time.Time
-	Link Link
+	Time time.Time // when the watcher observed it
+	Link Link      // the interface right after the association
 }
 
 // Disconnected reports that an interface lost its association. It is
@@ -39,9 +41,9 @@ type Associated struct {
 // the carrier loss, or else from a poll that found no station (FromEvent
 // false, Reason 0).
 type Disconnected struct {
-	Time  time.Time
-	Index int
-	Iface string
+	Time  time.Time        // when the watcher observed it
+	Index int              // ifindex
+	Iface string           // interface name
 	SSID  string           // the network that was lost
 	BSSID net.HardwareAddr // the access point that was lost
 	// Reason is the IEEE 802.11 reason code (e.g. 3 deauth leaving, 4
@@ -67,11 +69,16 @@ type Disconnected struct {
 // same SSID on a new BSSID (Downtime is the gap). A roam is not an outage;
 // a [Disconnected] event still precedes the second kind.
 type Roamed struct {
-	Time     time.Time
-	Index    int
-	Iface    string
-	SSID     string
+	Time  time.Time // when the watcher observed it
+	Index int       // ifindex
+	Iface string    // interface name
+	SSID  string    // the network, as associated after the roam
+	// From is the BSSID of the access point left, To that of the one
+	// joined (Link.BSSID).
 	From, To net.HardwareAddr
+	// Downtime is how long the interface was without association, as the
+	// watcher saw it: from the disconnect to the read that found the new
+	// association; 0 for a seamless roam.
 	Downtime time.Duration
 	Link     Link // state right after the roam
 }
@@ -79,9 +86,11 @@ type Roamed struct {
 // SignalChanged reports that the signal band of an associated interface
 // changed (with hysteresis). It is not emitted for every poll.
 type SignalChanged struct {
-	Time      time.Time
-	Index     int
-	Iface     string
+	Time  time.Time // when the watcher observed it
+	Index int       // ifindex
+	Iface string    // interface name
+	// From is the previous band (BandUnknown when the signal was not known
+	// at the last poll) and To the new one, never BandUnknown.
 	From, To  Band
 	SignalDBm int // the signal that caused the change (average when known)
 }
@@ -89,10 +98,10 @@ type SignalChanged struct {
 // ConnectFailed reports an NL80211_CMD_CONNECT result with a non-zero
 // IEEE 802.11 status code, or one that timed out.
 type ConnectFailed struct {
-	Time     time.Time
-	Index    int
-	Iface    string
-	BSSID    net.HardwareAddr // may be nil
+	Time     time.Time        // when the watcher observed it
+	Index    int              // ifindex
+	Iface    string           // interface name, "" if the watcher does not track the interface
+	BSSID    net.HardwareAddr // the access point tried (NL80211_ATTR_MAC); may be nil
 	Status   uint16           // IEEE 802.11 status code (1 unspecified failure, 17 AP full, ...)
 	TimedOut bool             // NL80211_ATTR_TIMED_OUT: no answer from the AP
 }
@@ -127,30 +136,31 @@ func (k QualityKind) String() string {
 // notifications only arrive when someone armed CQM (usually the supplicant);
 // packet loss is sent by mac80211 drivers unconditionally.
 type Quality struct {
-	Time     time.Time
-	Index    int
-	Iface    string
-	Type     QualityKind
-	LevelDBm int    // for RSSI notifications, when the kernel includes it; else 0
-	Packets  uint32 // for packet loss: the number of lost frames
+	Time     time.Time   // when the watcher observed it
+	Index    int         // ifindex
+	Iface    string      // interface name, "" if the watcher does not track the interface
+	Type     QualityKind // which notification
+	LevelDBm int         // for RSSI notifications, when the kernel includes it; else 0
+	Packets  uint32      // for packet loss: the number of lost frames
 }
 
 // Gap reports that kernel events may have been lost (the event socket
-// overflowed with ENOBUFS, or a receive failed). The watcher re-reads every
-// interface at once, so the next events and [Watcher.State] are consistent
-// again; but a disconnect-and-reconnect inside the gap is invisible.
+// overflowed with ENOBUFS, or a notification could not be decoded and was
+// dropped). The watcher re-reads every interface at once, so the next
+// events and [Watcher.State] are consistent again; but a
+// disconnect-and-reconnect inside the gap is invisible.
 type Gap struct {
-	Time time.Time
-	Err  error
+	Time time.Time // when the watcher observed it
+	Err  error     // the overflow, or why a notification could not be decoded
 }
 
 // Unavailable reports that Wi-Fi cannot be watched on this machine (no
 // nl80211 family, no generic netlink, a missing capability). It is the last
 // event: [Watcher.Run] then returns an error wrapping [ErrUnavailable].
 type Unavailable struct {
-	Time   time.Time
-	Reason string // e.g. "no nl80211 family (kernel without cfg80211 or no Wi-Fi driver)"
-	Err    error  // wraps ErrUnavailable
+	Time   time.Time // when the watcher observed it
+	Reason string    // e.g. "no nl80211 family (kernel without cfg80211, or no Wi-Fi driver loaded)"
+	Err    error     // wraps ErrUnavailable and the underlying error; Run returns it
 }
 
 // Kind implements Event.
@@ -193,16 +203,20 @@ func (Unavailable) event()   {}
 // Link is the Wi-Fi state of one station interface. Its slices are never
 // modified after the Link is published, so copies may share them.
 type Link struct {
-	Index      int
-	Iface      string
-	MAC        net.HardwareAddr // the interface's own address
+	Index int              // ifindex
+	Iface string           // interface name (NL80211_ATTR_IFNAME)
+	MAC   net.HardwareAddr // the interface's own address
+	// Associated is true while the interface has an access point
+	// (GET_STATION finds one); it turns false at a disconnect.
 	Associated bool
 	SSID       string           // "" when not associated (or hidden and not yet read)
 	BSSID      net.HardwareAddr // the access point, nil when not associated
 	FreqMHz    int              // channel centre frequency, 0 when unknown
-	// SignalDBm is the signal of the last received frame and SignalAvgDBm
-	// the driver's running average; 0 when the driver does not report it.
-	SignalDBm    int
+	// SignalDBm is the signal of the last frame received from the access
+	// point; 0 when the driver does not report it.
+	SignalDBm int
+	// SignalAvgDBm is the driver's running average of the signal; 0 when
+	// the driver does not report it.
 	SignalAvgDBm int
 	// Band classifies SignalAvgDBm (or SignalDBm when there is no average),
 	// with hysteresis.

@@ -34,25 +34,29 @@ func nl80211Family() genetlink.Family {
 	}
 }
 
-// Interface is the state of one fake wireless interface. Zero fields are
-// omitted from the kernel's answers, as a driver that does not measure them
-// would omit them.
+// Interface is the state of one fake wireless interface. Zero frequency and
+// station fields are omitted from the kernel's answers, as a driver that
+// does not measure them would omit them.
 type Interface struct {
-	Index int
-	Name  string
-	MAC   net.HardwareAddr
-	Type  uint32 // NL80211_IFTYPE_*; 0 means station
+	Index int              // ifindex (NL80211_ATTR_IFINDEX)
+	Name  string           // interface name (NL80211_ATTR_IFNAME)
+	MAC   net.HardwareAddr // own address; SetInterface fills in 02:00:00:00:00:<Index> when nil
+	Type  uint32           // NL80211_IFTYPE_*; SetInterface turns 0 into station
 
-	// Association. An empty BSSID means not associated.
-	SSID         string
-	BSSID        net.HardwareAddr
-	FreqMHz      int
-	SignalDBm    int    // NL80211_STA_INFO_SIGNAL
-	SignalAvgDBm int    // NL80211_STA_INFO_SIGNAL_AVG
-	TxBitrate    uint32 // NL80211_RATE_INFO_BITRATE32, 100 kbit/s
+	// Association. A nil BSSID means not associated: GET_STATION and
+	// GET_SCAN then answer nothing for the interface.
+	SSID         string           // NL80211_ATTR_SSID and the scan entry's SSID element
+	BSSID        net.HardwareAddr // the access point (NL80211_ATTR_MAC of GET_STATION)
+	FreqMHz      int              // NL80211_ATTR_WIPHY_FREQ and NL80211_BSS_FREQUENCY
+	SignalDBm    int              // NL80211_STA_INFO_SIGNAL
+	SignalAvgDBm int              // NL80211_STA_INFO_SIGNAL_AVG
+	// TxBitrate and RxBitrate are in 100 kbit/s, sent as
+	// NL80211_RATE_INFO_BITRATE32 (and BITRATE while they fit in 16 bits)
+	// in NL80211_STA_INFO_TX_BITRATE and RX_BITRATE.
+	TxBitrate    uint32
 	RxBitrate    uint32
-	ConnectedSec uint32
-	BeaconLoss   uint32
+	ConnectedSec uint32 // NL80211_STA_INFO_CONNECTED_TIME, seconds
+	BeaconLoss   uint32 // NL80211_STA_INFO_BEACON_LOSS
 	// HideSSID omits NL80211_ATTR_SSID from GET_INTERFACE, as kernels
 	// before the attribute did; the SSID is then only in GET_SCAN.
 	HideSSID bool
@@ -60,9 +64,9 @@ type Interface struct {
 
 // CQMRequest is one NL80211_CMD_SET_CQM the fake received.
 type CQMRequest struct {
-	Index        int
-	ThresholdDBm int32
-	HysteresisDB uint32
+	Index        int    // NL80211_ATTR_IFINDEX of the request, -1 if absent
+	ThresholdDBm int32  // NL80211_ATTR_CQM_RSSI_THOLD
+	HysteresisDB uint32 // NL80211_ATTR_CQM_RSSI_HYST
 }
 
 // Fake is a fake nl80211. Its methods are safe for concurrent use.
@@ -466,7 +470,7 @@ func (f *Fake) sorted() []*Interface {
 	return out
 }
 
-// errnoError asks the socket to answer with an NLMSG_ERROR.
+// genltestErrno asks the socket to answer with an NLMSG_ERROR.
 type genltestErrno unix.Errno
 
 func (e genltestErrno) Error() string { return unix.Errno(e).Error() }
@@ -483,6 +487,8 @@ type socket struct {
 	once     sync.Once
 }
 
+// Close closes the socket: it no longer receives notifications, and a
+// Receive with nothing queued fails with an error wrapping net.ErrClosed.
 func (s *socket) Close() error {
 	s.once.Do(func() {
 		close(s.closed)
@@ -493,6 +499,7 @@ func (s *socket) Close() error {
 	return nil
 }
 
+// SendMessages sends each message in turn, as Send does.
 func (s *socket) SendMessages(ms []netlink.Message) error {
 	for _, m := range ms {
 		if err := s.Send(m); err != nil {
@@ -502,6 +509,7 @@ func (s *socket) SendMessages(ms []netlink.Message) error {
 	return nil
 }
 
+// Send answers the request m at once and queues the answer for Receive.
 func (s *socket) Send(m netlink.Message) error {
 	var greq genetlink.Message
 	if err := greq.UnmarshalBinary(m.Data); err != nil {
@@ -558,6 +566,9 @@ func errorMessage(hdr netlink.Header, req netlink.Message, errno int32) netlink.
 	return netlink.Message{Header: hdr, Data: data}
 }
 
+// Receive returns the queued answers, or else blocks until a notification
+// of a joined group arrives, the socket overflows (ENOBUFS) or it is
+// closed.
 func (s *socket) Receive() ([]netlink.Message, error) {
 	s.mu.Lock()
 	if len(s.pending) > 0 {
@@ -586,6 +597,7 @@ func (s *socket) Receive() ([]netlink.Message, error) {
 	}
 }
 
+// ReceiveIter yields the messages of one Receive, or its error.
 func (s *socket) ReceiveIter() iter.Seq2[netlink.Message, error] {
 	return func(yield func(netlink.Message, error) bool) {
 		msgs, err := s.Receive()
