@@ -81,6 +81,10 @@ func (m *Monitor) correlateLocked(now time.Time, class classify.Class, ex *Expla
 	}
 	recent := func(t time.Time) bool { return !t.IsZero() && now.Sub(t) < m.opts.Recent }
 	switch {
+	case m.status.State == Unknown:
+		// Before the first read of the kernel (or after Run) nothing is
+		// known: claiming an outage would mislead.
+		return CauseNone
 	case !m.status.State.CanSend():
 		ex.Into = now.Sub(m.status.Since)
 		return CauseLinkDown

@@ -41,13 +41,20 @@ func ExampleMonitor() {
 	}
 }
 
-// Report explains a failed send with what the network was doing.
+// Report explains a failed send with what the network was doing. This
+// Monitor has not run, so it knows nothing of the network yet: the
+// explanation has the class and errno and no cause. A running Monitor
+// says e.g. "ENETUNREACH during a DHCP renewal of wlan0 at -81 dBm".
 func ExampleMonitor_Report() {
-	m, err := netmon.New(netmon.Options{})
+	m, err := netmon.New(netmon.Options{DHCP: "off"})
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
 	ex := m.Report(fmt.Errorf("send: %w", syscall.ECONNREFUSED))
-	fmt.Println(ex.Class, ex.Errno == syscall.ECONNREFUSED)
+	fmt.Println(ex.Class, ex.Cause, ex.Errno == syscall.ECONNREFUSED)
+	fmt.Println(ex)
+	// Output:
+	// connection none true
+	// ECONNREFUSED
 }

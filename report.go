@@ -15,7 +15,8 @@ type Cause uint8
 
 // Causes, from the correlation in [Monitor.Report].
 const (
-	// CauseNone: the error is not a failed send (nil, or the caller gave up).
+	// CauseNone: the error is not a failed send (nil, or the caller gave
+	// up), or the Monitor has not read the network yet (state unknown).
 	CauseNone Cause = iota
 	// CauseLinkDown: the state was down; the outage explains the error.
 	CauseLinkDown
