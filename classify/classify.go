@@ -4,9 +4,12 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"io"
 	"net"
 	"os"
+	"reflect"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -184,6 +187,12 @@ func leaf(err error) Class {
 	if t, ok := err.(interface{ Timeout() bool }); ok && t.Timeout() {
 		return Timeout
 	}
+	if reflect.TypeOf(err) == errorStringType {
+		// Its Error returns the stored text: no allocation.
+		if slices.Contains(lostConnectionTexts, err.Error()) {
+			return Connection
+		}
+	}
 	if is, ok := err.(interface{ Is(error) bool }); ok {
 		switch {
 		case is.Is(context.Canceled):
@@ -193,6 +202,20 @@ func leaf(err error) Class {
 		}
 	}
 	return Other
+}
+
+// errorStringType is the type of errors.New's values.
+var errorStringType = reflect.TypeOf(errors.New(""))
+
+// lostConnectionTexts are net/http's unexported errors.New values that
+// mean a connection died under a request (trap 14 of the research: no type
+// or sentinel reaches them). Only these exact texts match, and only on a
+// plain errors.New value.
+var lostConnectionTexts = []string{
+	"http: server closed idle connection",                           // a kept-alive connection the server had closed (POST is not retried)
+	"http2: client connection lost",                                 // HTTP/2 read loop ended: the connection died
+	"http2: Transport received Server's graceful shutdown GOAWAY",   // the server is draining; redial
+	"http2: client conn is closed", "http2: client conn not usable", // the pooled connection cannot carry the request
 }
 
 // dnsClass classifies a resolver error. *net.DNSError keeps the socket

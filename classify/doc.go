@@ -67,6 +67,14 @@
 //     a stream ended where a reply was due. Only the caller knows whether an
 //     EOF was expected; a sender that got one before its acknowledgement must
 //     resend.
+//   - ENOLINK is Network (the link under the socket is gone); ENOBUFS and
+//     EPROTO are Connection (a full qdisc or device queue while the link
+//     flaps, a protocol failure on one connection); EAGAIN is Timeout (it is
+//     what a socket with SO_SNDTIMEO or SO_RCVTIMEO returns when its timeout
+//     passes). The seed has none of them; each is what a sender should
+//     retry after the path is back.
+//   - io.ErrClosedPipe is Connection, like net.ErrClosed: the writing end
+//     lost its reader.
 //   - A *net.DNSError hides the socket error behind text (golang/go#63116);
 //     offline, every lookup fails with "... connect: network is
 //     unreachable". Those are Network, not DNS, so the Monitor can correlate
@@ -77,8 +85,21 @@
 // It never uses the deprecated Temporary method. It looks at Timeout only
 // at the end of a chain, so a wrapper that forwards Timeout cannot hide a
 // more specific cause. It checks errnos before generic os sentinels. It
-// walks joined errors. It matches no message text except the documented
-// DNS case. The caller's own deadline is told apart from a network timeout
+// walks joined errors. It matches message text in two documented places
+// only: the DNS case above, and net/http's unexported errors.New values
+// that mean a connection died under a request ("http: server closed idle
+// connection", "http2: client connection lost", the graceful GOAWAY and
+// the unusable pooled connection), which are Connection; only those exact
+// texts on a plain errors.New value match. Other text-only errors (gRPC
+// status errors, a GOAWAY with an error code) are Other: read their codes
+// where they are made.
+//
+// A write error on a *tls.Conn, a write-deadline timeout included, is
+// permanent: crypto/tls stores it and every later write returns it again.
+// The class of the repeated error is the class of the first, so a Timeout
+// on a TLS connection is retryable only on a new connection; a sender must
+// redial before it resends (gate.Gate.Do's send functions dial on every
+// attempt for this reason). The caller's own deadline is told apart from a network timeout
 // only by [ClassifyContext]: the error values alone cannot do it, because
 // context.DeadlineExceeded itself claims to be a timeout.
 package classify
