@@ -98,8 +98,8 @@
 // permanent: crypto/tls stores it and every later write returns it again.
 // The class of the repeated error is the class of the first, so a Timeout
 // on a TLS connection is retryable only on a new connection; a sender must
-// redial before it resends (gate.Gate.Do's send functions dial on every
-// attempt for this reason). The caller's own deadline is told apart from a network timeout
+// redial before it resends (a send function given to gate.Gate.Do should
+// drop its connection after an error for this reason). The caller's own deadline is told apart from a network timeout
 // only by [ClassifyContext]: the error values alone cannot do it, because
 // context.DeadlineExceeded itself claims to be a timeout.
 package classify

@@ -13,18 +13,29 @@
 // expiry. From the lease length it infers T1 (50%) and T2 (87.5%), the times
 // RFC 2131 gives a client to renew and to rebind.
 //
+// A tracker that starts while a lease is running sees only the lifetime
+// left, not when the lease began or how long it is. Unless a lease file
+// says so, [LeaseState.Start] and Length stay unknown until the first
+// renewal, and T1 and T2 are estimated, with those ratios, as if the lease
+// had been granted when the tracker first saw it: the latest they can be,
+// so renewing and rebinding are reported late (by up to half the time the
+// lease had already run) but never early. The expiry is exact.
+//
 // Lease files enrich that view: [LeaseFiles] watches the files of dhclient,
 // dhcpcd, systemd-networkd and NetworkManager with inotify (no polling) and
 // [Parse] reads them tolerantly. They give the exact T1 and T2, the server
-// and the router. When a file and the kernel disagree (a stale file, a
-// client that crashed), the kernel wins. For clients that install permanent
-// addresses (busybox udhcpc, some dhclient scripts) a lease file is the only
-// source, and the phases then follow the file's times. Two facts seen with
-// the real clients shape the matching: dhclient does not rewrite its lease
-// file when it wrote it less than 15 s before (so with a short T1 the file
-// lags the kernel and the kernel's 50%/87.5% apply), and dhcpcd writes its
-// file before it adds the address (so its lease may start from the file,
-// and the kernel takes over without a second event).
+// and the router. Parse returns times a client could act on (0 < T1 <= T2
+// <= lease length): a T1 or T2 that is missing or out of order gets RFC
+// 2131's default, as a client would give it. When a file and the kernel
+// disagree (a stale file, a client that crashed), the kernel wins. For
+// clients that install permanent addresses (busybox udhcpc, some dhclient
+// scripts) a lease file is the only source, and the phases then follow the
+// file's times. Two facts seen with the real clients shape the matching:
+// dhclient does not rewrite its lease file when it wrote it less than 15 s
+// before (so with a short T1 the file lags the kernel and the kernel's
+// 50%/87.5% apply), and dhcpcd writes its file before it adds the address
+// (so its lease may start from the file, and the kernel takes over without
+// a second event).
 //
 // # Blips
 //

@@ -50,7 +50,10 @@ type FilesConfig struct {
 
 // LeaseFiles watches lease files and sends a [Lease] whenever one is
 // created or changes. A file that cannot be read or parsed is logged and
-// skipped; it never stops the watcher.
+// skipped; it never stops the watcher. Only regular files are read:
+// symbolic links are not followed (a link that matches a pattern is
+// logged as unreadable), and FIFOs, devices and directories are logged
+// and skipped without being read.
 type LeaseFiles struct {
 	patterns []FilePattern
 	maxSize  int64

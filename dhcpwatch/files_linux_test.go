@@ -160,6 +160,106 @@ func TestLeaseFilesWarnsAboutBadFilesAndGoesOn(t *testing.T) {
 	}
 }
 
+// TestLeaseFilesWarnsAboutUnreadableFiles checks files that match a pattern
+// but cannot be opened: each is one warning naming it, with the error, and
+// the other leases still arrive, at start and later. The watcher opens
+// files with O_NOFOLLOW, so a symbolic link fails with ELOOP even when it
+// points to a good lease file, and so does a dangling one. A mode-000 file
+// stops only users without CAP_DAC_OVERRIDE: the tests run as root, for
+// whom it is read like any other (as dhcpcd's 0640 root files are).
+func TestLeaseFilesWarnsAboutUnreadableFiles(t *testing.T) {
+	dir := t.TempDir()
+	good := mustRead(t, "dhcpcd-dwc2.lease")
+	target := filepath.Join(dir, "target.data") // outside the pattern
+	if err := os.WriteFile(target, good, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "link.lease")
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	dangling := filepath.Join(dir, "dangling.lease")
+	if err := os.Symlink(filepath.Join(dir, "nowhere"), dangling); err != nil {
+		t.Fatal(err)
+	}
+	locked := filepath.Join(dir, "locked.lease")
+	if err := os.WriteFile(locked, good, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(locked, 0); err != nil {
+		t.Fatal(err)
+	}
+	_, err := os.ReadFile(locked)
+	lockedReadable := err == nil // as root
+	// Good files; the initial scan reads files in name order, so zz's
+	// lease says that it is over.
+	for _, n := range []string{"eth0.lease", "zz.lease"} {
+		if err := os.WriteFile(filepath.Join(dir, n), good, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w, logs := startFiles(t, []FilePattern{{Glob: filepath.Join(dir, "*.lease"), Kind: Dhcpcd}})
+	var got []string
+	for len(got) == 0 || got[len(got)-1] != "zz" {
+		got = append(got, nextLease(t, w, "the leases of the initial scan").Iface)
+	}
+
+	// A link that appears while the watcher runs (named to sort before
+	// eth1.lease, so that it is read first even in one batch of events),
+	// then a good file.
+	late := filepath.Join(dir, "a-late.lease")
+	if err := os.Symlink(target, late); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "eth1.lease"), good, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for got[len(got)-1] != "eth1" {
+		got = append(got, nextLease(t, w, "the lease of eth1.lease").Iface)
+	}
+	want := []string{"eth0", "zz", "eth1"}
+	if lockedReadable {
+		want = []string{"eth0", "locked", "zz", "eth1"}
+	}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("leases from %v, want %v (mode-000 file readable: %v)", got, want, lockedReadable)
+	}
+
+	warned := map[string]error{}
+	for _, e := range logs.All() {
+		if e.Message != "dhcpwatch: lease file unreadable" {
+			t.Errorf("warning %q %v: want \"dhcpwatch: lease file unreadable\"", e.Message, e.ContextMap())
+			continue
+		}
+		var file string
+		var ferr error
+		for _, f := range e.Context {
+			switch f.Key {
+			case "file":
+				file = f.String
+			case "error":
+				ferr, _ = f.Interface.(error)
+			}
+		}
+		if _, dup := warned[file]; dup {
+			t.Errorf("two warnings for %s", file)
+		}
+		warned[file] = ferr
+	}
+	wantErr := map[string]error{link: syscall.ELOOP, dangling: syscall.ELOOP, late: syscall.ELOOP}
+	if !lockedReadable {
+		wantErr[locked] = syscall.EACCES
+	}
+	for f, werr := range wantErr {
+		if err, ok := warned[f]; !ok || !errors.Is(err, werr) {
+			t.Errorf("warning for %s: %v (logged: %v); want one with %v", f, err, ok, werr)
+		}
+	}
+	if len(warned) != len(wantErr) {
+		t.Errorf("warnings for %d files, want %d: %v", len(warned), len(wantErr), warned)
+	}
+}
+
 func TestLeaseFilesRunStopsAndClosesEvents(t *testing.T) {
 	w, err := NewLeaseFiles(FilesConfig{Patterns: []FilePattern{{Glob: filepath.Join(t.TempDir(), "*"), Kind: Dhclient}}})
 	if err != nil {

@@ -212,7 +212,7 @@ func TestIntegrationDhclientDnsmasq(t *testing.T) {
 
 	evs := pipeline(t, cli, []FilePattern{{Glob: leases, Kind: Dhclient}})
 	server := startServer()
-	startIsolated(t, cli, dir, dhclient, "-d", "-v", "-4", "-cf", dhconf, "-lf", leases,
+	startIsolated(t, cli, dir, false, dhclient, "-d", "-v", "-4", "-cf", dhconf, "-lf", leases,
 		"-pf", filepath.Join(dir, "dhclient.pid"), "-sf", "/sbin/dhclient-script", "dwc0")
 
 	t.Log("step: acquisition")
@@ -279,11 +279,12 @@ func TestIntegrationDhcpcdDnsmasq(t *testing.T) {
 	// dhcpcd keeps its leases in a compiled-in directory; the client runs
 	// with dir mounted there (see startIsolated), so its lease file is
 	// dir/dwc1.lease.
+	_, hostDBErr := os.Stat(dhcpcdDBDir)
 	evs := pipeline(t, cli, []FilePattern{{Glob: filepath.Join(dir, "*.lease"), Kind: Dhcpcd}})
 	srv.Start(dnsmasq, "-k", "-C", conf, "--user=root", "--pid-file="+filepath.Join(dir, "dnsmasq.pid"))
 	// -f /dev/null: no system configuration; -c /bin/true: no hook
 	// scripts (they would rewrite /etc/resolv.conf); -L: no IPv4LL.
-	startIsolated(t, cli, dir, dhcpcd, "-B", "-4", "-L", "-d", "-f", "/dev/null", "-c", "/bin/true", "dwc1")
+	startIsolated(t, cli, dir, true, dhcpcd, "-B", "-4", "-L", "-d", "-f", "/dev/null", "-c", "/bin/true", "dwc1")
 
 	e := waitEvent(t, evs, Acquired, 60*time.Second)
 	if e.Lease.Length < 115*time.Second || e.Lease.Length > 120*time.Second {
@@ -303,19 +304,42 @@ func TestIntegrationDhcpcdDnsmasq(t *testing.T) {
 	if t1 := e.Lease.T1.Sub(e.Lease.Start); t1 > 25*time.Second {
 		t.Errorf("renewed: T1 %s after the start, want the server's 20 s", t1)
 	}
+	// The host's dhcpcd directory is as it was: the lease went to dir.
+	if _, err := os.Stat(dhcpcdDBDir); (err == nil) != (hostDBErr == nil) {
+		t.Errorf("%s on the host: %v before the test, %v after; want it unchanged", dhcpcdDBDir, hostDBErr, err)
+	}
+	if _, err := os.Lstat(filepath.Join(dhcpcdDBDir, "dwc1.lease")); err == nil {
+		t.Errorf("dhcpcd wrote %s on the host; want it only in %s", filepath.Join(dhcpcdDBDir, "dwc1.lease"), dir)
+	}
 }
 
+// dhcpcdDBDir is where dhcpcd keeps its leases: DBDIR, compiled in (dhcpcd
+// 9.4.1, Debian's dhcpcd-base, has no option to move it).
+const dhcpcdDBDir = "/var/lib/dhcpcd"
+
 // startIsolated starts a DHCP client in ns in a private mount namespace
-// (ip netns exec creates one) where /etc/resolv.conf is a scratch copy in
-// dir, /run is a fresh tmpfs and dir is mounted on /var/lib/dhcpcd: client
-// scripts cannot change the host's DNS configuration or leave state
-// behind, and dhcpcd's compiled-in lease directory becomes dir.
-func startIsolated(t *testing.T, ns *netnstest.NS, dir, prog string, args ...string) {
+// where /etc/resolv.conf is a scratch copy in dir and /run is a fresh
+// tmpfs, and, with dhcpcdDB, dir is mounted on dhcpcd's lease directory:
+// client scripts cannot change the host's DNS configuration or leave state
+// behind, and dhcpcd's compiled-in lease directory becomes dir. ip netns
+// exec makes the namespace, with / a recursive slave mount, so that no
+// mount made in it propagates back to the host. Nothing is written to the
+// host's file systems: mounting needs an existing mount point, which
+// Debian's dhcpcd-base ships; where dhcpcd's directory does not exist, a
+// tmpfs is mounted on its parent (/var/lib, which the client then sees
+// empty) and the mount point made there.
+func startIsolated(t *testing.T, ns *netnstest.NS, dir string, dhcpcdDB bool, prog string, args ...string) {
 	t.Helper()
 	resolv := filepath.Join(dir, "resolv.conf")
 	writeFile(t, resolv, "")
-	script := fmt.Sprintf("mount --bind %s /etc/resolv.conf && mount -t tmpfs none /run && "+
-		"mkdir -p /var/lib/dhcpcd && mount --bind %s /var/lib/dhcpcd && exec \"$0\" \"$@\"", resolv, dir)
+	steps := []string{"mount --bind " + resolv + " /etc/resolv.conf", "mount -t tmpfs none /run"}
+	if dhcpcdDB {
+		if st, err := os.Stat(dhcpcdDBDir); err != nil || !st.IsDir() {
+			steps = append(steps, "mount -t tmpfs none "+filepath.Dir(dhcpcdDBDir), "mkdir "+dhcpcdDBDir)
+		}
+		steps = append(steps, "mount --bind "+dir+" "+dhcpcdDBDir)
+	}
+	script := strings.Join(append(steps, `exec "$0" "$@"`), " && ")
 	ns.Start("sh", append([]string{"-c", script, prog}, args...)...)
 }
 

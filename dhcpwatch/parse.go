@@ -27,6 +27,12 @@ const maxLeaseDuration = 366 * 24 * time.Hour
 // describes, or an error; never both. Parse is tolerant: unknown keys,
 // options and statements are skipped, and a truncated trailing block is
 // ignored.
+//
+// Every lease Parse returns has times a DHCP client could act on: either
+// Length, T1 and T2 are all 0 (length unknown or infinite), or
+// 0 < T1 <= T2 <= Length. A T1 or T2 that is missing or
+// breaks that order is replaced as RFC 2131 says a client does (see
+// [Lease]); a lease is never rejected for its times alone.
 func Parse(kind Kind, name string, data []byte, modTime time.Time) ([]Lease, error) {
 	var (
 		ls  []Lease
@@ -68,8 +74,37 @@ func Parse(kind Kind, name string, data []byte, modTime time.Time) ([]Lease, err
 	for i := range ls {
 		ls[i].Source = name
 		ls[i].Kind = kind
+		ls[i].normalizeTimes()
 	}
 	return ls, nil
+}
+
+// normalizeTimes makes l's times usable: whole seconds (DHCP's unit), and
+// either all zero or 0 < T1 <= T2 <= Length. A T2 that is missing or past
+// the lease's end becomes RFC 2131's default of 87.5% of the lease (section
+// 4.4.5), as dhcpcd and systemd-networkd do. A T1 that is missing or past
+// T2 becomes the default of 50% when that is before T2; when the server's
+// own, valid T2 comes before half the lease, T1 keeps RFC 2131's ratio of
+// T1 to T2 instead (4/7 of T2), so that the order holds without discarding
+// the server's T2. Without a length (none in the file, or DHCP's
+// "infinite") a client never renews, so T1 and T2 are 0 too.
+func (l *Lease) normalizeTimes() {
+	l.Length = l.Length.Truncate(time.Second)
+	l.T1 = l.T1.Truncate(time.Second)
+	l.T2 = l.T2.Truncate(time.Second)
+	if l.Length <= 0 {
+		l.Length, l.T1, l.T2 = 0, 0, 0
+		return
+	}
+	if l.T2 <= 0 || l.T2 > l.Length {
+		l.T2 = l.Length * 7 / 8
+	}
+	if l.T1 <= 0 || l.T1 > l.T2 {
+		l.T1 = l.Length / 2
+		if l.T1 > l.T2 {
+			l.T1 = l.T2 * 4 / 7
+		}
+	}
 }
 
 // nmIface extracts IFACE from internal-UUID-IFACE.lease. A UUID has five

@@ -2,6 +2,7 @@ package dhcpwatch
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -187,6 +188,88 @@ func TestParseRejectsGarbage(t *testing.T) {
 	}
 }
 
+// dhcpMessage returns a DHCPACK for 10.0.0.9 as dhcpcd saves it, with the
+// given options (code, length, value) after the magic cookie.
+func dhcpMessage(opts ...byte) []byte {
+	m := make([]byte, 236, 236+4+len(opts)+1)
+	m[0] = 2 // BOOTREPLY
+	copy(m[16:20], []byte{10, 0, 0, 9})
+	m = append(m, 99, 130, 83, 99)
+	m = append(m, opts...)
+	return append(m, optEnd)
+}
+
+// TestParseNormalizesTimes checks the guarantee Parse documents: T1 and T2
+// missing, past the lease or out of order are replaced as a DHCP client
+// would (RFC 2131's 50% and 87.5%), in every format, and without a lease
+// length there are no T1 and T2.
+func TestParseNormalizesTimes(t *testing.T) {
+	type times struct{ length, t1, t2 time.Duration }
+	s := time.Second
+	// dhclient's dates are relative to its expire date (start = expire -
+	// lease time); epoch 1795075320 is 120 s after 1795075200.
+	dhclientDates := func(renew, rebind int) string {
+		return fmt.Sprintf("lease {\n interface \"eth0\";\n fixed-address 10.0.0.9;\n"+
+			" option dhcp-lease-time 120;\n renew epoch %d;\n rebind epoch %d;\n expire epoch 1795075320;\n}\n",
+			1795075200+renew, 1795075200+rebind)
+	}
+	tests := []struct {
+		name string
+		kind Kind
+		data string
+		want times
+	}{
+		{"networkd: T1 and T2 absent get RFC 2131's defaults", Networkd,
+			"ADDRESS=10.0.0.9\nLIFETIME=120\n", times{120 * s, 60 * s, 105 * s}},
+		{"networkd: T2 past the lease end becomes 87.5%", Networkd,
+			"ADDRESS=10.0.0.9\nLIFETIME=120\nT1=20\nT2=200\n", times{120 * s, 20 * s, 105 * s}},
+		{"networkd: T1 past a valid T2 becomes 50%", Networkd,
+			"ADDRESS=10.0.0.9\nLIFETIME=120\nT1=100\nT2=80\n", times{120 * s, 60 * s, 80 * s}},
+		{"networkd: T1 past a T2 before half the lease becomes 4/7 of T2", Networkd,
+			"ADDRESS=10.0.0.9\nLIFETIME=120\nT1=50\nT2=35\n", times{120 * s, 20 * s, 35 * s}},
+		{"networkd: T1 alone past 87.5% becomes 50%", Networkd,
+			"ADDRESS=10.0.0.9\nLIFETIME=2min\nT1=110s\n", times{120 * s, 60 * s, 105 * s}},
+		{"networkd: T1 = T2 = lease is in order and kept", Networkd,
+			"ADDRESS=10.0.0.9\nLIFETIME=120\nT1=120\nT2=120\n", times{120 * s, 120 * s, 120 * s}},
+		{"networkd: no lifetime, no T1 and T2", Networkd,
+			"ADDRESS=10.0.0.9\nT1=5min\nT2=8min\n", times{}},
+		{"networkd: infinite lifetime, no T1 and T2", Networkd,
+			"ADDRESS=10.0.0.9\nLIFETIME=infinity\nT1=5min\nT2=8min\n", times{}},
+		{"networkd: less than a second is no lifetime", Networkd,
+			"ADDRESS=10.0.0.9\nLIFETIME=500ms\nT1=100ms\n", times{}},
+		{"networkd: fractions of a second are dropped", Networkd,
+			"ADDRESS=10.0.0.9\nLIFETIME=2min 0.5s\nT1=20.9s\nT2=40s\n", times{120 * s, 20 * s, 40 * s}},
+		{"dhcpcd: T1 and T2 past the lease", Dhcpcd,
+			string(dhcpMessage(optLease, 4, 0, 0, 0, 120, optT1, 4, 0, 0, 0, 200, optT2, 4, 0, 0, 0, 150)), times{120 * s, 60 * s, 105 * s}},
+		{"dhcpcd: infinite lease, no T1 and T2", Dhcpcd,
+			string(dhcpMessage(optLease, 4, 0xff, 0xff, 0xff, 0xff, optT1, 4, 0, 0, 0, 60)), times{}},
+		{"dhcpcd -U: T1 past the lease, T2 absent", DhcpcdDump,
+			"ip_address=10.0.0.9\ndhcp_lease_time=120\ndhcp_renewal_time=300\n", times{120 * s, 60 * s, 105 * s}},
+		{"dhclient: renewal option after the rebinding option", Dhclient,
+			"lease {\n interface \"eth0\";\n fixed-address 10.0.0.9;\n option dhcp-lease-time 120;\n" +
+				" option dhcp-renewal-time 90;\n option dhcp-rebinding-time 70;\n}\n", times{120 * s, 60 * s, 70 * s}},
+		{"dhclient: renew date after the rebind date", Dhclient,
+			dhclientDates(110, 80), times{120 * s, 60 * s, 80 * s}},
+		{"dhclient: dates in order are kept", Dhclient,
+			dhclientDates(18, 38), times{120 * s, 18 * s, 38 * s}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ls, err := Parse(tt.kind, "/var/lib/x/eth0.lease", []byte(tt.data), time.Unix(1795075200, 0))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(ls) != 1 {
+				t.Fatalf("Parse = %d leases, want 1", len(ls))
+			}
+			if got := (times{ls[0].Length, ls[0].T1, ls[0].T2}); got != tt.want {
+				t.Errorf("length, T1, T2 = %v, %v, %v; want %v, %v, %v",
+					got.length, got.t1, got.t2, tt.want.length, tt.want.t1, tt.want.t2)
+			}
+		})
+	}
+}
+
 func TestTimespan(t *testing.T) {
 	tests := []struct {
 		in   string
@@ -227,7 +310,8 @@ func TestNMIface(t *testing.T) {
 
 // fuzzParse checks the invariants every parser keeps on any input: no
 // panic, a result or an error but never both, and leases whose times are
-// usable (non-negative, T1 <= T2 <= Length where known).
+// usable: Length in range, and 0 < T1 <= T2 <= Length when Length is known,
+// T1 = T2 = 0 when it is not.
 func fuzzParse(f *testing.F, kind Kind, seeds ...string) {
 	for _, s := range seeds {
 		f.Add(mustRead(f, s))
@@ -243,6 +327,12 @@ func fuzzParse(f *testing.F, kind Kind, seeds ...string) {
 			}
 			if l.Length < 0 || l.T1 < 0 || l.T2 < 0 || l.Length > maxLeaseDuration {
 				t.Errorf("lease times %v %v %v out of range", l.Length, l.T1, l.T2)
+			}
+			if l.Length == 0 && (l.T1 != 0 || l.T2 != 0) {
+				t.Errorf("T1 %v, T2 %v without a lease length: want both 0", l.T1, l.T2)
+			}
+			if l.Length != 0 && !(0 < l.T1 && l.T1 <= l.T2 && l.T2 <= l.Length) {
+				t.Errorf("length %v, T1 %v, T2 %v: want 0 < T1 <= T2 <= length", l.Length, l.T1, l.T2)
 			}
 			_ = l.Expiry() // must not panic
 		}

@@ -64,12 +64,16 @@ type entry struct {
 	iface string
 
 	// The kernel's address, valid when hasAddr. kStart and kLen are when
-	// its lifetime was last set and to what (zero: unknown, the tracker
-	// started during the lease); kPref is the preferred lifetime then.
+	// its lifetime was last set and to what; kPref is the preferred
+	// lifetime then. When kGuess is set, the tracker started during the
+	// lease and they are instead its first sight of the address and the
+	// lifetimes left then: not the lease's start and length, but what T1
+	// and T2 are estimated from (see viewAt).
 	addr          linkwatch.Addr
 	hasAddr       bool
 	kStart        time.Time
 	kLen, kPref   time.Duration
+	kGuess        bool
 	phase         Phase
 	file          Lease // a file-only lease (source), valid when fromFile
 	fromFile      bool
@@ -279,6 +283,7 @@ func (t *Tracker) reset(s linkwatch.State) {
 		if a.Iface != "" {
 			e.iface = a.Iface
 		}
+		e.kStart, e.kLen, e.kPref, e.kGuess = a.Observed, a.Valid, a.Preferred, true
 		e.phase = PhaseBound
 	}
 	t.adoptFiles(t.now)
@@ -339,7 +344,7 @@ func (t *Tracker) addrPresent(at time.Time, a linkwatch.Addr) []Event {
 	if e.hasAddr && e.addr.Prefix == a.Prefix && !e.addrGone.IsZero() {
 		// The address is back within the blip window: one renewal.
 		e.addr = a
-		e.kStart, e.kLen, e.kPref = a.Observed, a.Valid, a.Preferred
+		e.kStart, e.kLen, e.kPref, e.kGuess = a.Observed, a.Valid, a.Preferred, false
 		e.phase = PhaseBound
 		e.addrBack = at
 		return t.closeEpisode(at, e)
@@ -348,7 +353,7 @@ func (t *Tracker) addrPresent(at time.Time, a linkwatch.Addr) []Event {
 		old := e.addr.Observed.Add(e.addr.Valid)
 		e.addr = a
 		if a.Observed.Add(a.Valid).After(old.Add(t.cfg.Slack)) {
-			e.kStart, e.kLen, e.kPref = a.Observed, a.Valid, a.Preferred
+			e.kStart, e.kLen, e.kPref, e.kGuess = a.Observed, a.Valid, a.Preferred, false
 			e.phase = PhaseBound
 			return []Event{t.event(at, Renewed, e)}
 		}
@@ -628,7 +633,9 @@ func (t *Tracker) viewAt(e *entry, now time.Time) LeaseState {
 	} else {
 		v.Addr, v.Source = e.addr.Prefix, SourceKernel
 		v.Expiry = e.addr.Observed.Add(e.addr.Valid)
-		v.Start, v.Length = e.kStart, e.kLen
+		if !e.kGuess {
+			v.Start, v.Length = e.kStart, e.kLen
+		}
 		l, ok := t.fileFor(e)
 		// The file and the kernel agree when they end the lease at the
 		// same time; otherwise the kernel wins and the file only names
@@ -643,14 +650,23 @@ func (t *Tracker) viewAt(e *entry, now time.Time) LeaseState {
 			v.T1, v.T2 = times(l.Start, l.Length, l.T1, l.T2, 0)
 		case agree:
 			v.T1, v.T2 = times(v.Start, v.Length, l.T1, l.T2, 0)
-		case !v.Start.IsZero():
+		case !e.kStart.IsZero():
 			pref := time.Duration(0)
 			if e.kPref > 0 && e.kPref < e.kLen {
 				// dhcpcd sets the preferred lifetime to T2, so the
 				// address is deprecated exactly when it rebinds.
 				pref = e.kPref
 			}
-			v.T1, v.T2 = times(v.Start, v.Length, 0, 0, pref)
+			// With kGuess (the tracker started during the lease, and no
+			// file says when it began) this computes T1 and T2 as if the
+			// lease had been granted when the tracker first saw it, for
+			// the lifetime left then. A lease that had run for d already
+			// has its real T1 d/2 earlier and its real T2 d/8 earlier
+			// (3d/7 and 0 with a preferred lifetime at T2), so these are
+			// the latest T1 and T2 can be: renewing and rebinding may be
+			// reported late, never early. The first renewal seen sets
+			// the real start and length.
+			v.T1, v.T2 = times(e.kStart, e.kLen, 0, 0, pref)
 		}
 	}
 	if e.phase == PhaseExpired || e.phase == PhaseNone {

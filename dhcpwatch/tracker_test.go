@@ -162,10 +162,12 @@ func TestTrackerPhases(t *testing.T) {
 			},
 		},
 		{
-			name: "baseline is silent and, without a file, has no T1",
+			// See TestTrackerStartedMidLease for the times.
+			name: "baseline is silent; without a file, T1 and T2 count from the baseline",
 			steps: []step{
 				{now: 50, ev: baseline(kaddr(a, 70, 70, 50))},
-				{now: 119},
+				{now: 87.9},
+				{now: 119, want: []string{"renewing@88 renewing 10.0.0.5/24", "rebinding@114.25 rebinding 10.0.0.5/24"}},
 				{now: 120, ev: removed(kaddr(a, 0, 0, 0), 120), want: []string{"expired@120 expired 10.0.0.5/24"}},
 			},
 		},
@@ -377,6 +379,76 @@ func TestTrackerLeaseFiles(t *testing.T) {
 	}
 }
 
+// TestTrackerStartedMidLease checks what the tracker makes of a lease that
+// is already running when it starts and that no lease file describes: the
+// kernel shows only the lifetime left, so the start and length stay
+// unknown, and T1 and T2 are estimated as if the lease had been granted at
+// the baseline. For a lease that had already run, those are later than the
+// real ones: renewing and rebinding come late, never early. The first
+// renewal gives the real times.
+func TestTrackerStartedMidLease(t *testing.T) {
+	const a = "10.0.0.5/24"
+	tests := []struct {
+		name string
+		// A 120 s lease granted at 0, seen first at 40 (80 s left).
+		base   linkwatch.Addr
+		steps  []step
+		t1, t2 float64 // the estimates, in seconds after t0
+	}{
+		{
+			// Real T1 and T2: 60 and 105. Estimates: 40 + 80/2 and
+			// 40 + 80*7/8.
+			name: "valid = preferred lifetime (most clients)",
+			base: kaddr(a, 80, 80, 40),
+			t1:   80, t2: 110,
+			steps: []step{
+				{now: 82.9},
+				{now: 83, want: []string{"renewing@83 renewing 10.0.0.5/24"}},
+				{now: 90, ev: refreshed(kaddr(a, 120, 120, 90)), want: []string{"renewed@90 bound 10.0.0.5/24"}},
+				// Exact from the renewal on: T1 at 90 + 60.
+				{now: 152.9},
+				{now: 153, want: []string{"renewing@153 renewing 10.0.0.5/24"}},
+			},
+		},
+		{
+			// dhcpcd sets the preferred lifetime to T2 (105 s), so 65 s
+			// are left of it at 40: T2 is exact, T1 is 4/7 of the way
+			// to it (real: 60).
+			name: "preferred lifetime at T2 (dhcpcd)",
+			base: kaddr(a, 80, 65, 40),
+			t1:   40 + 65.0*4/7, t2: 105,
+			steps: []step{
+				{now: 80.1},
+				{now: 80.2, want: []string{"renewing@80.142857142 renewing 10.0.0.5/24"}},
+				{now: 107.9},
+				{now: 108, want: []string{"rebinding@108 rebinding 10.0.0.5/24"}},
+				{now: 120, ev: removed(kaddr(a, 0, 0, 0), 120), want: []string{"expired@120 expired 10.0.0.5/24"}},
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tr := NewTracker(Config{})
+			run(t, tr, []step{{now: 40, ev: baseline(tt.base)}})
+			s := tr.State()
+			if len(s) != 1 {
+				t.Fatalf("state %+v: want one lease", s)
+			}
+			if !s[0].Start.IsZero() || s[0].Length != 0 || s[0].Phase != PhaseBound || !s[0].Expiry.Equal(at(120)) {
+				t.Errorf("state %+v: want bound, start and length unknown, expiry at 120s", s[0])
+			}
+			if !s[0].T1.Equal(at(tt.t1)) || !s[0].T2.Equal(at(tt.t2)) {
+				t.Errorf("T1, T2 at %v, %v; want the estimates %gs, %gs",
+					s[0].T1.Sub(t0), s[0].T2.Sub(t0), tt.t1, tt.t2)
+			}
+			if d, ok := tr.NextDeadline(); !ok || !d.Equal(s[0].T1.Add(DefaultSlack)) {
+				t.Errorf("NextDeadline = %v, %v; want T1 plus the slack", d.Sub(t0), ok)
+			}
+			run(t, tr, tt.steps)
+		})
+	}
+}
+
 func TestTrackerGapAndLinks(t *testing.T) {
 	const a = "10.0.0.5/24"
 	gap := func(s float64, addrs ...linkwatch.Addr) linkwatch.GapEvent {
@@ -437,13 +509,19 @@ func TestConfigValidate(t *testing.T) {
 // lease-file inputs and checks what must hold whatever the kernel says: no
 // panic, State consistent with the phases (a live lease has an address
 // and an expiry), event times that never decrease, and a deadline that is
-// never in the past after Advance.
+// never in the past after Advance. For one input length in three the
+// tracker starts during a lease (T1 and T2 estimated).
 func FuzzTracker(f *testing.F) {
 	f.Add([]byte{0, 1, 120, 5, 2, 120, 30, 1, 0, 200, 4, 0, 0})
 	f.Add([]byte{0, 1, 120, 5, 3, 0, 1, 4, 0, 0, 0, 1, 120, 1, 5, 0, 0, 6, 2, 0})
+	f.Add([]byte{6, 0, 0, 50, 1, 0, 120, 10, 6, 0, 0, 80, 2, 0, 0, 10, 6, 0, 0, 30, 6, 0, 0, 50}) // 24 bytes: a baseline lease
 	f.Fuzz(func(t *testing.T, data []byte) {
 		tr := NewTracker(Config{IPv6: len(data)%2 == 0})
-		tr.Apply(t0, baseline())
+		if len(data)%3 == 0 {
+			tr.Apply(t0, baseline(kaddr("10.0.0.5/24", 80, 65, 0)))
+		} else {
+			tr.Apply(t0, baseline())
+		}
 		now, last := t0, t0
 		prefixes := []string{"10.0.0.5/24", "10.0.0.6/24", "2001:db8::5/64"}
 		for len(data) >= 4 {

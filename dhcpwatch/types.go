@@ -59,10 +59,16 @@ type Lease struct {
 	// Start is when the lease was granted or last renewed: from the file's
 	// own times when it has them, else its modification time.
 	Start time.Time
-	// Length is the lease time (DHCP option 51); 0 when unknown.
+	// Length is the lease time (DHCP option 51), in whole seconds; 0 when
+	// unknown or infinite.
 	Length time.Duration
 	// T1 and T2 are the renewal and rebinding times after Start (options 58
-	// and 59, or dhclient's renew and rebind dates); 0 when unknown.
+	// and 59, or dhclient's renew and rebind dates). [Parse] guarantees
+	// 0 < T1 <= T2 <= Length when Length is known, and T1 = T2 = 0 when it
+	// is not. Where the file has no T1 or T2, or one that breaks that
+	// order, Parse uses what a client would: RFC 2131's defaults, T2 at
+	// 87.5% of the lease and T1 at 50% (or, when the server's T2 is before
+	// half the lease, at 4/7 of T2, RFC 2131's ratio of T1 to T2).
 	T1, T2 time.Duration
 	// Server is the DHCP server identifier (option 54); Router the first
 	// router (option 3).
@@ -131,11 +137,19 @@ type LeaseState struct {
 	// kernel lease, "" when none matches.
 	LeaseFile string
 	// Start is when the lease was granted or last renewed; zero when the
-	// tracker started during a lease and no lease file says when.
+	// tracker started during a lease and no lease file says when (until
+	// the first renewal it sees).
 	Start time.Time
 	// Length is the lease time; 0 when unknown (see Start).
 	Length time.Duration
 	// T1, T2 and Expiry are absolute; T1 and T2 are zero when unknown.
+	// When Start is zero, T1 and T2 are estimates: the kernel shows only
+	// the lifetime left, so they are computed as if the lease had been
+	// granted when the tracker first saw it. That is the latest they can
+	// be (for a client using RFC 2131's 50% and 87.5%, or dhcpcd's
+	// preferred lifetime at T2), so [Renewing] and [Rebinding] may come
+	// late, by up to half the time the lease had run before the tracker
+	// started, but never early. Expiry is exact.
 	T1, T2, Expiry time.Time
 	// TimeLeft is Expiry minus the time of the tracker's latest call,
 	// never negative.
