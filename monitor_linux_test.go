@@ -131,9 +131,20 @@ func TestIntegrationMonitorCarrierLossClosesGate(t *testing.T) {
 		t.Fatalf("gate = %+v, want closed for carrier-lost on va", gs)
 	}
 	r.b.IP("link", "set", "vb", "up")
-	r.waitState(t, Up, ReasonNone)
+	var carrierUp time.Time
+	for carrierUp.IsZero() {
+		if ev := r.waitKind(t, EventLink); ev.Iface == "va" && ev.Msg == "carrier up" {
+			carrierUp = ev.At
+		}
+	}
+	up := r.waitState(t, Up, ReasonNone)
 	if !r.m.Gate().State().Open {
 		t.Fatal("gate still closed after the stabilisation window")
+	}
+	// The return waited out the stabilisation window (200 ms by default)
+	// after the carrier came back: event times, not a timed assertion.
+	if d := up.At.Sub(carrierUp); d < 200*time.Millisecond {
+		t.Fatalf("up %v after the carrier returned, want the 200ms stabilisation window first", d)
 	}
 	fl := r.m.Flaps()
 	if len(fl) != 1 || fl[0].Cause != ReasonCarrierLost || fl[0].Duration <= 0 {

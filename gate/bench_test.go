@@ -10,10 +10,10 @@ import (
 	"time"
 )
 
-// BenchmarkGateWait measures what every send pays on an open gate. The
+// BenchmarkWaitOpen measures what every send pays on an open gate. The
 // baseline is a receive from a closed channel, the cheapest channel-only
 // gate.
-func BenchmarkGateWait(b *testing.B) {
+func BenchmarkWaitOpen(b *testing.B) {
 	ctx := context.Background()
 	b.Run("open", func(b *testing.B) {
 		g := mustNew(b, Config{})
@@ -59,10 +59,10 @@ func BenchmarkGateWait(b *testing.B) {
 	})
 }
 
-// BenchmarkGateRelease measures the time from Open until all of 1,000 or
+// BenchmarkRelease measures the time from Open until all of 1,000 or
 // 10,000 held waiters have returned, against a sync.Cond broadcast and a bare
 // channel close doing the same. Parking the waiters is not timed.
-func BenchmarkGateRelease(b *testing.B) {
+func BenchmarkRelease(b *testing.B) {
 	for _, n := range []int{1000, 10000} {
 		benchRelease(b, n)
 	}
@@ -195,9 +195,9 @@ func benchRelease(b *testing.B, n int) {
 	})
 }
 
-// BenchmarkGateDo measures Do around a no-op send on an open gate: the
+// BenchmarkDoOpen measures Do around a no-op send on an open gate: the
 // overhead an important send pays when the network is fine.
-func BenchmarkGateDo(b *testing.B) {
+func BenchmarkDoOpen(b *testing.B) {
 	ctx := context.Background()
 	b.Run("open", func(b *testing.B) {
 		g := mustNew(b, Config{})

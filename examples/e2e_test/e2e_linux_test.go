@@ -200,6 +200,12 @@ func TestIntegrationSenderSurvivesOutages(t *testing.T) {
 	if dups > resent {
 		t.Errorf("ackserver saw %d duplicates but the sender resent only %d", dups, resent)
 	}
+	// The Gate holds the sender while the link is down, so dials into an
+	// outage are rare: at most one per outage (a dial racing the loss).
+	// Without the Gate a sender redials with backoff all through them.
+	if dialFailures := atoi(t, m[5]); dialFailures > outages {
+		t.Errorf("%d failed dials through %d outages; the Gate should hold the sender instead", dialFailures, outages)
+	}
 	if !flowing {
 		// Not a netmon failure, but the test would have proven less than
 		// it claims: the last outages hit an idle link.
