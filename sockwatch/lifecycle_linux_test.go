@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"runtime"
 	"slices"
 	"strings"
@@ -225,6 +226,10 @@ func TestIntegrationCloseLeavesNothing(t *testing.T) {
 // missing capabilities and leaves nothing loaded.
 func TestIntegrationNewWithoutCapabilities(t *testing.T) {
 	netnstest.RequirePrivileged(t)
+	// This test is not parallel, so no other test of the package holds
+	// BPF objects while it runs: the process's BPF descriptors before and
+	// after New tell whether New left anything behind.
+	before := bpfFDs(t)
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
@@ -261,4 +266,23 @@ func TestIntegrationNewWithoutCapabilities(t *testing.T) {
 			t.Errorf("error %q does not name %s", err, want)
 		}
 	}
+	if after := bpfFDs(t); after != before {
+		t.Errorf("the failed New left BPF descriptors open: %d before, %d after", before, after)
+	}
+}
+
+// bpfFDs counts the process's open BPF programs, maps and links.
+func bpfFDs(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range ents {
+		if target, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && strings.HasPrefix(target, "anon_inode:bpf") {
+			n++
+		}
+	}
+	return n
 }
