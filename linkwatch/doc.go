@@ -53,6 +53,10 @@
 //     socket and does the same. Dumps flagged NLM_F_DUMP_INTR are retried a
 //     few times; an inconsistent dump is then still safe, because every
 //     change made during it is queued on the socket and folded in after.
+//     A re-read that fails is retried with backoff (10 ms to 2 s, six
+//     attempts in about 3.3 s); when all fail, Run ends with the error
+//     rather than serve a state nothing will correct. A failed re-read of
+//     the routes alone falls back to a full re-read and a [GapEvent].
 //   - Messages not sent by the kernel (a sender port id other than 0) are
 //     ignored: a root process can unicast forged messages to our socket.
 //   - Per-protocol RTM_NEWLINK messages (family AF_INET6 or AF_BRIDGE)

@@ -39,6 +39,12 @@ type recorder struct {
 // and that the channel closes) when the test ends.
 func watch(t *testing.T, ns *netnstest.NS, cfg Config) *recorder {
 	t.Helper()
+	return watchWith(t, ns, cfg, nil)
+}
+
+// watchWith is watch with setup run on the Watcher before Run starts.
+func watchWith(t *testing.T, ns *netnstest.NS, cfg Config, setup func(*Watcher)) *recorder {
+	t.Helper()
 	cfg.NetNS = ns.Handle
 	if cfg.Logger == nil {
 		cfg.Logger = zaptest.NewLogger(t)
@@ -46,6 +52,9 @@ func watch(t *testing.T, ns *netnstest.NS, cfg Config) *recorder {
 	w, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if setup != nil {
+		setup(w)
 	}
 	r := &recorder{t: t, w: w, ns: ns, notify: make(chan struct{})}
 	ctx, cancel := context.WithCancel(context.Background())

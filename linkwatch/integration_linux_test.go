@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -381,4 +382,75 @@ func TestIntegrationLastIPv4AddressTakesRoutes(t *testing.T) {
 		return rt.Gateway == netip.MustParseAddr("10.79.0.2")
 	}))
 	r.consistent()
+}
+
+// failingDumps returns a failDump hook that fails the next n dumps after
+// arm is called, and counts the failures.
+func failingDumps() (hook func(uint16) error, arm func(n int32), failed *atomic.Int32) {
+	var left, count atomic.Int32
+	hook = func(uint16) error {
+		if left.Add(-1) >= 0 {
+			count.Add(1)
+			return errors.New("injected dump failure")
+		}
+		return nil
+	}
+	return hook, func(n int32) { left.Store(n) }, &count
+}
+
+// TestIntegrationRereadRetries: a full re-read that fails is retried with
+// backoff until it succeeds, and the state it yields is the kernel's. The
+// re-read is triggered by renaming a link into the Include filter.
+func TestIntegrationRereadRetries(t *testing.T) {
+	t.Parallel()
+	a, _ := pair(t)
+	hook, arm, failed := failingDumps()
+	r := watchWith(t, a, Config{Include: []string{"wl*"}}, func(w *Watcher) { w.failDump = hook })
+	r.waitFor("baseline", isBaseline)
+	arm(2)
+	a.IP("link", "set", "va", "down")
+	a.IP("link", "set", "va", "name", "wl0")
+	r.waitFor("wl0 appears after the re-read", linkEv(LinkAdded, "wl0", nil))
+	if n := failed.Load(); n != 2 {
+		t.Fatalf("%d dumps failed, want the 2 injected (a retry that never ran?)", n)
+	}
+	r.consistent()
+}
+
+// TestIntegrationRereadGivesUp: when every retry of a re-read fails, Run
+// ends with an error that says so, instead of serving a state that may be
+// wrong with nothing to correct it.
+func TestIntegrationRereadGivesUp(t *testing.T) {
+	t.Parallel()
+	a, _ := pair(t)
+	w, err := New(Config{NetNS: a.Handle, Include: []string{"wl*"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hook, arm, _ := failingDumps()
+	w.failDump = hook
+	runErr := make(chan error, 1)
+	go func() { runErr <- w.Run(context.Background()) }()
+	select {
+	case ev := <-w.Events():
+		if _, ok := ev.(Baseline); !ok {
+			t.Fatalf("first event %T, want Baseline", ev)
+		}
+	case <-time.After(waitTime):
+		t.Fatalf("no baseline within %v", waitTime)
+	}
+	arm(1000)
+	a.IP("link", "set", "va", "name", "wl0")
+	go func() {
+		for range w.Events() {
+		}
+	}()
+	select {
+	case err := <-runErr:
+		if err == nil || !strings.Contains(err.Error(), "re-reading the kernel's state failed 6 times") {
+			t.Fatalf("Run = %v, want the re-read failure", err)
+		}
+	case <-time.After(waitTime):
+		t.Fatalf("Run still running %v after every re-read failed", waitTime)
+	}
 }

@@ -84,6 +84,13 @@ type Watcher struct {
 	// can unicast forged messages to it.
 	subPID atomic.Uint32
 
+	// failDump, when set (by tests), runs before every dump of a full
+	// read and fails it with the error it returns.
+	failDump func(typ uint16) error
+	// fatal is why Run stopped on its own: a full re-read kept failing.
+	// Only Run's goroutine touches it.
+	fatal error
+
 	mu    sync.Mutex // guards model and read
 	model *model     // nil until the baseline was read
 	read  time.Time  // when the state was last read in full

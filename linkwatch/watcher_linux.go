@@ -16,8 +16,18 @@ import (
 // later notifications repair it.
 const dumpRetries = 5
 
+// rereadBackoff is how long resync waits before each retry of a failed
+// full re-read; when the last retry fails too, Run ends with the error
+// rather than carry on with a state it knows may be wrong.
+var rereadBackoff = []time.Duration{10 * time.Millisecond, 50 * time.Millisecond, 200 * time.Millisecond, time.Second, 2 * time.Second}
+
 // run is Run on Linux.
-func (w *Watcher) run(ctx context.Context) error {
+func (w *Watcher) run(ctx context.Context) (err error) {
+	defer func() {
+		if err == nil && ctx.Err() == nil {
+			err = w.fatal // nil unless a re-read kept failing
+		}
+	}()
 	// Subscribe before the first dump, so that no change between the dump
 	// and the subscription is missed: changes queued meanwhile are folded
 	// in after the baseline, in kernel order, and converge.
@@ -154,6 +164,11 @@ func (w *Watcher) snapshot(d *sock, now time.Time) (*model, error) {
 			intr    bool
 		)
 		for _, typ := range []uint16{unix.RTM_GETLINK, unix.RTM_GETADDR, unix.RTM_GETROUTE, unix.RTM_GETNEIGH} {
+			if w.failDump != nil {
+				if err := w.failDump(typ); err != nil {
+					return nil, err
+				}
+			}
 			err := d.dump(typ, func(h header, data []byte) error {
 				if err := parseMessage(h, data, &msg); err != nil {
 					w.log.Warn("linkwatch: ignored a malformed rtnetlink message", zap.Uint16("type", h.typ), zap.Error(err))
@@ -188,17 +203,26 @@ func (w *Watcher) resync(ctx context.Context, d *sock, cause error) bool {
 		w.log.Warn("linkwatch: kernel messages lost, state re-read", zap.Error(cause))
 	}
 	next, err := w.snapshot(d, now)
-	if err != nil {
+	for i := 0; err != nil; i++ {
 		if ctx.Err() != nil {
 			return false
 		}
-		// The next message or overflow retries; the state stays as it
-		// was, and the GapEvent says why.
-		w.log.Error("linkwatch: re-read failed", zap.Error(err))
-		if cause != nil {
-			return w.emit(ctx, GapEvent{At: now, Err: errors.Join(cause, err), State: w.State()})
+		if i == len(rereadBackoff) {
+			// The state may be wrong and nothing will correct it: stop,
+			// so that the caller knows, rather than serve it.
+			w.fatal = fmt.Errorf("linkwatch: re-reading the kernel's state failed %d times: %w", i+1, err)
+			return false
 		}
-		return true
+		w.log.Warn("linkwatch: re-read failed; retrying", zap.Error(err), zap.Duration("in", rereadBackoff[i]))
+		t := time.NewTimer(rereadBackoff[i])
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return false
+		case <-t.C:
+		}
+		now = time.Now()
+		next, err = w.snapshot(d, now)
 	}
 	w.mu.Lock()
 	evs := w.model.diff(next, now, nil)
@@ -243,8 +267,9 @@ func (w *Watcher) relistRoutes(ctx context.Context, d *sock) bool {
 		if ctx.Err() != nil {
 			return false
 		}
-		w.log.Warn("linkwatch: re-reading routes failed", zap.Error(err))
-		return true
+		// The routes are unknown now: re-read everything (with retries),
+		// and say that messages' effects were lost meanwhile.
+		return w.resync(ctx, d, fmt.Errorf("linkwatch: re-reading routes: %w", err))
 	}
 	w.mu.Lock()
 	evs := w.model.diffRoutes(tmp, now, nil)
