@@ -37,8 +37,7 @@ func (m *Monitor) applyLinkLocked(ev linkwatch.Event) {
 			Fields: []zap.Field{zap.Error(e.Err)}})
 	case linkwatch.LinkEvent:
 		m.applyLinkEventLocked(e)
-		kernelChange = e.Op != linkwatch.LinkChanged || e.Prev.AdminUp != e.Link.AdminUp ||
-			e.Prev.Carrier != e.Link.Carrier || e.Prev.Oper != e.Link.Oper
+		kernelChange = e.PathChanged()
 	case linkwatch.AddrEvent:
 		m.applyAddrEventLocked(e)
 		kernelChange = e.Op == linkwatch.AddrAdded || e.Op == linkwatch.AddrRemoved
@@ -118,6 +117,7 @@ func (m *Monitor) applyLinkEventLocked(e linkwatch.LinkEvent) {
 		m.ifaces[l.Index] = f
 	}
 	f.link = l
+	fields = append(fields, zap.Stringer("changed", e.Changes()))
 	m.emitLocked(Event{Kind: EventLink, At: e.At, Iface: l.Name, Msg: linkChangeMsg(e.Prev, l), Fields: fields})
 }
 

@@ -279,3 +279,30 @@ func TestAddrLifetimes(t *testing.T) {
 		t.Errorf("PreferredLeft of a permanent lifetime = %v, want Forever", got)
 	}
 }
+
+// TestLinkEventChanges names what a LinkChanged event changed.
+func TestLinkEventChanges(t *testing.T) {
+	base := Link{Index: 3, Name: "wlan0", AdminUp: true, Carrier: true, Oper: OperUp, MTU: 1500, MAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}}
+	tests := []struct {
+		name string
+		ev   LinkEvent
+		want string
+		path bool
+	}{
+		{"carrier loss", LinkEvent{Op: LinkChanged, Prev: base, Link: with(base, func(l *Link) { l.Carrier = false; l.Oper = OperDown; l.CarrierChanges++ })}, "carrier|oper|carrier_changes", true},
+		{"admin down", LinkEvent{Op: LinkChanged, Prev: base, Link: with(base, func(l *Link) { l.AdminUp = false })}, "admin", true},
+		{"rename", LinkEvent{Op: LinkChanged, Prev: base, Link: with(base, func(l *Link) { l.Name = "wl0" })}, "name", false},
+		{"mtu and mac", LinkEvent{Op: LinkChanged, Prev: base, Link: with(base, func(l *Link) { l.MTU = 1400; l.MAC = net.HardwareAddr{2, 0, 0, 0, 0, 2} })}, "mtu|mac", false},
+		{"nothing", LinkEvent{Op: LinkChanged, Prev: base, Link: base}, "none", false},
+		{"added", LinkEvent{Op: LinkAdded, Link: base}, "none", true},
+		{"removed", LinkEvent{Op: LinkRemoved, Link: base, Prev: base}, "none", true},
+	}
+	for _, tt := range tests {
+		if got := tt.ev.Changes().String(); got != tt.want {
+			t.Errorf("%s: Changes() = %s, want %s", tt.name, got, tt.want)
+		}
+		if got := tt.ev.PathChanged(); got != tt.path {
+			t.Errorf("%s: PathChanged() = %v, want %v", tt.name, got, tt.path)
+		}
+	}
+}

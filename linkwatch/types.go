@@ -1,8 +1,10 @@
 package linkwatch
 
 import (
+	"bytes"
 	"net"
 	"net/netip"
+	"strings"
 	"time"
 )
 
@@ -132,6 +134,80 @@ type LinkEvent struct {
 	Op   LinkOp // what happened
 	Link Link   // the link after the change; for LinkRemoved, as last known
 	Prev Link   // the link before the change: zero for LinkAdded, Link for LinkRemoved
+}
+
+// LinkChange is a set of the link attributes a [LinkEvent] changed.
+type LinkChange uint8
+
+// The attributes a LinkChanged event can change.
+const (
+	ChangedAdmin          LinkChange = 1 << iota // AdminUp (IFF_UP)
+	ChangedCarrier                               // Carrier (IFF_LOWER_UP)
+	ChangedOper                                  // Oper (RFC 2863 operstate)
+	ChangedName                                  // Name (a rename)
+	ChangedMTU                                   // MTU
+	ChangedMAC                                   // MAC
+	ChangedCarrierChanges                        // CarrierChanges: the carrier flapped, maybe too fast to see
+)
+
+var linkChangeNames = [...]string{"admin", "carrier", "oper", "name", "mtu", "mac", "carrier_changes"}
+
+// String returns the changed attributes joined by "|", e.g.
+// "carrier|oper", or "none".
+func (c LinkChange) String() string {
+	if c == 0 {
+		return "none"
+	}
+	var b strings.Builder
+	for i, n := range linkChangeNames {
+		if c&(1<<i) != 0 {
+			if b.Len() > 0 {
+				b.WriteByte('|')
+			}
+			b.WriteString(n)
+		}
+	}
+	return b.String()
+}
+
+// Changes returns what a LinkChanged event changed; for LinkAdded and
+// LinkRemoved it returns 0. It compares Prev and Link and does not
+// allocate.
+func (e LinkEvent) Changes() LinkChange {
+	if e.Op != LinkChanged {
+		return 0
+	}
+	var c LinkChange
+	p, l := e.Prev, e.Link
+	if p.AdminUp != l.AdminUp {
+		c |= ChangedAdmin
+	}
+	if p.Carrier != l.Carrier {
+		c |= ChangedCarrier
+	}
+	if p.Oper != l.Oper {
+		c |= ChangedOper
+	}
+	if p.Name != l.Name {
+		c |= ChangedName
+	}
+	if p.MTU != l.MTU {
+		c |= ChangedMTU
+	}
+	if !bytes.Equal(p.MAC, l.MAC) {
+		c |= ChangedMAC
+	}
+	if p.CarrierChanges != l.CarrierChanges {
+		c |= ChangedCarrierChanges
+	}
+	return c
+}
+
+// PathChanged reports whether the change can affect whether the link
+// carries traffic: admin state, carrier or operstate (or the link came or
+// went).
+func (e LinkEvent) PathChanged() bool {
+	return e.Op != LinkChanged || e.Changes()&(ChangedAdmin|ChangedCarrier|ChangedOper) != 0
 }
 
 // AddrOp says what happened to an address.
