@@ -257,3 +257,16 @@ func (s Snapshot) MarshalLogObject(enc zapcore.ObjectEncoder) error {
 	}
 	return nil
 }
+
+// MarshalJSON encodes the snapshot as `netmon status --json` prints it:
+// the fields with their JSON tags, times in RFC 3339, durations in
+// seconds.
+func (s Snapshot) MarshalJSON() ([]byte, error) {
+	type plain Snapshot // the same fields without this method
+	return json.Marshal(plain(s))
+}
+
+var (
+	_ json.Marshaler          = Snapshot{}
+	_ zapcore.ObjectMarshaler = Snapshot{}
+)
