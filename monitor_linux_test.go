@@ -208,24 +208,53 @@ func TestIntegrationMonitorSendErrors(t *testing.T) {
 	r.waitState(t, Up, ReasonNone)
 }
 
+// TestIntegrationMonitorRefusedKeepsGateOpen: a peer that refuses
+// connections (a real RST from the other namespace) concerns that peer,
+// not the network: however many refusals senders report, the state stays
+// up and the Gate open, while as many unexplained ENETUNREACH close it.
+func TestIntegrationMonitorRefusedKeepsGateOpen(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, Options{SendErrorThreshold: 3})
+	r.waitState(t, Up, ReasonNone)
+	var dialErr error
+	if err := r.a.Do(func() error {
+		c, err := net.DialTimeout("tcp", "10.210.0.2:1", 5*time.Second)
+		if err == nil {
+			c.Close()
+		}
+		dialErr = err
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if !errors.Is(dialErr, unix.ECONNREFUSED) {
+		t.Fatalf("dial = %v, want ECONNREFUSED from the peer namespace", dialErr)
+	}
+	for range 20 {
+		if ex := r.m.Report(dialErr); ex.Cause != CausePeer {
+			t.Fatalf("refused explained as %v, want peer", ex.Cause)
+		}
+	}
+	// Report folds synchronously: a state change would be visible now.
+	if s := r.m.Status(); s.State != Up || !r.m.Gate().State().Open {
+		t.Fatalf("after 20 refusals: status %+v, gate open %v; want up and open", s, r.m.Gate().State().Open)
+	}
+	unreach := &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", unix.ENETUNREACH)}
+	for range 3 {
+		r.m.Report(unreach)
+	}
+	r.waitState(t, Down, ReasonSendErrors)
+}
+
 func TestIntegrationMonitorGatewayFailed(t *testing.T) {
 	t.Parallel()
 	r := newRig(t, Options{})
 	r.waitState(t, Up, ReasonNone)
 	// A gateway nobody owns, probed once 100 ms apart: its neighbour
 	// entry goes FAILED quickly when a packet needs it.
-	_ = r.a.Do(func() error {
-		for file, v := range map[string]string{
-			"/proc/sys/net/ipv4/neigh/va/mcast_solicit":   "1",
-			"/proc/sys/net/ipv4/neigh/va/ucast_solicit":   "1",
-			"/proc/sys/net/ipv4/neigh/va/retrans_time_ms": "100",
-		} {
-			if err := os.WriteFile(file, []byte(v), 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
-		return nil
-	})
+	r.a.Sysctl("net/ipv4/neigh/va/mcast_solicit", "1")
+	r.a.Sysctl("net/ipv4/neigh/va/ucast_solicit", "1")
+	r.a.Sysctl("net/ipv4/neigh/va/retrans_time_ms", "100")
 	r.a.IP("route", "replace", "default", "via", "10.210.0.9", "dev", "va")
 	r.waitKind(t, EventRoute)
 	_ = r.a.Do(func() error {
