@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -216,16 +217,10 @@ func TestIntegrationRealPathFailures(t *testing.T) {
 	t.Run("EHOSTUNREACH no ARP answer", func(t *testing.T) {
 		// One ARP probe 100 ms apart instead of three a second apart, so the
 		// kernel gives up quickly; the address is on-link but unowned.
+		a.Sysctl("net/ipv4/neigh/va/mcast_solicit", "1")
+		a.Sysctl("net/ipv4/neigh/va/retrans_time_ms", "100")
 		var err error
 		_ = a.Do(func() error {
-			for file, v := range map[string]string{
-				"/proc/sys/net/ipv4/neigh/va/mcast_solicit":   "1",
-				"/proc/sys/net/ipv4/neigh/va/retrans_time_ms": "100",
-			} {
-				if werr := os.WriteFile(file, []byte(v), 0o644); werr != nil {
-					t.Fatal(werr)
-				}
-			}
 			_, err = net.DialTimeout("tcp4", "10.201.0.77:80", 10*time.Second)
 			return nil
 		})
@@ -237,22 +232,25 @@ func TestIntegrationRealPathFailures(t *testing.T) {
 
 	t.Run("DNS resolver unreachable", func(t *testing.T) {
 		// The resolver dials on goroutines of its own, which would run in
-		// the test's namespace; so the dial to the resolver is made inside
-		// the namespace first, and the resolver is handed its result.
-		var conn net.Conn
-		var dialErr error
-		_ = a.Do(func() error {
-			conn, dialErr = net.Dial("udp4", "192.0.2.53:53")
-			return nil
-		})
-		if dialErr == nil {
-			conn.Close()
-			t.Fatal("dial to the resolver succeeded in a namespace without a route")
-		}
-		r := &net.Resolver{PreferGo: true, Dial: func(context.Context, string, string) (net.Conn, error) {
-			return nil, dialErr
+		// the test's namespace; so its Dial enters the namespace for every
+		// dial it makes, to a resolver address there is no route to.
+		var dials atomic.Int32
+		r := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			dials.Add(1)
+			var c net.Conn
+			var err error
+			if derr := a.Do(func() error {
+				c, err = (&net.Dialer{}).DialContext(ctx, network, "192.0.2.53:53")
+				return nil
+			}); derr != nil {
+				return nil, derr
+			}
+			return c, err
 		}}
 		_, err := r.LookupHost(context.Background(), "robot.example")
+		if dials.Load() == 0 {
+			t.Fatal("the resolver never dialled")
+		}
 		assertClass(t, err, Network)
 		var dnsErr *net.DNSError
 		if !errors.As(err, &dnsErr) {
@@ -264,10 +262,10 @@ func TestIntegrationRealPathFailures(t *testing.T) {
 		// Go's net package sets SO_BROADCAST on every IPv4 UDP socket, so
 		// this is the socket a C or Python sender has: a plain one.
 		var err error
-		_ = a.Do(func() error {
+		if derr := a.Do(func() error {
 			fd, serr := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM, 0)
 			if serr != nil {
-				t.Fatal(serr)
+				return serr
 			}
 			defer unix.Close(fd)
 			serr = unix.Sendto(fd, []byte("x"), 0, &unix.SockaddrInet4{Addr: [4]byte{10, 201, 0, 255}, Port: 9})
@@ -275,7 +273,9 @@ func TestIntegrationRealPathFailures(t *testing.T) {
 				err = &net.OpError{Op: "write", Net: "udp", Err: os.NewSyscallError("sendto", serr)}
 			}
 			return nil
-		})
+		}); derr != nil {
+			t.Fatal(derr)
+		}
 		assertClass(t, err, Policy)
 		if !errors.Is(err, unix.EACCES) {
 			t.Fatalf("broadcast: %v, want EACCES", err)
@@ -289,21 +289,23 @@ func TestIntegrationRealPathFailures(t *testing.T) {
 		a.IP("link", "set", "va", "down")
 		defer a.IP("link", "set", "va", "up")
 		var err error
-		_ = a.Do(func() error {
+		if derr := a.Do(func() error {
 			fd, serr := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, 0)
 			if serr != nil {
-				t.Fatal(serr)
+				return serr
 			}
 			defer unix.Close(fd)
 			ifi, ierr := net.InterfaceByName("va")
 			if ierr != nil {
-				t.Fatal(ierr)
+				return ierr
 			}
 			frame := make([]byte, 60)
 			serr = unix.Sendto(fd, frame, 0, &unix.SockaddrLinklayer{Ifindex: ifi.Index, Halen: 6, Protocol: 0x0008})
 			err = os.NewSyscallError("sendto", serr)
 			return nil
-		})
+		}); derr != nil {
+			t.Fatal(derr)
+		}
 		assertClass(t, err, Network)
 		if !errors.Is(err, unix.ENETDOWN) {
 			t.Fatalf("got %v, want ENETDOWN", err)
