@@ -65,3 +65,56 @@ func BenchmarkWatcherPoll(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkWatcherIdle runs a whole Watcher (Run, its ticker, its event
+// goroutine) on the fake, associated and quiet, polling every 5 ms, and
+// measures the process's CPU time (getrusage, user and system) per poll.
+// It reports that cost as a share of one core at the default 2 s interval
+// ("idle-%"). The fake stands in for the kernel, so the kernel's own
+// work for the two nl80211 dumps of a poll is not in the figure.
+func BenchmarkWatcherIdle(b *testing.B) {
+	const interval = 5 * time.Millisecond
+	f := wifiwatchtest.New()
+	f.SetInterface(wifiwatchtest.Interface{Index: 3, Name: "wlan0"})
+	f.Associate(3, "robots", apA, 5180, -60)
+	w, err := NewWithDial(Config{PollInterval: interval}, f.Dial)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	go func() {
+		for range w.Events() {
+		}
+	}()
+	// Wait for the first poll, with a deadline, before measuring.
+	deadline := time.Now().Add(10 * time.Second)
+	for f.Requests(cmdGetStation) == 0 {
+		if time.Now().After(deadline) {
+			b.Fatal("no poll within 10s")
+		}
+		time.Sleep(interval)
+	}
+	var before, after unix.Rusage
+	_ = unix.Getrusage(unix.RUSAGE_SELF, &before)
+	polls0 := f.Requests(cmdGetStation)
+	b.ResetTimer()
+	for b.Loop() {
+		time.Sleep(interval) // one poll's worth of idle time
+	}
+	b.StopTimer()
+	_ = unix.Getrusage(unix.RUSAGE_SELF, &after)
+	polls := f.Requests(cmdGetStation) - polls0
+	cancel()
+	if err := <-done; err != nil {
+		b.Fatal(err)
+	}
+	if polls == 0 {
+		b.Fatal("the watcher did not poll")
+	}
+	cpu := time.Duration(after.Utime.Nano() - before.Utime.Nano() + after.Stime.Nano() - before.Stime.Nano())
+	perPoll := cpu / time.Duration(polls)
+	b.ReportMetric(float64(perPoll.Microseconds()), "µs-cpu/poll")
+	b.ReportMetric(100*perPoll.Seconds()/2, "idle-%")
+}
