@@ -176,7 +176,11 @@ type viewAddr struct {
 	Prefix                string
 	Scope                 string
 	Tentative, Deprecated bool
+	DADFailed             bool
 	Permanent             bool
+	// Lifetimes are compared as forever or not: the seconds left differ
+	// between two reads by the time between them.
+	ValidForever, PreferredForever bool
 }
 
 type viewRoute struct {
@@ -199,7 +203,8 @@ func project(s State) view {
 	for _, a := range s.Addrs {
 		v.Addrs = append(v.Addrs, viewAddr{
 			Index: a.Index, Prefix: a.Prefix.String(), Scope: scopeName(a.Scope),
-			Tentative: a.Flags&flagTentative != 0, Deprecated: a.Deprecated(), Permanent: a.Permanent(),
+			Tentative: a.Flags&flagTentative != 0, Deprecated: a.Deprecated(), DADFailed: a.DADFailed(), Permanent: a.Permanent(),
+			ValidForever: a.Valid == Forever, PreferredForever: a.Preferred == Forever,
 		})
 	}
 	for _, r := range s.Routes {
@@ -261,7 +266,10 @@ func oracle(t *testing.T, ns *netnstest.NS) view {
 			Scope      string `json:"scope"`
 			Tentative  bool   `json:"tentative"`
 			Deprecated bool   `json:"deprecated"`
+			DADFailed  bool   `json:"dadfailed"`
 			Dynamic    bool   `json:"dynamic"`
+			Valid      uint64 `json:"valid_life_time"`
+			Preferred  uint64 `json:"preferred_life_time"`
 		} `json:"addr_info"`
 	}
 	// -details adds linkinfo and carrier_changes; addr show carries both
@@ -284,7 +292,8 @@ func oracle(t *testing.T, ns *netnstest.NS) view {
 			p := netip.PrefixFrom(netip.MustParseAddr(a.Local), a.PrefixLen)
 			v.Addrs = append(v.Addrs, viewAddr{
 				Index: l.Index, Prefix: p.String(), Scope: a.Scope,
-				Tentative: a.Tentative, Deprecated: a.Deprecated, Permanent: !a.Dynamic,
+				Tentative: a.Tentative, Deprecated: a.Deprecated, DADFailed: a.DADFailed, Permanent: !a.Dynamic,
+				ValidForever: a.Valid == infinityLife, PreferredForever: a.Preferred == infinityLife,
 			})
 		}
 	}
