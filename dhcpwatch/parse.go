@@ -29,10 +29,10 @@ const maxLeaseDuration = 366 * 24 * time.Hour
 // ignored.
 //
 // Every lease Parse returns has times a DHCP client could act on: either
-// Length, T1 and T2 are all 0 (length unknown or infinite), or
-// 0 < T1 <= T2 <= Length. A T1 or T2 that is missing or
-// breaks that order is replaced as RFC 2131 says a client does (see
-// [Lease]); a lease is never rejected for its times alone.
+// Length, T1 and T2 are all 0 (length unknown or infinite), or 0 < T1 <=
+// T2 <= Length. A T1 or T2 that is missing or breaks that order is
+// replaced as RFC 2131 says a client does (see [Lease]); a lease is never
+// rejected for its times alone.
 func Parse(kind Kind, name string, data []byte, modTime time.Time) ([]Lease, error) {
 	var (
 		ls  []Lease
