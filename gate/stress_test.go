@@ -76,13 +76,19 @@ func TestGateFlappingLosesNoWakeupAndReleasesNobodyWhileClosed(t *testing.T) {
 						// the whole wait, and Wait must not return nil.
 						begun := opensBegun.Load()
 						quiet := opensDone.Load() >= begun
-						wasClosed := !g.State().Open
+						st := g.State()
+						wasClosed := !st.Open
 						err := wait(ctx)
 						cancel()
 						switch {
 						case err == nil && wasClosed:
 							released.Add(1)
 							if quiet && opensBegun.Load() == begun {
+								violations.Add(1)
+							}
+							// The gate's own record: a release needs a
+							// change after the closed state it started in.
+							if g.State().Seq == st.Seq {
 								violations.Add(1)
 							}
 						case err != nil && !errors.Is(err, context.DeadlineExceeded):
