@@ -66,6 +66,8 @@ type Monitor struct {
 	wifiInfo   map[int]*WifiInfo  // by ifindex, from wifiwatch
 	dhcpInfo   map[int]*DHCPInfo  // by ifindex, from dhcpwatch
 	sock       *sockwatch.Watcher // nil unless eBPF runs
+	sockCgroup []uint64           // Options.SockCgroups resolved to cgroup IDs
+	sockProcs  sockProcs          // eBPF-observed failures by comm and cause
 	wifiNote   string             // "on", "off", or why Wi-Fi is not watched
 	sockNote   string             // "on", "off", or why socket errors are not watched
 }
@@ -107,6 +109,10 @@ type Stats struct {
 	// not queue because the eBPF ring buffer was full: a flood lost this
 	// many, and the counts above are short by as much.
 	SockErrorsDropped uint64
+	// SockErrorsFiltered counts failed socket operations eBPF observed
+	// and the cgroup or destination filter (Options.SockCgroups,
+	// Options.SockDestinations) left out; they are in no count above.
+	SockErrorsFiltered uint64
 }
 
 const (
@@ -158,6 +164,13 @@ func New(o Options) (*Monitor, error) {
 		dhcpInfo: map[int]*DHCPInfo{},
 	}
 	m.netnsIno = netnsInode(o.NetNS)
+	for _, p := range o.SockCgroups {
+		id, err := CgroupID(p)
+		if err != nil {
+			return nil, fmt.Errorf("netmon: Options.SockCgroups: %w", err)
+		}
+		m.sockCgroup = append(m.sockCgroup, id)
+	}
 	m.wifiNote, m.sockNote = watcherNote(o.Wifi), watcherNote(o.SockErrors)
 	if o.DHCP != "off" {
 		m.dhcp = dhcpwatch.NewTracker(dhcpwatch.Config{})
@@ -238,7 +251,8 @@ func (m *Monitor) Stats() Stats {
 	defer m.mu.Unlock()
 	st := m.stats
 	if m.sock != nil {
-		st.SockErrorsDropped = m.sock.Stats().Dropped
+		ss := m.sock.Stats()
+		st.SockErrorsDropped, st.SockErrorsFiltered = ss.Dropped, ss.Filtered
 	}
 	return st
 }

@@ -36,7 +36,10 @@ func newRigWifi(t *testing.T, o Options, fake *wifiwatchtest.Fake) *rig {
 	b.IP("addr", "add", "10.210.0.2/24", "dev", "vb")
 	a.IP("route", "add", "default", "via", "10.210.0.2", "dev", "va")
 	o.NetNS = a.Handle
-	o.Wifi, o.SockErrors = "off", "off"
+	o.Wifi = "off"
+	if o.SockErrors == "" {
+		o.SockErrors = "off"
+	}
 	if o.DHCP == "" {
 		o.DHCP = "off"
 	}

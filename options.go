@@ -2,6 +2,7 @@ package netmon
 
 import (
 	"fmt"
+	"net/netip"
 	"time"
 
 	"github.com/seed-a56be422/netmon/gate"
@@ -88,6 +89,21 @@ type Options struct {
 	// SockComms limits socket-error events to these process names (nil:
 	// every process).
 	SockComms []string
+	// SockCgroups limits socket-error events to processes in these
+	// cgroups, given as cgroup v2 directories
+	// (/sys/fs/cgroup/system.slice/robot.service). [New] resolves each to
+	// its cgroup ID with [CgroupID] and fails, naming the path, if it is
+	// not a cgroup v2 directory. A process matches only the cgroup it is
+	// in itself, not the ones above it: name the service, not its slice.
+	// IDs are resolved once: a cgroup removed and created again (systemd
+	// does so when a service restarts) gets a new ID and no longer matches
+	// until the Monitor is created again. nil: every cgroup.
+	SockCgroups []string
+	// SockDestinations limits socket-error events to destinations in these
+	// prefixes; a single host is a /32 or /128 (nil: every destination).
+	// Failures without a destination (a send on a connected socket) are
+	// then not reported.
+	SockDestinations []netip.Prefix
 	// SockSyscalls also traces connect/sendto/sendmsg exits, which adds
 	// synchronous errors (ENETUNREACH from connect) at about 54 ns per
 	// system call machine-wide; off by default.
@@ -145,6 +161,11 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.SockErrors != "" && o.SockErrors != "auto" && o.SockErrors != "on" && o.SockErrors != "off" {
 		return o, fmt.Errorf("netmon: Options.SockErrors is %q, want \"auto\", \"on\" or \"off\"", o.SockErrors)
+	}
+	for i, p := range o.SockDestinations {
+		if !p.IsValid() {
+			return o, fmt.Errorf("netmon: Options.SockDestinations[%d] is not a valid prefix: want an IPv4 or IPv6 prefix such as 10.0.0.0/8 or 2001:db8::/32", i)
+		}
 	}
 	return o, nil
 }

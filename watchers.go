@@ -75,8 +75,8 @@ func (m *Monitor) startWatchers(ctx context.Context, g *errgroup.Group) (sources
 		})
 	}
 	if o.SockErrors != "off" {
-		sw, err := sockwatch.New(sockwatch.Config{Comms: o.SockComms, SyscallTracing: o.SockSyscalls,
-			Logger: o.Logger.Named("sockwatch")})
+		sw, err := sockwatch.New(sockwatch.Config{Comms: o.SockComms, Cgroups: m.sockCgroup, Destinations: o.SockDestinations,
+			SyscallTracing: o.SockSyscalls, Logger: o.Logger.Named("sockwatch")})
 		switch {
 		case err != nil && o.SockErrors == "on":
 			return src, fmt.Errorf("netmon: socket errors required (SockErrors \"on\"): %w", err)
@@ -224,6 +224,7 @@ func (m *Monitor) applySockLocked(e sockwatch.Event) {
 	ex.Cause = m.correlateLocked(e.Time, class, &ex)
 	m.stats.Reports[class][ex.Cause]++
 	m.stats.SockErrors++
+	m.sockProcs.add(e.Comm, ex.Cause)
 	fields := []zap.Field{zap.String("source", "ebpf"), zap.Uint32("pid", e.PID), zap.String("comm", e.Comm),
 		zap.String("op", e.Op.String())} // errno comes with the explanation
 	if e.Dst.IsValid() {

@@ -9,9 +9,11 @@
 // namespace, cgroup, and the kernel's monotonic timestamp. It filters in the
 // kernel, by errno ([Config.Errnos]) and optionally by process name
 // ([Config.Comms]), so successful calls and uninteresting processes cost no
-// ring-buffer space. The Monitor classifies the events ([Event.Err] works
-// with classify.Classify) and correlates them with link state; this
-// package does neither.
+// ring-buffer space, and optionally in user space by cgroup
+// ([Config.Cgroups]) and destination ([Config.Destinations]); see Filters
+// below. The Monitor classifies the events ([Event.Err] works with
+// classify.Classify) and correlates them with link state; this package
+// does neither.
 //
 // # What is observed
 //
@@ -88,22 +90,46 @@
 // example to parse more of msghdr), C with bpf2go becomes the better
 // trade.
 //
+// # Filters
+//
+// Errnos and Comms are filtered in the kernel: the errno set is a chain of
+// compares emitted into every program, and the process-name filter one
+// hash-map lookup on the thread's comm. Cgroups and Destinations are
+// filtered in user space, in the ring-buffer reader of [Watcher.Run],
+// before an event is delivered; what they reject is counted in
+// [Stats.Filtered], never in Stats.Events. User space was chosen because it
+// is simpler and costs almost nothing where it runs: only failures reach
+// the ring buffer, and a map lookup and a few prefix compares per failure
+// are small next to reading and decoding its record. In the kernel, the
+// destination filter would need an LPM-trie lookup per address family,
+// written in asm, in each program that writes records, and a per-CPU
+// counter to keep Filtered exact; the cgroup filter alone would be one more
+// map lookup, but splitting the two filters between kernel and user space
+// would split their accounting too. The price is ring-buffer space: events
+// that will be filtered out are still queued, so a flood of other failures
+// can fill the buffer and make the kernel drop (and count) events that
+// would have matched. Comms, which runs in the kernel, is the filter to add
+// when the machine has noisy processes.
+//
 // # Ordering, overflow and lifetime
 //
 // Events arrive in the order the kernel queued them in one ring buffer
 // ([Config.RingBufferSize]). A reader that falls behind never slows the
 // applications: the kernel drops new events and counts them, and
-// [Watcher.Stats] reports the count, so Events + Dropped is every failure
-// that passed the filters. [Watcher.Run] owns the Events channel and closes
-// it when it returns; [Watcher.Close] detaches every program and unloads
-// every map (the kernel frees the last of them after an RCU grace period).
+// [Watcher.Stats] reports the count, so Events + Filtered + Dropped is
+// every failure that passed the in-kernel filters. [Watcher.Run] owns the
+// Events channel and closes it when it returns; [Watcher.Close] detaches
+// every program and unloads every map (the kernel frees the last of them
+// after an RCU grace period).
 //
 // # Limitations
 //
 //   - Asynchronous errors of sockets that never went through TCP connect
 //     while the Watcher ran (accepted connections, connected UDP sockets,
-//     connections opened before New) have PID 0 and no name, and are
-//     dropped when [Config.Comms] is set.
+//     connections opened before New) have PID 0, no name and no cgroup,
+//     and are dropped when [Config.Comms] or [Config.Cgroups] is set.
+//   - [Config.Cgroups] matches the cgroup a process is in, not the
+//     cgroups above it: naming a slice does not select the services in it.
 //   - With SyscallTracing, a connected UDP socket that gets an ICMP
 //     unreachable produces two events: the asynchronous one (PID 0) and the
 //     ECONNREFUSED its next send returns (no destination, since a send on a

@@ -53,6 +53,11 @@ type harness struct {
 	w      *Watcher
 	comm   string
 	events <-chan Event
+	// stop stops the Watcher, waits for Run to return (checking that it
+	// returned cleanly) and returns the events still buffered. Stats are
+	// final afterwards. attach calls it at the end of the test too; only
+	// the first call does anything.
+	stop func() []Event
 }
 
 // uniqueComm returns a thread name no other test uses (at most 15 bytes).
@@ -77,14 +82,20 @@ func attach(t *testing.T, cfg Config) *harness {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-		for range h.events { // Run closed it; drain what was buffered
-		}
-	})
+	var once sync.Once
+	h.stop = func() (rest []Event) {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Run: %v", err)
+			}
+			for ev := range h.events { // Run closed it; drain what was buffered
+				rest = append(rest, ev)
+			}
+		})
+		return rest
+	}
+	t.Cleanup(func() { h.stop() })
 	return h
 }
 
@@ -199,22 +210,32 @@ func selfCgroupID(t *testing.T) uint64 {
 			path = p
 		}
 	}
+	for _, mnt := range cgroup2Mounts() {
+		var st unix.Stat_t
+		if err := unix.Stat(filepath.Join(mnt, path), &st); err == nil {
+			return st.Ino
+		}
+	}
+	return 0
+}
+
+// cgroup2Mounts returns the mount points of the cgroup v2 hierarchy
+// (/sys/fs/cgroup, or /sys/fs/cgroup/unified on hybrid systems).
+func cgroup2Mounts() []string {
 	mounts, err := os.Open("/proc/self/mounts")
 	if err != nil {
-		return 0
+		return nil
 	}
 	defer mounts.Close()
+	var out []string
 	sc := bufio.NewScanner(mounts)
 	for sc.Scan() {
 		f := strings.Fields(sc.Text())
 		if len(f) > 2 && f[2] == "cgroup2" {
-			var st unix.Stat_t
-			if err := unix.Stat(filepath.Join(f[1], path), &st); err == nil {
-				return st.Ino
-			}
+			out = append(out, f[1])
 		}
 	}
-	return 0
+	return out
 }
 
 // syscallEvent is the event a failed syscall on this thread should produce.

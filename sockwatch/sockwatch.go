@@ -56,6 +56,31 @@ type Config struct {
 	// connecting thread had when it called connect.
 	Comms []string
 
+	// Cgroups limits events to processes in one of these cgroups, given by
+	// cgroup v2 ID: the inode number of the cgroup directory (stat -c %i
+	// /sys/fs/cgroup/system.slice/robot.service), which is what
+	// bpf_get_current_cgroup_id returns and [Event.Cgroup] holds. A
+	// process matches only the cgroup it is in itself, not the cgroups
+	// above it: name the leaf (the service, the container's scope). For
+	// asynchronous errors the cgroup is the one the connecting thread was
+	// in when it called connect; events whose cgroup is unknown (PID 0)
+	// never match. nil means every cgroup; 0 is not a valid entry.
+	//
+	// Unlike Comms, this filter runs in user space, in [Watcher.Run],
+	// before an event is delivered: events it rejects are counted in
+	// [Stats.Filtered], and they do use ring-buffer space.
+	Cgroups []uint64
+
+	// Destinations limits events to those whose destination is in one of
+	// these prefixes (a single host is a /32 or /128). An IPv4-mapped
+	// IPv6 destination (::ffff:10.0.0.5) is matched as the IPv4 address it
+	// carries. Events without a destination (a send on a connected socket
+	// with syscall tracing) never match. nil or empty means every
+	// destination. Like Cgroups, it runs in user space and what it rejects
+	// is counted in [Stats.Filtered]. When both are set an event must
+	// match both.
+	Destinations []netip.Prefix
+
 	// SyscallTracing also attaches a program to the raw tracepoint
 	// sys_exit that reports failed connect(2), sendto(2) and sendmsg(2):
 	// synchronous failures such as ENETUNREACH when no route matches, or a
@@ -123,6 +148,11 @@ func (cfg Config) validate() (Config, error) {
 			return cfg, fmt.Errorf("sockwatch: Config.Comms entry %q: want 1 to %d bytes", c, commLen-1)
 		}
 	}
+	dsts, err := validateFilter(cfg)
+	if err != nil {
+		return cfg, err
+	}
+	cfg.Destinations = dsts
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
@@ -224,9 +254,14 @@ type Stats struct {
 	// Events is the number of events delivered on [Watcher.Events].
 	Events uint64
 	// Dropped is the number of events the kernel could not queue because
-	// the ring buffer was full. Events + Dropped is every failure that
-	// passed the filters.
+	// the ring buffer was full. Events + Filtered + Dropped is every
+	// failure that passed the in-kernel filters ([Config.Errnos] and
+	// [Config.Comms]).
 	Dropped uint64
+	// Filtered is the number of events read from the ring buffer and not
+	// delivered because they did not match [Config.Cgroups] or
+	// [Config.Destinations].
+	Filtered uint64
 	// Malformed is the number of ring-buffer records that could not be
 	// decoded (a bug, never expected).
 	Malformed uint64

@@ -25,6 +25,7 @@ type watcher struct {
 	boot   time.Time // wall-clock time at which CLOCK_MONOTONIC was 0
 	events chan Event
 	done   chan struct{} // closed by close, to stop a Run blocked on events
+	filter filter        // Config.Cgroups and Config.Destinations, applied by run
 
 	// Set by newWatcher and released by close (under mu); links is also
 	// toggled by the overhead benchmark through detach and attach.
@@ -34,6 +35,7 @@ type watcher struct {
 	drops  *ebpf.Map // per-CPU count of records the ring buffer had no room for
 
 	delivered atomic.Uint64
+	filtered  atomic.Uint64
 	malformed atomic.Uint64
 
 	mu       sync.Mutex // guards the fields below
@@ -58,7 +60,8 @@ func newWatcher(cfg Config) (_ *watcher, err error) {
 
 	// The channel buffer only smooths hand-off to the consumer; the ring
 	// buffer is where bursts are absorbed (and counted when it overflows).
-	w := &watcher{cfg: cfg, log: cfg.Logger, events: make(chan Event, 64), done: make(chan struct{}), boot: bootTime()}
+	w := &watcher{cfg: cfg, log: cfg.Logger, events: make(chan Event, 64), done: make(chan struct{}), boot: bootTime(),
+		filter: newFilter(cfg)}
 	defer func() {
 		if err != nil {
 			w.release()
@@ -94,7 +97,8 @@ func newWatcher(cfg Config) (_ *watcher, err error) {
 	}
 	w.log.Info("sockwatch attached",
 		zap.Int("programs", len(w.links)), zap.Bool("syscall_tracing", cfg.SyscallTracing),
-		zap.Strings("comms", cfg.Comms), zap.Int("ring_buffer_bytes", cfg.RingBufferSize))
+		zap.Strings("comms", cfg.Comms), zap.Uint64s("cgroups", cfg.Cgroups), zap.Stringers("destinations", cfg.Destinations),
+		zap.Int("ring_buffer_bytes", cfg.RingBufferSize))
 	return w, nil
 }
 
@@ -218,6 +222,10 @@ func (w *watcher) run(ctx context.Context) error {
 			w.log.Error("sockwatch: malformed record", zap.Error(err))
 			continue
 		}
+		if !w.filter.match(ev) {
+			w.filtered.Add(1)
+			continue
+		}
 		select {
 		case w.events <- ev:
 			w.delivered.Add(1)
@@ -232,7 +240,7 @@ func (w *watcher) run(ctx context.Context) error {
 // stats reads the counters. After close the maps are gone, so the drop
 // count read just before is returned instead.
 func (w *watcher) stats() Stats {
-	s := Stats{Events: w.delivered.Load(), Malformed: w.malformed.Load()}
+	s := Stats{Events: w.delivered.Load(), Filtered: w.filtered.Load(), Malformed: w.malformed.Load()}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.closed {
@@ -275,7 +283,8 @@ func (w *watcher) close() error {
 	if d := w.lastDrop; d > 0 {
 		w.log.Warn("sockwatch: ring buffer overflowed", zap.Uint64("dropped", d))
 	}
-	w.log.Info("sockwatch detached", zap.Uint64("events", w.delivered.Load()), zap.Uint64("dropped", w.lastDrop))
+	w.log.Info("sockwatch detached", zap.Uint64("events", w.delivered.Load()), zap.Uint64("filtered", w.filtered.Load()),
+		zap.Uint64("dropped", w.lastDrop))
 	return w.closeErr
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -37,6 +38,22 @@ func TestRunExitCodes(t *testing.T) {
 		// namespace has lo.
 		{name: "unknown interface", args: []string{"status", "--iface", "nosuch0"}, want: exitUsage, wantStderr: []string{`netmon status: --iface "nosuch0": no such interface; interfaces here: `, "lo"}},
 		{name: "unknown interface watch", args: []string{"watch", "--iface", "nosuch0"}, want: exitUsage, wantStderr: []string{`--iface "nosuch0": no such interface`}},
+		{name: "sockerr flags help", args: []string{"watch", "-h"}, want: exitOK, wantStderr: []string{"-sockerr-cgroup PATH", "-sockerr-dst PREFIX", "-sockerr-comm NAME"}},
+		{name: "bad prefix length", args: []string{"watch", "--sockerr-dst", "10.0.0.0/33"}, want: exitUsage,
+			wantStderr: []string{`invalid value "10.0.0.0/33" for flag -sockerr-dst: want an IP prefix such as 10.0.0.0/8 or 2001:db8::/32, or an address`, "usage: netmon watch"}},
+		{name: "dst not an address", args: []string{"watch", "--sockerr-dst=robot.local"}, want: exitUsage,
+			wantStderr: []string{`invalid value "robot.local" for flag -sockerr-dst: want an IP prefix`}},
+		{name: "dst with zone", args: []string{"watch", "--sockerr-dst", "fe80::1%eth0"}, want: exitUsage,
+			wantStderr: []string{`invalid value "fe80::1%eth0" for flag -sockerr-dst: want an IP prefix`, "without a zone"}},
+		{name: "second dst bad", args: []string{"watch", "--sockerr-dst", "192.0.2.1", "--sockerr-dst", "2001:db8::/129"}, want: exitUsage,
+			wantStderr: []string{`invalid value "2001:db8::/129" for flag -sockerr-dst`}},
+		{name: "empty cgroup", args: []string{"watch", "--sockerr-cgroup="}, want: exitUsage, wantStderr: []string{`invalid value "" for flag -sockerr-cgroup: empty value`}},
+		// Cgroup paths are checked after parsing: one line naming the flag
+		// and the path, before watching starts.
+		{name: "missing cgroup", args: []string{"watch", "--sockerr-cgroup", "/nonexistent/robot.service"}, want: exitUsage,
+			wantStderr: []string{"netmon watch: --sockerr-cgroup /nonexistent/robot.service: " + onLinux("no such file or directory")}},
+		{name: "not a cgroup", args: []string{"watch", "--sockerr-cgroup", "/"}, want: exitUsage,
+			wantStderr: []string{"netmon watch: --sockerr-cgroup /: " + onLinux("not a cgroup v2 directory")}},
 		{name: "version", args: []string{"version"}, want: exitOK, wantStdout: []string{"netmon ", "go1."}},
 		{name: "version stray", args: []string{"version", "x"}, want: exitUsage},
 	}
@@ -92,5 +109,27 @@ func TestMetricsAddrInUse(t *testing.T) {
 	}
 	if stdout.Len() != 0 {
 		t.Errorf("stdout = %q, want nothing: watching must not start", stdout.String())
+	}
+}
+
+// onLinux returns s on Linux and "" elsewhere, for the part of a message
+// that only Linux gives (other systems have no cgroups).
+func onLinux(s string) string {
+	if runtime.GOOS != "linux" {
+		return ""
+	}
+	return s
+}
+
+func TestPrefixListFlag(t *testing.T) {
+	var l prefixList
+	for _, v := range []string{"10.0.0.0/8", "192.0.2.1", "2001:db8::/32", "2001:db8::1", "10.1.2.3/16"} {
+		if err := l.Set(v); err != nil {
+			t.Fatalf("Set(%q): %v", v, err)
+		}
+	}
+	want := "10.0.0.0/8,192.0.2.1/32,2001:db8::/32,2001:db8::1/128,10.1.2.3/16"
+	if got := l.String(); got != want {
+		t.Errorf("String() = %q, want %q", got, want)
 	}
 }

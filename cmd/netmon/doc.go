@@ -27,7 +27,8 @@
 //	0  success: watch ended by a signal, status up or degraded, wait-online online
 //	1  down (status), timeout (wait-online), or a failure while running
 //	2  usage error: unknown flag or command, malformed value, unknown interface,
-//	   a metrics address that cannot be bound
+//	   a metrics address that cannot be bound, a --sockerr-cgroup that is not a
+//	   cgroup v2 directory
 //
 // # Privileges
 //

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"net"
+	"net/netip"
 	"os"
 	"path"
 	"slices"
@@ -25,6 +27,53 @@ func (l *stringList) Set(v string) error {
 		return errors.New("empty value")
 	}
 	*l = append(*l, v)
+	return nil
+}
+
+// prefixList is a repeatable flag of IP prefixes: --sockerr-dst 10.0.0.0/8
+// --sockerr-dst 2001:db8::1. A bare address is the prefix of that one host
+// (/32 or /128).
+type prefixList []netip.Prefix
+
+func (l *prefixList) String() string {
+	s := make([]string, len(*l))
+	for i, p := range *l {
+		s[i] = p.String()
+	}
+	return strings.Join(s, ",")
+}
+
+func (l *prefixList) Set(v string) error {
+	const want = "want an IP prefix such as 10.0.0.0/8 or 2001:db8::/32, or an address"
+	if strings.Contains(v, "/") {
+		p, err := netip.ParsePrefix(v)
+		if err != nil {
+			return errors.New(want)
+		}
+		*l = append(*l, p)
+		return nil
+	}
+	a, err := netip.ParseAddr(v)
+	if err != nil || a.Zone() != "" {
+		return errors.New(want + " (without a zone)")
+	}
+	*l = append(*l, netip.PrefixFrom(a, a.BitLen()))
+	return nil
+}
+
+// checkCgroups returns a usageError naming the first --sockerr-cgroup
+// that is not a cgroup v2 directory, and why. netmon.New checks the same;
+// this message names the flag.
+func checkCgroups(paths []string) error {
+	for _, p := range paths {
+		if _, err := netmon.CgroupID(p); err != nil {
+			var pe *fs.PathError
+			if errors.As(err, &pe) {
+				err = pe.Err
+			}
+			return usageError{fmt.Errorf("--sockerr-cgroup %s: %w", p, err)}
+		}
+	}
 	return nil
 }
 

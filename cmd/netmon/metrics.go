@@ -21,14 +21,16 @@ type source interface {
 	Snapshot() netmon.Snapshot
 	Stats() netmon.Stats
 	GateStats() gate.Stats
+	SockErrorsByProcess() []netmon.ProcessErrors
 }
 
 // monitorSource adapts a Monitor to source.
 type monitorSource struct{ m *netmon.Monitor }
 
-func (s monitorSource) Snapshot() netmon.Snapshot { return s.m.Snapshot() }
-func (s monitorSource) Stats() netmon.Stats       { return s.m.Stats() }
-func (s monitorSource) GateStats() gate.Stats     { return s.m.Gate().Stats() }
+func (s monitorSource) Snapshot() netmon.Snapshot                   { return s.m.Snapshot() }
+func (s monitorSource) Stats() netmon.Stats                         { return s.m.Stats() }
+func (s monitorSource) GateStats() gate.Stats                       { return s.m.Gate().Stats() }
+func (s monitorSource) SockErrorsByProcess() []netmon.ProcessErrors { return s.m.SockErrorsByProcess() }
 
 // metrics is netmon's Prometheus collector. Gauges and the Monitor's own
 // counters are read from the Monitor when Prometheus scrapes, so they are
@@ -83,7 +85,8 @@ func newMetrics(src source) *metrics {
 		downTime: prometheus.NewDesc("netmon_down_seconds_total",
 			"Total duration of the outages that ended.", nil, nil),
 		sockErrs: prometheus.NewDesc("netmon_socket_errors_total",
-			"Failed socket operations observed with eBPF.", nil, nil),
+			"Failed socket operations observed with eBPF, by process name (comm; \"\" when the process is unknown, \"other\" beyond the first 64 names) and by what the network was doing.",
+			[]string{"comm", "cause"}, nil),
 		sockDrops: prometheus.NewDesc("netmon_socket_errors_dropped_total",
 			"Failed socket operations lost because the eBPF ring buffer was full.", nil, nil),
 	}
@@ -148,7 +151,9 @@ func (x *metrics) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(x.gaps, prometheus.CounterValue, float64(st.Gaps))
 	ch <- prometheus.MustNewConstMetric(x.downTime, prometheus.CounterValue, st.DownTime.Seconds())
-	ch <- prometheus.MustNewConstMetric(x.sockErrs, prometheus.CounterValue, float64(st.SockErrors))
+	for _, p := range x.src.SockErrorsByProcess() {
+		ch <- prometheus.MustNewConstMetric(x.sockErrs, prometheus.CounterValue, float64(p.Count), p.Comm, p.Cause.String())
+	}
 	ch <- prometheus.MustNewConstMetric(x.sockDrops, prometheus.CounterValue, float64(st.SockErrorsDropped))
 }
 

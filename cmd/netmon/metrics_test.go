@@ -22,11 +22,13 @@ type fakeSource struct {
 	snap  netmon.Snapshot
 	stats netmon.Stats
 	gate  gate.Stats
+	procs []netmon.ProcessErrors
 }
 
-func (f fakeSource) Snapshot() netmon.Snapshot { return f.snap }
-func (f fakeSource) Stats() netmon.Stats       { return f.stats }
-func (f fakeSource) GateStats() gate.Stats     { return f.gate }
+func (f fakeSource) Snapshot() netmon.Snapshot                   { return f.snap }
+func (f fakeSource) Stats() netmon.Stats                         { return f.stats }
+func (f fakeSource) GateStats() gate.Stats                       { return f.gate }
+func (f fakeSource) SockErrorsByProcess() []netmon.ProcessErrors { return f.procs }
 
 func testSource() fakeSource {
 	var st netmon.Stats
@@ -48,6 +50,13 @@ func testSource() fakeSource {
 		},
 		stats: st,
 		gate:  gate.Stats{HeldNow: 4, Holds: 9},
+		// They add up to st.SockErrors, as the Monitor's do.
+		procs: []netmon.ProcessErrors{
+			{Comm: "", Cause: netmon.CausePeer, Count: 1},
+			{Comm: netmon.OtherComm, Cause: netmon.CauseUnexplained, Count: 2},
+			{Comm: "python3", Cause: netmon.CauseLinkDown, Count: 3},
+			{Comm: "python3", Cause: netmon.CauseDHCPRenewing, Count: 1},
+		},
 	}
 }
 
@@ -110,7 +119,10 @@ func TestMetricsFromMonitor(t *testing.T) {
 		"netmon_send_errors_total{cause=link-down,class=network} 3",
 		"netmon_send_errors_total{cause=peer,class=connection} 1",
 		"netmon_socket_errors_dropped_total{} 2",
-		"netmon_socket_errors_total{} 7",
+		"netmon_socket_errors_total{cause=dhcp-renewing,comm=python3} 1",
+		"netmon_socket_errors_total{cause=link-down,comm=python3} 3",
+		"netmon_socket_errors_total{cause=peer,comm=} 1",
+		"netmon_socket_errors_total{cause=unexplained,comm=other} 2",
 		"netmon_state_since_timestamp_seconds{} 1700000000.5",
 		"netmon_state{state=degraded} 1",
 		"netmon_state{state=down} 0",
@@ -143,6 +155,7 @@ func TestMetricsServe(t *testing.T) {
 		`netmon_state{state="degraded"} 1`,
 		`netmon_wifi_signal_dbm{iface="wlan0"} -78`,
 		"# TYPE netmon_send_errors_total counter",
+		`netmon_socket_errors_total{cause="link-down",comm="python3"} 3`,
 		"# TYPE netmon_outage_duration_seconds histogram",
 		"go_goroutines ",
 	} {

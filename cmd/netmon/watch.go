@@ -28,6 +28,10 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	sockSyscalls := fs.Bool("sockerr-syscalls", false, "also trace connect/sendto/sendmsg exits, to see errors returned at once (ENETUNREACH from a UDP send or a connect); costs up to 25% on sends and 2.6x on failing connects, so off by default")
 	var sockComms stringList
 	fs.Var(&sockComms, "sockerr-comm", "trace only processes with this `NAME` (the kernel's comm, 15 bytes at most); repeatable (default: every process)")
+	var sockCgroups stringList
+	fs.Var(&sockCgroups, "sockerr-cgroup", "trace only processes in the cgroup v2 directory `PATH`, e.g. /sys/fs/cgroup/system.slice/robot.service (processes in that cgroup itself, not in cgroups below it); repeatable (default: every cgroup)")
+	var sockDsts prefixList
+	fs.Var(&sockDsts, "sockerr-dst", "trace only failures towards `PREFIX`, e.g. 10.0.0.0/8 or 2001:db8::/32; an address means that host; repeatable (default: every destination)")
 	format := choice{v: "console", allowed: []string{"console", "json"}}
 	fs.Var(&format, "log-format", "output format: `console|json`; json writes one object per line (the JSON-lines contract)")
 	level := zapcore.InfoLevel
@@ -46,6 +50,9 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if *wifiPoll <= 0 {
 		fmt.Fprintf(stderr, "netmon watch: --wifi-poll %v: want a positive duration\n", *wifiPoll)
 		return exitUsage
+	}
+	if err := checkCgroups(sockCgroups); err != nil {
+		return fail(stderr, "watch", err)
 	}
 
 	log, err := newLogger(format.v, level, stdout)
@@ -67,6 +74,8 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	o.SockErrors = sockerr.v
 	o.SockSyscalls = *sockSyscalls
 	o.SockComms = sockComms
+	o.SockCgroups = sockCgroups
+	o.SockDestinations = sockDsts
 	m, err := newMonitor(o)
 	if err != nil {
 		return fail(stderr, "watch", err)
