@@ -3,12 +3,15 @@ package netmon
 import (
 	"bufio"
 	"context"
+	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/seed-a56be422/netmon/internal/netnstest"
+	"golang.org/x/sys/unix"
 )
 
 // BenchmarkDetectionLatency measures, in a namespace with the real kernel,
@@ -121,4 +124,104 @@ func BenchmarkDetectionLatency(b *testing.B) {
 	b.ReportMetric(pct(ours, 0.5), "gate-p50-µs")
 	b.ReportMetric(pct(ours, 0.99), "gate-p99-µs")
 	b.ReportMetric(pct(ipmon, 0.5), "ipmonitor-p50-µs")
+}
+
+// BenchmarkSockErrLatency measures, with the real kernel and a Monitor
+// running eBPF (SockSyscalls on), the time from a failing sendto's return
+// in a process (ENETUNREACH: the watched namespace has no route) to the Monitor's sockerr event reaching a subscriber:
+// eBPF, the ring buffer, sockwatch's reader, the Monitor's fold and its
+// events channel. It reports the median and p99 as custom metrics.
+func BenchmarkSockErrLatency(b *testing.B) {
+	a := netnstest.New(b) // loopback only: no route to 192.0.2.1
+	m, err := New(Options{NetNS: a.Handle, Wifi: "off", DHCP: "off", SockErrors: "on", SockSyscalls: true,
+		SendErrorThreshold: -1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	events := m.Events()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	arrived := make(chan time.Time, 1024)
+	drained := make(chan struct{})
+	go func() {
+		defer close(drained)
+		for ev := range events {
+			if ev.Kind == EventSockErr {
+				arrived <- time.Now()
+			}
+		}
+	}()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil && ctx.Err() == nil {
+			b.Error(err)
+		}
+		<-drained
+	}()
+
+	var lat []time.Duration
+	err = a.Do(func() error {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		dst := &unix.SockaddrInet4{Addr: [4]byte{192, 0, 2, 1}, Port: 9}
+		send := func() (time.Time, error) {
+			if err := unix.Sendto(fd, []byte("x"), 0, dst); !errors.Is(err, unix.ENETUNREACH) {
+				return time.Time{}, fmt.Errorf("sendto = %v, want ENETUNREACH", err)
+			}
+			return time.Now(), nil
+		}
+		wait := func() (time.Time, error) {
+			select {
+			case t := <-arrived:
+				return t, nil
+			case <-time.After(10 * time.Second):
+				return time.Time{}, errors.New("no sockerr event within 10s (is the tracer attached?)")
+			}
+		}
+		// The tracer attaches while Run starts: send until one failure
+		// comes through, under one deadline.
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			if _, err := send(); err != nil {
+				return err
+			}
+			select {
+			case <-arrived:
+			case <-time.After(50 * time.Millisecond):
+				if time.Now().After(deadline) {
+					return errors.New("the Monitor reported no sockerr event within 20s")
+				}
+				continue
+			}
+			break
+		}
+		for len(arrived) > 0 {
+			<-arrived
+		}
+		b.ResetTimer()
+		for b.Loop() {
+			t0, err := send()
+			if err != nil {
+				return err
+			}
+			t1, err := wait()
+			if err != nil {
+				return err
+			}
+			lat = append(lat, t1.Sub(t0))
+		}
+		b.StopTimer()
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	slices.Sort(lat)
+	pct := func(p float64) float64 { return float64(lat[int(float64(len(lat)-1)*p)].Microseconds()) }
+	b.ReportMetric(pct(0.5), "p50-µs")
+	b.ReportMetric(pct(0.99), "p99-µs")
 }
