@@ -85,6 +85,20 @@ func watchWith(t *testing.T, ns *netnstest.NS, cfg Config, setup func(*Watcher))
 	return r
 }
 
+// readBaseline reads w's first event, with one deadline, and fails t
+// unless it is the Baseline.
+func readBaseline(t *testing.T, w *Watcher) {
+	t.Helper()
+	select {
+	case ev := <-w.Events():
+		if _, ok := ev.(Baseline); !ok {
+			t.Fatalf("first event %T, want Baseline", ev)
+		}
+	case <-time.After(waitTime):
+		t.Fatalf("no baseline within %v", waitTime)
+	}
+}
+
 // waitFor waits, with one deadline, for the first event from the cursor on
 // that satisfies match, moves the cursor past it and returns it with the
 // events seen before it.

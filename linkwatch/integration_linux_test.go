@@ -431,14 +431,7 @@ func TestIntegrationRereadGivesUp(t *testing.T) {
 	w.failDump = hook
 	runErr := make(chan error, 1)
 	go func() { runErr <- w.Run(context.Background()) }()
-	select {
-	case ev := <-w.Events():
-		if _, ok := ev.(Baseline); !ok {
-			t.Fatalf("first event %T, want Baseline", ev)
-		}
-	case <-time.After(waitTime):
-		t.Fatalf("no baseline within %v", waitTime)
-	}
+	readBaseline(t, w)
 	arm(1000)
 	a.IP("link", "set", "va", "name", "wl0")
 	go func() {

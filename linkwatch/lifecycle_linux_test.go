@@ -105,14 +105,7 @@ func TestIntegrationStopWithStalledConsumer(t *testing.T) {
 	// The baseline first: it proves the socket is subscribed, so every
 	// address added below makes an event (added earlier, they would all
 	// fold into the baseline and the channel would never fill).
-	select {
-	case ev := <-w.Events():
-		if _, ok := ev.(Baseline); !ok {
-			t.Fatalf("first event %T, want Baseline", ev)
-		}
-	case <-time.After(waitTime):
-		t.Fatalf("no baseline within %v", waitTime)
-	}
+	readBaseline(t, w)
 	var batch strings.Builder
 	for i := range 2 * EventBuffer {
 		fmt.Fprintf(&batch, "addr add 10.8.%d.%d/32 dev va\n", i/250, i%250)
