@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -277,6 +278,12 @@ func TestIntegrationMonitorWifiDisconnectBeatsCarrier(t *testing.T) {
 	fake := wifiwatchtest.New()
 	r := newRigWifi(t, Options{WifiPollInterval: time.Hour}, fake)
 	r.waitState(t, Up, ReasonNone)
+	// The Wi-Fi watcher joins the nl80211 multicast groups before its
+	// first read, so its baseline proves a disconnect sent now is heard
+	// (sent earlier, it would reach nobody, and with hourly polls it would
+	// never be noticed: the failure CI once saw).
+	for ev := r.waitKind(t, EventWifi); !strings.HasPrefix(ev.Msg, "Wi-Fi baseline"); ev = r.waitKind(t, EventWifi) {
+	}
 	idx := 0
 	for _, is := range r.m.Snapshot().Interfaces {
 		if is.Name == "va" {
