@@ -240,7 +240,11 @@ func TestStateUsable(t *testing.T) {
 		{"link-local address only", func(s *State) { s.Addrs[0].Scope = 253 }, false},
 		{"deprecated address still works", func(s *State) { s.Addrs[0].Flags = unix.IFA_F_DEPRECATED }, true},
 		{"no default route", func(s *State) { s.Routes = nil }, false},
-		{"route flagged linkdown", func(s *State) { s.Routes[0].LinkDown = true }, false},
+		{"stale linkdown flag on a link with carrier", func(s *State) { s.Routes[0].LinkDown = true }, true},
+		{"linkdown route, no carrier", func(s *State) {
+			s.Routes[0].LinkDown = true
+			s.Links[3] = with(wlan, func(l *Link) { l.Carrier = false; l.Oper = OperDown })
+		}, false},
 		{"route through another interface", func(s *State) { s.Routes[0].Index = 4 }, false},
 	}
 	for _, tt := range tests {

@@ -89,8 +89,11 @@ func (l Link) Up() bool {
 
 // Usable reports whether traffic can leave through the interface with this
 // index: the link is [Link.Up] (which includes carrier), it has a usable
-// global address ([Addr.Usable]) and a default route leaves through it
-// that the kernel does not mark linkdown.
+// global address ([Addr.Usable]) and a default route leaves through it.
+// A route's linkdown flag is not consulted: the kernel sets it while the
+// link has no carrier (which Up already rules out) and clears it without
+// a message when the carrier returns, so once the link is up the flag
+// is at most a stale copy until linkwatch re-reads the routes.
 func (s State) Usable(index int) bool {
 	l, ok := s.Links[index]
 	if !ok || !l.Up() {
@@ -110,7 +113,7 @@ func (s State) hasUsableAddr(index int) bool {
 
 func (s State) hasDefaultRoute(index int) bool {
 	for _, r := range s.Routes {
-		if r.Index == index && r.Default() && !r.LinkDown {
+		if r.Index == index && r.Default() {
 			return true
 		}
 	}
