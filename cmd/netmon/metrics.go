@@ -43,8 +43,8 @@ type metrics struct {
 	flaps  *prometheus.CounterVec
 	outage prometheus.Histogram
 
-	state, since, carrier, usable, signal, leaseLeft          *prometheus.Desc
-	held, holds, reports, gaps, downTime, sockErrs, sockDrops *prometheus.Desc
+	state, since, carrier, usable, signal, leaseLeft                        *prometheus.Desc
+	held, holds, reports, gaps, downTime, sockErrs, sockDrops, sockFiltered *prometheus.Desc
 }
 
 // newMetrics returns the collectors for src.
@@ -87,6 +87,8 @@ func newMetrics(src source) *metrics {
 		sockErrs: prometheus.NewDesc("netmon_socket_errors_total",
 			"Failed socket operations observed with eBPF, by process name (comm; \"\" when the process is unknown, \"other\" beyond the first 64 names) and by what the network was doing.",
 			[]string{"comm", "cause"}, nil),
+		sockFiltered: prometheus.NewDesc("netmon_socket_errors_filtered_total",
+			"Failed socket operations left out by the --sockerr-cgroup and --sockerr-dst filters.", nil, nil),
 		sockDrops: prometheus.NewDesc("netmon_socket_errors_dropped_total",
 			"Failed socket operations lost because the eBPF ring buffer was full.", nil, nil),
 	}
@@ -103,7 +105,7 @@ func (x *metrics) Describe(ch chan<- *prometheus.Desc) {
 	x.flaps.Describe(ch)
 	x.outage.Describe(ch)
 	for _, d := range []*prometheus.Desc{x.state, x.since, x.carrier, x.usable, x.signal, x.leaseLeft,
-		x.held, x.holds, x.reports, x.gaps, x.downTime, x.sockErrs, x.sockDrops} {
+		x.held, x.holds, x.reports, x.gaps, x.downTime, x.sockErrs, x.sockDrops, x.sockFiltered} {
 		ch <- d
 	}
 }
@@ -155,6 +157,7 @@ func (x *metrics) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(x.sockErrs, prometheus.CounterValue, float64(p.Count), p.Comm, p.Cause.String())
 	}
 	ch <- prometheus.MustNewConstMetric(x.sockDrops, prometheus.CounterValue, float64(st.SockErrorsDropped))
+	ch <- prometheus.MustNewConstMetric(x.sockFiltered, prometheus.CounterValue, float64(st.SockErrorsFiltered))
 }
 
 func b2f(b bool) float64 {

@@ -36,7 +36,7 @@ func testSource() fakeSource {
 	st.Reports[classify.Connection][netmon.CausePeer] = 1
 	st.Gaps = 2
 	st.DownTime = 1500 * time.Millisecond
-	st.SockErrors, st.SockErrorsDropped = 7, 2
+	st.SockErrors, st.SockErrorsDropped, st.SockErrorsFiltered = 7, 2, 3
 	return fakeSource{
 		snap: netmon.Snapshot{
 			State: netmon.Degraded, Reason: netmon.ReasonWeakSignal, Iface: "wlan0",
@@ -119,6 +119,7 @@ func TestMetricsFromMonitor(t *testing.T) {
 		"netmon_send_errors_total{cause=link-down,class=network} 3",
 		"netmon_send_errors_total{cause=peer,class=connection} 1",
 		"netmon_socket_errors_dropped_total{} 2",
+		"netmon_socket_errors_filtered_total{} 3",
 		"netmon_socket_errors_total{cause=dhcp-renewing,comm=python3} 1",
 		"netmon_socket_errors_total{cause=link-down,comm=python3} 3",
 		"netmon_socket_errors_total{cause=peer,comm=} 1",
