@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/seed-a56be422/netmon/classify"
+	"github.com/seed-a56be422/netmon/dhcpwatch"
 	"github.com/seed-a56be422/netmon/linkwatch"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -496,4 +497,19 @@ func TestReportEventCarriesSockerrContract(t *testing.T) {
 	if n := strings.Count(line, `"errno"`); n != 1 {
 		t.Fatalf("errno appears %d times: %s", n, line)
 	}
+}
+
+// TestOptionsDHCPTracker: an invalid tracker setting is an error naming
+// the option; a valid one, with custom lease files, is accepted.
+func TestOptionsDHCPTracker(t *testing.T) {
+	_, err := New(Options{DHCPTracker: dhcpwatch.Config{BlipWindow: -time.Second}, Wifi: "off", SockErrors: "off"})
+	if err == nil || !strings.Contains(err.Error(), "Options.DHCPTracker") || !strings.Contains(err.Error(), "BlipWindow") {
+		t.Fatalf("New: %v, want an error naming Options.DHCPTracker and BlipWindow", err)
+	}
+	m, err := New(Options{DHCPTracker: dhcpwatch.Config{IPv6: true}, Wifi: "off", SockErrors: "off",
+		LeaseFiles: []dhcpwatch.FilePattern{{Glob: t.TempDir() + "/*.leases", Kind: dhcpwatch.Dhclient}}})
+	if err != nil {
+		t.Fatalf("New with a valid tracker and lease files: %v", err)
+	}
+	m.gate.Shutdown()
 }

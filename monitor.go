@@ -173,10 +173,10 @@ func New(o Options) (*Monitor, error) {
 	}
 	m.wifiNote, m.sockNote = watcherNote(o.Wifi), watcherNote(o.SockErrors)
 	if o.DHCP != "off" {
-		m.dhcp = dhcpwatch.NewTracker(dhcpwatch.Config{})
+		m.dhcp = dhcpwatch.NewTracker(o.DHCPTracker)
 		if o.NetNS == 0 {
 			// Lease files describe this namespace's clients only.
-			if m.leaseFiles, err = dhcpwatch.NewLeaseFiles(dhcpwatch.FilesConfig{Logger: o.Logger.Named("dhcpwatch")}); err != nil {
+			if m.leaseFiles, err = dhcpwatch.NewLeaseFiles(dhcpwatch.FilesConfig{Patterns: o.LeaseFiles, Logger: o.Logger.Named("dhcpwatch")}); err != nil {
 				return nil, fmt.Errorf("netmon: %w", err)
 			}
 		}

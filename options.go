@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/seed-a56be422/netmon/dhcpwatch"
 	"github.com/seed-a56be422/netmon/gate"
 	"github.com/seed-a56be422/netmon/wifiwatch"
 	"github.com/vishvananda/netns"
@@ -75,6 +76,15 @@ type Options struct {
 	// DHCP selects lease tracking: "" or "auto" infers leases from address
 	// lifetimes and reads the usual lease files; "off" disables it.
 	DHCP string
+	// DHCPTracker tunes lease tracking: the blip window, the slack between
+	// sources, and whether IPv6 (DHCPv6, SLAAC) lifetimes are tracked too.
+	// The zero value means dhcpwatch's defaults, IPv4 only.
+	DHCPTracker dhcpwatch.Config
+	// LeaseFiles are the lease files to read, for a client that keeps
+	// them elsewhere (dhclient -lf, a vendor's path). Nil means
+	// dhcpwatch.DefaultFilePatterns. Lease files are read only when the
+	// Monitor watches its own network namespace.
+	LeaseFiles []dhcpwatch.FilePattern
 	// Gate configures the Gate: its default policy (hold, fail fast,
 	// maximum hold), paced release and retry backoff. The Monitor sets
 	// StartClosed (the Gate is closed until the first state is known) and
@@ -158,6 +168,9 @@ func (o Options) withDefaults() (Options, error) {
 		if m.v != "" && m.v != "auto" && m.v != "off" {
 			return o, fmt.Errorf("netmon: Options.%s is %q, want \"auto\" or \"off\"", m.field, m.v)
 		}
+	}
+	if err := o.DHCPTracker.Validate(); err != nil {
+		return o, fmt.Errorf("netmon: Options.DHCPTracker: %w", err)
 	}
 	if o.SockErrors != "" && o.SockErrors != "auto" && o.SockErrors != "on" && o.SockErrors != "off" {
 		return o, fmt.Errorf("netmon: Options.SockErrors is %q, want \"auto\", \"on\" or \"off\"", o.SockErrors)
