@@ -221,12 +221,18 @@ func TestIntegrationDhclientDnsmasq(t *testing.T) {
 		e.Lease.Length < 115*time.Second || e.Lease.Length > 120*time.Second || e.Lease.TimeLeft < 110*time.Second {
 		t.Errorf("acquired: %+v; want bound, from the kernel, with about 120s left", e.Lease)
 	}
-	addr := e.Lease.Addr
+	addr, start := e.Lease.Addr, e.Lease.Start
 
 	t.Log("step: renewal at T1 (20 s)")
 	e = waitEvent(t, evs, Renewed, 30*time.Second)
 	if e.Lease.Addr != addr || e.Lease.Phase != PhaseBound || e.Lease.Length < 115*time.Second {
 		t.Errorf("renewed: %+v; want %s bound for about 120s again", e.Lease, addr)
+	}
+	// The renewed lease starts when the kernel saw the lifetimes reset:
+	// at the server's T1 of 20 s, not at 50% of the lease (60 s) and not
+	// at once. The bounds are wide; they tell T1 apart from the others.
+	if d := e.Lease.Start.Sub(start); d < 15*time.Second || d > 30*time.Second {
+		t.Errorf("renewed %v after the acquisition, want at T1 (20 s)", d)
 	}
 
 	t.Log("step: server stopped")
