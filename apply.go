@@ -33,7 +33,7 @@ func (m *Monitor) applyLinkLocked(ev linkwatch.Event) {
 	case linkwatch.GapEvent:
 		m.stats.Gaps++
 		m.replaceLocked(e.State)
-		m.emitLocked(Event{Kind: EventGap, At: now, Msg: "netlink messages lost; state re-read",
+		m.emitLocked(Event{Kind: EventGap, At: now, Msg: "kernel messages lost or a read failed; state re-read",
 			Fields: []zap.Field{zap.Error(e.Err)}})
 	case linkwatch.LinkEvent:
 		m.applyLinkEventLocked(e)
@@ -259,7 +259,7 @@ func (m *Monitor) applyNeighEventLocked(e linkwatch.NeighEvent) {
 	if !e.Removed {
 		f.neighs = append(f.neighs, n)
 	}
-	if n.Reachable() && m.sends.streak > 0 {
+	if !e.Removed && n.Reachable() && n.Index == m.statusIdx && m.sends.streak > 0 {
 		// The gateway answered: the path works, whatever senders saw.
 		m.sends = sendErrors{}
 	}
@@ -270,6 +270,12 @@ func (m *Monitor) applyNeighEventLocked(e linkwatch.NeighEvent) {
 // evaluateLocked recomputes the state at now and carries out a change:
 // the Gate, the flap journal, the state event.
 func (m *Monitor) evaluateLocked(now time.Time) {
+	if m.done {
+		return // Run has returned: the status stays down/shutdown
+	}
+	if now.After(m.evalAt) {
+		m.evalAt = now
+	}
 	if m.sends.down && now.Sub(m.sends.downAt) >= m.opts.SendErrorHold {
 		// Let a sender test the path again; one more unexplained error
 		// closes it again.

@@ -43,7 +43,8 @@ func (m *Monitor) report(now time.Time, class classify.Class, err error) Explana
 	ex := Explanation{At: now, Class: class}
 	ex.Errno, _ = classify.Errno(err)
 	var text string
-	if m.subscribed.Load() && class != classify.None && class != classify.Canceled && class != classify.Other {
+	subscribed := m.subscribed.Load() // read once: the text exists only if the event will
+	if subscribed && class != classify.None && class != classify.Canceled && class != classify.Other {
 		text = err.Error() // outside the lock: Error methods may be slow
 	}
 	m.mu.Lock()
@@ -58,7 +59,7 @@ func (m *Monitor) report(now time.Time, class classify.Class, err error) Explana
 	if ex.Cause == CauseUnexplained && class.LinkRelated() && m.opts.SendErrorThreshold > 0 {
 		m.countSendErrorLocked(now)
 	}
-	if m.subscribed.Load() && !m.done {
+	if subscribed && !m.done {
 		exCopy := ex
 		m.emitLocked(Event{Kind: EventSockErr, At: now, Iface: ex.Status.Iface, Msg: "send failed",
 			Fields: []zap.Field{zap.String("source", "report"), zap.Int("pid", os.Getpid()), zap.String("comm", selfComm()),
@@ -82,8 +83,8 @@ func (m *Monitor) correlateLocked(now time.Time, class classify.Class, ex *Expla
 	recent := func(t time.Time) bool { return !t.IsZero() && now.Sub(t) < m.opts.Recent }
 	switch {
 	case m.status.State == Unknown:
-		// Before the first read of the kernel (or after Run) nothing is
-		// known: claiming an outage would mislead.
+		// Before the first read of the kernel nothing is known:
+		// claiming an outage would mislead.
 		return CauseNone
 	case !m.status.State.CanSend():
 		ex.Into = now.Sub(m.status.Since)

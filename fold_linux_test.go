@@ -513,3 +513,64 @@ func TestOptionsDHCPTracker(t *testing.T) {
 	}
 	m.gate.Shutdown()
 }
+
+// TestNextWakeDeadlinePassedSinceEvaluation: a deadline that passed after
+// the last evaluation (the loop handled another event as it fell due) is
+// due at once; one that passed before it was already acted on.
+func TestNextWakeDeadlinePassedSinceEvaluation(t *testing.T) {
+	m := newTestMonitor(t, Options{SendErrorThreshold: 5, Recent: 10 * time.Second})
+	m.apply(baselineUp())
+	m.Report(unreach())
+	wantStatus(t, m, Degraded, ReasonSendErrors)
+	m.mu.Lock()
+	end := m.sends.last.Add(10 * time.Second) // the send errors stop being recent
+	late := m.nextWakeLocked(end.Add(time.Second))
+	m.evaluateLocked(end.Add(2 * time.Second))
+	after := m.nextWakeLocked(end.Add(3 * time.Second))
+	m.mu.Unlock()
+	if late > time.Millisecond {
+		t.Errorf("recent window ended 1 s ago, not evaluated since: wake in %v, want at once", late)
+	}
+	wantStatus(t, m, Up, ReasonNone)
+	if after <= time.Millisecond {
+		t.Errorf("after the evaluation that acted on it, the passed deadline is still due (%v): the loop would spin", after)
+	}
+}
+
+// TestMonitorNeighbourEventsThatDoNotEndAVerdict: a REACHABLE entry being
+// deleted, or another interface's gateway answering, says nothing about
+// the stalled uplink's path.
+func TestMonitorNeighbourEventsThatDoNotEndAVerdict(t *testing.T) {
+	m := newTestMonitor(t, Options{SendErrorThreshold: 2})
+	b := baselineUp()
+	b.State.Links[3] = upLink(3, "eth1")
+	b.State.Addrs = append(b.State.Addrs, globalAddr(3, "eth1", "192.168.9.2/24"))
+	b.State.Routes = append(b.State.Routes, defRoute(3, "eth1", "192.168.9.1", 900))
+	m.apply(b)
+	m.Report(unreach())
+	m.Report(unreach())
+	wantStatus(t, m, Down, ReasonSendErrors)
+	gw := linkwatch.Neigh{Index: 2, IP: netip.MustParseAddr("10.0.0.1"), State: unix.NUD_REACHABLE}
+	other := linkwatch.Neigh{Index: 3, IP: netip.MustParseAddr("192.168.9.1"), State: unix.NUD_REACHABLE}
+	m.apply(linkwatch.NeighEvent{At: t0, Neigh: gw, Removed: true})
+	wantStatus(t, m, Down, ReasonSendErrors)
+	m.apply(linkwatch.NeighEvent{At: t0, Neigh: other})
+	wantStatus(t, m, Down, ReasonSendErrors)
+	m.apply(linkwatch.NeighEvent{At: t0, Neigh: gw})
+	wantStatus(t, m, Up, ReasonNone)
+}
+
+// TestMonitorEndedStaysShutdown: once Run has ended, nothing a sender
+// reports changes the status back.
+func TestMonitorEndedStaysShutdown(t *testing.T) {
+	m := newTestMonitor(t, Options{SendErrorThreshold: 2})
+	m.apply(baselineUp())
+	m.Report(unreach())
+	m.Report(unreach())
+	m.mu.Lock()
+	m.endLocked(time.Now())
+	m.mu.Unlock()
+	m.ReportSuccess()
+	m.Report(unreach())
+	wantStatus(t, m, Down, ReasonShutdown)
+}

@@ -52,6 +52,7 @@ type Monitor struct {
 	uplink     int    // last ifindex that carried traffic
 	uplinkName string // and its name, kept when the link is removed
 	upAt       time.Time
+	evalAt     time.Time // the time of the last evaluation (evaluateLocked's now)
 	outage     *outage
 	lastUpAt   time.Time // when the last outage ended
 	journal    journal
@@ -96,7 +97,9 @@ type Stats struct {
 	Reports [classCount][causeCount]uint64
 	// Successes counts [Monitor.ReportSuccess] calls.
 	Successes uint64
-	// Gaps counts netlink overflows after which the state was re-read.
+	// Gaps counts the times kernel messages were lost (a netlink
+	// overflow) or a read of the routes failed, after which the state
+	// was re-read.
 	Gaps uint64
 	// Flaps counts outages, and DownTime adds up their durations.
 	Flaps    uint64
@@ -273,9 +276,7 @@ func (m *Monitor) Run(ctx context.Context) (err error) {
 
 	defer func() {
 		m.mu.Lock()
-		m.done = true
-		m.status = Status{State: Down, Reason: ReasonShutdown, Iface: m.status.Iface, Since: time.Now()}
-		m.pending, m.early = nil, nil
+		m.endLocked(time.Now())
 		m.mu.Unlock()
 		m.gate.Shutdown()
 		close(m.events)
@@ -320,7 +321,10 @@ func (m *Monitor) loop(ctx context.Context, src sources) error {
 				if ctx.Err() != nil {
 					return nil
 				}
-				return errors.New("netmon: linkwatch stopped")
+				// linkwatch stops on its own only with an error, which
+				// errgroup reports; returning one here could win the
+				// race and hide it.
+				return nil
 			}
 			m.mu.Lock()
 			m.applyLinkLocked(ev)
@@ -380,6 +384,14 @@ func (m *Monitor) flush(ctx context.Context) error {
 	return nil
 }
 
+// endLocked marks the Monitor as stopped: the status says down for
+// shutdown from now on, and nothing more is queued or evaluated.
+func (m *Monitor) endLocked(now time.Time) {
+	m.done = true
+	m.status = Status{State: Down, Reason: ReasonShutdown, Iface: m.status.Iface, Since: now}
+	m.pending, m.early = nil, nil
+}
+
 // watcherNote is a watcher's initial note: "off" when the options turn it
 // off, else "starting" until Run knows more.
 func watcherNote(mode string) string {
@@ -421,8 +433,17 @@ func (m *Monitor) wakeLocked() {
 // phase changing.
 func (m *Monitor) nextWakeLocked(now time.Time) time.Duration {
 	next := now.Add(time.Minute)
+	// consider schedules a wake at t. A t that passed after the last
+	// evaluation was not acted on (the loop handled another event as it
+	// fell due, or evaluated at an event's earlier timestamp): it is due.
 	consider := func(t time.Time) {
-		if !t.IsZero() && t.After(now) && t.Before(next) {
+		switch {
+		case t.IsZero():
+		case !t.After(now):
+			if t.After(m.evalAt) {
+				next = now
+			}
+		case t.Before(next):
 			next = t
 		}
 	}

@@ -118,9 +118,11 @@ func (m *model) apply(msg *message, now time.Time, evs []Event) ([]Event, effect
 		n := len(evs)
 		evs = m.applyAddr(msg, now, evs)
 		if msg.del && len(evs) > n && msg.addr.Prefix.Addr().Is4() {
-			// Removing a link's last IPv4 address disables IPv4 on it:
-			// the kernel flushes its remaining routes (the default
-			// route among them) without RTM_DELROUTE.
+			// The kernel removes routes without RTM_DELROUTE when an
+			// IPv4 address goes: all of a link's routes when it was the
+			// last one (IPv4 is disabled on the link), and those that
+			// used it as their preferred source. Re-list them after
+			// any IPv4 removal.
 			return evs, relistRoutes
 		}
 		return evs, 0

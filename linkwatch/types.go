@@ -280,16 +280,14 @@ type NeighEvent struct {
 }
 
 // GapEvent reports that kernel messages were lost (the socket overflowed
-// with ENOBUFS, or a dump was interrupted) and the state was read again in
-// full. The events emitted just before it describe the differences found.
+// with ENOBUFS, a datagram was malformed, or a re-read of the routes
+// failed) and the state was read again in full. The events emitted just
+// before it describe the differences found. A full re-read that keeps
+// failing is not a GapEvent: Run ends with its error.
 type GapEvent struct {
-	At time.Time // when the re-read began
-	// Err says why messages were lost; when the re-read failed too, it
-	// also holds that error.
-	Err error
-	// State is the state after the re-read, or the state as it was before
-	// when the re-read failed.
-	State State
+	At    time.Time // when the re-read began
+	Err   error     // why messages were lost, or which read failed
+	State State     // the state after the re-read
 }
 
 // Time returns when the Baseline was read from the kernel.

@@ -194,8 +194,10 @@ func (w *Watcher) State() State {
 
 // Run watches until ctx ends, then closes the events channel and returns
 // nil once every goroutine it started has ended. It returns an error when
-// the netlink socket cannot be opened or re-opened; lost messages
-// (ENOBUFS) are not errors but [GapEvent]s. Run may be called once.
+// the netlink socket cannot be opened or re-opened, or when a full re-read
+// of the state fails six times in a row (about 3.3 s of retries); lost
+// messages (ENOBUFS) are not errors but [GapEvent]s. Run may be called
+// once.
 func (w *Watcher) Run(ctx context.Context) error {
 	if !w.ran.CompareAndSwap(false, true) {
 		return ErrRunning

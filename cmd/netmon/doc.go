@@ -26,9 +26,10 @@
 //
 //	0  success: watch ended by a signal, status up or degraded, wait-online online
 //	1  down (status), timeout (wait-online), or a failure while running
-//	2  usage error: unknown flag or command, malformed value, unknown interface,
-//	   a metrics address that cannot be bound, a --sockerr-cgroup that is not a
-//	   cgroup v2 directory
+//	2  usage error: unknown flag or command, malformed value, unknown interface
+//	   (watch and status; wait-online waits for an --iface to appear, until its
+//	   --timeout), a metrics address that cannot be bound, a --sockerr-cgroup
+//	   that is not a cgroup v2 directory
 //
 // # Privileges
 //
