@@ -76,7 +76,7 @@ func TestIntegrationFilters(t *testing.T) {
 				// Nothing is delivered to wait for: wait for the counter.
 				waitStats(t, h.w, func(s Stats) bool { return s.Events+s.Filtered >= 2 })
 			} else {
-				h.expect(h.untilMarker(), want)
+				h.expect(h.untilMarker(len(want)), want)
 			}
 			wantStats.Filtered = 2 - wantStats.Events
 			if rest := h.stop(); len(rest) > 0 {
