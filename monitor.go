@@ -262,9 +262,10 @@ func (m *Monitor) Stats() Stats {
 
 // Run watches until ctx ends, then shuts the Gate down (waiters get an
 // error wrapping [gate.ErrShutdown]), sets the status to down with reason
-// shutdown, closes the Events channel and returns context.Cause(ctx). A watcher that fails fatally ends Run with its error;
-// a watcher that is merely unavailable (no Wi-Fi, no eBPF permission) is
-// reported once as a notice event and Run carries on.
+// shutdown, closes the Events channel and returns context.Cause(ctx). A
+// watcher that fails fatally ends Run with its error; a watcher that is
+// merely unavailable (no Wi-Fi, no eBPF permission) is reported once as a
+// notice event and Run carries on.
 func (m *Monitor) Run(ctx context.Context) (err error) {
 	m.mu.Lock()
 	if m.running || m.done {
@@ -318,10 +319,7 @@ func (m *Monitor) loop(ctx context.Context, src sources) error {
 			return nil
 		case ev, ok := <-lwEvents:
 			if !ok {
-				if ctx.Err() != nil {
-					return nil
-				}
-				// linkwatch stops on its own only with an error, which
+				// ctx ended, or linkwatch stopped with an error, which
 				// errgroup reports; returning one here could win the
 				// race and hide it.
 				return nil
@@ -447,26 +445,19 @@ func (m *Monitor) nextWakeLocked(now time.Time) time.Duration {
 			next = t
 		}
 	}
-	// Deadlines that only the timer branch acts on are due at once when
-	// they have already passed: an event handled just as one fell due
-	// must not push it back by a minute.
-	due := func(t time.Time) {
-		if t.IsZero() {
-			return
-		}
-		if !t.After(now) {
-			next = now
-		}
-		consider(t)
-	}
-	due(m.upAt)
-	if m.dhcp != nil {
-		if t, ok := m.dhcp.NextDeadline(); ok {
-			due(t)
-		}
-	}
+	consider(m.upAt) // evaluateLocked clears it once it has passed
 	if m.sends.down {
-		due(m.sends.downAt.Add(m.opts.SendErrorHold))
+		consider(m.sends.downAt.Add(m.opts.SendErrorHold)) // and this, by clearing down
+	}
+	if m.dhcp != nil {
+		// Only the timer branch advances the tracker, so its deadline is
+		// due whenever it has passed, evaluated since or not.
+		if t, ok := m.dhcp.NextDeadline(); ok {
+			if !t.After(now) {
+				next = now
+			}
+			consider(t)
+		}
 	}
 	if m.sends.streak > 0 {
 		consider(m.sends.last.Add(m.opts.Recent))
