@@ -18,6 +18,7 @@ const (
 	kindAddr                 // RTM_NEWADDR / RTM_DELADDR
 	kindRoute                // RTM_NEWROUTE / RTM_DELROUTE (default routes only)
 	kindNeigh                // RTM_NEWNEIGH / RTM_DELNEIGH
+	kindRule                 // RTM_NEWRULE / RTM_DELRULE
 )
 
 // message is one parsed rtnetlink message. The parser fills it in place and
@@ -39,6 +40,7 @@ type message struct {
 	addr   Addr
 	routes []Route // one per next hop; empty for a route linkwatch ignores
 	neigh  Neigh
+	rule   Rule
 }
 
 // effect asks the caller of [model.apply] to re-read part of the kernel
@@ -94,6 +96,7 @@ type model struct {
 	addrs  map[addrKey]Addr
 	routes map[routeKey]Route
 	neighs map[neighKey]Neigh // every neighbour entry of a watched link; State shows the gateways'
+	rules  map[Rule]int       // policy rules, counted (the kernel accepts duplicates)
 }
 
 func newModel(include func(string, bool) bool, kindHint func(string) string) *model {
@@ -105,6 +108,7 @@ func newModel(include func(string, bool) bool, kindHint func(string) string) *mo
 		addrs:    make(map[addrKey]Addr),
 		routes:   make(map[routeKey]Route),
 		neighs:   make(map[neighKey]Neigh),
+		rules:    make(map[Rule]int),
 	}
 }
 
@@ -130,6 +134,8 @@ func (m *model) apply(msg *message, now time.Time, evs []Event) ([]Event, effect
 		return m.applyRoute(msg, now, evs), 0
 	case kindNeigh:
 		return m.applyNeigh(msg, now, evs), 0
+	case kindRule:
+		return m.applyRule(msg, now, evs), 0
 	}
 	return evs, 0
 }
@@ -412,6 +418,7 @@ func (m *model) state(read time.Time) State {
 		Links:  cloneLinks(m.links),
 		Addrs:  make([]Addr, 0, len(m.addrs)),
 		Routes: make([]Route, 0, len(m.routes)),
+		Rules:  m.ruleList(),
 		Read:   read,
 	}
 	for _, a := range m.addrs {
@@ -482,6 +489,7 @@ func (m *model) diff(n *model, now time.Time, evs []Event) []Event {
 	evs = m.diffAddrs(n, now, evs)
 	evs = m.diffRoutes(n, now, evs)
 	evs = m.diffNeighs(n, now, evs)
+	evs = m.diffRules(n, now, evs)
 	for _, idx := range sortedKeys(m.links) {
 		if _, ok := n.links[idx]; !ok {
 			l := m.links[idx]

@@ -129,6 +129,9 @@ func parseMessage(h header, b []byte, m *message) error {
 	case unix.RTM_NEWNEIGH, unix.RTM_DELNEIGH:
 		m.del = h.typ == unix.RTM_DELNEIGH
 		return parseNeigh(b, m)
+	case unix.RTM_NEWRULE, unix.RTM_DELRULE:
+		m.del = h.typ == unix.RTM_DELRULE
+		return parseRule(b, m)
 	}
 	return nil
 }

@@ -19,7 +19,9 @@ const groups = 1<<(unix.RTNLGRP_LINK-1) |
 	1<<(unix.RTNLGRP_IPV4_IFADDR-1) |
 	1<<(unix.RTNLGRP_IPV6_IFADDR-1) |
 	1<<(unix.RTNLGRP_IPV4_ROUTE-1) |
-	1<<(unix.RTNLGRP_IPV6_ROUTE-1)
+	1<<(unix.RTNLGRP_IPV6_ROUTE-1) |
+	1<<(unix.RTNLGRP_IPV4_RULE-1) |
+	1<<(unix.RTNLGRP_IPV6_RULE-1)
 
 // receiveSize is the datagram buffer. The kernel caps a dump datagram at
 // 32 KiB and multicast notifications are far smaller; a datagram that
@@ -219,6 +221,8 @@ func (s *sock) dump(typ uint16, fn func(h header, data []byte) error) error {
 		fam = unix.SizeofIfAddrmsg
 	case unix.RTM_GETROUTE:
 		fam = unix.SizeofRtMsg
+	case unix.RTM_GETRULE:
+		fam = sizeofFibRuleHdr
 	case unix.RTM_GETNEIGH:
 		fam = unix.SizeofNdMsg
 	}

@@ -142,6 +142,7 @@ func (s State) Clone() State {
 	}
 	c.Addrs = slices.Clone(s.Addrs)
 	c.Routes = slices.Clone(s.Routes)
+	c.Rules = slices.Clone(s.Rules)
 	if s.Neighs != nil {
 		c.Neighs = make([]Neigh, len(s.Neighs))
 		for i, n := range s.Neighs {

@@ -96,6 +96,7 @@ type State struct {
 	Addrs  []Addr       // sorted by Index, then Prefix
 	Routes []Route      // default routes, sorted by Index, Dst, Metric
 	Neighs []Neigh      // gateways' neighbour entries
+	Rules  []Rule       // policy routing rules, by family and priority
 	// Read is when the state was last re-read in full (baseline or gap).
 	Read time.Time
 }

@@ -80,6 +80,9 @@ type Watcher struct {
 	ignored atomic.Uint64
 	// gaps counts re-reads after lost messages.
 	gaps atomic.Uint64
+	// noRules is set once a rule dump was refused (a kernel without
+	// policy routing), so that it is said once.
+	noRules atomic.Bool
 	// subPID is the port id of the subscription socket, so that tests
 	// can unicast forged messages to it.
 	subPID atomic.Uint32
@@ -90,6 +93,8 @@ type Watcher struct {
 	// fatal is why Run stopped on its own: a full re-read kept failing.
 	// Only Run's goroutine touches it.
 	fatal error
+
+	lk lookupSock // Lookup's socket
 
 	mu    sync.Mutex // guards model and read
 	model *model     // nil until the baseline was read

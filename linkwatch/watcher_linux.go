@@ -51,6 +51,8 @@ func (w *Watcher) run(ctx context.Context) (err error) {
 		dump.close()
 	}()
 	w.subPID.Store(sub.pid)
+	w.keepLookupSocket(true)
+	defer w.keepLookupSocket(false)
 
 	now := time.Now()
 	m, err := w.snapshot(dump, now)
@@ -163,7 +165,7 @@ func (w *Watcher) snapshot(d *sock, now time.Time) (*model, error) {
 			scratch []Event
 			intr    bool
 		)
-		for _, typ := range []uint16{unix.RTM_GETLINK, unix.RTM_GETADDR, unix.RTM_GETROUTE, unix.RTM_GETNEIGH} {
+		for _, typ := range []uint16{unix.RTM_GETLINK, unix.RTM_GETADDR, unix.RTM_GETROUTE, unix.RTM_GETNEIGH, unix.RTM_GETRULE} {
 			if w.failDump != nil {
 				if err := w.failDump(typ); err != nil {
 					return nil, err
@@ -180,6 +182,12 @@ func (w *Watcher) snapshot(d *sock, now time.Time) (*model, error) {
 			switch {
 			case errors.Is(err, errDumpInterrupted):
 				intr = true
+			case err != nil && typ == unix.RTM_GETRULE && (errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EAFNOSUPPORT)):
+				// A kernel without CONFIG_IP_MULTIPLE_TABLES has no
+				// rules: every lookup uses the main table.
+				if w.noRules.CompareAndSwap(false, true) {
+					w.log.Warn("linkwatch: the kernel has no policy routing rules; routes are looked up in the main table only", zap.Error(err))
+				}
 			case err != nil:
 				return nil, err
 			}

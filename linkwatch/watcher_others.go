@@ -5,6 +5,7 @@ package linkwatch
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"runtime"
 )
 
@@ -14,3 +15,10 @@ var errUnsupported = fmt.Errorf("%w: %s/%s", ErrNotSupported, runtime.GOOS, runt
 func (w *Watcher) run(context.Context) error { return errUnsupported }
 
 func (w *Watcher) linkNames() ([]string, error) { return nil, errUnsupported }
+
+type lookupSock struct{}
+
+// Lookup is not supported on this system.
+func (w *Watcher) Lookup(dst netip.Addr, mark uint32) (Path, error) {
+	return Path{Dst: dst, Mark: mark}, errUnsupported
+}

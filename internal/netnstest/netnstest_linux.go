@@ -385,3 +385,36 @@ func (w *logWriter) close() {
 	}
 	w.done = true
 }
+
+// Tun creates a tun device named name inside the namespace, held open by
+// this process as wireguard-go, tailscaled and OpenVPN hold theirs (so it
+// has carrier once set up), and sets it admin up. The device goes away when
+// the test ends and its file descriptor is closed.
+func (ns *NS) Tun(name string) {
+	ns.t.Helper()
+	ns.t.Logf("$ ip -n %s tuntap add dev %s mode tun (held open by the test)", ns.Name, name)
+	var f *os.File
+	err := ns.Do(func() error {
+		fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return fmt.Errorf("open /dev/net/tun: %w", err)
+		}
+		ifr, err := unix.NewIfreq(name)
+		if err != nil {
+			unix.Close(fd)
+			return err
+		}
+		ifr.SetUint16(unix.IFF_TUN | unix.IFF_NO_PI)
+		if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
+			unix.Close(fd)
+			return fmt.Errorf("TUNSETIFF %s: %w", name, err)
+		}
+		f = os.NewFile(uintptr(fd), "tun:"+name)
+		return nil
+	})
+	if err != nil {
+		ns.t.Fatalf("netnstest: tun %s in %s: %v", name, ns.Name, err)
+	}
+	ns.t.Cleanup(func() { f.Close() })
+	ns.IP("link", "set", name, "up")
+}

@@ -1,0 +1,139 @@
+package linkwatch
+
+import (
+	"errors"
+	"net/netip"
+	"testing"
+
+	"github.com/seed-a56be422/netmon/internal/netnstest"
+	"golang.org/x/sys/unix"
+)
+
+// lookup asks w for the path to dst and fails the test if it cannot ask.
+func lookup(t *testing.T, w *Watcher, dst string, mark uint32) Path {
+	t.Helper()
+	p, err := w.Lookup(netip.MustParseAddr(dst), mark)
+	if err != nil {
+		t.Fatalf("Lookup(%s, mark %d): %v", dst, mark, err)
+	}
+	return p
+}
+
+func ruleEv(removed bool, table int) func(Event) bool {
+	return func(ev Event) bool {
+		e, ok := ev.(RuleEvent)
+		return ok && e.Removed == removed && e.Rule.Table == table
+	}
+}
+
+// TestIntegrationLookupFollowsRules: the path Lookup reports is the one
+// the kernel's policy rules choose, and rule changes arrive as events.
+func TestIntegrationLookupFollowsRules(t *testing.T) {
+	t.Parallel()
+	a, _ := pair(t)
+	c := netnstest.New(t)
+	netnstest.Veth(t, a, "vc", c, "vd")
+	a.IP("addr", "add", "10.70.0.1/24", "dev", "va")
+	a.IP("addr", "add", "10.71.0.1/24", "dev", "vc")
+	r := watch(t, a, Config{})
+	r.waitFor("baseline", isBaseline)
+	va, _ := r.w.State().LinkByName("va")
+	vc, _ := r.w.State().LinkByName("vc")
+
+	// No default route: the kernel answers ENETUNREACH, as connect would.
+	p := lookup(t, r.w, "198.51.100.7", 0)
+	if p.Reachable() || !errors.Is(p.Err, unix.ENETUNREACH) || !errors.Is(p.Err, ErrNoPath) {
+		t.Fatalf("path without a default route = %+v, want ENETUNREACH", p)
+	}
+	if p := lookup(t, r.w, "2001:db8::7", 0); p.Reachable() || !errors.Is(p.Err, ErrNoPath) {
+		t.Fatalf("IPv6 path without any IPv6 route = %+v, want no path", p)
+	}
+	// An on-link destination needs no default route.
+	if p := lookup(t, r.w, "10.70.0.9", 0); p.Index != va.Index || p.Gateway.IsValid() || p.Src != netip.MustParseAddr("10.70.0.1") {
+		t.Fatalf("on-link path = %+v, want va without gateway, source 10.70.0.1", p)
+	}
+
+	a.IP("route", "add", "default", "via", "10.70.0.2")
+	a.IP("route", "add", "default", "via", "10.71.0.2", "table", "100")
+	if p := lookup(t, r.w, "198.51.100.7", 0); p.Index != va.Index || p.Gateway != netip.MustParseAddr("10.70.0.2") || p.Table != unix.RT_TABLE_MAIN {
+		t.Fatalf("default path = %+v, want va via 10.70.0.2 in main", p)
+	}
+
+	a.IP("rule", "add", "to", "198.51.100.7", "lookup", "100", "priority", "1000")
+	ev, _ := r.waitFor("rule added", ruleEv(false, 100))
+	if rl := ev.(RuleEvent).Rule; rl.Priority != 1000 || rl.Dst != netip.MustParsePrefix("198.51.100.7/32") || rl.Family != unix.AF_INET {
+		t.Errorf("rule = %+v, want priority 1000 to 198.51.100.7/32", rl)
+	}
+	if p := lookup(t, r.w, "198.51.100.7", 0); p.Index != vc.Index || p.Table != 100 {
+		t.Fatalf("path under the rule = %+v, want vc from table 100", p)
+	}
+	if p := lookup(t, r.w, "198.51.100.8", 0); p.Index != va.Index {
+		t.Fatalf("path of another destination = %+v, want va", p)
+	}
+	a.IP("rule", "del", "to", "198.51.100.7", "lookup", "100", "priority", "1000")
+	r.waitFor("rule removed", ruleEv(true, 100))
+	if p := lookup(t, r.w, "198.51.100.7", 0); p.Index != va.Index {
+		t.Fatalf("path after the rule went = %+v, want va", p)
+	}
+
+	// Routes that do not carry packets answer with the errno a send gets.
+	a.IP("route", "add", "unreachable", "203.0.113.0/24")
+	a.IP("route", "add", "prohibit", "203.0.114.0/24")
+	for dst, want := range map[string]unix.Errno{"203.0.113.1": unix.EHOSTUNREACH, "203.0.114.1": unix.EACCES} {
+		if p := lookup(t, r.w, dst, 0); p.Reachable() || !errors.Is(p.Err, want) {
+			t.Errorf("path to %s = %+v, want %v", dst, p, want)
+		}
+	}
+}
+
+// TestIntegrationLookupWireGuardUnderlay reproduces wg-quick's full tunnel
+// (its table, rules and mark, on a tun device held open as wireguard-go
+// holds wg0): an unmarked lookup leaves through the tunnel, a lookup with
+// the mark the rules name finds the underlay, and State.Marks names it.
+func TestIntegrationLookupWireGuardUnderlay(t *testing.T) {
+	t.Parallel()
+	a, _ := pair(t)
+	a.IP("addr", "add", "10.72.0.1/24", "dev", "va")
+	a.IP("route", "add", "default", "via", "10.72.0.2")
+	a.Tun("wg0")
+	a.IP("addr", "add", "10.200.0.2/32", "dev", "wg0")
+	// wg-quick up, as it runs for AllowedIPs = 0.0.0.0/0.
+	a.IP("-4", "route", "add", "0.0.0.0/0", "dev", "wg0", "table", "51820")
+	a.IP("-4", "rule", "add", "not", "fwmark", "51820", "table", "51820")
+	a.IP("-4", "rule", "add", "table", "main", "suppress_prefixlength", "0")
+	// Tailscale's table 52 with only the tailnet's route changes nothing.
+	a.IP("-4", "route", "add", "100.64.0.0/10", "dev", "wg0", "table", "52")
+	a.IP("-4", "rule", "add", "lookup", "52", "priority", "5270")
+
+	r := watch(t, a, Config{})
+	ev, _ := r.waitFor("baseline", isBaseline)
+	st := ev.(Baseline).State
+	wg, _ := st.LinkByName("wg0")
+	va, _ := st.LinkByName("va")
+	if wg.Kind != "tun" || !wg.Carrier {
+		t.Fatalf("wg0 = %+v, want kind tun with carrier (held open)", wg)
+	}
+	if m := st.Marks(unix.AF_INET); len(m) != 1 || m[0] != 51820 {
+		t.Fatalf("Marks(AF_INET) = %v, want [51820]", m)
+	}
+	var sup bool
+	for _, rl := range st.Rules {
+		sup = sup || (rl.Table == unix.RT_TABLE_MAIN && rl.SuppressPrefixLen == 0)
+	}
+	if !sup {
+		t.Errorf("State.Rules has no main rule with suppress_prefixlength 0: %+v", st.Rules)
+	}
+	if p := lookup(t, r.w, "198.51.100.7", 0); p.Index != wg.Index || p.Table != 51820 {
+		t.Fatalf("unmarked path = %+v, want wg0 from table 51820", p)
+	}
+	if p := lookup(t, r.w, "198.51.100.7", 51820); p.Index != va.Index || p.Table != unix.RT_TABLE_MAIN {
+		t.Fatalf("path with mark 51820 = %+v, want the underlay va from main", p)
+	}
+	// The underlay loses its carrier: the kernel keeps its (linkdown)
+	// route and still answers with it, so the underlay is still found.
+	a.IP("link", "set", "va", "down")
+	r.waitFor("va admin down", linkEv(LinkChanged, "va", func(l, _ Link) bool { return !l.AdminUp }))
+	if p := lookup(t, r.w, "198.51.100.7", 51820); p.Reachable() {
+		t.Fatalf("path with mark 51820 after va went down = %+v, want none", p)
+	}
+}
