@@ -26,6 +26,7 @@ func (m *Monitor) applyLinkLocked(ev linkwatch.Event) {
 	case linkwatch.Baseline:
 		m.replaceLocked(e.State)
 		m.baseline = true
+		m.refreshPathsLocked()
 		m.evaluateLocked(now)
 		m.emitLocked(Event{Kind: EventBaseline, At: now, Iface: m.status.Iface, Msg: "baseline", Status: m.status,
 			Fields: m.snapshotFieldsLocked(now)})
@@ -33,6 +34,7 @@ func (m *Monitor) applyLinkLocked(ev linkwatch.Event) {
 	case linkwatch.GapEvent:
 		m.stats.Gaps++
 		m.replaceLocked(e.State)
+		m.pathsDirty = true
 		m.emitLocked(Event{Kind: EventGap, At: now, Msg: "kernel messages lost or a read failed; state re-read",
 			Fields: []zap.Field{zap.Error(e.Err)}})
 	case linkwatch.LinkEvent:
@@ -48,6 +50,8 @@ func (m *Monitor) applyLinkLocked(ev linkwatch.Event) {
 		// decided inside, where the streak is cleared too.
 		m.applyNeighEventLocked(e)
 		kernelChange = false
+	case linkwatch.RuleEvent:
+		m.applyRuleLocked(e)
 	default:
 		kernelChange = false
 	}
@@ -56,12 +60,21 @@ func (m *Monitor) applyLinkLocked(ev linkwatch.Event) {
 		// made against the old state.
 		m.sends = sendErrors{}
 	}
+	if kernelChange {
+		m.pathsDirty = true
+	}
+	if m.pathsDirty && !m.batching {
+		// The last of a batch of changes: ask the kernel where the
+		// targets' packets go now, once for the whole batch.
+		m.refreshPathsLocked()
+	}
 	m.evaluateLocked(now)
 }
 
 // replaceLocked rebuilds the interfaces from a full state, keeping what
 // the Wi-Fi and DHCP watchers said about interfaces that still exist.
 func (m *Monitor) replaceLocked(s linkwatch.State) {
+	m.rules = s.Rules
 	old := m.ifaces
 	m.ifaces = make(map[int]*iface, len(s.Links))
 	for i, l := range s.Links {
@@ -273,6 +286,32 @@ func (m *Monitor) evaluateLocked(now time.Time) {
 	if m.done {
 		return // Run has returned: the status stays down/shutdown
 	}
+	m.evaluateStatusLocked(now)
+	if m.baseline {
+		m.updateTargetGatesLocked()
+	}
+}
+
+// noteFamiliesLocked remembers which families the uplink carries, so that
+// losing one later reads as ipv4-lost or ipv6-lost. A new uplink, or an
+// outage, starts afresh: a network that never had IPv6 is not degraded.
+func (m *Monitor) noteFamiliesLocked(v verdict) {
+	if !v.state.CanSend() {
+		m.had, m.hadIdx = 0, 0
+		return
+	}
+	if v.index != m.hadIdx {
+		m.had, m.hadIdx = 0, v.index
+	}
+	for _, p := range m.paths {
+		if p.implicit && p.ok && p.index == v.index {
+			m.had |= famBit(p.family())
+		}
+	}
+}
+
+// evaluateStatusLocked is evaluateLocked without the targets' Gates.
+func (m *Monitor) evaluateStatusLocked(now time.Time) {
 	if now.After(m.evalAt) {
 		m.evalAt = now
 	}
@@ -289,7 +328,8 @@ func (m *Monitor) evaluateLocked(now time.Time) {
 	for i, f := range m.ifaces {
 		f.wifi, f.dhcp = m.wifiInfo[i], m.dhcpInfo[i]
 	}
-	v := evaluate(m.ifaces, now, m.uplink, m.opts.Recent, m.opts.LeaseMargin)
+	v := evaluate(m.ifaces, m.paths, now, m.uplink, m.had, m.hadIdx, m.opts.Recent, m.opts.LeaseMargin)
+	m.noteFamiliesLocked(v)
 	if v.state.CanSend() {
 		switch {
 		case m.sends.down:
@@ -320,11 +360,11 @@ func (m *Monitor) evaluateLocked(now time.Time) {
 		}
 		m.uplink, m.uplinkName = v.index, v.iface
 	}
-	if v.state == m.status.State && v.reason == m.status.Reason && v.iface == m.status.Iface {
+	if v.state == m.status.State && v.reason == m.status.Reason && v.iface == m.status.Iface && v.target == m.status.Target {
 		return
 	}
 	prev := m.status
-	m.status = Status{State: v.state, Reason: v.reason, Iface: v.iface, Since: now}
+	m.status = Status{State: v.state, Reason: v.reason, Iface: v.iface, Target: v.target, Since: now}
 	m.statusIdx = v.index
 	m.transitionLocked(prev, now)
 }
@@ -346,13 +386,27 @@ func (m *Monitor) transitionLocked(prev Status, now time.Time) {
 	}
 	if prev.Reason != ReasonStarting { // the baseline event reports the first state
 		msg := fmt.Sprintf("%s -> %s", prev.State, cur.State)
-		if prev.State == cur.State {
+		switch {
+		case prev.State != cur.State:
+		case prev.Reason != cur.Reason:
 			// Same state, new explanation: say what changed.
 			msg = fmt.Sprintf("%s: %s -> %s", cur.State, reasonText(prev.Reason), reasonText(cur.Reason))
+		case prev.Iface != cur.Iface:
+			msg = fmt.Sprintf("%s: uplink %s -> %s", cur.State, ifaceText(prev.Iface), ifaceText(cur.Iface))
+		default:
+			msg = fmt.Sprintf("%s: %s target %s -> %s", cur.State, reasonText(cur.Reason), prev.Target, cur.Target)
 		}
 		m.emitLocked(Event{Kind: EventState, At: now, Iface: cur.Iface, Msg: msg, Status: cur, Fields: m.snapshotFieldsLocked(now)})
 	}
 	m.wakeLocked()
+}
+
+// ifaceText is an interface name for a message: "none" for the empty one.
+func ifaceText(name string) string {
+	if name == "" {
+		return "none"
+	}
+	return name
 }
 
 // reasonText is a reason for a message: "none" for the empty one.

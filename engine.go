@@ -99,10 +99,24 @@ func (f *iface) metric() int {
 	return best
 }
 
-// downReason returns why the interface cannot carry traffic, or "" if it
-// can. The checks run from the lowest layer up, so the reason names the
-// first thing that is wrong.
+// downReason returns why the interface cannot carry traffic to the
+// internet, or "" if it can: its link, a usable address of either family,
+// and a default route. The checks run from the lowest layer up, so the
+// reason names the first thing that is wrong.
 func (f *iface) downReason(now time.Time) Reason {
+	if r := f.pathDownReason(0, now); r != "" {
+		return r
+	}
+	for _, r := range f.routes {
+		if f.routeUsable(r) {
+			return ""
+		}
+	}
+	return ReasonNoDefaultRoute
+}
+
+// linkDownReason returns why the link itself cannot carry traffic, or "".
+func (f *iface) linkDownReason() Reason {
 	l := f.link
 	switch {
 	case !l.AdminUp:
@@ -112,14 +126,18 @@ func (f *iface) downReason(now time.Time) Reason {
 	case !l.Carrier || (l.Oper != linkwatch.OperUp && l.Oper != linkwatch.OperUnknown):
 		return ReasonCarrierLost
 	}
-	hasAddr := false
-	for _, a := range f.addrs {
-		if usableAddr(a, now) {
-			hasAddr = true
-			break
-		}
+	return ""
+}
+
+// pathDownReason returns why a path the kernel routes through the
+// interface cannot carry traffic of the family (4 or 6; 0: either), or ""
+// if it can: the link, then a usable address of that family. The route
+// itself is the kernel's answer, so it is not checked here.
+func (f *iface) pathDownReason(fam int, now time.Time) Reason {
+	if r := f.linkDownReason(); r != "" {
+		return r
 	}
-	if !hasAddr {
+	if !f.hasAddr(fam, now) {
 		// A lease past T1 whose address is gone has expired, even if the
 		// kernel's removal message is still on its way.
 		if f.dhcp != nil && (f.dhcp.Phase == "expired" || f.dhcp.Phase == "rebinding" || f.dhcp.Phase == "renewing") {
@@ -127,12 +145,7 @@ func (f *iface) downReason(now time.Time) Reason {
 		}
 		return ReasonNoAddress
 	}
-	for _, r := range f.routes {
-		if f.routeUsable(r) {
-			return ""
-		}
-	}
-	return ReasonNoDefaultRoute
+	return ""
 }
 
 // routeUsable reports whether a default route through the interface can
@@ -170,43 +183,86 @@ type verdict struct {
 	reason Reason
 	iface  string
 	index  int
+	target string // the target the reason concerns, "" for none
 }
 
-// evaluate computes the overall state from the interfaces. prevUplink is
-// the index of the last interface that carried traffic: when everything is
-// down, its reason is the one reported, because that is the link the user
-// lost.
-func evaluate(ifaces map[int]*iface, now time.Time, prevUplink int, recent, margin time.Duration) verdict {
+// families is a set of IP families, by 4 and 6.
+type families uint8
+
+func famBit(fam int) families { return families(1) << (fam / 6) } // 4 -> 1, 6 -> 2
+
+// evaluate computes the overall state from the interfaces and the
+// targets' paths (see judge). Without targets the paths are the implicit
+// internet ones, one per family: up while either is usable; degraded
+// (ipv4-lost, ipv6-lost) while one family the uplink had (in had, for the
+// interface hadIdx) is gone and the other stays; an IPv4-only network is
+// never degraded for lacking IPv6. With targets: up while every target is
+// reachable, degraded (target-unreachable, naming the first that is not)
+// while some are, down while none is. prevUplink is the index of the last
+// interface that carried traffic: when everything is down and no path
+// names an interface, its reason is the one reported, because that is the
+// link the user lost.
+func evaluate(ifaces map[int]*iface, paths []*pathState, now time.Time, prevUplink int, had families, hadIdx int, recent, margin time.Duration) verdict {
+	for _, p := range paths {
+		judge(ifaces, p, now)
+	}
 	if len(ifaces) == 0 {
 		return verdict{state: Down, reason: ReasonNoInterface}
 	}
-	idx := make([]int, 0, len(ifaces))
-	for i := range ifaces {
-		idx = append(idx, i)
-	}
-	sort.Ints(idx)
-
-	best, bestMetric := 0, 0
-	for _, i := range idx {
-		f := ifaces[i]
-		if f.downReason(now) != "" {
-			continue
-		}
-		if m := f.metric(); best == 0 || m < bestMetric {
-			best, bestMetric = i, m
+	var up, down *pathState
+	for _, p := range paths {
+		switch {
+		case p.ok && up == nil:
+			up = p
+		case !p.ok && down == nil:
+			down = p
 		}
 	}
-	if best != 0 {
-		f := ifaces[best]
+	if up == nil {
+		return downVerdict(ifaces, paths, now, prevUplink)
+	}
+	v := verdict{state: Up, index: up.index}
+	f := ifaces[up.index]
+	if f != nil {
+		v.iface = f.link.Name
+	}
+	if down != nil {
+		switch {
+		case !down.implicit:
+			v.state, v.reason, v.target = Degraded, ReasonTargetUnreachable, down.t.Spec
+			return v
+		case hadIdx == up.index && had&famBit(down.family()) != 0:
+			v.state, v.reason = Degraded, ReasonIPv4Lost
+			if down.family() == 6 {
+				v.reason = ReasonIPv6Lost
+			}
+			return v
+		}
+	}
+	if f != nil {
 		if r := f.degradedReason(now, recent, margin); r != "" {
-			return verdict{state: Degraded, reason: r, iface: f.link.Name, index: best}
+			v.state, v.reason = Degraded, r
 		}
-		return verdict{state: Up, iface: f.link.Name, index: best}
 	}
+	return v
+}
 
-	// Down. Report the interface the user most likely cares about: the
-	// last uplink, else one that still has a default route, else a
-	// wireless one, else the first.
+// downVerdict explains a state in which no target is reachable: the first
+// path that names an interface gives the reason and the interface; else
+// the interface the user most likely cares about (the last uplink, else
+// one that still has a default route, else a wireless one, else the first)
+// with its own reason.
+func downVerdict(ifaces map[int]*iface, paths []*pathState, now time.Time, prevUplink int) verdict {
+	for _, p := range paths {
+		if f, ok := ifaces[p.index]; ok && p.reason != "" {
+			v := verdict{state: Down, reason: p.reason, iface: f.link.Name, index: p.index}
+			if !p.implicit {
+				v.target = p.t.Spec
+			}
+			return v
+		}
+	}
+	idx := sortedIndexes(ifaces)
 	pick := 0
 	if _, ok := ifaces[prevUplink]; ok {
 		pick = prevUplink
@@ -231,5 +287,26 @@ func evaluate(ifaces map[int]*iface, now time.Time, prevUplink int, recent, marg
 		pick = idx[0]
 	}
 	f := ifaces[pick]
-	return verdict{state: Down, reason: f.downReason(now), iface: f.link.Name, index: pick}
+	v := verdict{state: Down, reason: f.downReason(now), iface: f.link.Name, index: pick}
+	if len(paths) > 0 && !paths[0].implicit {
+		// The interface is fine, but the targets' paths are not.
+		if v.reason == "" {
+			v.reason = paths[0].reason
+		}
+		v.target = paths[0].t.Spec
+	}
+	if v.reason == "" && len(paths) > 0 {
+		v.reason = paths[0].reason
+	}
+	return v
+}
+
+// sortedIndexes returns the interfaces' indexes in order.
+func sortedIndexes(ifaces map[int]*iface) []int {
+	idx := make([]int, 0, len(ifaces))
+	for i := range ifaces {
+		idx = append(idx, i)
+	}
+	sort.Ints(idx)
+	return idx
 }

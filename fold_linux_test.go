@@ -54,8 +54,44 @@ func newTestMonitor(t *testing.T, o Options) *Monitor {
 		t.Fatal(err)
 	}
 	m.subscribed.Store(true)
+	m.lookup = m.mainTableLookup
 	t.Cleanup(m.gate.Shutdown)
 	return m
+}
+
+// mainTableLookup stands in for the kernel's route lookup in tests that
+// feed the Monitor constructed events. It reads the Monitor's own copy of
+// the routes as the kernel reads its main table with no policy rules and
+// ignore_routes_with_linkdown=0 (the default; fib_table_lookup in
+// net/ipv4/fib_trie.c skips a linkdown next hop only when that sysctl is
+// set): a destination inside an interface's address prefix is on-link
+// there; else the default route of its family with the lowest metric
+// wins, whether or not its link has carrier.
+func (m *Monitor) mainTableLookup(dst netip.Addr, mark uint32) (linkwatch.Path, error) {
+	p := linkwatch.Path{Dst: dst, Mark: mark}
+	for _, i := range sortedIndexes(m.ifaces) {
+		f := m.ifaces[i]
+		for _, a := range f.addrs {
+			if a.Prefix.Bits() < a.Prefix.Addr().BitLen() && a.Prefix.Masked().Contains(dst) && f.link.AdminUp {
+				p.Index, p.Src, p.Table = i, a.Prefix.Addr(), unix.RT_TABLE_MAIN
+				return p, nil
+			}
+		}
+	}
+	var best *linkwatch.Route
+	for _, i := range sortedIndexes(m.ifaces) {
+		for _, r := range m.ifaces[i].routes {
+			if r.Dst.Addr().Is4() == dst.Is4() && (best == nil || r.Metric < best.Metric) {
+				best = &r
+			}
+		}
+	}
+	if best == nil {
+		p.Err = fmt.Errorf("%w: %s: %w", linkwatch.ErrNoPath, dst, unix.ENETUNREACH)
+		return p, nil
+	}
+	p.Index, p.Gateway, p.Table = best.Index, best.Gateway, best.Table
+	return p, nil
 }
 
 func (m *Monitor) apply(ev linkwatch.Event) {
@@ -182,8 +218,12 @@ func TestMonitorFailoverPicksLowestMetricAndSignalsRebind(t *testing.T) {
 	rebind := m.RebindC()
 	m.apply(linkwatch.LinkEvent{At: t0, Op: linkwatch.LinkChanged,
 		Link: linkwatch.Link{Index: 3, Name: "eth0", AdminUp: true, Oper: linkwatch.OperDown}, Prev: upLink(3, "eth0")})
+	// The kernel keeps routing through eth0 (its route is only flagged
+	// linkdown) until a network manager removes the route: down.
+	wantStatus(t, m, Down, ReasonCarrierLost)
+	m.apply(linkwatch.RouteEvent{At: t0, Op: linkwatch.RouteRemoved, Route: defRoute(3, "eth0", "192.168.7.1", 100)})
 	if s := m.Status(); s.State != Up || s.Iface != "wlan0" {
-		t.Fatalf("status = %+v, want up on wlan0 after eth0 lost carrier", s)
+		t.Fatalf("status = %+v, want up on wlan0 after eth0 lost carrier and its route", s)
 	}
 	select {
 	case <-rebind:
@@ -423,6 +463,8 @@ func TestMonitorReturnOnAnotherInterfaceSignalsRebind(t *testing.T) {
 	m.apply(linkwatch.LinkEvent{At: t0, Op: linkwatch.LinkChanged,
 		Link: linkwatch.Link{Index: 3, Name: "eth0", AdminUp: true, Oper: linkwatch.OperDown}, Prev: upLink(3, "eth0")})
 	wantStatus(t, m, Down, ReasonCarrierLost)
+	// The network manager takes the dead link's route away.
+	m.apply(linkwatch.RouteEvent{At: t0, Op: linkwatch.RouteRemoved, Route: defRoute(3, "eth0", "192.168.7.1", 100)})
 	rebind := m.RebindC()
 	m.apply(linkwatch.LinkEvent{At: t0.Add(time.Second), Op: linkwatch.LinkChanged, Link: upLink(2, "wlan0"),
 		Prev: linkwatch.Link{Index: 2, Name: "wlan0", AdminUp: true, Oper: linkwatch.OperDown}})

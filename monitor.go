@@ -71,6 +71,18 @@ type Monitor struct {
 	sockProcs  sockProcs          // eBPF-observed failures by comm and cause
 	wifiNote   string             // "on", "off", or why Wi-Fi is not watched
 	sockNote   string             // "on", "off", or why socket errors are not watched
+
+	// lookup asks the kernel for a path (linkwatch's Lookup; tests
+	// replace it).
+	lookup func(dst netip.Addr, mark uint32) (linkwatch.Path, error)
+	// paths are the targets' paths: Options.Targets in order, or the
+	// implicit internet ones (IPv4, IPv6).
+	paths      []*pathState
+	pathsDirty bool             // a kernel change may have moved a path
+	batching   bool             // more linkwatch events are queued: look paths up after them
+	rules      []linkwatch.Rule // the policy rules, as linkwatch reported them
+	had        families         // the families the uplink hadIdx carried since it came up
+	hadIdx     int
 }
 
 // outage is the outage in progress.
@@ -116,6 +128,11 @@ type Stats struct {
 	// and the cgroup or destination filter (Options.SockCgroups,
 	// Options.SockDestinations) left out; they are in no count above.
 	SockErrorsFiltered uint64
+	// PathLookups counts the times the targets' paths were looked up
+	// again (once per batch of kernel changes), and RouteLookups the
+	// route lookups they made (one per target, one more per mark for a
+	// path into an overlay).
+	PathLookups, RouteLookups uint64
 }
 
 const (
@@ -167,6 +184,7 @@ func New(o Options) (*Monitor, error) {
 		dhcpInfo: map[int]*DHCPInfo{},
 	}
 	m.netnsIno = netnsInode(o.NetNS)
+	m.lookup = lw.Lookup
 	for _, p := range o.SockCgroups {
 		id, err := CgroupID(p)
 		if err != nil {
@@ -201,6 +219,9 @@ func New(o Options) (*Monitor, error) {
 	}
 	if m.gate, err = gate.New(gc); err != nil {
 		return nil, fmt.Errorf("netmon: Options.Gate: %w", err)
+	}
+	if err := m.initTargets(gc); err != nil {
+		return nil, err
 	}
 	return m, nil
 }
@@ -280,6 +301,11 @@ func (m *Monitor) Run(ctx context.Context) (err error) {
 		m.endLocked(time.Now())
 		m.mu.Unlock()
 		m.gate.Shutdown()
+		for _, p := range m.paths {
+			if p.gate != nil {
+				p.gate.Shutdown()
+			}
+		}
 		close(m.events)
 	}()
 
@@ -325,7 +351,11 @@ func (m *Monitor) loop(ctx context.Context, src sources) error {
 				return nil
 			}
 			m.mu.Lock()
+			// While more kernel changes are queued, the paths are
+			// looked up after the last of them, not after each.
+			m.batching = len(lwEvents) > 0
 			m.applyLinkLocked(ev)
+			m.batching = false
 			m.mu.Unlock()
 		case ev, ok := <-src.wifi:
 			if !ok {

@@ -33,6 +33,31 @@ type Options struct {
 	// NetNS is the network namespace to watch; 0 means the current one.
 	NetNS netns.NsHandle
 
+	// Targets are the destinations that matter to this robot, each an
+	// address or host name with an optional port (see [ParseTarget]); at
+	// most [MaxTargets]. For each one the Monitor asks the kernel which
+	// path it would take (the lookup connect() makes: policy rules, marks
+	// and linkdown routes honoured; no packet is sent) after every batch
+	// of link, address, route and rule changes, and judges that path: its
+	// interface, its address of the target's family, and, for a path into
+	// a tunnel, the underlay. An on-link target needs no default route, so
+	// a robot on a LAN-only access point declares its server here. The
+	// state is up while every target is reachable, degraded
+	// (target-unreachable) while some are, down while none is; each target
+	// has its own Gate ([Monitor.GateFor]).
+	//
+	// A host name is resolved when Run starts (with the system's resolver,
+	// in the process's own network namespace), retried with backoff while
+	// it does not resolve (said once, as a notice), and resolved again each
+	// time its path returns after an outage, since the network it returns
+	// on may answer differently. Until it resolves the target is
+	// unreachable with reason unresolved.
+	//
+	// Empty means "the internet": the kernel's route to a public address
+	// of each family (8.8.8.8 and 2001:4860:4860::8888, looked up, never
+	// contacted).
+	Targets []string
+
 	// Stabilize is how long the state must stay usable after an outage
 	// before the Gate opens again. Loss closes the Gate at once; a return
 	// must last this long, so that a link bouncing during association does
@@ -174,6 +199,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.SockErrors != "" && o.SockErrors != "auto" && o.SockErrors != "on" && o.SockErrors != "off" {
 		return o, fmt.Errorf("netmon: Options.SockErrors is %q, want \"auto\", \"on\" or \"off\"", o.SockErrors)
+	}
+	if len(o.Targets) > MaxTargets {
+		return o, fmt.Errorf("netmon: Options.Targets has %d targets, want at most %d", len(o.Targets), MaxTargets)
 	}
 	for i, p := range o.SockDestinations {
 		if !p.IsValid() {

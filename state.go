@@ -10,7 +10,8 @@ type State uint8
 const (
 	// Unknown is the state before the first full read of the kernel.
 	Unknown State = iota
-	// Up: some interface has carrier, a usable address and a default route.
+	// Up: the path the kernel uses to every target (without targets: to
+	// the internet, in either family) has carrier and a usable address.
 	Up
 	// Degraded: up, but something makes loss likely soon (weak signal, a
 	// DHCP renewal in progress, a recent roam, recent send errors, a gateway
@@ -55,6 +56,13 @@ const (
 	ReasonLeaseExpiring  Reason = "lease-expiring"    // the lease ends within the configured margin
 	ReasonRoamed         Reason = "roamed"            // the station roamed to another BSSID recently
 	ReasonShutdown       Reason = "shutdown"          // the Monitor stopped
+
+	ReasonNoRoute           Reason = "no-route"           // the kernel has no route to a target (ENETUNREACH, an unreachable or prohibit route)
+	ReasonNoUnderlay        Reason = "no-underlay"        // a target's path enters a tunnel and no physical interface carries the tunnel
+	ReasonUnresolved        Reason = "unresolved"         // a target's host name has not resolved yet
+	ReasonTargetUnreachable Reason = "target-unreachable" // degraded: some targets are reachable, Status.Target is not
+	ReasonIPv4Lost          Reason = "ipv4-lost"          // degraded: the uplink lost its IPv4 path, IPv6 stays
+	ReasonIPv6Lost          Reason = "ipv6-lost"          // degraded: the uplink lost its IPv6 path, IPv4 stays
 )
 
 // Status is a state with its reason, the interface it concerns, and when
@@ -71,6 +79,10 @@ type Status struct {
 	// else a wireless one, else the one with the lowest index. It is ""
 	// before the first read and when no interface is watched.
 	Iface string
-	// Since is when State, Reason or Iface last changed.
+	// Target is the target ([Options].Targets) the reason concerns: the
+	// unreachable one while degraded with target-unreachable, the first
+	// one while down; "" without targets.
+	Target string
+	// Since is when State, Reason, Iface or Target last changed.
 	Since time.Time
 }

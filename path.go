@@ -1,0 +1,314 @@
+package netmon
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/seed-a56be422/netmon/gate"
+	"github.com/seed-a56be422/netmon/linkwatch"
+	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
+)
+
+// The implicit targets when [Options].Targets is empty: "the internet", as
+// the kernel's route to a public address of each family (Google's public
+// DNS resolvers). Only the kernel's routing table is asked; no packet is
+// sent to them.
+var (
+	internet4 = netip.MustParseAddr("8.8.8.8")
+	internet6 = netip.MustParseAddr("2001:4860:4860::8888")
+)
+
+// overlayKinds are the link kinds (IFLA_INFO_KIND) of tunnel devices: a
+// path through one is judged by its underlay, never on its own, because
+// the tunnel device keeps its carrier while the network under it is gone.
+// tun covers tun and tap devices (wireguard-go, tailscaled, OpenVPN,
+// ZeroTier); the rest are the kernel's own tunnels. ppp is not here: on a
+// robot it is the modem's own link, not an overlay.
+var overlayKinds = []string{
+	"wireguard", "tun", "ipip", "gre", "gretap", "ip6gre", "ip6gretap", "erspan", "ip6erspan",
+	"sit", "vti", "vti6", "ip6tnl", "vxlan", "geneve", "bareudp", "xfrm",
+}
+
+// isOverlay reports whether a link of this kind is a tunnel.
+func isOverlay(kind string) bool { return slices.Contains(overlayKinds, kind) }
+
+// pathState is one target's path: what the kernel answered and the
+// verdict on it.
+type pathState struct {
+	t        Target
+	implicit bool // an internet target, not one the user named
+	// path is the kernel's answer for t.Addr, under that with a policy
+	// rule's mark when path enters an overlay (the underlay), zero
+	// otherwise.
+	path, under linkwatch.Path
+	gate        *gate.Gate // the target's own Gate; nil for implicit ones
+
+	// The verdict of the last evaluation.
+	ok     bool
+	reason Reason
+	index  int // the interface judged: the underlay when via is set
+	via    int // the overlay the path enters, 0 when none
+	wasOK  bool
+}
+
+// family returns 4 or 6.
+func (p *pathState) family() int {
+	if p.t.Addr.Is4() {
+		return 4
+	}
+	return 6
+}
+
+// refreshPathsLocked asks the kernel for every target's path: one lookup,
+// and for a path into an overlay one more per mark the policy rules name
+// (the mark a tunnel daemon gives its own packets, which finds the
+// underlay). It runs once per batch of kernel changes, not per message.
+func (m *Monitor) refreshPathsLocked() {
+	m.pathsDirty = false
+	m.stats.PathLookups++
+	for _, p := range m.paths {
+		if !p.t.Addr.IsValid() {
+			p.path, p.under = linkwatch.Path{}, linkwatch.Path{}
+			continue
+		}
+		p.path = m.lookupLocked(p.t.Addr, 0)
+		p.under = linkwatch.Path{}
+		f, ok := m.ifaces[p.path.Index]
+		if !p.path.Reachable() || !ok || !isOverlay(f.link.Kind) {
+			continue
+		}
+		fam := uint8(unix.AF_INET)
+		if p.t.Addr.Is6() {
+			fam = unix.AF_INET6
+		}
+		for _, mark := range m.marks(fam) {
+			q := m.lookupLocked(p.t.Addr, mark)
+			if g, ok := m.ifaces[q.Index]; ok && !isOverlay(g.link.Kind) {
+				p.under = q
+				break
+			}
+			if !q.Reachable() {
+				// The mark's table has no route: the underlay is
+				// gone, which is the answer.
+				p.under = q
+				break
+			}
+		}
+	}
+}
+
+// lookupLocked asks the kernel (or a test's stand-in) for a path; a lookup
+// that cannot be asked is logged and reads as no path.
+func (m *Monitor) lookupLocked(dst netip.Addr, mark uint32) linkwatch.Path {
+	m.stats.RouteLookups++
+	p, err := m.lookup(dst, mark)
+	if err != nil {
+		m.log.Warn("route lookup failed", zap.Stringer("dst", dst), zap.Error(err))
+		p.Err = err
+	}
+	return p
+}
+
+// marks returns the packet marks the policy rules of a family select on.
+func (m *Monitor) marks(family uint8) []uint32 {
+	return linkwatch.State{Rules: m.rules}.Marks(family)
+}
+
+// setRulesLocked replaces the Monitor's copy of the policy rules.
+func (m *Monitor) applyRuleLocked(e linkwatch.RuleEvent) {
+	if e.Removed {
+		if i := slices.Index(m.rules, e.Rule); i >= 0 {
+			m.rules = slices.Delete(m.rules, i, i+1)
+		}
+		return
+	}
+	m.rules = append(m.rules, e.Rule)
+}
+
+// judge decides whether traffic to p's target can flow, and which
+// interface the verdict concerns. A path through an overlay is judged by
+// the overlay's own link (the tunnel daemon still holds it) and then by its
+// underlay: the interface the rule's mark leads to, else the best
+// physical uplink.
+func judge(ifaces map[int]*iface, p *pathState, now time.Time) {
+	p.ok, p.reason, p.index, p.via = false, "", 0, 0
+	switch {
+	case !p.t.Addr.IsValid():
+		p.reason = ReasonUnresolved
+		return
+	case !p.path.Reachable():
+		p.reason = ReasonNoRoute
+		if p.implicit {
+			p.reason = ReasonNoDefaultRoute
+		}
+		return
+	}
+	f, ok := ifaces[p.path.Index]
+	if !ok {
+		// An interface netmon does not watch (filtered out, or
+		// loopback): the kernel has a path, and nothing says it is bad.
+		p.ok, p.index = true, p.path.Index
+		return
+	}
+	fam := p.family()
+	p.index = p.path.Index
+	if isOverlay(f.link.Kind) {
+		p.via = p.path.Index
+		if r := f.linkDownReason(); r != "" {
+			p.reason = r // the tunnel daemon let go of its device
+			return
+		}
+		if !f.hasAddr(fam, now) {
+			p.reason = ReasonNoAddress
+			return
+		}
+		f = nil
+		if p.under.Index != 0 || p.under.Err != nil {
+			if !p.under.Reachable() {
+				p.reason = ReasonNoDefaultRoute
+				p.index = 0
+				return
+			}
+			f = ifaces[p.under.Index]
+		}
+		if f == nil {
+			f = bestPhysical(ifaces, fam, now)
+		}
+		if f == nil {
+			p.reason, p.index = ReasonNoUnderlay, 0
+			return
+		}
+		p.index = f.link.Index
+		fam = 0 // the tunnel's own packets may use either family
+	}
+	p.reason = f.pathDownReason(fam, now)
+	p.ok = p.reason == ""
+}
+
+// bestPhysical returns the interface that most likely carries an overlay
+// whose daemon marks nothing: a usable non-overlay interface with a
+// default route of the family (lowest metric), else any with one (so that
+// the verdict names what is wrong with it), else nil.
+func bestPhysical(ifaces map[int]*iface, fam int, now time.Time) *iface {
+	var best, any *iface
+	for _, i := range sortedIndexes(ifaces) {
+		f := ifaces[i]
+		if isOverlay(f.link.Kind) || !f.hasDefault(fam) {
+			continue
+		}
+		if any == nil {
+			any = f
+		}
+		if f.downReason(now) == "" && (best == nil || f.metric() < best.metric()) {
+			best = f
+		}
+	}
+	if best != nil {
+		return best
+	}
+	return any
+}
+
+// hasDefault reports whether a default route of the family (4 or 6)
+// leaves through the interface.
+func (f *iface) hasDefault(fam int) bool {
+	for _, r := range f.routes {
+		if addrFamily(r.Dst.Addr()) == fam {
+			return true
+		}
+	}
+	return false
+}
+
+// hasAddr reports whether the interface has a usable address of the
+// family (4 or 6; 0: either).
+func (f *iface) hasAddr(fam int, now time.Time) bool {
+	for _, a := range f.addrs {
+		if (fam == 0 || addrFamily(a.Prefix.Addr()) == fam) && usableAddr(a, now) {
+			return true
+		}
+	}
+	return false
+}
+
+func addrFamily(a netip.Addr) int {
+	if a.Is4() {
+		return 4
+	}
+	return 6
+}
+
+// updateTargetGatesLocked opens each target's Gate while its path is
+// usable and the overall state lets traffic flow, and closes it otherwise.
+func (m *Monitor) updateTargetGatesLocked() {
+	for _, p := range m.paths {
+		if p.gate == nil {
+			continue
+		}
+		if p.ok && m.status.State.CanSend() {
+			p.gate.Open()
+			continue
+		}
+		r := gate.Reason{Code: string(p.reason), Iface: m.ifaceName(p.index)}
+		if p.ok {
+			r = closeReason(m.status)
+		}
+		p.gate.Close(r)
+	}
+}
+
+// ifaceName returns the name of a watched interface, or "".
+func (m *Monitor) ifaceName(index int) string {
+	if f, ok := m.ifaces[index]; ok {
+		return f.link.Name
+	}
+	return ""
+}
+
+// GateFor returns the Gate of one target, named as in [Options].Targets
+// (its Spec): open while the kernel's path to that target is usable and
+// the overall state lets traffic flow, so that a sender to the on-site
+// server is not held because the cloud is unreachable, and the other way
+// round. It returns nil for a name that is not a target. [Monitor.Gate]
+// follows the overall state.
+func (m *Monitor) GateFor(target string) *gate.Gate {
+	for _, p := range m.paths {
+		if p.gate != nil && p.t.Spec == target {
+			return p.gate
+		}
+	}
+	return nil
+}
+
+// initTargets parses Options.Targets into paths, each with its own Gate
+// configured like the Monitor's; without targets it sets up the implicit
+// internet ones.
+func (m *Monitor) initTargets(gc gate.Config) error {
+	if len(m.opts.Targets) == 0 {
+		m.paths = []*pathState{
+			{t: Target{Spec: "internet-ipv4", Addr: internet4}, implicit: true},
+			{t: Target{Spec: "internet-ipv6", Addr: internet6}, implicit: true},
+		}
+		return nil
+	}
+	for _, s := range m.opts.Targets {
+		t, err := ParseTarget(s)
+		if err != nil {
+			return err
+		}
+		for _, p := range m.paths {
+			if p.t.Spec == s {
+				return fmt.Errorf("netmon: target %q given twice", s)
+			}
+		}
+		g, err := gate.New(gc)
+		if err != nil {
+			return fmt.Errorf("netmon: gate for target %q: %w", s, err)
+		}
+		m.paths = append(m.paths, &pathState{t: t, gate: g})
+	}
+	return nil
+}
