@@ -55,6 +55,9 @@ func (e Event) MarshalLogObject(enc zapcore.ObjectEncoder) error {
 	if e.Kind == EventBaseline || e.Kind == EventState {
 		enc.AddString("state", e.Status.State.String())
 		enc.AddString("reason", string(e.Status.Reason))
+		if e.Status.Target != "" {
+			enc.AddString("target", e.Status.Target)
+		}
 	}
 	if e.Iface != "" {
 		enc.AddString("iface", e.Iface)

@@ -22,7 +22,13 @@ type Snapshot struct {
 	State  State     `json:"state"`
 	Reason Reason    `json:"reason"`
 	Iface  string    `json:"iface,omitempty"` // the uplink, or the interface that was lost
+	Target string    `json:"target,omitempty"` // the target the reason concerns, if any
 	Since  time.Time `json:"since"`
+
+	// Targets holds one entry per target ([Options].Targets), or per
+	// implicit internet target ("internet-ipv4", "internet-ipv6") without
+	// them: the kernel's path and the verdict on it.
+	Targets []TargetSnapshot `json:"targets"`
 
 	// Interfaces holds every watched interface, ordered by index.
 	Interfaces []IfaceSnapshot `json:"interfaces"`
@@ -44,6 +50,27 @@ type Snapshot struct {
 	// (no Wi-Fi here, no eBPF permission).
 	Wifi       string `json:"wifi_watcher"`
 	SockErrors string `json:"sockerr_watcher"`
+}
+
+// TargetSnapshot is one target's path in a [Snapshot].
+type TargetSnapshot struct {
+	Target    string `json:"target"`         // as given, or internet-ipv4 / internet-ipv6
+	Addr      string `json:"addr,omitempty"` // the address looked up; "" while a host name is unresolved
+	Reachable bool   `json:"reachable"`      // the path can carry traffic
+	// Reason is why it cannot ("no-route", "carrier-lost", ...), "" when
+	// it can.
+	Reason Reason `json:"reason,omitempty"`
+	// Iface is the interface the verdict concerns: the one the kernel
+	// routes through, or for a path into a tunnel the underlay that carries
+	// it, with the tunnel in Via ("via wg0 over wlan0").
+	Iface   string `json:"iface,omitempty"`
+	Via     string `json:"via,omitempty"`
+	Gateway string `json:"gateway,omitempty"` // the next hop; "" when on-link
+	Src     string `json:"src,omitempty"`     // the source address the kernel would use
+	Table   int    `json:"table,omitempty"`   // the routing table that answered
+	// Error is the kernel's answer when it has no path ("network is
+	// unreachable").
+	Error string `json:"error,omitempty"`
 }
 
 // IfaceSnapshot is one interface in a [Snapshot].
@@ -124,7 +151,7 @@ func (m *Monitor) Snapshot() Snapshot {
 
 func (m *Monitor) snapshotLocked(now time.Time) Snapshot {
 	s := Snapshot{Time: now, State: m.status.State, Reason: m.status.Reason, Iface: m.status.Iface,
-		Since: m.status.Since, SendErrors: m.sends.streak, FlapsTotal: m.journal.total,
+		Target: m.status.Target, Since: m.status.Since, Targets: m.targetSnapshotsLocked(), SendErrors: m.sends.streak, FlapsTotal: m.journal.total,
 		DownTimeSec: m.journal.down.Seconds(), Wifi: m.wifiNote, SockErrors: m.sockNote}
 	if f, ok := m.journal.last(); ok {
 		s.LastFlap = &f
@@ -190,6 +217,29 @@ func ifaceSnapshot(f *iface, now time.Time) IfaceSnapshot {
 	return is
 }
 
+// targetSnapshotsLocked describes the targets' paths.
+func (m *Monitor) targetSnapshotsLocked() []TargetSnapshot {
+	out := make([]TargetSnapshot, 0, len(m.paths))
+	for _, p := range m.paths {
+		ts := TargetSnapshot{Target: p.t.Spec, Reachable: p.ok, Reason: p.reason, Iface: m.ifaceName(p.index),
+			Via: m.ifaceName(p.via), Table: p.path.Table}
+		if p.t.Addr.IsValid() {
+			ts.Addr = p.t.Addr.String()
+		}
+		if p.path.Gateway.IsValid() {
+			ts.Gateway = p.path.Gateway.String()
+		}
+		if p.path.Src.IsValid() {
+			ts.Src = p.path.Src.String()
+		}
+		if p.path.Err != nil {
+			ts.Error = p.path.Err.Error()
+		}
+		out = append(out, ts)
+	}
+	return out
+}
+
 // uplinkLocked returns the interface the status concerns, or nil.
 func (m *Monitor) uplinkLocked() *iface { return m.ifaces[m.statusIdx] }
 
@@ -220,6 +270,26 @@ func (m *Monitor) snapshotFieldsLocked(now time.Time) []zap.Field {
 	}
 	if m.sends.streak > 0 {
 		fs = append(fs, zap.Int("send_errors", m.sends.streak))
+	}
+	return append(fs, m.pathFieldsLocked()...)
+}
+
+// pathFieldsLocked explains the targets' paths on a state line: the tunnel
+// the uplink's traffic enters ("via": "wg0"), and the targets that cannot
+// be reached with why ("unreachable": "10.1.0.5 no-route").
+func (m *Monitor) pathFieldsLocked() []zap.Field {
+	var fs []zap.Field
+	var bad []string
+	for _, p := range m.paths {
+		if p.via != 0 && p.index == m.statusIdx && len(fs) == 0 {
+			fs = append(fs, zap.String("via", m.ifaceName(p.via)))
+		}
+		if !p.ok && (!p.implicit || m.status.State.CanSend()) {
+			bad = append(bad, p.t.Spec+" "+string(p.reason))
+		}
+	}
+	if len(bad) > 0 {
+		fs = append(fs, zap.String("unreachable", strings.Join(bad, ", ")))
 	}
 	return fs
 }
