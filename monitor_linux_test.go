@@ -25,17 +25,26 @@ type rig struct {
 	done   chan error
 }
 
-func newRig(t *testing.T, o Options) *rig { return newRigWifi(t, o, nil) }
+func newRig(t *testing.T, o Options) *rig { return newRigSetup(t, o, nil, nil) }
 
 // newRigWifi is newRig with a fake nl80211 whose interfaces the test sets
 // up with the real ifindex of va.
 func newRigWifi(t *testing.T, o Options, fake *wifiwatchtest.Fake) *rig {
+	return newRigSetup(t, o, fake, nil)
+}
+
+// newRigSetup is newRigWifi with setup run on the two namespaces before
+// the Monitor starts (nil: none).
+func newRigSetup(t *testing.T, o Options, fake *wifiwatchtest.Fake, setup func(a, b *netnstest.NS)) *rig {
 	t.Helper()
 	a, b := netnstest.New(t), netnstest.New(t)
 	netnstest.Veth(t, a, "va", b, "vb")
 	a.IP("addr", "add", "10.210.0.1/24", "dev", "va")
 	b.IP("addr", "add", "10.210.0.2/24", "dev", "vb")
 	a.IP("route", "add", "default", "via", "10.210.0.2", "dev", "va")
+	if setup != nil {
+		setup(a, b)
+	}
 	o.NetNS = a.Handle
 	o.Wifi = "off"
 	if o.SockErrors == "" {

@@ -1,0 +1,260 @@
+package netmon
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/seed-a56be422/netmon/internal/netnstest"
+)
+
+// These tests build the networks robots really have (a VPN overlay, dual
+// stack, a LAN without a default route, policy routing) in namespaces and
+// check that the verdict follows the path the kernel itself uses.
+
+// targetSnap returns the snapshot entry of one target.
+func targetSnap(t *testing.T, m *Monitor, name string) TargetSnapshot {
+	t.Helper()
+	for _, ts := range m.Snapshot().Targets {
+		if ts.Target == name {
+			return ts
+		}
+	}
+	t.Fatalf("no target %q in the snapshot: %+v", name, m.Snapshot().Targets)
+	return TargetSnapshot{}
+}
+
+// waitLookups waits until the Monitor has looked the paths up again since
+// it had done so n times: it has seen a kernel change that moves nothing
+// visible.
+func waitLookups(t *testing.T, m *Monitor, n uint64) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for m.Stats().PathLookups <= n {
+		if time.Now().After(deadline) {
+			t.Fatalf("paths not looked up again within 10s (%d lookups)", n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// wgQuick sets a up as `wg-quick up` does for AllowedIPs = 0.0.0.0/0, on a
+// tun device held open as wireguard-go holds its wg0.
+func wgQuick(a *netnstest.NS) {
+	a.Tun("wg0")
+	a.IP("addr", "add", "10.200.0.2/32", "dev", "wg0")
+	a.IP("-4", "route", "add", "0.0.0.0/0", "dev", "wg0", "table", "51820")
+	a.IP("-4", "rule", "add", "not", "fwmark", "51820", "table", "51820")
+	a.IP("-4", "rule", "add", "table", "main", "suppress_prefixlength", "0")
+}
+
+// TestIntegrationPathWireGuardUnderlay: with wg-quick's full tunnel the
+// kernel sends everything into wg0, which keeps its carrier whatever the
+// network under it does. The verdict must follow the underlay: va losing
+// its carrier is an outage at once, named after va.
+func TestIntegrationPathWireGuardUnderlay(t *testing.T) {
+	t.Parallel()
+	r := newRigSetup(t, Options{}, nil, func(a, _ *netnstest.NS) { wgQuick(a) })
+	ev := r.waitState(t, Up, ReasonNone)
+	if ev.Iface != "va" {
+		t.Fatalf("up on %q, want the underlay va", ev.Iface)
+	}
+	if ts := targetSnap(t, r.m, "internet-ipv4"); !ts.Reachable || ts.Iface != "va" || ts.Via != "wg0" || ts.Table != 51820 {
+		t.Fatalf("internet-ipv4 = %+v, want reachable via wg0 (table 51820) over va", ts)
+	}
+
+	// Tailscale's table 52 with only the tailnet's route moves nothing.
+	n := r.m.Stats().PathLookups
+	r.a.IP("-4", "route", "add", "100.64.0.0/10", "dev", "wg0", "table", "52")
+	r.a.IP("-4", "rule", "add", "lookup", "52", "priority", "5270")
+	waitLookups(t, r.m, n)
+	if s := r.m.Status(); s.State != Up || s.Iface != "va" {
+		t.Fatalf("status after tailscale's table 52 = %+v, want up on va", s)
+	}
+
+	r.b.IP("link", "set", "vb", "down")
+	ev = r.waitState(t, Down, ReasonCarrierLost)
+	if ev.Iface != "va" {
+		t.Fatalf("outage on %q, want the underlay va", ev.Iface)
+	}
+	if gs := r.m.Gate().State(); gs.Open || gs.Reason.Iface != "va" {
+		t.Fatalf("gate = %+v, want closed for va", gs)
+	}
+	r.b.IP("link", "set", "vb", "up")
+	r.waitState(t, Up, ReasonNone)
+	fl := r.m.Flaps()
+	if len(fl) != 1 || fl[0].Cause != ReasonCarrierLost || fl[0].Iface != "va" {
+		t.Fatalf("journal = %+v, want one carrier-lost outage of va", fl)
+	}
+
+	// The tunnel daemon dies: its device goes, and table 51820's route
+	// with it. wg-quick's rules stay, but the kernel falls through them to
+	// the main table: the path is va's own, with no tunnel.
+	n = r.m.Stats().PathLookups
+	r.a.IP("link", "del", "wg0")
+	waitLookups(t, r.m, n)
+	if ts := targetSnap(t, r.m, "internet-ipv4"); !ts.Reachable || ts.Iface != "va" || ts.Via != "" || ts.Table != 254 {
+		t.Fatalf("internet-ipv4 without wg0 = %+v, want va from main, no tunnel", ts)
+	}
+}
+
+// TestIntegrationPathDualStack: losing one family's default route while
+// the other stays is degraded, named after the family; a network that
+// never had IPv6 is plainly up.
+func TestIntegrationPathDualStack(t *testing.T) {
+	t.Parallel()
+	r := newRigSetup(t, Options{}, nil, func(a, b *netnstest.NS) {
+		a.IP("addr", "add", "2001:db8:210::1/64", "dev", "va", "nodad")
+		b.IP("addr", "add", "2001:db8:210::2/64", "dev", "vb", "nodad")
+		a.IP("-6", "route", "add", "default", "via", "2001:db8:210::2", "dev", "va")
+	})
+	r.waitState(t, Up, ReasonNone)
+	for _, name := range []string{"internet-ipv4", "internet-ipv6"} {
+		if ts := targetSnap(t, r.m, name); !ts.Reachable || ts.Iface != "va" {
+			t.Fatalf("%s = %+v, want reachable on va", name, ts)
+		}
+	}
+	r.a.IP("-4", "route", "del", "default")
+	ev := r.waitState(t, Degraded, ReasonIPv4Lost)
+	if ev.Iface != "va" || !r.m.Gate().State().Open {
+		t.Fatalf("ipv4-lost on %q, gate %+v: want va, gate open", ev.Iface, r.m.Gate().State())
+	}
+	r.a.IP("-4", "route", "add", "default", "via", "10.210.0.2", "dev", "va")
+	r.waitState(t, Up, ReasonNone)
+	r.a.IP("-6", "route", "del", "default")
+	r.waitState(t, Degraded, ReasonIPv6Lost)
+	r.a.IP("-4", "route", "del", "default")
+	r.waitState(t, Down, ReasonNoDefaultRoute)
+}
+
+func TestIntegrationPathIPv4OnlyIsUp(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, Options{})
+	r.waitState(t, Up, ReasonNone)
+	if ts := targetSnap(t, r.m, "internet-ipv6"); ts.Reachable || ts.Reason != ReasonNoDefaultRoute {
+		t.Fatalf("internet-ipv6 = %+v, want unreachable with no-default-route", ts)
+	}
+	if s := r.m.Status(); s.State != Up || s.Reason != ReasonNone {
+		t.Fatalf("status = %+v, want plain up on an IPv4-only network", s)
+	}
+}
+
+// TestIntegrationPathLANOnlyTarget: a robot on an access point without a
+// default route declares its on-site server; the Gate opens, and closes
+// when the address goes, naming the target.
+func TestIntegrationPathLANOnlyTarget(t *testing.T) {
+	t.Parallel()
+	r := newRigSetup(t, Options{Targets: []string{"10.210.0.2:8883"}}, nil, func(a, _ *netnstest.NS) {
+		a.IP("route", "del", "default")
+	})
+	r.waitState(t, Up, ReasonNone)
+	g := r.m.GateFor("10.210.0.2:8883")
+	if g == nil || !g.State().Open || !r.m.Gate().State().Open {
+		t.Fatalf("target gate %v, Gate %+v: want both open", g, r.m.Gate().State())
+	}
+	if ts := targetSnap(t, r.m, "10.210.0.2:8883"); ts.Iface != "va" || ts.Gateway != "" || ts.Src != "10.210.0.1" {
+		t.Fatalf("target = %+v, want on-link on va from 10.210.0.1", ts)
+	}
+	// The address goes, and the on-link route with it: the kernel has no
+	// path, and the interface says why.
+	r.a.IP("addr", "del", "10.210.0.1/24", "dev", "va")
+	ev := r.waitState(t, Down, ReasonNoAddress)
+	if ev.Status.Target != "10.210.0.2:8883" || ev.Iface != "va" {
+		t.Fatalf("down for target %q on %q, want 10.210.0.2:8883 on va", ev.Status.Target, ev.Iface)
+	}
+	if gs := g.State(); gs.Open || gs.Reason.Code != string(ReasonNoRoute) {
+		t.Fatalf("target gate = %+v, want closed for no-route", gs)
+	}
+}
+
+// secondUplink adds vc in a, joined to vd in a namespace of its own, with
+// 10.211.0.1/24 on vc and the peer at 10.211.0.2.
+func secondUplink(t *testing.T, a *netnstest.NS) *netnstest.NS {
+	c := netnstest.New(t)
+	netnstest.Veth(t, a, "vc", c, "vd")
+	a.IP("addr", "add", "10.211.0.1/24", "dev", "vc")
+	c.IP("addr", "add", "10.211.0.2/24", "dev", "vd")
+	return c
+}
+
+// TestIntegrationPathPolicyRule: a rule sends one target through a second
+// uplink (table 100); its path, its Gate and the other target's follow the
+// rule, and deleting the rule moves it back.
+func TestIntegrationPathPolicyRule(t *testing.T) {
+	t.Parallel()
+	var c *netnstest.NS
+	const cloud, lan = "198.51.100.7", "10.210.0.2"
+	r := newRigSetup(t, Options{Targets: []string{cloud, lan}}, nil, func(a, _ *netnstest.NS) {
+		c = secondUplink(t, a)
+		a.IP("route", "add", "default", "via", "10.211.0.2", "table", "100")
+	})
+	r.waitState(t, Up, ReasonNone)
+	if ts := targetSnap(t, r.m, cloud); ts.Iface != "va" || ts.Table != 254 {
+		t.Fatalf("cloud = %+v, want va from main", ts)
+	}
+	n := r.m.Stats().PathLookups
+	r.a.IP("rule", "add", "to", cloud, "lookup", "100", "priority", "1000")
+	waitLookups(t, r.m, n)
+	if ts := targetSnap(t, r.m, cloud); ts.Iface != "vc" || ts.Table != 100 || ts.Gateway != "10.211.0.2" {
+		t.Fatalf("cloud under the rule = %+v, want vc via 10.211.0.2 from table 100", ts)
+	}
+	// The rule's uplink fails: only the cloud target is lost.
+	c.IP("link", "set", "vd", "down")
+	ev := r.waitState(t, Degraded, ReasonTargetUnreachable)
+	if ev.Status.Target != cloud {
+		t.Fatalf("degraded for %q, want %s", ev.Status.Target, cloud)
+	}
+	if r.m.GateFor(cloud).State().Open || !r.m.GateFor(lan).State().Open || !r.m.Gate().State().Open {
+		t.Fatalf("gates: cloud %+v, lan %+v, overall %+v: want cloud closed, the others open",
+			r.m.GateFor(cloud).State(), r.m.GateFor(lan).State(), r.m.Gate().State())
+	}
+	r.a.IP("rule", "del", "to", cloud, "lookup", "100", "priority", "1000")
+	r.waitState(t, Up, ReasonNone)
+	if ts := targetSnap(t, r.m, cloud); ts.Iface != "va" || !r.m.GateFor(cloud).State().Open {
+		t.Fatalf("cloud after the rule went = %+v, want va with its gate open", ts)
+	}
+}
+
+// TestIntegrationPathIgnoreLinkdown: two uplinks, the better one loses its
+// carrier. With ignore_routes_with_linkdown=0 (the default) the kernel
+// keeps sending into the dead link, so the state is down; with 1 it fails
+// over, so the state is up on the other. Each time the verdict's
+// interface is the one `ip route get` names.
+func TestIntegrationPathIgnoreLinkdown(t *testing.T) {
+	t.Parallel()
+	r := newRigSetup(t, Options{}, nil, func(a, _ *netnstest.NS) {
+		secondUplink(t, a)
+		a.IP("route", "add", "default", "via", "10.211.0.2", "dev", "vc", "metric", "200")
+	})
+	r.waitState(t, Up, ReasonNone)
+	kernelDev := func() string {
+		f := strings.Fields(r.a.IP("-4", "route", "get", "8.8.8.8"))
+		for i := range f[:len(f)-1] {
+			if f[i] == "dev" {
+				return f[i+1]
+			}
+		}
+		t.Fatalf("ip route get: no dev in %q", f)
+		return ""
+	}
+	r.b.IP("link", "set", "vb", "down")
+	ev := r.waitState(t, Down, ReasonCarrierLost)
+	if dev := kernelDev(); ev.Iface != "va" || dev != "va" {
+		t.Fatalf("sysctl 0: verdict on %q, kernel routes via %q; want both va", ev.Iface, dev)
+	}
+	r.b.IP("link", "set", "vb", "up")
+	r.waitState(t, Up, ReasonNone)
+
+	r.a.Sysctl("net/ipv4/conf/all/ignore_routes_with_linkdown", "1")
+	r.b.IP("link", "set", "vb", "down")
+	var up Event
+	for up.Iface != "vc" {
+		up = r.waitState(t, Up, ReasonNone)
+	}
+	if dev := kernelDev(); dev != "vc" {
+		t.Fatalf("sysctl 1: verdict on vc, kernel routes via %q", dev)
+	}
+	if !r.m.Gate().State().Open {
+		t.Fatal("gate closed although the kernel fails over to vc")
+	}
+}
