@@ -25,27 +25,23 @@ func targetSnap(t *testing.T, m *Monitor, name string) TargetSnapshot {
 }
 
 // waitLookups waits until the Monitor has looked the paths up again since
-// it had done so n times: it has seen a kernel change that moves nothing
-// visible.
-func waitLookups(t *testing.T, m *Monitor, n uint64) {
+// it had done so n times: it has seen a kernel change that may move
+// nothing visible. It reads the events meanwhile, as a subscriber must.
+func (r *rig) waitLookups(t *testing.T, n uint64) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for m.Stats().PathLookups <= n {
-		if time.Now().After(deadline) {
+	deadline := time.NewTimer(10 * time.Second)
+	defer deadline.Stop()
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for r.m.Stats().PathLookups <= n {
+		select {
+		case ev := <-r.events:
+			t.Logf("event %s %s %s", ev.Kind, ev.Iface, ev.Msg)
+		case <-tick.C:
+		case <-deadline.C:
 			t.Fatalf("paths not looked up again within 10s (%d lookups)", n)
 		}
-		time.Sleep(time.Millisecond)
 	}
-}
-
-// wgQuick sets a up as `wg-quick up` does for AllowedIPs = 0.0.0.0/0, on a
-// tun device held open as wireguard-go holds its wg0.
-func wgQuick(a *netnstest.NS) {
-	a.Tun("wg0")
-	a.IP("addr", "add", "10.200.0.2/32", "dev", "wg0")
-	a.IP("-4", "route", "add", "0.0.0.0/0", "dev", "wg0", "table", "51820")
-	a.IP("-4", "rule", "add", "not", "fwmark", "51820", "table", "51820")
-	a.IP("-4", "rule", "add", "table", "main", "suppress_prefixlength", "0")
 }
 
 // TestIntegrationPathWireGuardUnderlay: with wg-quick's full tunnel the
@@ -54,7 +50,7 @@ func wgQuick(a *netnstest.NS) {
 // its carrier is an outage at once, named after va.
 func TestIntegrationPathWireGuardUnderlay(t *testing.T) {
 	t.Parallel()
-	r := newRigSetup(t, Options{}, nil, func(a, _ *netnstest.NS) { wgQuick(a) })
+	r := newRigSetup(t, Options{}, nil, func(a, _ *netnstest.NS) { a.WGQuick("wg0") })
 	ev := r.waitState(t, Up, ReasonNone)
 	if ev.Iface != "va" {
 		t.Fatalf("up on %q, want the underlay va", ev.Iface)
@@ -67,7 +63,7 @@ func TestIntegrationPathWireGuardUnderlay(t *testing.T) {
 	n := r.m.Stats().PathLookups
 	r.a.IP("-4", "route", "add", "100.64.0.0/10", "dev", "wg0", "table", "52")
 	r.a.IP("-4", "rule", "add", "lookup", "52", "priority", "5270")
-	waitLookups(t, r.m, n)
+	r.waitLookups(t, n)
 	if s := r.m.Status(); s.State != Up || s.Iface != "va" {
 		t.Fatalf("status after tailscale's table 52 = %+v, want up on va", s)
 	}
@@ -92,7 +88,7 @@ func TestIntegrationPathWireGuardUnderlay(t *testing.T) {
 	// the main table: the path is va's own, with no tunnel.
 	n = r.m.Stats().PathLookups
 	r.a.IP("link", "del", "wg0")
-	waitLookups(t, r.m, n)
+	r.waitLookups(t, n)
 	if ts := targetSnap(t, r.m, "internet-ipv4"); !ts.Reachable || ts.Iface != "va" || ts.Via != "" || ts.Table != 254 {
 		t.Fatalf("internet-ipv4 without wg0 = %+v, want va from main, no tunnel", ts)
 	}
@@ -194,7 +190,7 @@ func TestIntegrationPathPolicyRule(t *testing.T) {
 	}
 	n := r.m.Stats().PathLookups
 	r.a.IP("rule", "add", "to", cloud, "lookup", "100", "priority", "1000")
-	waitLookups(t, r.m, n)
+	r.waitLookups(t, n)
 	if ts := targetSnap(t, r.m, cloud); ts.Iface != "vc" || ts.Table != 100 || ts.Gateway != "10.211.0.2" {
 		t.Fatalf("cloud under the rule = %+v, want vc via 10.211.0.2 from table 100", ts)
 	}

@@ -94,10 +94,31 @@ func (c *choice) Set(v string) error {
 	return nil
 }
 
+// targetList is the repeatable --target flag. Each value is checked as
+// it is given, so a malformed one is a usage error naming it.
+type targetList []string
+
+func (l *targetList) String() string { return strings.Join(*l, ",") }
+
+func (l *targetList) Set(v string) error {
+	if _, err := netmon.ParseTarget(v); err != nil {
+		return errors.New(strings.TrimPrefix(err.Error(), "netmon: "))
+	}
+	if slices.Contains(*l, v) {
+		return fmt.Errorf("target %q given twice", v)
+	}
+	if len(*l) == netmon.MaxTargets {
+		return fmt.Errorf("more than %d targets", netmon.MaxTargets)
+	}
+	*l = append(*l, v)
+	return nil
+}
+
 // monitorFlags are the flags every command that runs a Monitor shares.
 type monitorFlags struct {
 	ifaces  stringList
 	exclude stringList
+	targets targetList
 	wifi    choice
 }
 
@@ -105,12 +126,30 @@ func (f *monitorFlags) register(fs *flag.FlagSet) {
 	f.wifi = choice{v: "auto", allowed: []string{"auto", "off"}}
 	fs.Var(&f.ifaces, "iface", "watch only this interface; a glob (`NAME`, 'wl*') is allowed; repeatable (default: every interface but loopback)")
 	fs.Var(&f.exclude, "exclude", "ignore interfaces matching this glob (`PATTERN`); repeatable")
+	fs.Var(&f.targets, "target", "a destination that matters (`ADDR|HOST[:PORT]`): the state follows the kernel's path to it; an on-link target needs no default route; repeatable, at most 64 (default: the internet, by the route to a public address of each family)")
 	fs.Var(&f.wifi, "wifi", "Wi-Fi (nl80211) watching: `auto|off`; auto carries on without it on machines without Wi-Fi")
 }
 
 // options returns the Monitor's options for these flags.
 func (f *monitorFlags) options(log *zap.Logger) netmon.Options {
-	return netmon.Options{Logger: log, Interfaces: f.ifaces, Exclude: f.exclude, Wifi: f.wifi.v}
+	return netmon.Options{Logger: log, Interfaces: f.ifaces, Exclude: f.exclude, Targets: f.targets, Wifi: f.wifi.v}
+}
+
+// allTargetsReachable reports whether every target of the snapshot can be
+// reached (without --target: whether traffic can flow at all).
+func allTargetsReachable(s netmon.Snapshot, explicit bool) bool {
+	if !s.State.CanSend() {
+		return false
+	}
+	if !explicit {
+		return true
+	}
+	for _, t := range s.Targets {
+		if !t.Reachable {
+			return false
+		}
+	}
+	return true
 }
 
 // checkIfaces returns a usageError for a malformed --iface glob, and one

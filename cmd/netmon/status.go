@@ -30,7 +30,8 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: netmon status [flags]")
 		fmt.Fprintln(fs.Output(), "\nPrints one snapshot of the connectivity state. Exit status: 0 when traffic")
-		fmt.Fprintln(fs.Output(), "can flow (up or degraded), 1 when down, 2 on a usage error.\n\nFlags:")
+		fmt.Fprintln(fs.Output(), "can flow (up or degraded; with --target, to every target), 1 when it cannot,")
+		fmt.Fprintln(fs.Output(), "2 on a usage error.\n\nFlags:")
 		fs.PrintDefaults()
 	}
 	if code := parse(fs, args); code >= 0 {
@@ -60,7 +61,7 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	} else {
 		writeSnapshot(stdout, snap)
 	}
-	if snap.State.CanSend() {
+	if allTargetsReachable(snap, len(o.Targets) > 0) {
 		return exitOK
 	}
 	return exitFail
@@ -104,6 +105,27 @@ func writeSnapshot(w io.Writer, s netmon.Snapshot) {
 		}
 		fmt.Fprintln(w, b.String())
 	}
+	for _, t := range s.Targets {
+		var b strings.Builder
+		fmt.Fprintf(&b, "  target %s", t.Target)
+		if t.Addr != "" && t.Addr != t.Target {
+			fmt.Fprintf(&b, " (%s)", t.Addr)
+		}
+		if t.Reachable {
+			b.WriteString(" reachable")
+		} else {
+			fmt.Fprintf(&b, " unreachable(%s)", t.Reason)
+		}
+		if t.Via != "" {
+			fmt.Fprintf(&b, " via %s over %s", t.Via, t.Iface)
+		} else if t.Iface != "" {
+			fmt.Fprintf(&b, " dev %s", t.Iface)
+		}
+		if t.Gateway != "" {
+			fmt.Fprintf(&b, " gateway %s", t.Gateway)
+		}
+		fmt.Fprintln(w, b.String())
+	}
 }
 
 func runWaitOnline(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -115,9 +137,10 @@ func runWaitOnline(ctx context.Context, args []string, stdout, stderr io.Writer)
 	quiet := fs.Bool("q", false, "print nothing when online")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: netmon wait-online [flags]")
-		fmt.Fprintln(fs.Output(), "\nReturns as soon as traffic can flow (state up or degraded): exit 0, or 1 on")
-		fmt.Fprintln(fs.Output(), "timeout. Like nm-online and systemd-networkd-wait-online, but usable at any")
-		fmt.Fprintln(fs.Output(), "time, not only at boot. An --iface that does not exist yet is waited for.\n\nFlags:")
+		fmt.Fprintln(fs.Output(), "\nReturns as soon as traffic can flow (state up or degraded; with --target, to")
+		fmt.Fprintln(fs.Output(), "every target): exit 0, or 1 on timeout. Like nm-online and")
+		fmt.Fprintln(fs.Output(), "systemd-networkd-wait-online, but usable at any time, not only at boot. An")
+		fmt.Fprintln(fs.Output(), "--iface that does not exist yet is waited for.\n\nFlags:")
 		fs.PrintDefaults()
 	}
 	if code := parse(fs, args); code >= 0 {
@@ -150,7 +173,7 @@ func runWaitOnline(ctx context.Context, args []string, stdout, stderr io.Writer)
 			continue
 		}
 		last = ev.Status
-		if last.State.CanSend() {
+		if allTargetsReachable(m.Snapshot(), len(o.Targets) > 0) {
 			online = true
 			break
 		}
@@ -185,9 +208,14 @@ func describe(s netmon.Status) string {
 	out := s.State.String()
 	switch {
 	case s.Reason != "" && s.Iface != "":
-		out += fmt.Sprintf(" (%s on %s)", s.Reason, s.Iface)
+		out += fmt.Sprintf(" (%s on %s", s.Reason, s.Iface)
 	case s.Reason != "":
-		out += fmt.Sprintf(" (%s)", s.Reason)
+		out += fmt.Sprintf(" (%s", s.Reason)
+	default:
+		return out
 	}
-	return out
+	if s.Target != "" {
+		out += ", target " + s.Target
+	}
+	return out + ")"
 }

@@ -418,3 +418,18 @@ func (ns *NS) Tun(name string) {
 	ns.t.Cleanup(func() { f.Close() })
 	ns.IP("link", "set", name, "up")
 }
+
+// WGQuick sets the namespace up as `wg-quick up` does for a full tunnel
+// (AllowedIPs = 0.0.0.0/0) on interface dev: a tun device held open (see
+// [NS.Tun]) with address 10.200.0.2/32, a default route in table 51820, and
+// wg-quick's two rules: "not fwmark 51820 lookup 51820" and "lookup main
+// suppress_prefixlength 0". The kernel then sends everything into dev, but
+// for the tunnel's own packets, which carry the mark.
+func (ns *NS) WGQuick(dev string) {
+	ns.t.Helper()
+	ns.Tun(dev)
+	ns.IP("addr", "add", "10.200.0.2/32", "dev", dev)
+	ns.IP("-4", "route", "add", "0.0.0.0/0", "dev", dev, "table", "51820")
+	ns.IP("-4", "rule", "add", "not", "fwmark", "51820", "table", "51820")
+	ns.IP("-4", "rule", "add", "table", "main", "suppress_prefixlength", "0")
+}
