@@ -21,7 +21,7 @@ type Snapshot struct {
 	// State, Reason, Iface and Since are the Monitor's [Status].
 	State  State     `json:"state"`
 	Reason Reason    `json:"reason"`
-	Iface  string    `json:"iface,omitempty"` // the uplink, or the interface that was lost
+	Iface  string    `json:"iface,omitempty"`  // the uplink, or the interface that was lost
 	Target string    `json:"target,omitempty"` // the target the reason concerns, if any
 	Since  time.Time `json:"since"`
 
