@@ -289,6 +289,7 @@ func (m *Monitor) evaluateLocked(now time.Time) {
 	m.evaluateStatusLocked(now)
 	if m.baseline {
 		m.updateTargetGatesLocked()
+		m.notePathsLocked()
 	}
 }
 

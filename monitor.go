@@ -75,6 +75,9 @@ type Monitor struct {
 	// lookup asks the kernel for a path (linkwatch's Lookup; tests
 	// replace it).
 	lookup func(dst netip.Addr, mark uint32) (linkwatch.Path, error)
+	// resolve resolves a target's host name (tests replace it).
+	resolve   func(ctx context.Context, host string) ([]netip.Addr, error)
+	reresolve chan struct{} // asks resolveLoop to resolve again
 	// paths are the targets' paths: Options.Targets in order, or the
 	// implicit internet ones (IPv4, IPv6).
 	paths      []*pathState
@@ -185,6 +188,7 @@ func New(o Options) (*Monitor, error) {
 	}
 	m.netnsIno = netnsInode(o.NetNS)
 	m.lookup = lw.Lookup
+	m.resolve, m.reresolve = defaultResolve, make(chan struct{}, 1)
 	for _, p := range o.SockCgroups {
 		id, err := CgroupID(p)
 		if err != nil {
@@ -318,6 +322,9 @@ func (m *Monitor) Run(ctx context.Context) (err error) {
 		_ = g.Wait()
 		return err
 	}
+	if m.hasHosts() {
+		g.Go(func() error { return m.resolveLoop(gctx) })
+	}
 	g.Go(func() error { return m.loop(gctx, src) })
 	err = g.Wait()
 	if ctx.Err() != nil {
@@ -392,6 +399,13 @@ func (m *Monitor) loop(ctx context.Context, src sources) error {
 			m.evaluateLocked(now)
 			m.mu.Unlock()
 		case <-m.kick:
+			m.mu.Lock()
+			if m.pathsDirty && m.baseline {
+				// A host name resolved to a new address.
+				m.refreshPathsLocked()
+				m.evaluateLocked(time.Now())
+			}
+			m.mu.Unlock()
 		}
 	}
 }

@@ -35,7 +35,7 @@ func newRigWifi(t *testing.T, o Options, fake *wifiwatchtest.Fake) *rig {
 
 // newRigSetup is newRigWifi with setup run on the two namespaces before
 // the Monitor starts (nil: none).
-func newRigSetup(t *testing.T, o Options, fake *wifiwatchtest.Fake, setup func(a, b *netnstest.NS)) *rig {
+func newRigSetup(t *testing.T, o Options, fake *wifiwatchtest.Fake, setup func(a, b *netnstest.NS), prep ...func(*Monitor)) *rig {
 	t.Helper()
 	a, b := netnstest.New(t), netnstest.New(t)
 	netnstest.Veth(t, a, "va", b, "vb")
@@ -69,6 +69,9 @@ func newRigSetup(t *testing.T, o Options, fake *wifiwatchtest.Fake, setup func(a
 	}
 	if fake != nil {
 		m.wifiDial = fake.Dial
+	}
+	for _, f := range prep {
+		f(m)
 	}
 	r := &rig{a: a, b: b, m: m, events: m.Events(), done: make(chan error, 1)}
 	ctx, cancel := context.WithCancel(context.Background())

@@ -51,7 +51,12 @@ type pathState struct {
 	reason Reason
 	index  int // the interface judged: the underlay when via is set
 	via    int // the overlay the path enters, 0 when none
-	wasOK  bool
+
+	// Host name resolution (resolve.go).
+	wasOK          bool // ok at the evaluation before
+	lost           bool // the path was lost since the name was resolved
+	resolveAgain   bool // resolve the name again
+	saidUnresolved bool // a notice said the name does not resolve
 }
 
 // family returns 4 or 6.

@@ -1,7 +1,12 @@
 package netmon
 
 import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -252,5 +257,44 @@ func TestIntegrationPathIgnoreLinkdown(t *testing.T) {
 	}
 	if !r.m.Gate().State().Open {
 		t.Fatal("gate closed although the kernel fails over to vc")
+	}
+}
+
+// TestIntegrationPathHostTarget: a target named by host name that does not
+// resolve at start is unreachable (unresolved), said once, retried, and
+// judged once it resolves; it is resolved again when its path returns.
+func TestIntegrationPathHostTarget(t *testing.T) {
+	t.Parallel()
+	const name = "server.robot.test:8883"
+	var calls atomic.Int32
+	r := newRigSetup(t, Options{Targets: []string{name}}, nil, nil, func(m *Monitor) {
+		m.resolve = func(_ context.Context, host string) ([]netip.Addr, error) {
+			if host != "server.robot.test" {
+				return nil, fmt.Errorf("resolved %q, want the host without the port", host)
+			}
+			if calls.Add(1) == 1 {
+				return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
+			}
+			return []netip.Addr{netip.MustParseAddr("10.210.0.2")}, nil
+		}
+	})
+	ev := r.waitState(t, Down, ReasonUnresolved)
+	if ev.Status.Target != name {
+		t.Fatalf("unresolved target %q, want %s", ev.Status.Target, name)
+	}
+	r.waitState(t, Up, ReasonNone)
+	if ts := targetSnap(t, r.m, name); ts.Addr != "10.210.0.2" || ts.Iface != "va" {
+		t.Fatalf("target = %+v, want 10.210.0.2 on va", ts)
+	}
+	r.b.IP("link", "set", "vb", "down")
+	r.waitState(t, Down, ReasonCarrierLost)
+	r.b.IP("link", "set", "vb", "up")
+	r.waitState(t, Up, ReasonNone)
+	deadline := time.Now().Add(10 * time.Second)
+	for calls.Load() < 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("resolved %d times, want a third after the path returned", calls.Load())
+		}
+		time.Sleep(time.Millisecond)
 	}
 }

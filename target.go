@@ -85,7 +85,12 @@ func checkHostName(h string) string {
 	if h == "" || len(h) > 253 {
 		return "a host name must have 1 to 253 characters"
 	}
-	for _, label := range strings.Split(h, ".") {
+	labels := strings.Split(h, ".")
+	if last := labels[len(labels)-1]; strings.Trim(last, "0123456789") == "" {
+		// RFC 1123 2.1: a top-level label is never all digits.
+		return "not a valid IP address, and a host name cannot end in a number"
+	}
+	for _, label := range labels {
 		if label == "" || len(label) > 63 {
 			return "a host name's labels must have 1 to 63 characters"
 		}

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"runtime"
 	"strings"
 	"testing"
@@ -33,6 +34,16 @@ func TestRunExitCodes(t *testing.T) {
 		{name: "bad log level", args: []string{"watch", "--log-level=loud"}, want: exitUsage, wantStderr: []string{`invalid value "loud" for flag -log-level`}},
 		{name: "stray argument", args: []string{"status", "eth0"}, want: exitUsage, wantStderr: []string{`unexpected argument "eth0"`}},
 		{name: "empty iface", args: []string{"status", "--iface="}, want: exitUsage, wantStderr: []string{"empty value"}},
+		{name: "bad target", args: []string{"status", "--target", "10.0.0.300"}, want: exitUsage,
+			wantStderr: []string{`invalid value "10.0.0.300" for flag -target: target "10.0.0.300": not a valid IP address`}},
+		{name: "target port", args: []string{"wait-online", "--target", "server:99999"}, want: exitUsage,
+			wantStderr: []string{`port "99999" is not a number from 1 to 65535`}},
+		{name: "zoned target", args: []string{"watch", "--target", "fe80::1%eth0"}, want: exitUsage,
+			wantStderr: []string{"an address with a zone (link-local) has no routed path"}},
+		{name: "target twice", args: []string{"status", "--target", "10.1.0.5", "--target", "10.1.0.5"}, want: exitUsage,
+			wantStderr: []string{`target "10.1.0.5" given twice`}},
+		{name: "too many targets", args: append([]string{"status"}, manyTargets(65)...), want: exitUsage,
+			wantStderr: []string{`invalid value "10.0.0.65" for flag -target: more than 64 targets`}},
 		{name: "malformed glob", args: []string{"status", "--iface=wl["}, want: exitUsage, wantStderr: []string{`--iface "wl[": malformed glob`}},
 		// An unknown interface names itself and lists what exists; every
 		// namespace has lo.
@@ -132,4 +143,13 @@ func TestPrefixListFlag(t *testing.T) {
 	if got := l.String(); got != want {
 		t.Errorf("String() = %q, want %q", got, want)
 	}
+}
+
+// manyTargets returns n --target flags, 10.0.0.1 and up.
+func manyTargets(n int) []string {
+	var args []string
+	for i := 1; i <= n; i++ {
+		args = append(args, "--target", fmt.Sprintf("10.0.0.%d", i))
+	}
+	return args
 }

@@ -126,7 +126,7 @@ func (f *monitorFlags) register(fs *flag.FlagSet) {
 	f.wifi = choice{v: "auto", allowed: []string{"auto", "off"}}
 	fs.Var(&f.ifaces, "iface", "watch only this interface; a glob (`NAME`, 'wl*') is allowed; repeatable (default: every interface but loopback)")
 	fs.Var(&f.exclude, "exclude", "ignore interfaces matching this glob (`PATTERN`); repeatable")
-	fs.Var(&f.targets, "target", "a destination that matters (`ADDR|HOST[:PORT]`): the state follows the kernel's path to it; an on-link target needs no default route; repeatable, at most 64 (default: the internet, by the route to a public address of each family)")
+	fs.Var(&f.targets, "target", "judge the kernel's path to this destination, `ADDR|HOST[:PORT]` (an on-link one needs no default route); repeatable, at most 64 (default: the internet, by the route to a public address of each family)")
 	fs.Var(&f.wifi, "wifi", "Wi-Fi (nl80211) watching: `auto|off`; auto carries on without it on machines without Wi-Fi")
 }
 

@@ -68,65 +68,9 @@ func runNetmon(t *testing.T, ns *netnstest.NS, args ...string) (int, string, str
 func TestIntegrationWatchJSON(t *testing.T) {
 	t.Parallel()
 	p := newPair(t)
-	bin := buildNetmon(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
 	const metricsAddr = "127.0.0.1:9810" // the namespace's own loopback: no other test shares it
-	args := []string{"watch", "--log-format", "json", "--sockerr=off", "--wifi=off", "--metrics-addr", metricsAddr}
-	cmd := p.a.Command(ctx, bin, args...)
-	t.Logf("$ ip netns exec %s netmon %s", p.a.Name, strings.Join(args, " "))
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	lines := make(chan map[string]any)
-	stderrDone := make(chan struct{})
-	go func() {
-		defer close(stderrDone)
-		logLines(t, "stderr: ", stderr)
-	}()
-	go func() {
-		// Read stdout to the end, then reap the process: Wait must not
-		// run before the pipes are drained.
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			t.Logf("stdout: %s", sc.Text())
-			var m map[string]any
-			if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
-				t.Errorf("stdout line is not a JSON object: %q: %v", sc.Text(), err)
-				continue
-			}
-			for _, k := range []string{"ts", "level", "msg", "event"} {
-				if _, ok := m[k]; !ok {
-					t.Errorf("line lacks %q: %s", k, sc.Text())
-				}
-			}
-			if _, ok := m["state"]; ok && m["event"] != "baseline" && m["event"] != "state" {
-				t.Errorf("only baseline and state lines may use the key state: %s", sc.Text())
-			}
-			select {
-			case lines <- m:
-			case <-ctx.Done():
-			}
-		}
-		close(lines)
-		exited <- cmd.Wait()
-	}()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		cancel()
-		for range lines {
-		}
-		<-stderrDone // no t.Log after the test ends
-	})
+	w := startWatch(t, p.a, "watch", "--log-format", "json", "--sockerr=off", "--wifi=off", "--metrics-addr", metricsAddr)
+	lines, cmd, exited := w.lines, w.cmd, w.exited
 
 	base := waitLine(t, lines, "baseline", func(m map[string]any) bool { return m["event"] == "baseline" })
 	want := map[string]any{"level": "info", "event": "baseline", "state": "up", "reason": "", "iface": "va", "addrs": "10.9.0.1/24"}
@@ -181,6 +125,77 @@ func TestIntegrationWatchJSON(t *testing.T) {
 	case <-time.After(waitTimeout):
 		t.Fatalf("watch did not exit within %v of SIGINT", waitTimeout)
 	}
+}
+
+// watchProc is a running `netmon watch --log-format json`.
+type watchProc struct {
+	lines  <-chan map[string]any // stdout, one parsed JSON object per line
+	cmd    *exec.Cmd
+	exited <-chan error // Wait's result, once stdout has ended
+}
+
+// startWatch runs netmon with args inside ns, checks that every stdout
+// line is a JSON object with the contract's keys, and kills the process
+// when the test ends.
+func startWatch(t *testing.T, ns *netnstest.NS, args ...string) watchProc {
+	t.Helper()
+	bin := buildNetmon(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	cmd := ns.Command(ctx, bin, args...)
+	t.Logf("$ ip netns exec %s netmon %s", ns.Name, strings.Join(args, " "))
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	lines := make(chan map[string]any)
+	stderrDone := make(chan struct{})
+	go func() {
+		defer close(stderrDone)
+		logLines(t, "stderr: ", stderr)
+	}()
+	go func() {
+		// Read stdout to the end, then reap the process: Wait must not
+		// run before the pipes are drained.
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			t.Logf("stdout: %s", sc.Text())
+			var m map[string]any
+			if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+				t.Errorf("stdout line is not a JSON object: %q: %v", sc.Text(), err)
+				continue
+			}
+			for _, k := range []string{"ts", "level", "msg", "event"} {
+				if _, ok := m[k]; !ok {
+					t.Errorf("line lacks %q: %s", k, sc.Text())
+				}
+			}
+			if _, ok := m["state"]; ok && m["event"] != "baseline" && m["event"] != "state" {
+				t.Errorf("only baseline and state lines may use the key state: %s", sc.Text())
+			}
+			select {
+			case lines <- m:
+			case <-ctx.Done():
+			}
+		}
+		close(lines)
+		exited <- cmd.Wait()
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		cancel()
+		for range lines {
+		}
+		<-stderrDone // no t.Log after the test ends
+	})
+	return watchProc{lines: lines, cmd: cmd, exited: exited}
 }
 
 // waitLine returns the first line that matches, failing the test if none
