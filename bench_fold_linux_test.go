@@ -2,10 +2,12 @@ package netmon
 
 import (
 	"fmt"
+	"net/netip"
 	"testing"
 	"time"
 
 	"github.com/seed-a56be422/netmon/linkwatch"
+	"golang.org/x/sys/unix"
 )
 
 func benchMonitor(b *testing.B) *Monitor {
@@ -60,5 +62,40 @@ func BenchmarkAnnotate(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		_ = m.Annotate(err).Error()
+	}
+}
+
+// BenchmarkEvaluate measures one evaluation of the state (every target's
+// path judged, the overall verdict) with 2, 16 and 64 interfaces and 1, 8
+// and 32 targets spread over them; the lookups themselves are the kernel's
+// (see BenchmarkLookup in linkwatch).
+func BenchmarkEvaluate(b *testing.B) {
+	for _, nIf := range []int{2, 16, 64} {
+		for _, nT := range []int{1, 8, 32} {
+			b.Run(fmt.Sprintf("ifaces=%d/targets=%d", nIf, nT), func(b *testing.B) {
+				ifaces := map[int]*iface{}
+				for i := 2; i < nIf+2; i++ {
+					name := fmt.Sprintf("eth%d", i)
+					ifaces[i] = &iface{link: upLink(i, name),
+						addrs:  []linkwatch.Addr{globalAddr(i, name, fmt.Sprintf("10.%d.0.5/24", i))},
+						routes: []linkwatch.Route{defRoute(i, name, fmt.Sprintf("10.%d.0.1", i), 100+i)}}
+				}
+				paths := make([]*pathState, nT)
+				for j := range paths {
+					idx := 2 + j%nIf
+					dst := netip.AddrFrom4([4]byte{10, byte(idx), 0, byte(10 + j)})
+					paths[j] = &pathState{t: Target{Spec: dst.String(), Addr: dst},
+						path: linkwatch.Path{Dst: dst, Index: idx, Table: unix.RT_TABLE_MAIN}}
+				}
+				now := t0.Add(time.Second)
+				b.ReportAllocs()
+				for b.Loop() {
+					v := evaluate(ifaces, paths, now, 2, 0, 0, 10*time.Second, 30*time.Second)
+					if v.state != Up {
+						b.Fatalf("verdict %+v, want up", v)
+					}
+				}
+			})
+		}
 	}
 }

@@ -21,14 +21,25 @@ import (
 // same change. The pair gets distinct ifindexes so the kernel reports the
 // carrier change at once instead of batching it (linkwatch's rate limit,
 // see shared/research/linux-internals.md section 2.1). It reports the medians and the Monitor's p99 as custom metrics;
-// ns/op is the whole down/up cycle and means little.
+// ns/op is the whole down/up cycle and means little. The overlay case
+// runs the same through wg-quick's full tunnel (see netnstest.NS.WGQuick):
+// the loss is the underlay's, found through the mark's lookup. It also
+// reports the route lookups the Monitor made per down/up cycle.
 func BenchmarkDetectionLatency(b *testing.B) {
+	b.Run("plain", func(b *testing.B) { detectionLatency(b, false) })
+	b.Run("overlay", func(b *testing.B) { detectionLatency(b, true) })
+}
+
+func detectionLatency(b *testing.B, overlay bool) {
 	a, peer := netnstest.New(b), netnstest.New(b)
 	a.IP("link", "add", "va", "index", "10", "type", "veth", "peer", "name", "vb", "index", "20", "netns", peer.Name)
 	a.IP("link", "set", "va", "up")
 	peer.IP("link", "set", "vb", "up")
 	a.IP("addr", "add", "10.211.0.1/24", "dev", "va")
 	a.IP("route", "add", "default", "via", "10.211.0.2", "dev", "va")
+	if overlay {
+		a.WGQuick("wg0")
+	}
 	h := peer.NetlinkHandle()
 	link, err := h.LinkByName("vb")
 	if err != nil {
@@ -92,6 +103,7 @@ func BenchmarkDetectionLatency(b *testing.B) {
 	}
 
 	var ours, ipmon []time.Duration
+	lookups := m.Stats().RouteLookups
 	b.ResetTimer()
 	for b.Loop() {
 		// Drain stale lines (ip monitor prints intermediate changes).
@@ -124,6 +136,10 @@ func BenchmarkDetectionLatency(b *testing.B) {
 	b.ReportMetric(pct(ours, 0.5), "gate-p50-µs")
 	b.ReportMetric(pct(ours, 0.99), "gate-p99-µs")
 	b.ReportMetric(pct(ipmon, 0.5), "ipmonitor-p50-µs")
+	b.ReportMetric(float64(m.Stats().RouteLookups-lookups)/float64(b.N), "lookups/cycle")
+	if overlay && m.Status().Iface != "va" {
+		b.Fatalf("status %+v, want the underlay va", m.Status())
+	}
 }
 
 // BenchmarkSockErrLatency measures, with the real kernel and a Monitor
