@@ -63,7 +63,7 @@ func (m *Monitor) applyLinkLocked(ev linkwatch.Event) {
 	if kernelChange {
 		m.pathsDirty = true
 	}
-	if m.pathsDirty && !m.batching {
+	if m.pathsDirty && !m.batching && !m.refreshDeferredLocked() {
 		// The last of a batch of changes: ask the kernel where the
 		// targets' packets go now, once for the whole batch.
 		m.refreshPathsLocked()

@@ -241,3 +241,63 @@ func BenchmarkSockErrLatency(b *testing.B) {
 	b.ReportMetric(pct(0.5), "p50-µs")
 	b.ReportMetric(pct(0.99), "p99-µs")
 }
+
+// BenchmarkStormLookups measures how many route lookups a storm of kernel
+// changes costs: each iteration adds 500 addresses with one `ip -batch`
+// and removes them with another. The Monitor looks its targets' paths up
+// once per batch of changes it finds queued, not once per message; the
+// figure is lookups per kernel message (1.0 would be one per message for
+// one target; without targets there are two, IPv4 and IPv6).
+func BenchmarkStormLookups(b *testing.B) {
+	a, peer := netnstest.New(b), netnstest.New(b)
+	netnstest.Veth(b, a, "va", peer, "vb")
+	a.IP("addr", "add", "10.212.0.1/24", "dev", "va")
+	a.IP("route", "add", "default", "via", "10.212.0.2", "dev", "va")
+	m, err := New(Options{NetNS: a.Handle, Wifi: "off", DHCP: "off", SockErrors: "off", Stabilize: -1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	evs := m.Events()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	addrs := make(chan int, 1)
+	go func() {
+		n := 0
+		for ev := range evs {
+			if ev.Kind == EventAddr {
+				n++
+				if n%500 == 0 {
+					addrs <- n
+				}
+			}
+		}
+	}()
+	batch := func(op string) string {
+		var sb strings.Builder
+		for i := range 500 {
+			fmt.Fprintf(&sb, "addr %s 10.213.%d.%d/32 dev va\n", op, i/250, 1+i%250)
+		}
+		return sb.String()
+	}
+	add, del := batch("add"), batch("del")
+	run := func(script string) {
+		cmd := a.Command(ctx, "ip", "-batch", "-")
+		cmd.Stdin = strings.NewReader(script)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			b.Fatalf("ip -batch: %v: %s", err, out)
+		}
+		select {
+		case <-addrs:
+		case <-time.After(20 * time.Second):
+			b.Fatal("the Monitor did not see the 500 address changes")
+		}
+	}
+	start := m.Stats().RouteLookups
+	for b.Loop() {
+		run(add)
+		run(del)
+	}
+	b.ReportMetric(float64(m.Stats().RouteLookups-start)/float64(1000*b.N), "lookups/msg")
+}

@@ -80,12 +80,13 @@ type Monitor struct {
 	reresolve chan struct{} // asks resolveLoop to resolve again
 	// paths are the targets' paths: Options.Targets in order, or the
 	// implicit internet ones (IPv4, IPv6).
-	paths      []*pathState
-	pathsDirty bool             // a kernel change may have moved a path
-	batching   bool             // more linkwatch events are queued: look paths up after them
-	rules      []linkwatch.Rule // the policy rules, as linkwatch reported them
-	had        families         // the families the uplink hadIdx carried since it came up
-	hadIdx     int
+	paths       []*pathState
+	pathsDirty  bool             // a kernel change may have moved a path
+	refreshedAt time.Time        // when the paths were last looked up
+	batching    bool             // more linkwatch events are queued: look paths up after them
+	rules       []linkwatch.Rule // the policy rules, as linkwatch reported them
+	had         families         // the families the uplink hadIdx carried since it came up
+	hadIdx      int
 }
 
 // outage is the outage in progress.
@@ -396,6 +397,9 @@ func (m *Monitor) loop(ctx context.Context, src sources) error {
 			if m.dhcp != nil {
 				m.applyDHCPLocked(m.dhcp.Advance(now))
 			}
+			if m.pathsDirty && m.baseline && !m.refreshDeferredLocked() {
+				m.refreshPathsLocked()
+			}
 			m.evaluateLocked(now)
 			m.mu.Unlock()
 		case <-m.kick:
@@ -490,6 +494,15 @@ func (m *Monitor) nextWakeLocked(now time.Time) time.Duration {
 		}
 	}
 	consider(m.upAt) // evaluateLocked clears it once it has passed
+	if m.pathsDirty && m.baseline {
+		// A lookup deferred by a storm of changes; only the timer
+		// branch does it, so it is due whenever it has passed.
+		t := m.refreshedAt.Add(pathRefreshGap)
+		if !t.After(now) {
+			next = now
+		}
+		consider(t)
+	}
 	if m.sends.down {
 		consider(m.sends.downAt.Add(m.opts.SendErrorHold)) // and this, by clearing down
 	}

@@ -73,6 +73,7 @@ func (p *pathState) family() int {
 // underlay). It runs once per batch of kernel changes, not per message.
 func (m *Monitor) refreshPathsLocked() {
 	m.pathsDirty = false
+	m.refreshedAt = time.Now()
 	m.stats.PathLookups++
 	for _, p := range m.paths {
 		if !p.t.Addr.IsValid() {
@@ -103,6 +104,20 @@ func (m *Monitor) refreshPathsLocked() {
 			}
 		}
 	}
+}
+
+// pathRefreshGap is the shortest time between two lookups of the paths
+// while kernel changes keep coming: the first change after a quiet spell
+// is looked up at once, a storm (a DHCP client adding addresses, a
+// routing daemon's table) costs one lookup per target every 2 ms at most.
+const pathRefreshGap = 2 * time.Millisecond
+
+// refreshDeferredLocked reports whether the paths were looked up less than
+// pathRefreshGap ago by the running loop, which then looks them up when
+// the gap has passed (nextWakeLocked). A Monitor fed by hand (tests)
+// never defers.
+func (m *Monitor) refreshDeferredLocked() bool {
+	return m.running && time.Since(m.refreshedAt) < pathRefreshGap
 }
 
 // lookupLocked asks the kernel (or a test's stand-in) for a path; a lookup
