@@ -59,6 +59,19 @@
 //     the routes alone falls back to a full re-read and a [GapEvent].
 //   - Messages not sent by the kernel (a sender port id other than 0) are
 //     ignored: a root process can unicast forged messages to our socket.
+//   - With wireless extensions (CONFIG_CFG80211_WEXT) cfg80211 sends an
+//     RTM_NEWLINK on every connect, disconnect and scan that carries only
+//     the ifinfomsg header, IFLA_IFNAME and IFLA_WIRELESS
+//     (rtnetlink_ifinfo_prep and wireless_send_event in
+//     net/wireless/wext-core.c): no IFLA_OPERSTATE, IFLA_MTU,
+//     IFLA_ADDRESS, IFLA_LINKINFO or IFLA_CARRIER_CHANGES. Read as a full
+//     link it would turn the operstate to unknown, the MTU to 0 and the
+//     MAC to none. A link message without IFLA_OPERSTATE (which
+//     rtnl_fill_ifinfo always puts) updates only the admin and carrier
+//     flags and the name, and marks the link wireless; the rest is kept.
+//     Its flags are current: the kernel flushes queued wireless events
+//     before any netdev notification (wext_netdev_notifier_call), so they
+//     never overtake a full link message.
 //   - Per-protocol RTM_NEWLINK messages (family AF_INET6 or AF_BRIDGE)
 //     repeat part of a link's attributes and are ignored; the kernel sends
 //     the AF_UNSPEC message for every real change.

@@ -2,6 +2,7 @@ package linkwatch
 
 import (
 	"net/netip"
+	"strconv"
 
 	"golang.org/x/sys/unix"
 )
@@ -34,7 +35,12 @@ func appendAttr(b []byte, typ uint16, v []byte) []byte {
 
 func u32b(v uint32) []byte { b := make([]byte, 4); ne.PutUint32(b, v); return b }
 
-// linkMsg encodes l as RTM_NEWLINK (or RTM_DELLINK).
+// linkMsg encodes l as RTM_NEWLINK (or RTM_DELLINK) the way
+// rtnl_fill_ifinfo (net/core/rtnetlink.c) does, with the subset of its
+// attributes linkwatch reads. For Kind "wireless" it adds IFLA_WIRELESS,
+// which no real full message carries (the kernel sends it only in the
+// partial wireless extensions message that [wextLinkMsg] encodes); it
+// stands for a wireless link that the model must not lose.
 func linkMsg(l Link, del bool) []byte {
 	body := make([]byte, unix.SizeofIfInfomsg)
 	ne.PutUint32(body[4:], uint32(int32(l.Index)))
@@ -153,4 +159,58 @@ func neighMsg(n Neigh, del bool) []byte {
 		typ = unix.RTM_DELNEIGH
 	}
 	return nlmsg(typ, 0, body)
+}
+
+// Wireless extensions numbers (include/uapi/linux/wireless.h and
+// include/uapi/linux/if_arp.h).
+const (
+	siocgiwap   = 0x8B15 // SIOCGIWAP: association changed (the access point's address)
+	arphrdEther = 1      // ARPHRD_ETHER
+)
+
+// wextLinkMsg encodes the RTM_NEWLINK that cfg80211's wireless extensions
+// (CONFIG_CFG80211_WEXT) send on connect and disconnect, byte for byte as
+// the kernel builds it:
+//
+//   - net/wireless/sme.c __cfg80211_connect_result / __cfg80211_disconnected
+//     call wireless_send_event(dev, SIOCGIWAP, &wrqu, NULL) with
+//     wrqu.ap_addr.sa_family = ARPHRD_ETHER and sa_data the BSSID (all
+//     zeros on disconnect).
+//   - net/wireless/wext-core.c wireless_send_event: nlmsg_new, then
+//     rtnetlink_ifinfo_prep, then nla_reserve(skb, IFLA_WIRELESS,
+//     event_len) holding a struct iw_event: memset(event, 0, hdr_len),
+//     event->len = event_len, event->cmd = cmd, then the fixed payload
+//     (struct sockaddr for IW_HEADER_TYPE_ADDR) at offset IW_EV_LCP_LEN;
+//     event_len = IW_EV_ADDR_LEN = IW_EV_LCP_LEN + sizeof(struct sockaddr).
+//     IW_EV_LCP_LEN is sizeof(struct iw_event) - sizeof(union iwreq_data):
+//     the union holds a pointer (struct iw_point), so the prefix is 8
+//     bytes on 64-bit kernels and 4 on 32-bit ones.
+//   - rtnetlink_ifinfo_prep: nlmsg_put(skb, 0, 0, RTM_NEWLINK,
+//     sizeof(struct ifinfomsg), 0) (port id 0, seq 0, no flags), then
+//     ifi_family = AF_UNSPEC, ifi_type = dev->type, ifi_index =
+//     dev->ifindex, ifi_flags = dev_get_flags(dev), ifi_change = 0, and
+//     nla_put_string(skb, IFLA_IFNAME, dev->name). Nothing else: no
+//     IFLA_OPERSTATE, IFLA_MTU, IFLA_ADDRESS, IFLA_LINKINFO or
+//     IFLA_CARRIER_CHANGES, which only rtnl_fill_ifinfo
+//     (net/core/rtnetlink.c) puts.
+//   - wireless_nlevent_flush sends the queued skb with rtnl_notify(skb,
+//     net, 0, RTNLGRP_LINK, NULL, GFP_KERNEL): the same group as every
+//     link message.
+//
+// flags are the IFF_* bits dev_get_flags reports (IFF_UP, IFF_RUNNING,
+// IFF_LOWER_UP, IFF_DORMANT, ...).
+func wextLinkMsg(index int, name string, flags uint32, bssid [6]byte) []byte {
+	lcp := strconv.IntSize / 8 // IW_EV_LCP_LEN
+	event := make([]byte, lcp+16)
+	ne.PutUint16(event, uint16(len(event)))
+	ne.PutUint16(event[2:], siocgiwap)
+	ne.PutUint16(event[lcp:], arphrdEther) // sockaddr.sa_family
+	copy(event[lcp+2:], bssid[:])          // sockaddr.sa_data
+	body := make([]byte, unix.SizeofIfInfomsg)
+	ne.PutUint16(body[2:], arphrdEther)
+	ne.PutUint32(body[4:], uint32(int32(index)))
+	ne.PutUint32(body[8:], flags)
+	body = appendAttr(body, unix.IFLA_IFNAME, append([]byte(name), 0))
+	body = appendAttr(body, unix.IFLA_WIRELESS, event)
+	return nlmsg(unix.RTM_NEWLINK, 0, body)
 }

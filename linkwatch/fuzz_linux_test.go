@@ -21,6 +21,7 @@ func FuzzParseMessage(f *testing.F) {
 		routeMsg(route, false, 0), routeMsg(route, true, 0),
 		neighMsg(Neigh{Index: 3, IP: gw4, MAC: mac, State: nudReachable}, false),
 		forgedLink(7, "x"),
+		wextLinkMsg(3, "wlan0", 0x11043, [6]byte{2, 0, 0, 0, 0, 2}),
 	} {
 		f.Add(seed)
 	}

@@ -35,6 +35,11 @@ type message struct {
 	mac      []byte // IFLA_ADDRESS, or NDA_LLADDR for a neighbour
 	loopback bool   // IFF_LOOPBACK
 	wireless bool   // IFLA_WIRELESS was present
+	// partial: an RTM_NEWLINK without IFLA_OPERSTATE, which
+	// rtnl_fill_ifinfo always includes. Such a message (a wireless
+	// extensions event) carries only the flags and the name; the model
+	// keeps what it knew of the rest.
+	partial bool
 
 	addr   Addr
 	routes []Route // one per next hop; empty for a route linkwatch ignores
@@ -151,8 +156,17 @@ func (m *model) applyLink(msg *message, now time.Time, evs []Event) ([]Event, ef
 	// Reuse the strings and slices already held when they did not change,
 	// so that the common message (a flag flip) allocates nothing.
 	l := msg.link
+	mac := msg.mac
+	if msg.partial && watched {
+		// A wireless extensions event (see [message.partial]): only the
+		// flags, the name and IFLA_WIRELESS are news.
+		l.Oper, l.MTU, l.CarrierChanges = old.Oper, old.MTU, old.CarrierChanges
+		if mac == nil {
+			mac = old.MAC
+		}
+	}
 	switch {
-	case watched && old.Name == string(msg.name):
+	case watched && (old.Name == string(msg.name) || msg.partial && len(msg.name) == 0):
 		l.Name = old.Name
 	case !watched && m.other[idx] == string(msg.name):
 		l.Name = m.other[idx]
@@ -173,10 +187,10 @@ func (m *model) applyLink(msg *message, now time.Time, evs []Event) ([]Event, ef
 	case m.kindHint != nil:
 		l.Kind = m.kindHint(l.Name)
 	}
-	if watched && bytes.Equal(old.MAC, msg.mac) {
+	if watched && bytes.Equal(old.MAC, mac) {
 		l.MAC = old.MAC
-	} else if len(msg.mac) > 0 {
-		l.MAC = net.HardwareAddr(bytes.Clone(msg.mac))
+	} else if len(mac) > 0 {
+		l.MAC = net.HardwareAddr(bytes.Clone(mac))
 	}
 	in := m.include == nil || m.include(l.Name, msg.loopback)
 	_, excluded := m.other[idx]

@@ -151,6 +151,9 @@ func parseLink(b []byte, m *message) error {
 		Carrier: flags&unix.IFF_LOWER_UP != 0,
 	}
 	m.loopback = flags&unix.IFF_LOOPBACK != 0
+	// rtnl_fill_ifinfo (net/core/rtnetlink.c) always puts IFLA_OPERSTATE;
+	// a message without it is partial (see message.partial).
+	m.partial = !m.del
 	return attrs(b[unix.SizeofIfInfomsg:], "ifinfomsg", func(typ uint16, v []byte) error {
 		switch typ {
 		case unix.IFLA_IFNAME:
@@ -166,6 +169,7 @@ func parseLink(b []byte, m *message) error {
 				return &parseError{what: "IFLA_OPERSTATE", got: len(v), want: 1}
 			}
 			m.link.Oper = OperState(v[0])
+			m.partial = false
 		case iflaCarrierChanges:
 			n, err := u32("IFLA_CARRIER_CHANGES", v)
 			m.link.CarrierChanges = n
