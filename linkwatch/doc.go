@@ -72,6 +72,12 @@
 //     Its flags are current: the kernel flushes queued wireless events
 //     before any netdev notification (wext_netdev_notifier_call), so they
 //     never overtake a full link message.
+//   - A link's master (the bond, bridge or VRF it is a port of) appears in
+//     IFLA_MASTER only while it has one (nla_put_master in
+//     net/core/rtnetlink.c): a full link message without it means none,
+//     and Link.Master becomes 0. Joining or leaving a master is a path
+//     change ([ChangedMaster]) and re-reads the routes (a port joining a
+//     VRF is cycled down and up, and its routes move to the VRF's table).
 //   - Per-protocol RTM_NEWLINK messages (family AF_INET6 or AF_BRIDGE)
 //     repeat part of a link's attributes and are ignored; the kernel sends
 //     the AF_UNSPEC message for every real change.

@@ -62,6 +62,9 @@ func linkMsg(l Link, del bool) []byte {
 		body = appendAttr(body, unix.IFLA_ADDRESS, l.MAC)
 	}
 	body = appendAttr(body, iflaCarrierChanges, u32b(l.CarrierChanges))
+	if l.Master != 0 {
+		body = appendAttr(body, unix.IFLA_MASTER, u32b(uint32(l.Master)))
+	}
 	if l.Kind != "" && l.Kind != "loopback" && l.Kind != "wireless" {
 		info := appendAttr(nil, unix.IFLA_INFO_KIND, []byte(l.Kind))
 		body = appendAttr(body, unix.IFLA_LINKINFO|unix.NLA_F_NESTED, info)

@@ -183,6 +183,7 @@ type viewLink struct {
 	Oper        string
 	MTU         int
 	MAC         string
+	Master      string // the master's name
 }
 
 type viewAddr struct {
@@ -212,6 +213,7 @@ func project(s State) view {
 		v.Links = append(v.Links, viewLink{
 			Index: l.Index, Name: l.Name, Kind: l.Kind, Up: l.AdminUp, LowerUp: l.Carrier,
 			Oper: strings.ToUpper(l.Oper.String()), MTU: l.MTU, MAC: l.MAC.String(),
+			Master: s.Links[l.Master].Name,
 		})
 	}
 	for _, a := range s.Addrs {
@@ -270,6 +272,7 @@ func oracle(t *testing.T, ns *netnstest.NS) view {
 		Oper     string   `json:"operstate"`
 		Address  string   `json:"address"`
 		LinkType string   `json:"link_type"`
+		Master   string   `json:"master"`
 		Info     struct {
 			Kind string `json:"info_kind"`
 		} `json:"linkinfo"`
@@ -300,7 +303,7 @@ func oracle(t *testing.T, ns *netnstest.NS) view {
 		has := func(f string) bool { return slices.Contains(l.Flags, f) }
 		v.Links = append(v.Links, viewLink{
 			Index: l.Index, Name: l.Name, Kind: l.Info.Kind, Up: has("UP"), LowerUp: has("LOWER_UP"),
-			Oper: l.Oper, MTU: l.MTU, MAC: l.Address,
+			Oper: l.Oper, MTU: l.MTU, MAC: l.Address, Master: l.Master,
 		})
 		for _, a := range l.AddrInfo {
 			p := netip.PrefixFrom(netip.MustParseAddr(a.Local), a.PrefixLen)

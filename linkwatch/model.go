@@ -160,7 +160,7 @@ func (m *model) applyLink(msg *message, now time.Time, evs []Event) ([]Event, ef
 	if msg.partial && watched {
 		// A wireless extensions event (see [message.partial]): only the
 		// flags, the name and IFLA_WIRELESS are news.
-		l.Oper, l.MTU, l.CarrierChanges = old.Oper, old.MTU, old.CarrierChanges
+		l.Oper, l.MTU, l.CarrierChanges, l.Master = old.Oper, old.MTU, old.CarrierChanges, old.Master
 		if mac == nil {
 			mac = old.MAC
 		}
@@ -204,7 +204,9 @@ func (m *model) applyLink(msg *message, now time.Time, evs []Event) ([]Event, ef
 			m.rename(idx, l.Name)
 		}
 		evs = append(evs, LinkEvent{At: now, Op: LinkChanged, Link: l, Prev: old})
-		if old.AdminUp != l.AdminUp || old.Carrier != l.Carrier || old.Oper != l.Oper {
+		if old.AdminUp != l.AdminUp || old.Carrier != l.Carrier || old.Oper != l.Oper || old.Master != l.Master {
+			// A VRF takes its ports' routes into its table when they
+			// join (the kernel cycles the port down and up).
 			return evs, relistRoutes
 		}
 		return evs, 0

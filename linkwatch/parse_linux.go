@@ -170,6 +170,11 @@ func parseLink(b []byte, m *message) error {
 			}
 			m.link.Oper = OperState(v[0])
 			m.partial = false
+		case unix.IFLA_MASTER:
+			// nla_put_master puts it only while the link has a master.
+			n, err := u32("IFLA_MASTER", v)
+			m.link.Master = int(int32(n))
+			return err
 		case iflaCarrierChanges:
 			n, err := u32("IFLA_CARRIER_CHANGES", v)
 			m.link.CarrierChanges = n

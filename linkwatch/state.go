@@ -161,7 +161,8 @@ func (l Link) clone() Link {
 func (l Link) equal(o Link) bool {
 	return l.Index == o.Index && l.Name == o.Name && l.Kind == o.Kind &&
 		l.AdminUp == o.AdminUp && l.Carrier == o.Carrier && l.Oper == o.Oper &&
-		l.MTU == o.MTU && slices.Equal(l.MAC, o.MAC) && l.CarrierChanges == o.CarrierChanges
+		l.MTU == o.MTU && slices.Equal(l.MAC, o.MAC) && l.CarrierChanges == o.CarrierChanges &&
+		l.Master == o.Master
 }
 
 // String returns the name the kernel uses (iproute2 prints the same names

@@ -47,6 +47,9 @@ type Link struct {
 	// CarrierChanges is IFLA_CARRIER_CHANGES where the kernel reports it: a
 	// counter that reveals flaps the kernel coalesced.
 	CarrierChanges uint32
+	// Master is the ifindex of the bond/bridge/VRF this link is a port of
+	// (IFLA_MASTER); 0 when none.
+	Master int
 }
 
 // Addr is one interface address with its lifetimes.
@@ -148,9 +151,10 @@ const (
 	ChangedMTU                                   // MTU
 	ChangedMAC                                   // MAC
 	ChangedCarrierChanges                        // CarrierChanges: the carrier flapped, maybe too fast to see
+	ChangedMaster                                // Master: enslaved to or released from a bond, bridge or VRF
 )
 
-var linkChangeNames = [...]string{"admin", "carrier", "oper", "name", "mtu", "mac", "carrier_changes"}
+var linkChangeNames = [...]string{"admin", "carrier", "oper", "name", "mtu", "mac", "carrier_changes", "master"}
 
 // String returns the changed attributes joined by "|", e.g.
 // "carrier|oper", or "none".
@@ -200,14 +204,18 @@ func (e LinkEvent) Changes() LinkChange {
 	if p.CarrierChanges != l.CarrierChanges {
 		c |= ChangedCarrierChanges
 	}
+	if p.Master != l.Master {
+		c |= ChangedMaster
+	}
 	return c
 }
 
 // PathChanged reports whether the change can affect whether the link
-// carries traffic: admin state, carrier or operstate (or the link came or
-// went).
+// carries traffic: admin state, carrier, operstate or master (a port's
+// traffic leaves through its bond, bridge or VRF), or the link came or
+// went.
 func (e LinkEvent) PathChanged() bool {
-	return e.Op != LinkChanged || e.Changes()&(ChangedAdmin|ChangedCarrier|ChangedOper) != 0
+	return e.Op != LinkChanged || e.Changes()&(ChangedAdmin|ChangedCarrier|ChangedOper|ChangedMaster) != 0
 }
 
 // AddrOp says what happened to an address.

@@ -43,8 +43,8 @@ func TestModelWEXT(t *testing.T) {
 	later := t0.Add(10 * time.Second)
 	up := uint32(unix.IFF_UP | unix.IFF_BROADCAST | unix.IFF_RUNNING | unix.IFF_MULTICAST | unix.IFF_LOWER_UP)
 	bssid := [6]byte{0x02, 0xaa, 0xbb, 0xcc, 0xdd, 0xee}
-	known := with(wlan, func(l *Link) { l.CarrierChanges = 4 })
-	plain := with(known, func(l *Link) { l.Kind = "" }) // another namespace: no sysfs hint
+	known := with(wlan, func(l *Link) { l.CarrierChanges = 4; l.Master = 12 }) // a port of a bridge
+	plain := with(known, func(l *Link) { l.Kind = "" })                        // another namespace: no sysfs hint
 	noCarrier := with(known, func(l *Link) { l.Carrier = false })
 	tests := []struct {
 		name   string
