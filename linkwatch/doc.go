@@ -43,7 +43,12 @@
 //     [RouteChanged] and Route.LinkDown).
 //   - `ip route replace` sends one RTM_NEWROUTE with NLM_F_REPLACE and no
 //     RTM_DELROUTE for the route it replaced; linkwatch reports a
-//     [RouteChanged] with the old route in Prev.
+//     [RouteChanged] with the old route in Prev. The route replaced is
+//     every next hop with the same table, destination and metric (a
+//     multipath route is one route to the kernel; fib6_add_rt2node drops
+//     all siblings of an IPv6 one): new hops take the place of old ones
+//     as RouteChanged, extra new hops are [RouteAdded], and old hops left
+//     over are [RouteRemoved], last.
 //   - When the socket overflows (ENOBUFS, a receive buffer too small for a
 //     burst) the kernel drops messages. linkwatch keeps the socket, empties
 //     its queue (a congested netlink socket reports no further ENOBUFS until

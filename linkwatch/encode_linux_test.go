@@ -118,8 +118,10 @@ func addrMsg(a Addr, del bool) []byte {
 	return nlmsg(typ, 0, body)
 }
 
-// routeMsg encodes r as RTM_NEWROUTE (or RTM_DELROUTE) of type unicast.
-func routeMsg(r Route, del bool, flags uint16) []byte {
+// rtmsg encodes struct rtmsg of a unicast route with r's family,
+// destination, table (and RTA_TABLE), protocol, linkdown flag and metric
+// (RTA_PRIORITY).
+func rtmsg(r Route) []byte {
 	body := make([]byte, unix.SizeofRtMsg)
 	body[0] = family(r.Dst.Addr())
 	body[1] = byte(r.Dst.Bits())
@@ -133,6 +135,12 @@ func routeMsg(r Route, del bool, flags uint16) []byte {
 	if r.Metric != 0 {
 		body = appendAttr(body, unix.RTA_PRIORITY, u32b(uint32(r.Metric)))
 	}
+	return body
+}
+
+// routeMsg encodes r as RTM_NEWROUTE (or RTM_DELROUTE) of type unicast.
+func routeMsg(r Route, del bool, flags uint16) []byte {
+	body := rtmsg(r)
 	if r.Gateway.IsValid() {
 		body = appendAttr(body, unix.RTA_GATEWAY, r.Gateway.AsSlice())
 	}
@@ -216,4 +224,33 @@ func wextLinkMsg(index int, name string, flags uint32, bssid [6]byte) []byte {
 	body = appendAttr(body, unix.IFLA_IFNAME, append([]byte(name), 0))
 	body = appendAttr(body, unix.IFLA_WIRELESS, event)
 	return nlmsg(unix.RTM_NEWLINK, 0, body)
+}
+
+// multipathMsg encodes hops (which share table, destination, metric and
+// protocol) as one RTM_NEWROUTE (or RTM_DELROUTE) with RTA_MULTIPATH, as
+// fib_dump_info (net/ipv4/fib_semantics.c) and rt6_fill_node
+// (net/ipv6/route.c) lay it out: no top-level RTA_OIF or RTA_GATEWAY, one
+// struct rtnexthop per hop (rtnh_hops is the weight minus one) followed
+// by its RTA_GATEWAY.
+func multipathMsg(hops []Route, del bool, flags uint16) []byte {
+	body := rtmsg(with(hops[0], func(r *Route) { r.LinkDown = false })) // each hop has its own
+	var mp []byte
+	for _, h := range hops {
+		nh := make([]byte, unix.SizeofRtNexthop)
+		if h.LinkDown {
+			nh[2] = rtnhFLinkDown
+		}
+		ne.PutUint32(nh[4:], uint32(h.Index))
+		if h.Gateway.IsValid() {
+			nh = appendAttr(nh, unix.RTA_GATEWAY, h.Gateway.AsSlice())
+		}
+		ne.PutUint16(nh, uint16(len(nh)))
+		mp = append(mp, nh...)
+	}
+	body = appendAttr(body, unix.RTA_MULTIPATH, mp)
+	typ := uint16(unix.RTM_NEWROUTE)
+	if del {
+		typ = unix.RTM_DELROUTE
+	}
+	return nlmsg(typ, flags, body)
 }

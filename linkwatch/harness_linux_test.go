@@ -326,7 +326,11 @@ func oracle(t *testing.T, ns *netnstest.NS) view {
 			Metric   int      `json:"metric"`
 			Flags    []string `json:"flags"`
 			Type     string   `json:"type"`
-			Nexthops []any    `json:"nexthops"`
+			Nexthops []struct {
+				Gateway string   `json:"gateway"`
+				Dev     string   `json:"dev"`
+				Flags   []string `json:"flags"`
+			} `json:"nexthops"`
 		}
 		out := ns.IP("-json", fam, "route", "show", "default")
 		if err := json.Unmarshal([]byte(out), &routes); err != nil {
@@ -339,6 +343,15 @@ func oracle(t *testing.T, ns *netnstest.NS) view {
 			dst := "0.0.0.0/0"
 			if fam == "-6" {
 				dst = "::/0"
+			}
+			for _, h := range r.Nexthops { // a multipath route: one Route per hop
+				v.Routes = append(v.Routes, viewRoute{
+					Index: byName[h.Dev], Dst: dst, Gateway: h.Gateway, Metric: r.Metric,
+					LinkDown: slices.Contains(h.Flags, "linkdown"),
+				})
+			}
+			if len(r.Nexthops) > 0 {
+				continue
 			}
 			v.Routes = append(v.Routes, viewRoute{
 				Index: byName[r.Dev], Dst: dst, Gateway: r.Gateway, Metric: r.Metric,

@@ -335,12 +335,14 @@ func lifetimeMoved(before time.Duration, then time.Time, after time.Duration, no
 }
 
 func (m *model) applyRoute(msg *message, now time.Time, evs []Event) []Event {
+	if msg.replace && !msg.del && len(msg.routes) > 0 {
+		return m.replaceRoute(msg, now, evs)
+	}
 	for _, r := range msg.routes {
-		l, ok := m.links[r.Index]
-		if !ok && r.Index != 0 {
+		r, ok := m.watched(r)
+		if !ok {
 			continue // leaves through an excluded interface
 		}
-		r.Iface = l.Name
 		k := r.key()
 		old, had := m.routes[k]
 		if msg.del {
@@ -350,23 +352,6 @@ func (m *model) applyRoute(msg *message, now time.Time, evs []Event) []Event {
 			}
 			continue
 		}
-		if msg.replace && !had {
-			// NLM_F_REPLACE swaps the route with the same table,
-			// destination and metric for this one, and the kernel sends
-			// no RTM_DELROUTE for the one replaced.
-			for ok, o := range m.routes {
-				if ok.table == k.table && ok.dst == k.dst && ok.metric == k.metric {
-					delete(m.routes, ok)
-					m.routes[k] = r
-					evs = append(evs, RouteEvent{At: now, Op: RouteChanged, Route: r, Prev: o})
-					had = true
-					break
-				}
-			}
-			if had {
-				continue
-			}
-		}
 		m.routes[k] = r
 		switch {
 		case !had:
@@ -374,6 +359,71 @@ func (m *model) applyRoute(msg *message, now time.Time, evs []Event) []Event {
 		case old != r:
 			evs = append(evs, RouteEvent{At: now, Op: RouteChanged, Route: r, Prev: old})
 		}
+	}
+	return evs
+}
+
+// watched returns r with its interface's name, or false when r leaves
+// through an interface that is not watched.
+func (m *model) watched(r Route) (Route, bool) {
+	l, ok := m.links[r.Index]
+	if !ok && r.Index != 0 {
+		return r, false
+	}
+	r.Iface = l.Name
+	return r, true
+}
+
+// replaceRoute folds an RTM_NEWROUTE with NLM_F_REPLACE. The kernel swaps
+// the whole route with the same table, destination and metric, every next
+// hop of it, for the message's, and sends no RTM_DELROUTE for what it
+// replaced (fib_table_insert in net/ipv4/fib_trie.c; for IPv6
+// fib6_add_rt2node in net/ipv6/ip6_fib.c removes the replaced route's
+// siblings, and ip6_route_multipath_add sends one notification for all new
+// hops). A hop that stays is silent or [RouteChanged]; new hops take the
+// place of old ones as RouteChanged (Prev the hop replaced), then
+// [RouteAdded]; old hops left over are [RouteRemoved], last, so that a
+// consumer never sees the destination without a route in between.
+func (m *model) replaceRoute(msg *message, now time.Time, evs []Event) []Event {
+	first := msg.routes[0] // every hop has the same table, destination and metric
+	var old []Route
+	for k, r := range m.routes {
+		if k.table == first.Table && k.dst == first.Dst && k.metric == first.Metric {
+			old = append(old, r)
+			delete(m.routes, k)
+		}
+	}
+	slices.SortFunc(old, compareRoute)
+	var added []Route
+	for _, r := range msg.routes {
+		r, ok := m.watched(r)
+		if !ok {
+			continue // leaves through an excluded interface
+		}
+		k := r.key()
+		if _, dup := m.routes[k]; dup {
+			continue // a second hop with the same interface and gateway
+		}
+		m.routes[k] = r
+		i := slices.IndexFunc(old, func(o Route) bool { return o.key() == k })
+		if i < 0 {
+			added = append(added, r)
+			continue
+		}
+		if old[i] != r {
+			evs = append(evs, RouteEvent{At: now, Op: RouteChanged, Route: r, Prev: old[i]})
+		}
+		old = slices.Delete(old, i, i+1)
+	}
+	for i, r := range added {
+		if i < len(old) {
+			evs = append(evs, RouteEvent{At: now, Op: RouteChanged, Route: r, Prev: old[i]})
+		} else {
+			evs = append(evs, RouteEvent{At: now, Op: RouteAdded, Route: r})
+		}
+	}
+	for _, o := range old[min(len(added), len(old)):] {
+		evs = append(evs, RouteEvent{At: now, Op: RouteRemoved, Route: o, Prev: o})
 	}
 	return evs
 }
