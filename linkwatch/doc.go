@@ -62,6 +62,17 @@
 //     attempts in about 3.3 s); when all fail, Run ends with the error
 //     rather than serve a state nothing will correct. A failed re-read of
 //     the routes alone falls back to a full re-read and a [GapEvent].
+//   - An IPv6 route with a lifetime (a router advertisement's default
+//     route, or `ip -6 route ... expires N`) reports the time left in
+//     RTA_CACHEINFO's rta_expires, in USER_HZ ticks (rt6_fill_node and
+//     rtnl_put_cacheinfo); RTA_EXPIRES appears only in requests. The
+//     kernel sends no message when the lifetime runs out (it skips the
+//     route from then on and deletes it at its next garbage collection)
+//     nor when an advertisement extends it (fib6_set_expires in
+//     ndisc_router_discovery). linkwatch re-reads the routes a second
+//     before a recorded lifetime ends and again just after: an extension
+//     or the expiry is a [RouteChanged] (Route.Expires negative once
+//     expired), and State.Usable ignores expired routes.
 //   - Messages not sent by the kernel (a sender port id other than 0) are
 //     ignored: a root process can unicast forged messages to our socket.
 //   - With wireless extensions (CONFIG_CFG80211_WEXT) cfg80211 sends an

@@ -3,6 +3,7 @@ package linkwatch
 import (
 	"net/netip"
 	"strconv"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -148,6 +149,13 @@ func routeMsg(r Route, del bool, flags uint16) []byte {
 		body = appendAttr(body, unix.RTA_PREFSRC, r.Src.AsSlice())
 	}
 	body = appendAttr(body, unix.RTA_OIF, u32b(uint32(r.Index)))
+	if r.Expires != 0 {
+		// rtnl_put_cacheinfo: struct rta_cacheinfo, rta_expires (an s32
+		// at offset 8) in USER_HZ ticks.
+		ci := make([]byte, sizeofRtaCacheinfo)
+		ne.PutUint32(ci[8:], uint32(int32(r.Expires/(time.Second/userHZ))))
+		body = appendAttr(body, unix.RTA_CACHEINFO, ci)
+	}
 	typ := uint16(unix.RTM_NEWROUTE)
 	if del {
 		typ = unix.RTM_DELROUTE

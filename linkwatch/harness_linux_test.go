@@ -204,6 +204,22 @@ type viewRoute struct {
 	Gateway  string
 	Metric   int
 	LinkDown bool
+	// Expires is "" for a route that never expires, "expired" once its
+	// lifetime has run out and "expires" before: the seconds left differ
+	// between two reads.
+	Expires string
+}
+
+// expiry classifies a route's lifetime for a view: seconds left as
+// iproute2 prints them (from RTA_CACHEINFO), present says whether it does.
+func expiry(present bool, left float64) string {
+	switch {
+	case !present:
+		return ""
+	case left <= 0:
+		return "expired"
+	}
+	return "expires"
 }
 
 // project turns a State into a view.
@@ -231,7 +247,8 @@ func project(s State) view {
 		if r.Gateway.IsValid() {
 			gw = r.Gateway.String()
 		}
-		v.Routes = append(v.Routes, viewRoute{Index: r.Index, Dst: r.Dst.String(), Gateway: gw, Metric: r.Metric, LinkDown: r.LinkDown})
+		v.Routes = append(v.Routes, viewRoute{Index: r.Index, Dst: r.Dst.String(), Gateway: gw, Metric: r.Metric, LinkDown: r.LinkDown,
+			Expires: expiry(r.Expires != 0, r.ExpiresLeft(time.Now()).Seconds())})
 	}
 	v.sort()
 	return v
@@ -326,6 +343,7 @@ func oracle(t *testing.T, ns *netnstest.NS) view {
 			Metric   int      `json:"metric"`
 			Flags    []string `json:"flags"`
 			Type     string   `json:"type"`
+			Expires  *int     `json:"expires"` // whole seconds left, negative once expired
 			Nexthops []struct {
 				Gateway string   `json:"gateway"`
 				Dev     string   `json:"dev"`
@@ -353,9 +371,15 @@ func oracle(t *testing.T, ns *netnstest.NS) view {
 			if len(r.Nexthops) > 0 {
 				continue
 			}
+			left := 0.0
+			if r.Expires != nil {
+				// iproute2 truncates rta_expires / USER_HZ: "0" is
+				// anywhere below a second, still alive.
+				left = float64(*r.Expires) + 0.5
+			}
 			v.Routes = append(v.Routes, viewRoute{
 				Index: byName[r.Dev], Dst: dst, Gateway: r.Gateway, Metric: r.Metric,
-				LinkDown: slices.Contains(r.Flags, "linkdown"),
+				LinkDown: slices.Contains(r.Flags, "linkdown"), Expires: expiry(r.Expires != nil, left),
 			})
 		}
 	}

@@ -339,7 +339,7 @@ func (m *model) applyRoute(msg *message, now time.Time, evs []Event) []Event {
 		return m.replaceRoute(msg, now, evs)
 	}
 	for _, r := range msg.routes {
-		r, ok := m.watched(r)
+		r, ok := m.watched(r, now)
 		if !ok {
 			continue // leaves through an excluded interface
 		}
@@ -356,22 +356,55 @@ func (m *model) applyRoute(msg *message, now time.Time, evs []Event) []Event {
 		switch {
 		case !had:
 			evs = append(evs, RouteEvent{At: now, Op: RouteAdded, Route: r})
-		case old != r:
+		case !old.same(r):
 			evs = append(evs, RouteEvent{At: now, Op: RouteChanged, Route: r, Prev: old})
 		}
 	}
 	return evs
 }
 
-// watched returns r with its interface's name, or false when r leaves
-// through an interface that is not watched.
-func (m *model) watched(r Route) (Route, bool) {
+// watched returns r with its interface's name (and, when it expires, read
+// at now), or false when r leaves through an interface that is not
+// watched.
+func (m *model) watched(r Route, now time.Time) (Route, bool) {
 	l, ok := m.links[r.Index]
 	if !ok && r.Index != 0 {
 		return r, false
 	}
 	r.Iface = l.Name
+	if r.Expires != 0 {
+		r.Observed = now
+	}
 	return r, true
+}
+
+// expiryCheck returns when the routes should be re-read because one of
+// them expires, or zero when none expires after now. The kernel extends a
+// router's default route on every advertisement without a message
+// (fib6_set_expires in ndisc_router_discovery, net/ipv6/ndisc.c): the
+// check comes a second before the recorded end, to learn of an extension
+// before the route counts as expired, or, when the end is less than 1.5 s
+// away, 50 ms after it, when the kernel reports the route expired (a
+// negative rta_expires: within a clock tick of the end it reports 0,
+// which reads as never).
+func (m *model) expiryCheck(now time.Time) time.Time {
+	var next time.Time
+	for _, r := range m.routes {
+		if r.Expires <= 0 {
+			continue
+		}
+		end := r.Observed.Add(r.Expires)
+		t := end.Add(-time.Second)
+		if t.Before(now.Add(time.Second / 2)) {
+			// Too close to the end to learn more before it (a fresh
+			// reading after the early check lands here too).
+			t = end.Add(50 * time.Millisecond)
+		}
+		if t.After(now) && (next.IsZero() || t.Before(next)) {
+			next = t
+		}
+	}
+	return next
 }
 
 // replaceRoute folds an RTM_NEWROUTE with NLM_F_REPLACE. The kernel swaps
@@ -396,7 +429,7 @@ func (m *model) replaceRoute(msg *message, now time.Time, evs []Event) []Event {
 	slices.SortFunc(old, compareRoute)
 	var added []Route
 	for _, r := range msg.routes {
-		r, ok := m.watched(r)
+		r, ok := m.watched(r, now)
 		if !ok {
 			continue // leaves through an excluded interface
 		}
@@ -410,7 +443,7 @@ func (m *model) replaceRoute(msg *message, now time.Time, evs []Event) []Event {
 			added = append(added, r)
 			continue
 		}
-		if old[i] != r {
+		if !old[i].same(r) {
 			evs = append(evs, RouteEvent{At: now, Op: RouteChanged, Route: r, Prev: old[i]})
 		}
 		old = slices.Delete(old, i, i+1)
@@ -606,7 +639,7 @@ func (m *model) diffRoutes(n *model, now time.Time, evs []Event) []Event {
 		switch old, ok := m.routes[r.key()]; {
 		case !ok:
 			evs = append(evs, RouteEvent{At: now, Op: RouteAdded, Route: r})
-		case old != r:
+		case !old.same(r):
 			evs = append(evs, RouteEvent{At: now, Op: RouteChanged, Route: r, Prev: old})
 		}
 	}

@@ -79,6 +79,17 @@ type Route struct {
 	Table    int          // routing table: 254 main, 253 default, or another id
 	Protocol int          // RTPROT_*: 16 is dhcp, 4 static, 3 boot, ...
 	LinkDown bool         // RTNH_F_LINKDOWN: the kernel keeps it but the carrier is gone
+	// Expires is the lifetime the route had left when it was read: an
+	// IPv6 default route learnt from a router advertisement lives for the
+	// router lifetime, a route added with `ip -6 route ... expires N` for
+	// N seconds. 0 means it never expires; negative means it had already
+	// expired (the kernel no longer uses it, and deletes it at its next
+	// garbage collection). The kernel counts it in 10 ms steps.
+	Expires time.Duration
+	// Observed is when the message carrying Expires was read (zero when
+	// the route never expires); the lifetime left at t is
+	// Expires - t.Sub(Observed), see [Route.ExpiresLeft].
+	Observed time.Time
 }
 
 // Neigh is the kernel's neighbour entry for a default gateway.
