@@ -43,7 +43,12 @@
 //     [RouteChanged] and Route.LinkDown).
 //   - `ip route replace` sends one RTM_NEWROUTE with NLM_F_REPLACE and no
 //     RTM_DELROUTE for the route it replaced; linkwatch reports a
-//     [RouteChanged] with the old route in Prev.
+//     [RouteChanged] with the old route in Prev. The route replaced is
+//     every next hop with the same table, destination and metric (a
+//     multipath route is one route to the kernel; fib6_add_rt2node drops
+//     all siblings of an IPv6 one): new hops take the place of old ones
+//     as RouteChanged, extra new hops are [RouteAdded], and old hops left
+//     over are [RouteRemoved], last.
 //   - When the socket overflows (ENOBUFS, a receive buffer too small for a
 //     burst) the kernel drops messages. linkwatch keeps the socket, empties
 //     its queue (a congested netlink socket reports no further ENOBUFS until
@@ -57,8 +62,38 @@
 //     attempts in about 3.3 s); when all fail, Run ends with the error
 //     rather than serve a state nothing will correct. A failed re-read of
 //     the routes alone falls back to a full re-read and a [GapEvent].
+//   - An IPv6 route with a lifetime (a router advertisement's default
+//     route, or `ip -6 route ... expires N`) reports the time left in
+//     RTA_CACHEINFO's rta_expires, in USER_HZ ticks (rt6_fill_node and
+//     rtnl_put_cacheinfo); RTA_EXPIRES appears only in requests. The
+//     kernel sends no message when the lifetime runs out (it skips the
+//     route from then on and deletes it at its next garbage collection)
+//     nor when an advertisement extends it (fib6_set_expires in
+//     ndisc_router_discovery). linkwatch re-reads the routes a second
+//     before a recorded lifetime ends and again just after: an extension
+//     or the expiry is a [RouteChanged] (Route.Expires negative once
+//     expired), and State.Usable ignores expired routes.
 //   - Messages not sent by the kernel (a sender port id other than 0) are
 //     ignored: a root process can unicast forged messages to our socket.
+//   - With wireless extensions (CONFIG_CFG80211_WEXT) cfg80211 sends an
+//     RTM_NEWLINK on every connect, disconnect and scan that carries only
+//     the ifinfomsg header, IFLA_IFNAME and IFLA_WIRELESS
+//     (rtnetlink_ifinfo_prep and wireless_send_event in
+//     net/wireless/wext-core.c): no IFLA_OPERSTATE, IFLA_MTU,
+//     IFLA_ADDRESS, IFLA_LINKINFO or IFLA_CARRIER_CHANGES. Read as a full
+//     link it would turn the operstate to unknown, the MTU to 0 and the
+//     MAC to none. A link message without IFLA_OPERSTATE (which
+//     rtnl_fill_ifinfo always puts) updates only the admin and carrier
+//     flags and the name, and marks the link wireless; the rest is kept.
+//     Its flags are current: the kernel flushes queued wireless events
+//     before any netdev notification (wext_netdev_notifier_call), so they
+//     never overtake a full link message.
+//   - A link's master (the bond, bridge or VRF it is a port of) appears in
+//     IFLA_MASTER only while it has one (nla_put_master in
+//     net/core/rtnetlink.c): a full link message without it means none,
+//     and Link.Master becomes 0. Joining or leaving a master is a path
+//     change ([ChangedMaster]) and re-reads the routes (a port joining a
+//     VRF is cycled down and up, and its routes move to the VRF's table).
 //   - Per-protocol RTM_NEWLINK messages (family AF_INET6 or AF_BRIDGE)
 //     repeat part of a link's attributes and are ignored; the kernel sends
 //     the AF_UNSPEC message for every real change.

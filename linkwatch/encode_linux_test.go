@@ -2,6 +2,8 @@ package linkwatch
 
 import (
 	"net/netip"
+	"strconv"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -34,7 +36,12 @@ func appendAttr(b []byte, typ uint16, v []byte) []byte {
 
 func u32b(v uint32) []byte { b := make([]byte, 4); ne.PutUint32(b, v); return b }
 
-// linkMsg encodes l as RTM_NEWLINK (or RTM_DELLINK).
+// linkMsg encodes l as RTM_NEWLINK (or RTM_DELLINK) the way
+// rtnl_fill_ifinfo (net/core/rtnetlink.c) does, with the subset of its
+// attributes linkwatch reads. For Kind "wireless" it adds IFLA_WIRELESS,
+// which no real full message carries (the kernel sends it only in the
+// partial wireless extensions message that [wextLinkMsg] encodes); it
+// stands for a wireless link that the model must not lose.
 func linkMsg(l Link, del bool) []byte {
 	body := make([]byte, unix.SizeofIfInfomsg)
 	ne.PutUint32(body[4:], uint32(int32(l.Index)))
@@ -56,6 +63,9 @@ func linkMsg(l Link, del bool) []byte {
 		body = appendAttr(body, unix.IFLA_ADDRESS, l.MAC)
 	}
 	body = appendAttr(body, iflaCarrierChanges, u32b(l.CarrierChanges))
+	if l.Master != 0 {
+		body = appendAttr(body, unix.IFLA_MASTER, u32b(uint32(l.Master)))
+	}
 	if l.Kind != "" && l.Kind != "loopback" && l.Kind != "wireless" {
 		info := appendAttr(nil, unix.IFLA_INFO_KIND, []byte(l.Kind))
 		body = appendAttr(body, unix.IFLA_LINKINFO|unix.NLA_F_NESTED, info)
@@ -109,8 +119,10 @@ func addrMsg(a Addr, del bool) []byte {
 	return nlmsg(typ, 0, body)
 }
 
-// routeMsg encodes r as RTM_NEWROUTE (or RTM_DELROUTE) of type unicast.
-func routeMsg(r Route, del bool, flags uint16) []byte {
+// rtmsg encodes struct rtmsg of a unicast route with r's family,
+// destination, table (and RTA_TABLE), protocol, linkdown flag and metric
+// (RTA_PRIORITY).
+func rtmsg(r Route) []byte {
 	body := make([]byte, unix.SizeofRtMsg)
 	body[0] = family(r.Dst.Addr())
 	body[1] = byte(r.Dst.Bits())
@@ -124,6 +136,12 @@ func routeMsg(r Route, del bool, flags uint16) []byte {
 	if r.Metric != 0 {
 		body = appendAttr(body, unix.RTA_PRIORITY, u32b(uint32(r.Metric)))
 	}
+	return body
+}
+
+// routeMsg encodes r as RTM_NEWROUTE (or RTM_DELROUTE) of type unicast.
+func routeMsg(r Route, del bool, flags uint16) []byte {
+	body := rtmsg(r)
 	if r.Gateway.IsValid() {
 		body = appendAttr(body, unix.RTA_GATEWAY, r.Gateway.AsSlice())
 	}
@@ -131,6 +149,13 @@ func routeMsg(r Route, del bool, flags uint16) []byte {
 		body = appendAttr(body, unix.RTA_PREFSRC, r.Src.AsSlice())
 	}
 	body = appendAttr(body, unix.RTA_OIF, u32b(uint32(r.Index)))
+	if r.Expires != 0 {
+		// rtnl_put_cacheinfo: struct rta_cacheinfo, rta_expires (an s32
+		// at offset 8) in USER_HZ ticks.
+		ci := make([]byte, sizeofRtaCacheinfo)
+		ne.PutUint32(ci[8:], uint32(int32(r.Expires/(time.Second/userHZ))))
+		body = appendAttr(body, unix.RTA_CACHEINFO, ci)
+	}
 	typ := uint16(unix.RTM_NEWROUTE)
 	if del {
 		typ = unix.RTM_DELROUTE
@@ -153,4 +178,87 @@ func neighMsg(n Neigh, del bool) []byte {
 		typ = unix.RTM_DELNEIGH
 	}
 	return nlmsg(typ, 0, body)
+}
+
+// Wireless extensions numbers (include/uapi/linux/wireless.h and
+// include/uapi/linux/if_arp.h).
+const (
+	siocgiwap   = 0x8B15 // SIOCGIWAP: association changed (the access point's address)
+	arphrdEther = 1      // ARPHRD_ETHER
+)
+
+// wextLinkMsg encodes the RTM_NEWLINK that cfg80211's wireless extensions
+// (CONFIG_CFG80211_WEXT) send on connect and disconnect, byte for byte as
+// the kernel builds it:
+//
+//   - net/wireless/sme.c __cfg80211_connect_result / __cfg80211_disconnected
+//     call wireless_send_event(dev, SIOCGIWAP, &wrqu, NULL) with
+//     wrqu.ap_addr.sa_family = ARPHRD_ETHER and sa_data the BSSID (all
+//     zeros on disconnect).
+//   - net/wireless/wext-core.c wireless_send_event: nlmsg_new, then
+//     rtnetlink_ifinfo_prep, then nla_reserve(skb, IFLA_WIRELESS,
+//     event_len) holding a struct iw_event: memset(event, 0, hdr_len),
+//     event->len = event_len, event->cmd = cmd, then the fixed payload
+//     (struct sockaddr for IW_HEADER_TYPE_ADDR) at offset IW_EV_LCP_LEN;
+//     event_len = IW_EV_ADDR_LEN = IW_EV_LCP_LEN + sizeof(struct sockaddr).
+//     IW_EV_LCP_LEN is sizeof(struct iw_event) - sizeof(union iwreq_data):
+//     the union holds a pointer (struct iw_point), so the prefix is 8
+//     bytes on 64-bit kernels and 4 on 32-bit ones.
+//   - rtnetlink_ifinfo_prep: nlmsg_put(skb, 0, 0, RTM_NEWLINK,
+//     sizeof(struct ifinfomsg), 0) (port id 0, seq 0, no flags), then
+//     ifi_family = AF_UNSPEC, ifi_type = dev->type, ifi_index =
+//     dev->ifindex, ifi_flags = dev_get_flags(dev), ifi_change = 0, and
+//     nla_put_string(skb, IFLA_IFNAME, dev->name). Nothing else: no
+//     IFLA_OPERSTATE, IFLA_MTU, IFLA_ADDRESS, IFLA_LINKINFO or
+//     IFLA_CARRIER_CHANGES, which only rtnl_fill_ifinfo
+//     (net/core/rtnetlink.c) puts.
+//   - wireless_nlevent_flush sends the queued skb with rtnl_notify(skb,
+//     net, 0, RTNLGRP_LINK, NULL, GFP_KERNEL): the same group as every
+//     link message.
+//
+// flags are the IFF_* bits dev_get_flags reports (IFF_UP, IFF_RUNNING,
+// IFF_LOWER_UP, IFF_DORMANT, ...).
+func wextLinkMsg(index int, name string, flags uint32, bssid [6]byte) []byte {
+	lcp := strconv.IntSize / 8 // IW_EV_LCP_LEN
+	event := make([]byte, lcp+16)
+	ne.PutUint16(event, uint16(len(event)))
+	ne.PutUint16(event[2:], siocgiwap)
+	ne.PutUint16(event[lcp:], arphrdEther) // sockaddr.sa_family
+	copy(event[lcp+2:], bssid[:])          // sockaddr.sa_data
+	body := make([]byte, unix.SizeofIfInfomsg)
+	ne.PutUint16(body[2:], arphrdEther)
+	ne.PutUint32(body[4:], uint32(int32(index)))
+	ne.PutUint32(body[8:], flags)
+	body = appendAttr(body, unix.IFLA_IFNAME, append([]byte(name), 0))
+	body = appendAttr(body, unix.IFLA_WIRELESS, event)
+	return nlmsg(unix.RTM_NEWLINK, 0, body)
+}
+
+// multipathMsg encodes hops (which share table, destination, metric and
+// protocol) as one RTM_NEWROUTE (or RTM_DELROUTE) with RTA_MULTIPATH, as
+// fib_dump_info (net/ipv4/fib_semantics.c) and rt6_fill_node
+// (net/ipv6/route.c) lay it out: no top-level RTA_OIF or RTA_GATEWAY, one
+// struct rtnexthop per hop (rtnh_hops is the weight minus one) followed
+// by its RTA_GATEWAY.
+func multipathMsg(hops []Route, del bool, flags uint16) []byte {
+	body := rtmsg(with(hops[0], func(r *Route) { r.LinkDown = false })) // each hop has its own
+	var mp []byte
+	for _, h := range hops {
+		nh := make([]byte, unix.SizeofRtNexthop)
+		if h.LinkDown {
+			nh[2] = rtnhFLinkDown
+		}
+		ne.PutUint32(nh[4:], uint32(h.Index))
+		if h.Gateway.IsValid() {
+			nh = appendAttr(nh, unix.RTA_GATEWAY, h.Gateway.AsSlice())
+		}
+		ne.PutUint16(nh, uint16(len(nh)))
+		mp = append(mp, nh...)
+	}
+	body = appendAttr(body, unix.RTA_MULTIPATH, mp)
+	typ := uint16(unix.RTM_NEWROUTE)
+	if del {
+		typ = unix.RTM_DELROUTE
+	}
+	return nlmsg(typ, flags, body)
 }

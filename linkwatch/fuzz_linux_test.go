@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"golang.org/x/sys/unix"
 )
 
 // FuzzParseMessage feeds arbitrary datagrams to the parser and the model.
@@ -18,9 +19,11 @@ func FuzzParseMessage(f *testing.F) {
 		linkMsg(with(wlan, func(l *Link) { l.Kind = "veth" }), false),
 		addrMsg(v4, false), addrMsg(v4, true),
 		addrMsg(Addr{Index: 3, Prefix: netip.MustParsePrefix("fd00::1/64"), Valid: Forever, Preferred: Forever}, false),
-		routeMsg(route, false, 0), routeMsg(route, true, 0),
+		routeMsg(route, false, 0), routeMsg(route, true, 0), routeMsg(ra, false, 0),
+		multipathMsg([]Route{route, with(route, func(r *Route) { r.Gateway = netip.MustParseAddr("10.0.0.2") })}, false, unix.NLM_F_REPLACE),
 		neighMsg(Neigh{Index: 3, IP: gw4, MAC: mac, State: nudReachable}, false),
 		forgedLink(7, "x"),
+		wextLinkMsg(3, "wlan0", 0x11043, [6]byte{2, 0, 0, 0, 0, 2}),
 	} {
 		f.Add(seed)
 	}

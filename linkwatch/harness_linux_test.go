@@ -183,6 +183,7 @@ type viewLink struct {
 	Oper        string
 	MTU         int
 	MAC         string
+	Master      string // the master's name
 }
 
 type viewAddr struct {
@@ -203,6 +204,22 @@ type viewRoute struct {
 	Gateway  string
 	Metric   int
 	LinkDown bool
+	// Expires is "" for a route that never expires, "expired" once its
+	// lifetime has run out and "expires" before: the seconds left differ
+	// between two reads.
+	Expires string
+}
+
+// expiry classifies a route's lifetime for a view: seconds left as
+// iproute2 prints them (from RTA_CACHEINFO), present says whether it does.
+func expiry(present bool, left float64) string {
+	switch {
+	case !present:
+		return ""
+	case left <= 0:
+		return "expired"
+	}
+	return "expires"
 }
 
 // project turns a State into a view.
@@ -212,6 +229,7 @@ func project(s State) view {
 		v.Links = append(v.Links, viewLink{
 			Index: l.Index, Name: l.Name, Kind: l.Kind, Up: l.AdminUp, LowerUp: l.Carrier,
 			Oper: strings.ToUpper(l.Oper.String()), MTU: l.MTU, MAC: l.MAC.String(),
+			Master: s.Links[l.Master].Name,
 		})
 	}
 	for _, a := range s.Addrs {
@@ -229,7 +247,8 @@ func project(s State) view {
 		if r.Gateway.IsValid() {
 			gw = r.Gateway.String()
 		}
-		v.Routes = append(v.Routes, viewRoute{Index: r.Index, Dst: r.Dst.String(), Gateway: gw, Metric: r.Metric, LinkDown: r.LinkDown})
+		v.Routes = append(v.Routes, viewRoute{Index: r.Index, Dst: r.Dst.String(), Gateway: gw, Metric: r.Metric, LinkDown: r.LinkDown,
+			Expires: expiry(r.Expires != 0, r.ExpiresLeft(time.Now()).Seconds())})
 	}
 	v.sort()
 	return v
@@ -270,6 +289,7 @@ func oracle(t *testing.T, ns *netnstest.NS) view {
 		Oper     string   `json:"operstate"`
 		Address  string   `json:"address"`
 		LinkType string   `json:"link_type"`
+		Master   string   `json:"master"`
 		Info     struct {
 			Kind string `json:"info_kind"`
 		} `json:"linkinfo"`
@@ -300,7 +320,7 @@ func oracle(t *testing.T, ns *netnstest.NS) view {
 		has := func(f string) bool { return slices.Contains(l.Flags, f) }
 		v.Links = append(v.Links, viewLink{
 			Index: l.Index, Name: l.Name, Kind: l.Info.Kind, Up: has("UP"), LowerUp: has("LOWER_UP"),
-			Oper: l.Oper, MTU: l.MTU, MAC: l.Address,
+			Oper: l.Oper, MTU: l.MTU, MAC: l.Address, Master: l.Master,
 		})
 		for _, a := range l.AddrInfo {
 			p := netip.PrefixFrom(netip.MustParseAddr(a.Local), a.PrefixLen)
@@ -323,7 +343,12 @@ func oracle(t *testing.T, ns *netnstest.NS) view {
 			Metric   int      `json:"metric"`
 			Flags    []string `json:"flags"`
 			Type     string   `json:"type"`
-			Nexthops []any    `json:"nexthops"`
+			Expires  *int     `json:"expires"` // whole seconds left, negative once expired
+			Nexthops []struct {
+				Gateway string   `json:"gateway"`
+				Dev     string   `json:"dev"`
+				Flags   []string `json:"flags"`
+			} `json:"nexthops"`
 		}
 		out := ns.IP("-json", fam, "route", "show", "default")
 		if err := json.Unmarshal([]byte(out), &routes); err != nil {
@@ -337,9 +362,24 @@ func oracle(t *testing.T, ns *netnstest.NS) view {
 			if fam == "-6" {
 				dst = "::/0"
 			}
+			for _, h := range r.Nexthops { // a multipath route: one Route per hop
+				v.Routes = append(v.Routes, viewRoute{
+					Index: byName[h.Dev], Dst: dst, Gateway: h.Gateway, Metric: r.Metric,
+					LinkDown: slices.Contains(h.Flags, "linkdown"),
+				})
+			}
+			if len(r.Nexthops) > 0 {
+				continue
+			}
+			left := 0.0
+			if r.Expires != nil {
+				// iproute2 truncates rta_expires / USER_HZ: "0" is
+				// anywhere below a second, still alive.
+				left = float64(*r.Expires) + 0.5
+			}
 			v.Routes = append(v.Routes, viewRoute{
 				Index: byName[r.Dev], Dst: dst, Gateway: r.Gateway, Metric: r.Metric,
-				LinkDown: slices.Contains(r.Flags, "linkdown"),
+				LinkDown: slices.Contains(r.Flags, "linkdown"), Expires: expiry(r.Expires != nil, left),
 			})
 		}
 	}

@@ -447,3 +447,31 @@ func TestIntegrationRereadGivesUp(t *testing.T) {
 		t.Fatalf("Run still running %v after every re-read failed", waitTime)
 	}
 }
+
+// TestIntegrationMaster: enslaving a veth to a bridge sets Link.Master to
+// the bridge's index (IFLA_MASTER), releasing it sets 0, and both are
+// path changes.
+func TestIntegrationMaster(t *testing.T) {
+	t.Parallel()
+	a, _ := pair(t)
+	a.IP("link", "add", "br0", "type", "bridge")
+	a.IP("link", "set", "br0", "up")
+	r := watch(t, a, Config{})
+	r.waitFor("baseline", isBaseline)
+	br, ok := r.w.State().LinkByName("br0")
+	if !ok {
+		t.Fatal("no br0 in the baseline")
+	}
+	a.IP("link", "set", "va", "master", "br0")
+	ev, _ := r.waitFor("va enslaved to br0", linkEv(LinkChanged, "va", func(l, p Link) bool { return l.Master == br.Index }))
+	if e := ev.(LinkEvent); e.Changes()&ChangedMaster == 0 || !e.PathChanged() || e.Prev.Master != 0 {
+		t.Errorf("enslave event %+v: Changes %v PathChanged %v", e, e.Changes(), e.PathChanged())
+	}
+	r.consistent()
+	a.IP("link", "set", "va", "nomaster")
+	ev, _ = r.waitFor("va released", linkEv(LinkChanged, "va", func(l, p Link) bool { return l.Master == 0 && p.Master == br.Index }))
+	if e := ev.(LinkEvent); e.Changes()&ChangedMaster == 0 || !e.PathChanged() {
+		t.Errorf("release event %+v: Changes %v", e, e.Changes())
+	}
+	r.consistent()
+}

@@ -36,6 +36,11 @@ type message struct {
 	mac      []byte // IFLA_ADDRESS, or NDA_LLADDR for a neighbour
 	loopback bool   // IFF_LOOPBACK
 	wireless bool   // IFLA_WIRELESS was present
+	// partial: an RTM_NEWLINK without IFLA_OPERSTATE, which
+	// rtnl_fill_ifinfo always includes. Such a message (a wireless
+	// extensions event) carries only the flags and the name; the model
+	// keeps what it knew of the rest.
+	partial bool
 
 	addr   Addr
 	routes []Route // one per next hop; empty for a route linkwatch ignores
@@ -157,8 +162,17 @@ func (m *model) applyLink(msg *message, now time.Time, evs []Event) ([]Event, ef
 	// Reuse the strings and slices already held when they did not change,
 	// so that the common message (a flag flip) allocates nothing.
 	l := msg.link
+	mac := msg.mac
+	if msg.partial && watched {
+		// A wireless extensions event (see [message.partial]): only the
+		// flags, the name and IFLA_WIRELESS are news.
+		l.Oper, l.MTU, l.CarrierChanges, l.Master = old.Oper, old.MTU, old.CarrierChanges, old.Master
+		if mac == nil {
+			mac = old.MAC
+		}
+	}
 	switch {
-	case watched && old.Name == string(msg.name):
+	case watched && (old.Name == string(msg.name) || msg.partial && len(msg.name) == 0):
 		l.Name = old.Name
 	case !watched && m.other[idx] == string(msg.name):
 		l.Name = m.other[idx]
@@ -179,10 +193,10 @@ func (m *model) applyLink(msg *message, now time.Time, evs []Event) ([]Event, ef
 	case m.kindHint != nil:
 		l.Kind = m.kindHint(l.Name)
 	}
-	if watched && bytes.Equal(old.MAC, msg.mac) {
+	if watched && bytes.Equal(old.MAC, mac) {
 		l.MAC = old.MAC
-	} else if len(msg.mac) > 0 {
-		l.MAC = net.HardwareAddr(bytes.Clone(msg.mac))
+	} else if len(mac) > 0 {
+		l.MAC = net.HardwareAddr(bytes.Clone(mac))
 	}
 	in := m.include == nil || m.include(l.Name, msg.loopback)
 	_, excluded := m.other[idx]
@@ -196,7 +210,9 @@ func (m *model) applyLink(msg *message, now time.Time, evs []Event) ([]Event, ef
 			m.rename(idx, l.Name)
 		}
 		evs = append(evs, LinkEvent{At: now, Op: LinkChanged, Link: l, Prev: old})
-		if old.AdminUp != l.AdminUp || old.Carrier != l.Carrier || old.Oper != l.Oper {
+		if old.AdminUp != l.AdminUp || old.Carrier != l.Carrier || old.Oper != l.Oper || old.Master != l.Master {
+			// A VRF takes its ports' routes into its table when they
+			// join (the kernel cycles the port down and up).
 			return evs, relistRoutes
 		}
 		return evs, 0
@@ -325,12 +341,14 @@ func lifetimeMoved(before time.Duration, then time.Time, after time.Duration, no
 }
 
 func (m *model) applyRoute(msg *message, now time.Time, evs []Event) []Event {
+	if msg.replace && !msg.del && len(msg.routes) > 0 {
+		return m.replaceRoute(msg, now, evs)
+	}
 	for _, r := range msg.routes {
-		l, ok := m.links[r.Index]
-		if !ok && r.Index != 0 {
+		r, ok := m.watched(r, now)
+		if !ok {
 			continue // leaves through an excluded interface
 		}
-		r.Iface = l.Name
 		k := r.key()
 		old, had := m.routes[k]
 		if msg.del {
@@ -340,30 +358,111 @@ func (m *model) applyRoute(msg *message, now time.Time, evs []Event) []Event {
 			}
 			continue
 		}
-		if msg.replace && !had {
-			// NLM_F_REPLACE swaps the route with the same table,
-			// destination and metric for this one, and the kernel sends
-			// no RTM_DELROUTE for the one replaced.
-			for ok, o := range m.routes {
-				if ok.table == k.table && ok.dst == k.dst && ok.metric == k.metric {
-					delete(m.routes, ok)
-					m.routes[k] = r
-					evs = append(evs, RouteEvent{At: now, Op: RouteChanged, Route: r, Prev: o})
-					had = true
-					break
-				}
-			}
-			if had {
-				continue
-			}
-		}
 		m.routes[k] = r
 		switch {
 		case !had:
 			evs = append(evs, RouteEvent{At: now, Op: RouteAdded, Route: r})
-		case old != r:
+		case !old.same(r):
 			evs = append(evs, RouteEvent{At: now, Op: RouteChanged, Route: r, Prev: old})
 		}
+	}
+	return evs
+}
+
+// watched returns r with its interface's name (and, when it expires, read
+// at now), or false when r leaves through an interface that is not
+// watched.
+func (m *model) watched(r Route, now time.Time) (Route, bool) {
+	l, ok := m.links[r.Index]
+	if !ok && r.Index != 0 {
+		return r, false
+	}
+	r.Iface = l.Name
+	if r.Expires != 0 {
+		r.Observed = now
+	}
+	return r, true
+}
+
+// expiryCheck returns when the routes should be re-read because one of
+// them expires, or zero when none expires after now. The kernel extends a
+// router's default route on every advertisement without a message
+// (fib6_set_expires in ndisc_router_discovery, net/ipv6/ndisc.c): the
+// check comes a second before the recorded end, to learn of an extension
+// before the route counts as expired, or, when the end is less than 1.5 s
+// away, 50 ms after it, when the kernel reports the route expired (a
+// negative rta_expires: within a clock tick of the end it reports 0,
+// which reads as never).
+func (m *model) expiryCheck(now time.Time) time.Time {
+	var next time.Time
+	for _, r := range m.routes {
+		if r.Expires <= 0 {
+			continue
+		}
+		end := r.Observed.Add(r.Expires)
+		t := end.Add(-time.Second)
+		if t.Before(now.Add(time.Second / 2)) {
+			// Too close to the end to learn more before it (a fresh
+			// reading after the early check lands here too).
+			t = end.Add(50 * time.Millisecond)
+		}
+		if t.After(now) && (next.IsZero() || t.Before(next)) {
+			next = t
+		}
+	}
+	return next
+}
+
+// replaceRoute folds an RTM_NEWROUTE with NLM_F_REPLACE. The kernel swaps
+// the whole route with the same table, destination and metric, every next
+// hop of it, for the message's, and sends no RTM_DELROUTE for what it
+// replaced (fib_table_insert in net/ipv4/fib_trie.c; for IPv6
+// fib6_add_rt2node in net/ipv6/ip6_fib.c removes the replaced route's
+// siblings, and ip6_route_multipath_add sends one notification for all new
+// hops). A hop that stays is silent or [RouteChanged]; new hops take the
+// place of old ones as RouteChanged (Prev the hop replaced), then
+// [RouteAdded]; old hops left over are [RouteRemoved], last, so that a
+// consumer never sees the destination without a route in between.
+func (m *model) replaceRoute(msg *message, now time.Time, evs []Event) []Event {
+	first := msg.routes[0] // every hop has the same table, destination and metric
+	var old []Route
+	for k, r := range m.routes {
+		if k.table == first.Table && k.dst == first.Dst && k.metric == first.Metric {
+			old = append(old, r)
+			delete(m.routes, k)
+		}
+	}
+	slices.SortFunc(old, compareRoute)
+	var added []Route
+	for _, r := range msg.routes {
+		r, ok := m.watched(r, now)
+		if !ok {
+			continue // leaves through an excluded interface
+		}
+		k := r.key()
+		if _, dup := m.routes[k]; dup {
+			continue // a second hop with the same interface and gateway
+		}
+		m.routes[k] = r
+		i := slices.IndexFunc(old, func(o Route) bool { return o.key() == k })
+		if i < 0 {
+			added = append(added, r)
+			continue
+		}
+		if !old[i].same(r) {
+			evs = append(evs, RouteEvent{At: now, Op: RouteChanged, Route: r, Prev: old[i]})
+		}
+		old = slices.Delete(old, i, i+1)
+	}
+	for i, r := range added {
+		if i < len(old) {
+			evs = append(evs, RouteEvent{At: now, Op: RouteChanged, Route: r, Prev: old[i]})
+		} else {
+			evs = append(evs, RouteEvent{At: now, Op: RouteAdded, Route: r})
+		}
+	}
+	for _, o := range old[min(len(added), len(old)):] {
+		evs = append(evs, RouteEvent{At: now, Op: RouteRemoved, Route: o, Prev: o})
 	}
 	return evs
 }
@@ -548,7 +647,7 @@ func (m *model) diffRoutes(n *model, now time.Time, evs []Event) []Event {
 		switch old, ok := m.routes[r.key()]; {
 		case !ok:
 			evs = append(evs, RouteEvent{At: now, Op: RouteAdded, Route: r})
-		case old != r:
+		case !old.same(r):
 			evs = append(evs, RouteEvent{At: now, Op: RouteChanged, Route: r, Prev: old})
 		}
 	}

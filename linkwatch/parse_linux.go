@@ -15,6 +15,8 @@ const (
 	rtmFCloned         = 0x200      // RTM_F_CLONED: a cached clone, not a configured route
 	rtnhFLinkDown      = 0x10       // RTNH_F_LINKDOWN
 	rtaVia             = 18         // RTA_VIA: a gateway of another family (IPv6 next hop for IPv4)
+	sizeofRtaCacheinfo = 32         // struct rta_cacheinfo
+	userHZ             = 100        // USER_HZ: clock_t ticks per second in the kernel's ABI
 	nlaTypeMask        = 0x3fff     // strips NLA_F_NESTED and NLA_F_NET_BYTEORDER
 	ifaInfinity        = 0xffffffff // INFINITY_LIFE_TIME
 )
@@ -154,6 +156,9 @@ func parseLink(b []byte, m *message) error {
 		Carrier: flags&unix.IFF_LOWER_UP != 0,
 	}
 	m.loopback = flags&unix.IFF_LOOPBACK != 0
+	// rtnl_fill_ifinfo (net/core/rtnetlink.c) always puts IFLA_OPERSTATE;
+	// a message without it is partial (see message.partial).
+	m.partial = !m.del
 	return attrs(b[unix.SizeofIfInfomsg:], "ifinfomsg", func(typ uint16, v []byte) error {
 		switch typ {
 		case unix.IFLA_IFNAME:
@@ -169,6 +174,12 @@ func parseLink(b []byte, m *message) error {
 				return &parseError{what: "IFLA_OPERSTATE", got: len(v), want: 1}
 			}
 			m.link.Oper = OperState(v[0])
+			m.partial = false
+		case unix.IFLA_MASTER:
+			// nla_put_master puts it only while the link has a master.
+			n, err := u32("IFLA_MASTER", v)
+			m.link.Master = int(int32(n))
+			return err
 		case iflaCarrierChanges:
 			n, err := u32("IFLA_CARRIER_CHANGES", v)
 			m.link.CarrierChanges = n
@@ -296,6 +307,17 @@ func parseRoute(b []byte, m *message) error {
 			r.Src, err = ipAttr("RTA_PREFSRC", family, v)
 		case unix.RTA_MULTIPATH:
 			multipath = v
+		case unix.RTA_CACHEINFO:
+			// The remaining lifetime of a route that expires is
+			// rta_expires, in clock_t (USER_HZ) ticks: rt6_fill_node
+			// (net/ipv6/route.c) passes dst.expires - jiffies to
+			// rtnl_put_cacheinfo, which converts it with
+			// jiffies_to_clock_t (negative once past). RTA_EXPIRES
+			// exists only in requests (rtm_to_fib6_config).
+			if len(v) != sizeofRtaCacheinfo {
+				return &parseError{what: "RTA_CACHEINFO", got: len(v), want: sizeofRtaCacheinfo}
+			}
+			r.Expires = time.Duration(int32(ne.Uint32(v[8:]))) * (time.Second / userHZ)
 		}
 		return err
 	})

@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -43,6 +44,8 @@ type sock struct {
 	buf []byte
 	pid uint32 // port id the kernel assigned
 	seq atomic.Uint32
+	// deadline is the read deadline set last (zero: none).
+	deadline time.Time
 }
 
 // openSocket opens a NETLINK_ROUTE socket in namespace ns (0: the current
@@ -146,6 +149,16 @@ func setup(fd int, mask uint32, rcvbuf int) error {
 		return fmt.Errorf("linkwatch: netlink bind: %w", os.NewSyscallError("bind", err))
 	}
 	return nil
+}
+
+// setDeadline makes recv fail with os.ErrDeadlineExceeded at t (zero:
+// never). Setting the deadline already set costs nothing.
+func (s *sock) setDeadline(t time.Time) error {
+	if t.Equal(s.deadline) {
+		return nil
+	}
+	s.deadline = t
+	return s.f.SetReadDeadline(t)
 }
 
 // close closes the socket; a concurrent recv returns os.ErrClosed. It may

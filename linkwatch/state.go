@@ -72,6 +72,46 @@ func left(d time.Duration, observed, now time.Time) time.Duration {
 // Default reports whether r is a default route (0.0.0.0/0 or ::/0).
 func (r Route) Default() bool { return r.Dst.IsValid() && r.Dst.Bits() == 0 }
 
+// ExpiresLeft returns the lifetime the route has left at now: Forever for
+// a route that never expires, 0 once it has run out.
+func (r Route) ExpiresLeft(now time.Time) time.Duration {
+	switch {
+	case r.Expires == 0:
+		return Forever
+	case r.Expires < 0:
+		return 0
+	}
+	return left(r.Expires, r.Observed, now)
+}
+
+// Expired reports whether the route's lifetime has run out at now. The
+// kernel skips an expired route when it looks up a path (fib6_check_expired
+// in net/ipv6/ip6_fib.c) although it may still list it.
+func (r Route) Expired(now time.Time) bool { return r.ExpiresLeft(now) == 0 }
+
+// expiryMoved reports whether two readings of a route's lifetime (before,
+// read at then; after, read at now) end at different moments, by at
+// least a second.
+func expiryMoved(before time.Duration, then time.Time, after time.Duration, now time.Time) bool {
+	forever := func(d time.Duration) time.Duration {
+		if d == 0 {
+			return Forever
+		}
+		return d
+	}
+	return lifetimeMoved(forever(before), then, forever(after), now)
+}
+
+// same reports whether two readings describe the same route: equal but for
+// the lifetime counting down between them. A route that expired between
+// the readings (the kernel reports a negative lifetime) is a change.
+func (r Route) same(o Route) bool {
+	a, b := r, o
+	a.Expires, a.Observed, b.Expires, b.Observed = 0, time.Time{}, 0, time.Time{}
+	return a == b && (r.Expires < 0) == (o.Expires < 0) &&
+		!expiryMoved(r.Expires, r.Observed, o.Expires, o.Observed)
+}
+
 // Failed reports whether the neighbour entry is NUD_FAILED: address
 // resolution for the gateway gave up, so packets to it are dropped.
 func (n Neigh) Failed() bool { return n.State&nudFailed != 0 }
@@ -111,9 +151,12 @@ func (s State) hasUsableAddr(index int) bool {
 	return false
 }
 
+// hasDefaultRoute reports whether a default route that has not expired
+// leaves through the interface.
 func (s State) hasDefaultRoute(index int) bool {
+	now := time.Now()
 	for _, r := range s.Routes {
-		if r.Index == index && r.Default() {
+		if r.Index == index && r.Default() && !r.Expired(now) {
 			return true
 		}
 	}
@@ -162,7 +205,8 @@ func (l Link) clone() Link {
 func (l Link) equal(o Link) bool {
 	return l.Index == o.Index && l.Name == o.Name && l.Kind == o.Kind &&
 		l.AdminUp == o.AdminUp && l.Carrier == o.Carrier && l.Oper == o.Oper &&
-		l.MTU == o.MTU && slices.Equal(l.MAC, o.MAC) && l.CarrierChanges == o.CarrierChanges
+		l.MTU == o.MTU && slices.Equal(l.MAC, o.MAC) && l.CarrierChanges == o.CarrierChanges &&
+		l.Master == o.Master
 }
 
 // String returns the name the kernel uses (iproute2 prints the same names

@@ -47,6 +47,9 @@ type Link struct {
 	// CarrierChanges is IFLA_CARRIER_CHANGES where the kernel reports it: a
 	// counter that reveals flaps the kernel coalesced.
 	CarrierChanges uint32
+	// Master is the ifindex of the bond/bridge/VRF this link is a port of
+	// (IFLA_MASTER); 0 when none.
+	Master int
 }
 
 // Addr is one interface address with its lifetimes.
@@ -76,6 +79,17 @@ type Route struct {
 	Table    int          // routing table: 254 main, 253 default, or another id
 	Protocol int          // RTPROT_*: 16 is dhcp, 4 static, 3 boot, ...
 	LinkDown bool         // RTNH_F_LINKDOWN: the kernel keeps it but the carrier is gone
+	// Expires is the lifetime the route had left when it was read: an
+	// IPv6 default route learnt from a router advertisement lives for the
+	// router lifetime, a route added with `ip -6 route ... expires N` for
+	// N seconds. 0 means it never expires; negative means it had already
+	// expired (the kernel no longer uses it, and deletes it at its next
+	// garbage collection). The kernel counts it in 10 ms steps.
+	Expires time.Duration
+	// Observed is when the message carrying Expires was read (zero when
+	// the route never expires); the lifetime left at t is
+	// Expires - t.Sub(Observed), see [Route.ExpiresLeft].
+	Observed time.Time
 }
 
 // Neigh is the kernel's neighbour entry for a default gateway.
@@ -149,9 +163,10 @@ const (
 	ChangedMTU                                   // MTU
 	ChangedMAC                                   // MAC
 	ChangedCarrierChanges                        // CarrierChanges: the carrier flapped, maybe too fast to see
+	ChangedMaster                                // Master: enslaved to or released from a bond, bridge or VRF
 )
 
-var linkChangeNames = [...]string{"admin", "carrier", "oper", "name", "mtu", "mac", "carrier_changes"}
+var linkChangeNames = [...]string{"admin", "carrier", "oper", "name", "mtu", "mac", "carrier_changes", "master"}
 
 // String returns the changed attributes joined by "|", e.g.
 // "carrier|oper", or "none".
@@ -201,14 +216,18 @@ func (e LinkEvent) Changes() LinkChange {
 	if p.CarrierChanges != l.CarrierChanges {
 		c |= ChangedCarrierChanges
 	}
+	if p.Master != l.Master {
+		c |= ChangedMaster
+	}
 	return c
 }
 
 // PathChanged reports whether the change can affect whether the link
-// carries traffic: admin state, carrier or operstate (or the link came or
-// went).
+// carries traffic: admin state, carrier, operstate or master (a port's
+// traffic leaves through its bond, bridge or VRF), or the link came or
+// went.
 func (e LinkEvent) PathChanged() bool {
-	return e.Op != LinkChanged || e.Changes()&(ChangedAdmin|ChangedCarrier|ChangedOper) != 0
+	return e.Op != LinkChanged || e.Changes()&(ChangedAdmin|ChangedCarrier|ChangedOper|ChangedMaster) != 0
 }
 
 // AddrOp says what happened to an address.

@@ -73,11 +73,27 @@ func (w *Watcher) run(ctx context.Context) (err error) {
 	var msg message
 	evs := make([]Event, 0, 16)
 	for {
+		// Wake up to re-read the routes when one is about to expire:
+		// the kernel extends routes without a message.
+		if err := cur.setDeadline(w.model.expiryCheck(time.Now())); err != nil {
+			if ctx.Err() != nil {
+				return nil // the socket was closed
+			}
+			return fmt.Errorf("linkwatch: netlink socket deadline: %w", err)
+		}
 		n, from, err := cur.recv()
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			if !w.relistRoutes(ctx, dump) {
+				return nil
+			}
+			continue
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
+			// Draining reads without waiting; a deadline would end it.
+			_ = cur.setDeadline(time.Time{})
 			if !errors.Is(err, unix.ENOBUFS) && !errors.Is(err, errTruncated) {
 				// Any other receive error leaves the socket in an
 				// unknown state: replace it, then re-read as after an
