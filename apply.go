@@ -52,6 +52,12 @@ func (m *Monitor) applyLinkLocked(ev linkwatch.Event) {
 		kernelChange = false
 	case linkwatch.RuleEvent:
 		m.applyRuleLocked(e)
+	case linkwatch.OtherRouteEvent:
+		// A prefix or unreachable route: it may move a target's path,
+		// but it is not the kind of change that ends a data-stall
+		// verdict (a routing daemon installs such routes all day).
+		m.pathsDirty = true
+		kernelChange = false
 	default:
 		kernelChange = false
 	}

@@ -133,6 +133,11 @@ func rtmsg(r Route) []byte {
 		ne.PutUint32(body[8:], rtnhFLinkDown)
 	}
 	body = appendAttr(body, unix.RTA_TABLE, u32b(uint32(r.Table)))
+	if r.Dst.Bits() != 0 {
+		// rt_fill_info (net/ipv4/route.c) and rt6_fill_node
+		// (net/ipv6/route.c) put RTA_DST whenever rtm_dst_len is not 0.
+		body = appendAttr(body, unix.RTA_DST, r.Dst.Addr().AsSlice())
+	}
 	if r.Metric != 0 {
 		body = appendAttr(body, unix.RTA_PRIORITY, u32b(uint32(r.Metric)))
 	}

@@ -19,6 +19,7 @@ const (
 	kindRoute                // RTM_NEWROUTE / RTM_DELROUTE (default routes only)
 	kindNeigh                // RTM_NEWNEIGH / RTM_DELNEIGH
 	kindRule                 // RTM_NEWRULE / RTM_DELRULE
+	kindOtherRoute           // RTM_NEWROUTE / RTM_DELROUTE of a route not kept (prefix, unreachable, ...)
 )
 
 // message is one parsed rtnetlink message. The parser fills it in place and
@@ -46,6 +47,7 @@ type message struct {
 	routes []Route // one per next hop; empty for a route linkwatch ignores
 	neigh  Neigh
 	rule   Rule
+	other  OtherRouteEvent
 }
 
 // effect asks the caller of [model.apply] to re-read part of the kernel
@@ -141,6 +143,10 @@ func (m *model) apply(msg *message, now time.Time, evs []Event) ([]Event, effect
 		return m.applyNeigh(msg, now, evs), 0
 	case kindRule:
 		return m.applyRule(msg, now, evs), 0
+	case kindOtherRoute:
+		o := msg.other
+		o.At, o.Removed = now, msg.del
+		return append(evs, o), 0
 	}
 	return evs, 0
 }

@@ -156,9 +156,11 @@ func TestModelApply(t *testing.T) {
 		want:    []Event{RouteEvent{At: later, Op: RouteAdded, Route: route}},
 		wantLen: 1,
 	}, {
-		name:    "prefix route is noise",
+		// A prefix route is not kept, but reported: it can move a path.
+		name:    "prefix route is reported without state",
 		setup:   [][]byte{linkMsg(wlan, false)},
 		msgs:    [][]byte{routeMsg(with(route, func(r *Route) { r.Dst = netip.MustParsePrefix("10.0.0.0/24") }), false, 0)},
+		want:    []Event{OtherRouteEvent{At: later, Dst: netip.MustParsePrefix("10.0.0.0/24"), Table: unix.RT_TABLE_MAIN, Type: unix.RTN_UNICAST}},
 		wantLen: 1,
 	}, {
 		name:  "replace swaps the gateway without a delete",

@@ -270,12 +270,16 @@ func parseRoute(b []byte, m *message) error {
 	}
 	family, dstLen, srcLen := b[0], b[1], b[2]
 	rflags := ne.Uint32(b[8:])
-	// Only default unicast routes decide reachability; local and broadcast
-	// entries, multicast, prefix routes, source-specific routes and cached
-	// clones are noise here.
-	if (family != unix.AF_INET && family != unix.AF_INET6) || dstLen != 0 || srcLen != 0 ||
-		b[7] != unix.RTN_UNICAST || rflags&rtmFCloned != 0 {
+	// Default unicast routes are tracked; local and broadcast entries,
+	// multicast, source-specific routes and cached clones are noise here.
+	// Other routes that steer packets (a prefix route, a VPN's split route,
+	// an unreachable or prohibit route) are reported without state: they
+	// can move a destination's path.
+	if (family != unix.AF_INET && family != unix.AF_INET6) || srcLen != 0 || rflags&rtmFCloned != 0 {
 		return nil
+	}
+	if dstLen != 0 || b[7] != unix.RTN_UNICAST {
+		return parseOtherRoute(b, m)
 	}
 	r := Route{
 		Table:    int(b[4]),
@@ -398,5 +402,48 @@ func parseNeigh(b []byte, m *message) error {
 	}
 	m.kind = kindNeigh
 	m.neigh = n
+	return nil
+}
+
+// steering are the route types that decide where packets go (or that they
+// go nowhere): a change of one can move a destination's path.
+var steering = [...]bool{unix.RTN_UNICAST: true, unix.RTN_BLACKHOLE: true, unix.RTN_UNREACHABLE: true,
+	unix.RTN_PROHIBIT: true, unix.RTN_THROW: true}
+
+// parseOtherRoute decodes a route linkwatch does not keep: a prefix route
+// or a route that does not carry packets, outside the local table.
+func parseOtherRoute(b []byte, m *message) error {
+	family, dstLen, typ := b[0], int(b[1]), b[7]
+	if int(typ) >= len(steering) || !steering[typ] {
+		return nil
+	}
+	o := OtherRouteEvent{Table: int(b[4]), Type: typ}
+	var dst netip.Addr
+	err := attrs(b[unix.SizeofRtMsg:], "rtmsg", func(t uint16, v []byte) (err error) {
+		switch t {
+		case unix.RTA_TABLE:
+			var n uint32
+			n, err = u32("RTA_TABLE", v)
+			o.Table = int(n)
+		case unix.RTA_DST:
+			dst, err = ipAttr("RTA_DST", family, v)
+		}
+		return err
+	})
+	if err != nil || o.Table == unix.RT_TABLE_LOCAL {
+		return err
+	}
+	if !dst.IsValid() {
+		dst = netip.IPv4Unspecified()
+		if family == unix.AF_INET6 {
+			dst = netip.IPv6Unspecified()
+		}
+	}
+	if dstLen > dst.BitLen() {
+		return &parseError{what: "rtmsg.rtm_dst_len", got: dstLen, want: dst.BitLen()}
+	}
+	o.Dst = netip.PrefixFrom(dst, dstLen)
+	m.kind = kindOtherRoute
+	m.other = o
 	return nil
 }

@@ -40,6 +40,26 @@ type RuleEvent struct {
 	Removed bool      // the rule was deleted
 }
 
+// OtherRouteEvent reports a route linkwatch does not keep in its State: a
+// prefix route (an address's subnet, a VPN's split route) or a route that
+// carries no packets (unreachable, prohibit, blackhole, throw), in any
+// table but local. It holds no state; it says that a destination's path
+// may have moved, so a consumer that follows paths ([Watcher.Lookup])
+// knows to look again. A re-read after lost messages does not replay
+// these: a [GapEvent] means the same.
+type OtherRouteEvent struct {
+	At      time.Time    // when the message was read
+	Dst     netip.Prefix // the route's destination
+	Table   int          // its routing table
+	Type    uint8        // RTN_*: 1 unicast, 6 blackhole, 7 unreachable, 8 prohibit, 9 throw
+	Removed bool         // the route was deleted
+}
+
+// Time returns when the OtherRouteEvent was read from the kernel.
+func (e OtherRouteEvent) Time() time.Time { return e.At }
+
+func (OtherRouteEvent) isEvent() {}
+
 // Time returns when the RuleEvent was read from the kernel.
 func (e RuleEvent) Time() time.Time { return e.At }
 
