@@ -73,6 +73,22 @@
 //     before a recorded lifetime ends and again just after: an extension
 //     or the expiry is a [RouteChanged] (Route.Expires negative once
 //     expired), and State.Usable ignores expired routes.
+//   - A route can name a nexthop object (`ip nexthop`, `ip route ...
+//     nhid N`) by RTA_NH_ID; with net.ipv4.nexthop_compat_mode=0 (a
+//     per-namespace sysctl) it carries nothing else. linkwatch also joins
+//     RTNLGRP_NEXTHOP (group 32, beyond bind's bitmask: joined with
+//     NETLINK_ADD_MEMBERSHIP), reads the objects (RTM_GETNEXTHOP) before
+//     the routes, and resolves such a route to the object's interface and
+//     gateway, a group to one Route per member (Route.NexthopID names the
+//     object). A change of an object re-resolves the routes using it
+//     ([RouteChanged] and the like). The kernel deletes the routes of an
+//     object it deletes without RTM_DELROUTE (remove_nexthop in
+//     net/ipv4/nexthop.c), and deletes a link's objects and their routes
+//     without any message on admin down, carrier loss and link removal
+//     (nexthop_flush_dev): the route re-read after those link changes
+//     reads the objects again. A kernel without nexthop objects (before
+//     5.3: the join or the dump fails) is logged once and watched as
+//     before.
 //   - Messages not sent by the kernel (a sender port id other than 0) are
 //     ignored: a root process can unicast forged messages to our socket.
 //   - With wireless extensions (CONFIG_CFG80211_WEXT) cfg80211 sends an
