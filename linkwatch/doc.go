@@ -119,8 +119,10 @@
 // Links that pass the filter ([Config.Include], [Config.Exclude]; default
 // every interface but loopback); their IPv4 and IPv6 addresses with flags
 // and lifetimes; default unicast routes of every table but "local" (local,
-// broadcast, multicast and prefix routes never decide reachability); and
-// the neighbour entries of the default routes' gateways. Kernel lifetimes
+// broadcast, multicast and prefix routes never decide reachability), with
+// their lifetimes, resolved through nexthop objects where they use them;
+// and the neighbour entries of the default routes' gateways. A route whose
+// lifetime only counted down between two readings emits no event. Kernel lifetimes
 // are counted in whole seconds, so a NEWADDR whose lifetimes end within a
 // second of the ones already known changes the state but emits no event;
 // one that moves them is [AddrRefreshed] (a DHCP renewal), and one that
