@@ -73,6 +73,22 @@
 //     before a recorded lifetime ends and again just after: an extension
 //     or the expiry is a [RouteChanged] (Route.Expires negative once
 //     expired), and State.Usable ignores expired routes.
+//   - A route can name a nexthop object (`ip nexthop`, `ip route ...
+//     nhid N`) by RTA_NH_ID; with net.ipv4.nexthop_compat_mode=0 (a
+//     per-namespace sysctl) it carries nothing else. linkwatch also joins
+//     RTNLGRP_NEXTHOP (group 32, beyond bind's bitmask: joined with
+//     NETLINK_ADD_MEMBERSHIP), reads the objects (RTM_GETNEXTHOP) before
+//     the routes, and resolves such a route to the object's interface and
+//     gateway, a group to one Route per member (Route.NexthopID names the
+//     object). A change of an object re-resolves the routes using it
+//     ([RouteChanged] and the like). The kernel deletes the routes of an
+//     object it deletes without RTM_DELROUTE (remove_nexthop in
+//     net/ipv4/nexthop.c), and deletes a link's objects and their routes
+//     without any message on admin down, carrier loss and link removal
+//     (nexthop_flush_dev): the route re-read after those link changes
+//     reads the objects again. A kernel without nexthop objects (before
+//     5.3: the join or the dump fails) is logged once and watched as
+//     before.
 //   - Messages not sent by the kernel (a sender port id other than 0) are
 //     ignored: a root process can unicast forged messages to our socket.
 //   - With wireless extensions (CONFIG_CFG80211_WEXT) cfg80211 sends an
@@ -103,8 +119,10 @@
 // Links that pass the filter ([Config.Include], [Config.Exclude]; default
 // every interface but loopback); their IPv4 and IPv6 addresses with flags
 // and lifetimes; default unicast routes of every table but "local" (local,
-// broadcast, multicast and prefix routes never decide reachability); and
-// the neighbour entries of the default routes' gateways. Kernel lifetimes
+// broadcast, multicast and prefix routes never decide reachability), with
+// their lifetimes, resolved through nexthop objects where they use them;
+// and the neighbour entries of the default routes' gateways. A route whose
+// lifetime only counted down between two readings emits no event. Kernel lifetimes
 // are counted in whole seconds, so a NEWADDR whose lifetimes end within a
 // second of the ones already known changes the state but emits no event;
 // one that moves them is [AddrRefreshed] (a DHCP renewal), and one that

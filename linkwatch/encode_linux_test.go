@@ -153,7 +153,14 @@ func routeMsg(r Route, del bool, flags uint16) []byte {
 	if r.Src.IsValid() {
 		body = appendAttr(body, unix.RTA_PREFSRC, r.Src.AsSlice())
 	}
-	body = appendAttr(body, unix.RTA_OIF, u32b(uint32(r.Index)))
+	if r.NexthopID != 0 {
+		body = appendAttr(body, rtaNHID, u32b(r.NexthopID))
+	}
+	if r.NexthopID == 0 || r.Index != 0 {
+		// With a nexthop object and nexthop_compat_mode=0, fib_dump_info
+		// puts RTA_NH_ID alone.
+		body = appendAttr(body, unix.RTA_OIF, u32b(uint32(r.Index)))
+	}
 	if r.Expires != 0 {
 		// rtnl_put_cacheinfo: struct rta_cacheinfo, rta_expires (an s32
 		// at offset 8) in USER_HZ ticks.
@@ -266,4 +273,44 @@ func multipathMsg(hops []Route, del bool, flags uint16) []byte {
 		typ = unix.RTM_DELROUTE
 	}
 	return nlmsg(typ, flags, body)
+}
+
+// nexthopMsg encodes nh as RTM_NEWNEXTHOP (or RTM_DELNEXTHOP), as
+// nh_fill_node (net/ipv4/nexthop.c) does: struct nhmsg (nh_family
+// AF_UNSPEC for a group, else the gateway's family), NHA_ID, then
+// NHA_GROUP_TYPE and NHA_GROUP (struct nexthop_grp: id, weight - 1,
+// weight_high, reserved), NHA_BLACKHOLE, or NHA_OIF and NHA_GATEWAY.
+func nexthopMsg(nh nexthop, del bool) []byte {
+	body := make([]byte, sizeofNhmsg)
+	if nh.gw.IsValid() {
+		body[0] = family(nh.gw)
+	} else if nh.group == nil {
+		body[0] = unix.AF_INET
+	}
+	if nh.linkDown {
+		ne.PutUint32(body[4:], unix.RTNH_F_LINKDOWN)
+	}
+	body = appendAttr(body, unix.NHA_ID, u32b(nh.id))
+	switch {
+	case nh.group != nil:
+		body = appendAttr(body, unix.NHA_GROUP_TYPE, []byte{0, 0}) // NEXTHOP_GRP_TYPE_MPATH
+		var grp []byte
+		for _, id := range nh.group {
+			grp = append(grp, u32b(id)...)
+			grp = append(grp, 0, 0, 0, 0)
+		}
+		body = appendAttr(body, unix.NHA_GROUP, grp)
+	case nh.blackhole:
+		body = appendAttr(body, unix.NHA_BLACKHOLE, nil)
+	default:
+		body = appendAttr(body, unix.NHA_OIF, u32b(uint32(nh.index)))
+		if nh.gw.IsValid() {
+			body = appendAttr(body, unix.NHA_GATEWAY, nh.gw.AsSlice())
+		}
+	}
+	typ := uint16(unix.RTM_NEWNEXTHOP)
+	if del {
+		typ = unix.RTM_DELNEXTHOP
+	}
+	return nlmsg(typ, 0, body)
 }

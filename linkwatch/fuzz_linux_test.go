@@ -24,13 +24,17 @@ func FuzzParseMessage(f *testing.F) {
 		neighMsg(Neigh{Index: 3, IP: gw4, MAC: mac, State: nudReachable}, false),
 		forgedLink(7, "x"),
 		wextLinkMsg(3, "wlan0", 0x11043, [6]byte{2, 0, 0, 0, 0, 2}),
+		nexthopMsg(nexthop{id: 10, index: 3, gw: gw4}, false), nexthopMsg(nexthop{id: 10}, true),
+		nexthopMsg(nexthop{id: 20, group: []uint32{10, 11}}, false), nexthopMsg(nexthop{id: 12, blackhole: true}, false),
+		routeMsg(with(route, func(r *Route) { r.Index, r.Gateway, r.NexthopID = 0, netip.Addr{}, 10 }), false, 0),
+		routeMsg(with(route, func(r *Route) { r.NexthopID = 20 }), false, unix.NLM_F_REPLACE),
 	} {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m := newModel(defaultFilter, nil)
 		// A link first, so that addresses and routes have somewhere to go.
-		fold(t, m, t0, linkMsg(wlan, false))
+		fold(t, m, t0, linkMsg(wlan, false), nexthopMsg(nexthop{id: 10, index: 3, gw: gw4}, false))
 		var msg message
 		_ = splitMessages(b, func(h header, data []byte) error {
 			if err := parseMessage(h, data, &msg); err != nil {

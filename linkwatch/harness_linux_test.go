@@ -337,18 +337,15 @@ func oracle(t *testing.T, ns *netnstest.NS) view {
 	}
 	for _, fam := range []string{"-4", "-6"} {
 		var routes []struct {
-			Dst      string   `json:"dst"`
-			Gateway  string   `json:"gateway"`
-			Dev      string   `json:"dev"`
-			Metric   int      `json:"metric"`
-			Flags    []string `json:"flags"`
-			Type     string   `json:"type"`
-			Expires  *int     `json:"expires"` // whole seconds left, negative once expired
-			Nexthops []struct {
-				Gateway string   `json:"gateway"`
-				Dev     string   `json:"dev"`
-				Flags   []string `json:"flags"`
-			} `json:"nexthops"`
+			Dst      string    `json:"dst"`
+			Gateway  string    `json:"gateway"`
+			Dev      string    `json:"dev"`
+			Metric   int       `json:"metric"`
+			Flags    []string  `json:"flags"`
+			Type     string    `json:"type"`
+			Expires  *int      `json:"expires"` // whole seconds left, negative once expired
+			NHID     int       `json:"nhid"`
+			Nexthops []hopJSON `json:"nexthops"`
 		}
 		out := ns.IP("-json", fam, "route", "show", "default")
 		if err := json.Unmarshal([]byte(out), &routes); err != nil {
@@ -361,6 +358,9 @@ func oracle(t *testing.T, ns *netnstest.NS) view {
 			dst := "0.0.0.0/0"
 			if fam == "-6" {
 				dst = "::/0"
+			}
+			if r.NHID != 0 {
+				r.Nexthops = nexthopHops(t, ns, r.NHID)
 			}
 			for _, h := range r.Nexthops { // a multipath route: one Route per hop
 				v.Routes = append(v.Routes, viewRoute{
@@ -376,6 +376,9 @@ func oracle(t *testing.T, ns *netnstest.NS) view {
 				// iproute2 truncates rta_expires / USER_HZ: "0" is
 				// anywhere below a second, still alive.
 				left = float64(*r.Expires) + 0.5
+			}
+			if r.NHID != 0 {
+				continue // a blackhole or a group without members
 			}
 			v.Routes = append(v.Routes, viewRoute{
 				Index: byName[r.Dev], Dst: dst, Gateway: r.Gateway, Metric: r.Metric,
@@ -413,3 +416,49 @@ func routeEv(op RouteOp, pred func(r, prev Route) bool) func(Event) bool {
 
 func isGap(ev Event) bool      { _, ok := ev.(GapEvent); return ok }
 func isBaseline(ev Event) bool { _, ok := ev.(Baseline); return ok }
+
+// hopJSON is one next hop as `ip -json` prints it, in a multipath route
+// or a nexthop object.
+type hopJSON struct {
+	Gateway string   `json:"gateway"`
+	Dev     string   `json:"dev"`
+	Flags   []string `json:"flags"`
+}
+
+// nexthopHops resolves a nexthop object the way linkwatch does, from
+// `ip -json nexthop show`: a group is one hop per member, a blackhole none.
+func nexthopHops(t *testing.T, ns *netnstest.NS, id int) []hopJSON {
+	t.Helper()
+	var nhs []struct {
+		hopJSON
+		ID        int  `json:"id"`
+		Blackhole bool `json:"blackhole"`
+		Group     []struct {
+			ID int `json:"id"`
+		} `json:"group"`
+	}
+	out := ns.IP("-json", "nexthop", "show")
+	if err := json.Unmarshal([]byte(out), &nhs); err != nil {
+		t.Fatalf("ip -json nexthop show: %v\n%s", err, out)
+	}
+	var hops []hopJSON
+	add := func(id int) {
+		for _, nh := range nhs {
+			if nh.ID == id && !nh.Blackhole && nh.Group == nil {
+				hops = append(hops, nh.hopJSON)
+			}
+		}
+	}
+	for _, nh := range nhs {
+		if nh.ID != id {
+			continue
+		}
+		if nh.Group == nil {
+			add(id)
+		}
+		for _, m := range nh.Group {
+			add(m.ID)
+		}
+	}
+	return hops
+}

@@ -13,14 +13,26 @@ import (
 type msgKind uint8
 
 const (
-	kindNone  msgKind = iota // a message linkwatch does not track (or route noise)
-	kindLink                 // RTM_NEWLINK / RTM_DELLINK
-	kindAddr                 // RTM_NEWADDR / RTM_DELADDR
-	kindRoute                // RTM_NEWROUTE / RTM_DELROUTE (default routes only)
-	kindNeigh                // RTM_NEWNEIGH / RTM_DELNEIGH
-	kindRule                 // RTM_NEWRULE / RTM_DELRULE
-	kindOtherRoute           // RTM_NEWROUTE / RTM_DELROUTE of a route not kept (prefix, unreachable, ...)
+	kindNone       msgKind = iota // a message linkwatch does not track (or route noise)
+	kindLink                      // RTM_NEWLINK / RTM_DELLINK
+	kindAddr                      // RTM_NEWADDR / RTM_DELADDR
+	kindRoute                     // RTM_NEWROUTE / RTM_DELROUTE (default routes only)
+	kindNeigh                     // RTM_NEWNEIGH / RTM_DELNEIGH
+	kindNexthop                   // RTM_NEWNEXTHOP / RTM_DELNEXTHOP
+	kindRule                      // RTM_NEWRULE / RTM_DELRULE
+	kindOtherRoute                // RTM_NEWROUTE / RTM_DELROUTE of a route not kept (prefix, unreachable, ...)
 )
+
+// nexthop is a nexthop object (`ip nexthop`), which routes name by id
+// (RTA_NH_ID) instead of carrying their next hops.
+type nexthop struct {
+	id        uint32     // NHA_ID
+	index     int        // NHA_OIF
+	gw        netip.Addr // NHA_GATEWAY; zero when on-link
+	linkDown  bool       // RTNH_F_LINKDOWN in nh_flags
+	blackhole bool       // NHA_BLACKHOLE: packets are dropped
+	group     []uint32   // NHA_GROUP members' ids; nil for a single nexthop
+}
 
 // message is one parsed rtnetlink message. The parser fills it in place and
 // the model folds it into the state; byte slices point into the receive
@@ -48,6 +60,7 @@ type message struct {
 	neigh  Neigh
 	rule   Rule
 	other  OtherRouteEvent
+	nh     nexthop
 }
 
 // effect asks the caller of [model.apply] to re-read part of the kernel
@@ -78,14 +91,22 @@ type routeKey struct {
 	gw     netip.Addr
 }
 
+// routeHead identifies a route to the kernel, whatever its next hops.
+type routeHead struct {
+	table  int
+	dst    netip.Prefix
+	metric int
+}
+
 type neighKey struct {
 	index int
 	ip    netip.Addr
 }
 
-func (a Addr) key() addrKey   { return addrKey{a.Index, a.Prefix} }
-func (r Route) key() routeKey { return routeKey{r.Table, r.Dst, r.Metric, r.Index, r.Gateway} }
-func (n Neigh) key() neighKey { return neighKey{n.Index, n.IP} }
+func (a Addr) key() addrKey     { return addrKey{a.Index, a.Prefix} }
+func (r Route) key() routeKey   { return routeKey{r.Table, r.Dst, r.Metric, r.Index, r.Gateway} }
+func (n Neigh) key() neighKey   { return neighKey{n.Index, n.IP} }
+func (r Route) head() routeHead { return routeHead{r.Table, r.Dst, r.Metric} }
 
 // model is linkwatch's view of the kernel. It holds only interfaces that
 // pass the filter, and their addresses, default routes and neighbours. It
@@ -104,6 +125,12 @@ type model struct {
 	routes map[routeKey]Route
 	neighs map[neighKey]Neigh // every neighbour entry of a watched link; State shows the gateways'
 	rules  map[Rule]int       // policy rules, counted (the kernel accepts duplicates)
+
+	nexthops map[uint32]nexthop // every nexthop object, by id
+	// nhRoutes holds the routes that use a nexthop object as the kernel
+	// sent them (NexthopID set, no Index or Gateway), to resolve them
+	// again when the object changes; routes holds what they resolve to.
+	nhRoutes map[routeHead]Route
 }
 
 func newModel(include func(string, bool) bool, kindHint func(string) string) *model {
@@ -116,6 +143,8 @@ func newModel(include func(string, bool) bool, kindHint func(string) string) *mo
 		routes:   make(map[routeKey]Route),
 		neighs:   make(map[neighKey]Neigh),
 		rules:    make(map[Rule]int),
+		nexthops: make(map[uint32]nexthop),
+		nhRoutes: make(map[routeHead]Route),
 	}
 }
 
@@ -147,6 +176,8 @@ func (m *model) apply(msg *message, now time.Time, evs []Event) ([]Event, effect
 		o := msg.other
 		o.At, o.Removed = now, msg.del
 		return append(evs, o), 0
+	case kindNexthop:
+		return m.applyNexthop(msg, now, evs), 0
 	}
 	return evs, 0
 }
@@ -163,7 +194,14 @@ func (m *model) applyLink(msg *message, now time.Time, evs []Event) ([]Event, ef
 		// but not always of IPv4 ones: forget everything on the link.
 		evs = m.dropIndex(idx, now, evs)
 		delete(m.links, idx)
-		return append(evs, LinkEvent{At: now, Op: LinkRemoved, Link: old, Prev: old}), 0
+		evs = append(evs, LinkEvent{At: now, Op: LinkRemoved, Link: old, Prev: old})
+		if len(m.nexthops) > 0 {
+			// The kernel deletes the nexthop objects of a link that
+			// goes, and the routes using them, without a message
+			// (nexthop_flush_dev in net/ipv4/nexthop.c).
+			return evs, relistRoutes
+		}
+		return evs, 0
 	}
 	// Reuse the strings and slices already held when they did not change,
 	// so that the common message (a flag flip) allocates nothing.
@@ -218,7 +256,10 @@ func (m *model) applyLink(msg *message, now time.Time, evs []Event) ([]Event, ef
 		evs = append(evs, LinkEvent{At: now, Op: LinkChanged, Link: l, Prev: old})
 		if old.AdminUp != l.AdminUp || old.Carrier != l.Carrier || old.Oper != l.Oper || old.Master != l.Master {
 			// A VRF takes its ports' routes into its table when they
-			// join (the kernel cycles the port down and up).
+			// join (the kernel cycles the port down and up). Admin
+			// down and carrier loss also delete the link's nexthop
+			// objects and the routes using them, without a message
+			// (nexthop_flush_dev, from nh_netdev_event).
 			return evs, relistRoutes
 		}
 		return evs, 0
@@ -285,6 +326,11 @@ func (m *model) dropIndex(idx int, now time.Time, evs []Event) []Event {
 	for _, n := range neighs {
 		evs = append(evs, NeighEvent{At: now, Neigh: n, Prev: n, Removed: true})
 	}
+	for id, nh := range m.nexthops {
+		if nh.index == idx {
+			delete(m.nexthops, id)
+		}
+	}
 	var routes []Route
 	for k, r := range m.routes {
 		if k.index == idx {
@@ -347,6 +393,9 @@ func lifetimeMoved(before time.Duration, then time.Time, after time.Duration, no
 }
 
 func (m *model) applyRoute(msg *message, now time.Time, evs []Event) []Event {
+	if len(msg.routes) > 0 && msg.routes[0].NexthopID != 0 {
+		return m.applyNexthopRoute(msg, now, evs)
+	}
 	if msg.replace && !msg.del && len(msg.routes) > 0 {
 		return m.replaceRoute(msg, now, evs)
 	}
@@ -425,26 +474,42 @@ func (m *model) expiryCheck(now time.Time) time.Time {
 // replaced (fib_table_insert in net/ipv4/fib_trie.c; for IPv6
 // fib6_add_rt2node in net/ipv6/ip6_fib.c removes the replaced route's
 // siblings, and ip6_route_multipath_add sends one notification for all new
-// hops). A hop that stays is silent or [RouteChanged]; new hops take the
-// place of old ones as RouteChanged (Prev the hop replaced), then
-// [RouteAdded]; old hops left over are [RouteRemoved], last, so that a
-// consumer never sees the destination without a route in between.
+// hops).
 func (m *model) replaceRoute(msg *message, now time.Time, evs []Event) []Event {
-	first := msg.routes[0] // every hop has the same table, destination and metric
+	h := msg.routes[0].head() // every hop has the same table, destination and metric
+	delete(m.nhRoutes, h)
+	return m.swap(func(r Route) bool { return r.head() == h }, m.watchedAll(msg.routes, now), now, evs)
+}
+
+// watchedAll returns the routes of rs that leave through watched
+// interfaces, with their names.
+func (m *model) watchedAll(rs []Route, now time.Time) []Route {
+	var out []Route
+	for _, r := range rs {
+		if r, ok := m.watched(r, now); ok {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// swap replaces the routes that match with news (watched routes, with
+// their names), and emits what changed: a hop that stays is silent or
+// [RouteChanged]; new hops take the place of old ones as RouteChanged
+// (Prev the hop replaced), then [RouteAdded]; old hops left over are
+// [RouteRemoved], last, so that a consumer never sees the destination
+// without a route in between.
+func (m *model) swap(match func(Route) bool, news []Route, now time.Time, evs []Event) []Event {
 	var old []Route
 	for k, r := range m.routes {
-		if k.table == first.Table && k.dst == first.Dst && k.metric == first.Metric {
+		if match(r) {
 			old = append(old, r)
 			delete(m.routes, k)
 		}
 	}
 	slices.SortFunc(old, compareRoute)
 	var added []Route
-	for _, r := range msg.routes {
-		r, ok := m.watched(r, now)
-		if !ok {
-			continue // leaves through an excluded interface
-		}
+	for _, r := range news {
 		k := r.key()
 		if _, dup := m.routes[k]; dup {
 			continue // a second hop with the same interface and gateway
@@ -469,6 +534,92 @@ func (m *model) replaceRoute(msg *message, now time.Time, evs []Event) []Event {
 	}
 	for _, o := range old[min(len(added), len(old)):] {
 		evs = append(evs, RouteEvent{At: now, Op: RouteRemoved, Route: o, Prev: o})
+	}
+	return evs
+}
+
+// applyNexthopRoute folds a route that uses a nexthop object (RTA_NH_ID).
+// With net.ipv4.nexthop_compat_mode=0 the kernel sends only the id; with
+// 1 it adds the resolved hops (RTA_OIF, RTA_GATEWAY or RTA_MULTIPATH),
+// which stand in while the object itself is unknown.
+func (m *model) applyNexthopRoute(msg *message, now time.Time, evs []Event) []Event {
+	t := msg.routes[0]
+	t.Index, t.Gateway = 0, netip.Addr{}
+	h, id := t.head(), t.NexthopID
+	if msg.del {
+		if cur, ok := m.nhRoutes[h]; ok && cur.NexthopID == id {
+			delete(m.nhRoutes, h)
+		}
+		return m.swap(func(r Route) bool { return r.head() == h && r.NexthopID == id }, nil, now, evs)
+	}
+	if msg.replace {
+		delete(m.nhRoutes, h)
+	}
+	m.nhRoutes[h] = t
+	hops := m.resolve(t)
+	if _, known := m.nexthops[id]; !known {
+		for _, r := range msg.routes {
+			if r.Index != 0 {
+				hops = append(hops, r)
+			}
+		}
+	}
+	match := func(r Route) bool { return r.head() == h && (msg.replace || r.NexthopID == id) }
+	return m.swap(match, m.watchedAll(hops, now), now, evs)
+}
+
+// resolve returns the hops of a route that uses a nexthop object: one
+// per member of a group, none for a blackhole or an unknown object.
+func (m *model) resolve(t Route) []Route {
+	nh, ok := m.nexthops[t.NexthopID]
+	if !ok {
+		return nil
+	}
+	var hops []Route
+	add := func(nh nexthop) {
+		if nh.blackhole || nh.group != nil || nh.index == 0 && !nh.gw.IsValid() {
+			return
+		}
+		r := t
+		r.Index, r.Gateway, r.LinkDown = nh.index, nh.gw, t.LinkDown || nh.linkDown
+		hops = append(hops, r)
+	}
+	if nh.group == nil {
+		add(nh)
+		return hops
+	}
+	for _, id := range nh.group {
+		if member, ok := m.nexthops[id]; ok {
+			add(member)
+		}
+	}
+	return hops
+}
+
+// applyNexthop folds a nexthop object and resolves again the routes that
+// use it, directly or through a group. The kernel deletes the routes that
+// use an object it deletes; with nexthop_compat_mode=0 without
+// RTM_DELROUTE (remove_nexthop in net/ipv4/nexthop.c).
+func (m *model) applyNexthop(msg *message, now time.Time, evs []Event) []Event {
+	id := msg.nh.id
+	if msg.del {
+		delete(m.nexthops, id)
+	} else {
+		m.nexthops[id] = msg.nh
+	}
+	var users []Route
+	for _, t := range m.nhRoutes {
+		if t.NexthopID == id || slices.Contains(m.nexthops[t.NexthopID].group, id) {
+			users = append(users, t)
+		}
+	}
+	slices.SortFunc(users, compareRoute)
+	for _, t := range users {
+		if msg.del && t.NexthopID == id {
+			delete(m.nhRoutes, t.head())
+		}
+		match := func(r Route) bool { return r.head() == t.head() && r.NexthopID == t.NexthopID }
+		evs = m.swap(match, m.watchedAll(m.resolve(t), now), now, evs)
 	}
 	return evs
 }

@@ -17,6 +17,9 @@ const (
 	rtaVia             = 18         // RTA_VIA: a gateway of another family (IPv6 next hop for IPv4)
 	sizeofRtaCacheinfo = 32         // struct rta_cacheinfo
 	userHZ             = 100        // USER_HZ: clock_t ticks per second in the kernel's ABI
+	rtaNHID            = 30         // RTA_NH_ID: the route uses a nexthop object
+	sizeofNhmsg        = 8          // struct nhmsg (include/uapi/linux/nexthop.h)
+	sizeofNexthopGrp   = 8          // struct nexthop_grp: one NHA_GROUP member
 	nlaTypeMask        = 0x3fff     // strips NLA_F_NESTED and NLA_F_NET_BYTEORDER
 	ifaInfinity        = 0xffffffff // INFINITY_LIFE_TIME
 )
@@ -134,6 +137,9 @@ func parseMessage(h header, b []byte, m *message) error {
 	case unix.RTM_NEWRULE, unix.RTM_DELRULE:
 		m.del = h.typ == unix.RTM_DELRULE
 		return parseRule(b, m)
+	case unix.RTM_NEWNEXTHOP, unix.RTM_DELNEXTHOP:
+		m.del = h.typ == unix.RTM_DELNEXTHOP
+		return parseNexthop(b, m)
 	}
 	return nil
 }
@@ -311,6 +317,8 @@ func parseRoute(b []byte, m *message) error {
 			r.Src, err = ipAttr("RTA_PREFSRC", family, v)
 		case unix.RTA_MULTIPATH:
 			multipath = v
+		case rtaNHID:
+			r.NexthopID, err = u32("RTA_NH_ID", v)
 		case unix.RTA_CACHEINFO:
 			// The remaining lifetime of a route that expires is
 			// rta_expires, in clock_t (USER_HZ) ticks: rt6_fill_node
@@ -445,5 +453,50 @@ func parseOtherRoute(b []byte, m *message) error {
 	o.Dst = netip.PrefixFrom(dst, dstLen)
 	m.kind = kindOtherRoute
 	m.other = o
+	return nil
+}
+
+// parseNexthop decodes a nexthop object (RTM_NEWNEXTHOP, RTM_DELNEXTHOP),
+// as nh_fill_node (net/ipv4/nexthop.c) lays it out: struct nhmsg, NHA_ID,
+// then NHA_GROUP for a group, NHA_BLACKHOLE for a blackhole, or NHA_OIF
+// and NHA_GATEWAY (of nh_family).
+func parseNexthop(b []byte, m *message) error {
+	if len(b) < sizeofNhmsg {
+		return &parseError{what: "nhmsg", got: len(b), want: sizeofNhmsg}
+	}
+	family := b[0]
+	nh := nexthop{linkDown: ne.Uint32(b[4:])&unix.RTNH_F_LINKDOWN != 0}
+	err := attrs(b[sizeofNhmsg:], "nhmsg", func(typ uint16, v []byte) (err error) {
+		var n uint32
+		switch typ {
+		case unix.NHA_ID:
+			nh.id, err = u32("NHA_ID", v)
+		case unix.NHA_OIF:
+			n, err = u32("NHA_OIF", v)
+			nh.index = int(int32(n))
+		case unix.NHA_GATEWAY:
+			nh.gw, err = ipAttr("NHA_GATEWAY", family, v)
+		case unix.NHA_BLACKHOLE:
+			nh.blackhole = true
+		case unix.NHA_GROUP:
+			if len(v)%sizeofNexthopGrp != 0 {
+				return &parseError{what: "NHA_GROUP (8 bytes per struct nexthop_grp)", got: len(v),
+					want: (len(v) + sizeofNexthopGrp - 1) / sizeofNexthopGrp * sizeofNexthopGrp}
+			}
+			nh.group = make([]uint32, 0, len(v)/sizeofNexthopGrp)
+			for ; len(v) >= sizeofNexthopGrp; v = v[sizeofNexthopGrp:] {
+				nh.group = append(nh.group, ne.Uint32(v))
+			}
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if nh.id == 0 {
+		return &parseError{what: "nhmsg without NHA_ID", got: 0, want: 4}
+	}
+	m.kind = kindNexthop
+	m.nh = nh
 	return nil
 }

@@ -12,13 +12,15 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// eth is a second link for routes with hops on two interfaces.
+var eth = Link{Index: 4, Name: "eth0", Kind: "veth", AdminUp: true, Carrier: true, Oper: OperUp, MTU: 1500, MAC: mac}
+
 // TestModelReplaceMultipath: NLM_F_REPLACE swaps every hop of the route
 // with the same table, destination and metric, and the events let a
 // consumer that applies them (Changed: drop Prev, add Route) reach the
 // same set of routes.
 func TestModelReplaceMultipath(t *testing.T) {
 	later := t0.Add(10 * time.Second)
-	eth := Link{Index: 4, Name: "eth0", Kind: "veth", AdminUp: true, Carrier: true, Oper: OperUp, MTU: 1500, MAC: mac}
 	hop := func(index int, gw string) Route {
 		r := with(route, func(r *Route) { r.Index = index; r.Gateway = netip.MustParseAddr(gw); r.Protocol = 3 })
 		r.Iface = map[int]string{3: "wlan0", 4: "eth0"}[index]

@@ -151,6 +151,23 @@ func setup(fd int, mask uint32, rcvbuf int) error {
 	return nil
 }
 
+// join adds the socket to a multicast group. Groups above 31 do not fit
+// the bitmask bind(2) takes (RTNLGRP_NEXTHOP is 32) and need
+// NETLINK_ADD_MEMBERSHIP.
+func (s *sock) join(group int) error {
+	var err error
+	cerr := s.rc.Control(func(fd uintptr) {
+		err = unix.SetsockoptInt(int(fd), unix.SOL_NETLINK, unix.NETLINK_ADD_MEMBERSHIP, group)
+	})
+	if cerr != nil {
+		return cerr
+	}
+	if err != nil {
+		return os.NewSyscallError("setsockopt NETLINK_ADD_MEMBERSHIP", err)
+	}
+	return nil
+}
+
 // setDeadline makes recv fail with os.ErrDeadlineExceeded at t (zero:
 // never). Setting the deadline already set costs nothing.
 func (s *sock) setDeadline(t time.Time) error {
@@ -238,6 +255,8 @@ func (s *sock) dump(typ uint16, fn func(h header, data []byte) error) error {
 		fam = sizeofFibRuleHdr
 	case unix.RTM_GETNEIGH:
 		fam = unix.SizeofNdMsg
+	case unix.RTM_GETNEXTHOP:
+		fam = sizeofNhmsg
 	}
 	seq := s.seq.Add(1)
 	req := make([]byte, unix.NLMSG_HDRLEN+fam) // family AF_UNSPEC: every family

@@ -129,7 +129,8 @@ func (l Link) Up() bool {
 
 // Usable reports whether traffic can leave through the interface with this
 // index: the link is [Link.Up] (which includes carrier), it has a usable
-// global address ([Addr.Usable]) and a default route leaves through it.
+// global address ([Addr.Usable]) and a default route that has not expired
+// ([Route.Expired], checked against the current time) leaves through it.
 // A route's linkdown flag is not consulted: the kernel sets it while the
 // link has no carrier (which Up already rules out) and clears it without
 // a message when the carrier returns, so once the link is up the flag

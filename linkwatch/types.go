@@ -86,6 +86,11 @@ type Route struct {
 	// expired (the kernel no longer uses it, and deletes it at its next
 	// garbage collection). The kernel counts it in 10 ms steps.
 	Expires time.Duration
+	// NexthopID is the nexthop object (`ip nexthop`, RTA_NH_ID) the route
+	// uses, 0 when the route names its next hops itself. Index, Gateway
+	// and LinkDown then come from that object; a group becomes one Route
+	// per member, like a multipath route.
+	NexthopID uint32
 	// Observed is when the message carrying Expires was read (zero when
 	// the route never expires); the lifetime left at t is
 	// Expires - t.Sub(Observed), see [Route.ExpiresLeft].

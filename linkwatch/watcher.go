@@ -78,6 +78,9 @@ type Watcher struct {
 	// ignored counts messages dropped because a process other than the
 	// kernel sent them; tests read it.
 	ignored atomic.Uint64
+	// nhJoinWarned and nhDumpWarned make the warnings about a kernel
+	// without nexthop objects appear once.
+	nhJoinWarned, nhDumpWarned atomic.Bool
 	// gaps counts re-reads after lost messages.
 	gaps atomic.Uint64
 	// noRules is set once a rule dump was refused (a kernel without
@@ -88,7 +91,8 @@ type Watcher struct {
 	subPID atomic.Uint32
 
 	// failDump, when set (by tests), runs before every dump of a full
-	// read and fails it with the error it returns.
+	// read and before the nexthop dump of a route re-read, and fails it
+	// with the error it returns.
 	failDump func(typ uint16) error
 	// fatal is why Run stopped on its own: a full re-read kept failing.
 	// Only Run's goroutine touches it.

@@ -35,6 +35,7 @@ func (w *Watcher) run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	w.joinNexthop(sub)
 	dump, err := openSocket(w.cfg.NetNS, 0, 0)
 	if err != nil {
 		sub.close()
@@ -106,6 +107,7 @@ func (w *Watcher) run(ctx context.Context) (err error) {
 					return fmt.Errorf("linkwatch: re-subscribe after %w: %w", err, oerr)
 				}
 				cur = next
+				w.joinNexthop(cur)
 				w.subPID.Store(cur.pid)
 				stop = context.AfterFunc(ctx, func() { next.close(); dump.close() })
 			}
@@ -181,13 +183,9 @@ func (w *Watcher) snapshot(d *sock, now time.Time) (*model, error) {
 			scratch []Event
 			intr    bool
 		)
-		for _, typ := range []uint16{unix.RTM_GETLINK, unix.RTM_GETADDR, unix.RTM_GETROUTE, unix.RTM_GETNEIGH, unix.RTM_GETRULE} {
-			if w.failDump != nil {
-				if err := w.failDump(typ); err != nil {
-					return nil, err
-				}
-			}
-			err := d.dump(typ, func(h header, data []byte) error {
+		// Nexthop objects before the routes that use them.
+		for _, typ := range []uint16{unix.RTM_GETLINK, unix.RTM_GETADDR, unix.RTM_GETNEXTHOP, unix.RTM_GETROUTE, unix.RTM_GETNEIGH, unix.RTM_GETRULE} {
+			err := w.dump(d, typ, func(h header, data []byte) error {
 				if err := parseMessage(h, data, &msg); err != nil {
 					w.log.Warn("linkwatch: ignored a malformed rtnetlink message", zap.Uint16("type", h.typ), zap.Error(err))
 					return nil
@@ -198,12 +196,6 @@ func (w *Watcher) snapshot(d *sock, now time.Time) (*model, error) {
 			switch {
 			case errors.Is(err, errDumpInterrupted):
 				intr = true
-			case err != nil && typ == unix.RTM_GETRULE && (errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EAFNOSUPPORT)):
-				// A kernel without CONFIG_IP_MULTIPLE_TABLES has no
-				// rules: every lookup uses the main table.
-				if w.noRules.CompareAndSwap(false, true) {
-					w.log.Warn("linkwatch: the kernel has no policy routing rules; routes are looked up in the main table only", zap.Error(err))
-				}
 			case err != nil:
 				return nil, err
 			}
@@ -275,15 +267,27 @@ func (w *Watcher) relistRoutes(ctx context.Context, d *sock) bool {
 	now := time.Now()
 	// Only this goroutine writes the model, so reading its links without
 	// the lock is safe; the lock is for readers of State.
-	tmp := &model{include: w.include, links: w.model.links, routes: make(map[routeKey]Route)}
+	tmp := &model{include: w.include, links: w.model.links, routes: make(map[routeKey]Route),
+		nexthops: make(map[uint32]nexthop), nhRoutes: make(map[routeHead]Route)}
 	var msg message
-	err := d.dump(unix.RTM_GETROUTE, func(h header, data []byte) error {
-		if err := parseMessage(h, data, &msg); err != nil || msg.kind != kindRoute {
+	fold := func(h header, data []byte) error {
+		if err := parseMessage(h, data, &msg); err != nil {
 			return nil
 		}
-		tmp.applyRoute(&msg, now, nil)
+		switch msg.kind {
+		case kindNexthop:
+			tmp.applyNexthop(&msg, now, nil)
+		case kindRoute:
+			tmp.applyRoute(&msg, now, nil)
+		}
 		return nil
-	})
+	}
+	// The kernel deletes nexthop objects without a message too: read
+	// them again first.
+	err := w.dump(d, unix.RTM_GETNEXTHOP, fold)
+	if err == nil {
+		err = d.dump(unix.RTM_GETROUTE, fold)
+	}
 	if errors.Is(err, errDumpInterrupted) {
 		return w.resync(ctx, d, nil)
 	}
@@ -297,7 +301,7 @@ func (w *Watcher) relistRoutes(ctx context.Context, d *sock) bool {
 	}
 	w.mu.Lock()
 	evs := w.model.diffRoutes(tmp, now, nil)
-	w.model.routes = tmp.routes
+	w.model.routes, w.model.nexthops, w.model.nhRoutes = tmp.routes, tmp.nexthops, tmp.nhRoutes
 	w.mu.Unlock()
 	for _, ev := range evs {
 		if !w.emit(ctx, ev) {
@@ -305,6 +309,43 @@ func (w *Watcher) relistRoutes(ctx context.Context, d *sock) bool {
 		}
 	}
 	return true
+}
+
+// joinNexthop joins the nexthop objects' group (RTNLGRP_NEXTHOP). A
+// kernel that refuses (older than 5.3, without nexthop objects) is logged
+// once; everything else is watched as before.
+func (w *Watcher) joinNexthop(s *sock) {
+	if err := s.join(unix.RTNLGRP_NEXTHOP); err != nil && !w.nhJoinWarned.Swap(true) {
+		w.log.Warn("linkwatch: cannot join RTNLGRP_NEXTHOP: changes of nexthop objects (ip nexthop) are seen only at the next re-read", zap.Error(err))
+	}
+}
+
+// dump is d.dump, except that a kernel without nexthop objects, which
+// answers RTM_GETNEXTHOP with EOPNOTSUPP or EINVAL, gives an empty dump
+// (logged once): without the objects no route can use one.
+func (w *Watcher) dump(d *sock, typ uint16, fn func(h header, data []byte) error) error {
+	var err error
+	if w.failDump != nil {
+		err = w.failDump(typ)
+	}
+	if err == nil {
+		err = d.dump(typ, fn)
+	}
+	if typ == unix.RTM_GETRULE && (errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EAFNOSUPPORT)) {
+		// A kernel without CONFIG_IP_MULTIPLE_TABLES has no rules: every
+		// lookup uses the main table.
+		if !w.noRules.Swap(true) {
+			w.log.Warn("linkwatch: the kernel has no policy routing rules (RTM_GETRULE); lookups use the main table only", zap.Error(err))
+		}
+		return nil
+	}
+	if typ == unix.RTM_GETNEXTHOP && (errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EINVAL)) {
+		if !w.nhDumpWarned.Swap(true) {
+			w.log.Warn("linkwatch: the kernel cannot list nexthop objects (RTM_GETNEXTHOP); routes are read without them", zap.Error(err))
+		}
+		return nil
+	}
+	return err
 }
 
 // kindHint returns a function that recognises wireless interfaces through
