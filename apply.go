@@ -299,6 +299,36 @@ func (m *Monitor) evaluateLocked(now time.Time) {
 	}
 }
 
+// attachPortsLocked gives a bridge or bond the Wi-Fi and DHCP facts of its
+// wireless port, since the master carries the route and the port the
+// radio (wlan0 in br0, or an active-backup bond of eth0 and wlan0). The
+// master takes the Wi-Fi facts of a wireless port when no other port of
+// it has carrier (the radio is what carries it, or an outage is the
+// radio's), and the port's DHCP facts when it has none of its own (the
+// client normally runs on the master).
+func (m *Monitor) attachPortsLocked() {
+	for _, i := range sortedIndexes(m.ifaces) {
+		f := m.ifaces[i]
+		mf, ok := m.ifaces[f.link.Master]
+		if f.link.Master == 0 || !ok {
+			continue
+		}
+		if mf.dhcp == nil && f.dhcp != nil {
+			mf.dhcp = f.dhcp
+		}
+		if mf.wifi != nil || f.wifi == nil {
+			continue
+		}
+		other := false
+		for j, g := range m.ifaces {
+			other = other || (j != i && g.link.Master == mf.link.Index && g.link.Carrier && g.wifi == nil)
+		}
+		if !other {
+			mf.wifi = f.wifi
+		}
+	}
+}
+
 // noteFamiliesLocked remembers which families the uplink carries, so that
 // losing one later reads as ipv4-lost or ipv6-lost. A new uplink, or an
 // outage, starts afresh: a network that never had IPv6 is not degraded.
@@ -335,6 +365,7 @@ func (m *Monitor) evaluateStatusLocked(now time.Time) {
 	for i, f := range m.ifaces {
 		f.wifi, f.dhcp = m.wifiInfo[i], m.dhcpInfo[i]
 	}
+	m.attachPortsLocked()
 	v := evaluate(m.ifaces, m.paths, now, m.uplink, m.had, m.hadIdx, m.opts.Recent, m.opts.LeaseMargin)
 	m.noteFamiliesLocked(v)
 	if v.state.CanSend() {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/seed-a56be422/netmon/gate"
 	"github.com/seed-a56be422/netmon/internal/netnstest"
+	"github.com/seed-a56be422/netmon/wifiwatch/wifiwatchtest"
 )
 
 // These tests build the networks robots really have (a VPN overlay, dual
@@ -30,23 +31,39 @@ func targetSnap(t *testing.T, m *Monitor, name string) TargetSnapshot {
 	return TargetSnapshot{}
 }
 
-// waitTarget waits until the snapshot entry of target satisfies ok,
-// reading the events meanwhile.
-func (r *rig) waitTarget(t *testing.T, target, want string, ok func(TargetSnapshot) bool) {
+// waitSnap waits until the snapshot satisfies ok, reading the events
+// meanwhile, and returns it.
+func (r *rig) waitSnap(t *testing.T, want string, ok func(Snapshot) bool) Snapshot {
 	t.Helper()
 	deadline := time.NewTimer(10 * time.Second)
 	defer deadline.Stop()
 	tick := time.NewTicker(time.Millisecond)
 	defer tick.Stop()
-	for ts := targetSnap(t, r.m, target); !ok(ts); ts = targetSnap(t, r.m, target) {
+	for s := r.m.Snapshot(); ; s = r.m.Snapshot() {
+		if ok(s) {
+			return s
+		}
 		select {
 		case ev := <-r.events:
 			t.Logf("event %s %s %s", ev.Kind, ev.Iface, ev.Msg)
 		case <-tick.C:
 		case <-deadline.C:
-			t.Fatalf("target %s = %+v after 10s, want %s", target, ts, want)
+			t.Fatalf("snapshot not as wanted (%s) after 10s: %+v", want, s)
 		}
 	}
+}
+
+// waitTarget waits until the snapshot entry of target satisfies ok.
+func (r *rig) waitTarget(t *testing.T, target, want string, ok func(TargetSnapshot) bool) {
+	t.Helper()
+	r.waitSnap(t, target+": "+want, func(s Snapshot) bool {
+		for _, ts := range s.Targets {
+			if ts.Target == target {
+				return ok(ts)
+			}
+		}
+		return false
+	})
 }
 
 // waitGate waits until g's state satisfies ok, reading the events
@@ -329,5 +346,46 @@ func TestIntegrationPathHostTarget(t *testing.T) {
 			t.Fatalf("resolved %d times, want a third after the path returned", calls.Load())
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestIntegrationPathBridgePort: the radio is a port of a bridge that
+// carries the address and the route. The port's Wi-Fi facts attach to the
+// bridge: the snapshot shows them on br0, and the radio's disconnect is
+// br0's outage.
+func TestIntegrationPathBridgePort(t *testing.T) {
+	t.Parallel()
+	fake := wifiwatchtest.New()
+	r := newRigSetup(t, Options{WifiPollInterval: time.Hour}, fake, func(a, _ *netnstest.NS) {
+		a.IP("link", "add", "br0", "type", "bridge", "forward_delay", "0")
+		a.IP("link", "set", "va", "master", "br0")
+		a.IP("link", "set", "br0", "up")
+		a.IP("addr", "del", "10.210.0.1/24", "dev", "va")
+		a.IP("addr", "add", "10.210.0.1/24", "dev", "br0")
+		a.IP("route", "add", "default", "via", "10.210.0.2", "dev", "br0")
+	})
+	ev := r.waitState(t, Up, ReasonNone)
+	if ev.Iface != "br0" {
+		t.Fatalf("up on %q, want the bridge br0", ev.Iface)
+	}
+	for ev := r.waitKind(t, EventWifi); !strings.HasPrefix(ev.Msg, "Wi-Fi baseline"); ev = r.waitKind(t, EventWifi) {
+	}
+	iface := func(s Snapshot, name string) IfaceSnapshot {
+		for _, is := range s.Interfaces {
+			if is.Name == name {
+				return is
+			}
+		}
+		return IfaceSnapshot{}
+	}
+	snap := r.waitSnap(t, "br0 with va's Wi-Fi facts", func(s Snapshot) bool { return iface(s, "br0").Wifi != nil })
+	va, br := iface(snap, "va"), iface(snap, "br0")
+	if br.Wifi.SSID != "robots" || br.Wifi.SignalDBm != -55 {
+		t.Fatalf("br0 Wi-Fi = %+v, want va's (robots, -55 dBm)", br.Wifi)
+	}
+	fake.Disconnect(va.Index, 3, false)
+	ev = r.waitState(t, Down, ReasonWifiDisconnect)
+	if ev.Iface != "br0" {
+		t.Fatalf("outage on %q, want br0", ev.Iface)
 	}
 }
