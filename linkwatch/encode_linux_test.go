@@ -314,3 +314,39 @@ func nexthopMsg(nh nexthop, del bool) []byte {
 	}
 	return nlmsg(typ, 0, body)
 }
+
+// ruleMsg encodes r as RTM_NEWRULE (or RTM_DELRULE) as fib_nl_fill_rule
+// (net/core/fib_rules.c) lays it out: struct fib_rule_hdr, FRA_TABLE,
+// FRA_SUPPRESS_PREFIXLEN (always, -1 when unset), FRA_PRIORITY, FRA_FWMARK
+// and FRA_FWMASK when a mark is set, FRA_SRC/FRA_DST for selectors.
+func ruleMsg(r Rule, del bool) []byte {
+	body := make([]byte, sizeofFibRuleHdr)
+	body[0] = r.Family
+	body[1] = byte(r.Dst.Bits())
+	body[2] = byte(r.Src.Bits())
+	body[4] = byte(min(r.Table, 252))
+	body[7] = r.Action
+	if r.Invert {
+		ne.PutUint32(body[8:], unix.FIB_RULE_INVERT)
+	}
+	body = appendAttr(body, unix.FRA_TABLE, u32b(uint32(r.Table)))
+	body = appendAttr(body, unix.FRA_SUPPRESS_PREFIXLEN, u32b(uint32(int32(r.SuppressPrefixLen))))
+	if r.Priority != 0 {
+		body = appendAttr(body, unix.FRA_PRIORITY, u32b(uint32(r.Priority)))
+	}
+	if r.Mark != 0 {
+		body = appendAttr(body, unix.FRA_FWMARK, u32b(r.Mark))
+		body = appendAttr(body, unix.FRA_FWMASK, u32b(r.Mask))
+	}
+	if r.Src.IsValid() {
+		body = appendAttr(body, unix.FRA_SRC, r.Src.Addr().AsSlice())
+	}
+	if r.Dst.IsValid() {
+		body = appendAttr(body, unix.FRA_DST, r.Dst.Addr().AsSlice())
+	}
+	typ := uint16(unix.RTM_NEWRULE)
+	if del {
+		typ = unix.RTM_DELRULE
+	}
+	return nlmsg(typ, 0, body)
+}

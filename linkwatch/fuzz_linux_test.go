@@ -28,6 +28,8 @@ func FuzzParseMessage(f *testing.F) {
 		nexthopMsg(nexthop{id: 20, group: []uint32{10, 11}}, false), nexthopMsg(nexthop{id: 12, blackhole: true}, false),
 		routeMsg(with(route, func(r *Route) { r.Index, r.Gateway, r.NexthopID = 0, netip.Addr{}, 10 }), false, 0),
 		routeMsg(with(route, func(r *Route) { r.NexthopID = 20 }), false, unix.NLM_F_REPLACE),
+		ruleMsg(wgRule, false), ruleMsg(wgRule, true),
+		routeMsg(with(route, func(r *Route) { r.Dst = netip.MustParsePrefix("10.0.0.0/24") }), false, 0),
 	} {
 		f.Add(seed)
 	}

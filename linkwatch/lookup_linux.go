@@ -3,7 +3,6 @@ package linkwatch
 import (
 	"fmt"
 	"net/netip"
-	"os"
 	"sync"
 
 	"golang.org/x/sys/unix"
@@ -43,8 +42,9 @@ func (w *Watcher) Lookup(dst netip.Addr, mark uint32) (Path, error) {
 		}
 	}
 	req := lookupRequest(s.seq.Add(1), dst, mark)
-	err := s.request(req, func(h header, data []byte) error {
-		return parseLookup(h, data, &p)
+	err := s.exchange(req, func(h header, data []byte) (bool, error) {
+		// One message answers: the route, or an error.
+		return true, parseLookup(h, data, &p)
 	})
 	if err != nil {
 		return p, err
@@ -172,52 +172,4 @@ func parseLookup(h header, b []byte, p *Path) error {
 		p.Index, p.Gateway, p.Src = 0, netip.Addr{}, netip.Addr{}
 	}
 	return nil
-}
-
-// request sends one request and calls fn with each message of the reply
-// that carries its sequence number, until an NLMSG_ERROR (an
-// acknowledgement or an error) or the first message that is not part of a
-// multipart reply.
-func (s *sock) request(req []byte, fn func(h header, data []byte) error) error {
-	seq := ne.Uint32(req[8:])
-	var serr error
-	werr := s.rc.Write(func(fd uintptr) bool {
-		serr = unix.Sendto(int(fd), req, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK})
-		return serr != unix.EAGAIN
-	})
-	if werr != nil {
-		return fmt.Errorf("linkwatch: netlink request: %w", werr)
-	}
-	if serr != nil {
-		return fmt.Errorf("linkwatch: netlink request: %w", os.NewSyscallError("sendto", serr))
-	}
-	for {
-		n, from, err := s.recv()
-		if err != nil {
-			return fmt.Errorf("linkwatch: netlink reply: %w", err)
-		}
-		if from != 0 {
-			continue
-		}
-		done := false
-		err = splitMessages(s.buf[:n], func(h header, data []byte) error {
-			if h.seq != seq || done {
-				return nil // a reply to an earlier, abandoned request
-			}
-			if h.typ == unix.NLMSG_DONE {
-				done = true
-				return nil
-			}
-			if h.typ == unix.NLMSG_ERROR || h.flags&unix.NLM_F_MULTI == 0 {
-				done = true
-			}
-			return fn(h, data)
-		})
-		if err != nil {
-			return err
-		}
-		if done {
-			return nil
-		}
-	}
 }

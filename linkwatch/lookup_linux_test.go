@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/seed-a56be422/netmon/internal/netnstest"
@@ -178,4 +179,54 @@ func BenchmarkLookup(b *testing.B) {
 			}
 		})
 	}
+}
+
+// wgRule is wg-quick's "not fwmark 51820 lookup 51820".
+var wgRule = Rule{Family: unix.AF_INET, Priority: 32765, Table: 51820, Action: 1, Mark: 51820, Mask: 0xffffffff,
+	Invert: true, SuppressPrefixLen: -1}
+
+func TestParseRuleRoundTrip(t *testing.T) {
+	for _, r := range []Rule{
+		wgRule,
+		{Family: unix.AF_INET, Priority: 32764, Table: unix.RT_TABLE_MAIN, Action: 1, SuppressPrefixLen: 0},
+		{Family: unix.AF_INET6, Priority: 1000, Table: 100, Action: 1, SuppressPrefixLen: -1,
+			Dst: netip.MustParsePrefix("2001:db8::/32"), Src: netip.MustParsePrefix("fd00::/8")},
+	} {
+		var msg message
+		err := splitMessages(ruleMsg(r, false), func(h header, data []byte) error { return parseMessage(h, data, &msg) })
+		if err != nil || msg.kind != kindRule || msg.rule != r {
+			t.Errorf("parse(ruleMsg(%+v)) = %+v, %v", r, msg.rule, err)
+		}
+	}
+	// A selector longer than its address is malformed, not a panic.
+	bad := ruleMsg(Rule{Family: unix.AF_INET, Dst: netip.MustParsePrefix("10.0.0.0/8"), SuppressPrefixLen: -1}, false)
+	bad[unix.NLMSG_HDRLEN+1] = 33
+	var msg message
+	if err := splitMessages(bad, func(h header, data []byte) error { return parseMessage(h, data, &msg) }); err == nil ||
+		!strings.Contains(err.Error(), "fib_rule_hdr.dst_len: length 33, want 32") {
+		t.Errorf("dst_len 33: %v, want an error naming it", err)
+	}
+}
+
+// FuzzParseLookup feeds arbitrary replies to the lookup's parser: no
+// panic, and a reply either fails to parse, or says there is no path
+// (with an error wrapping ErrNoPath and no interface), or names an
+// interface.
+func FuzzParseLookup(f *testing.F) {
+	f.Add(uint16(unix.RTM_NEWROUTE), routeMsg(route, false, 0)[unix.NLMSG_HDRLEN:])
+	enetunreach := int32(unix.ENETUNREACH)
+	f.Add(uint16(unix.NLMSG_ERROR), u32b(uint32(-enetunreach)))
+	f.Add(uint16(unix.RTM_NEWROUTE), routeMsg(with(route, func(r *Route) { r.Index = 0 }), false, 0)[unix.NLMSG_HDRLEN:])
+	f.Fuzz(func(t *testing.T, typ uint16, b []byte) {
+		p := Path{Dst: netip.MustParseAddr("198.51.100.7")}
+		if err := parseLookup(header{typ: typ}, b, &p); err != nil {
+			return
+		}
+		switch {
+		case p.Err != nil && (!errors.Is(p.Err, ErrNoPath) || p.Index != 0):
+			t.Fatalf("no-path answer %+v: want ErrNoPath and no interface", p)
+		case p.Err == nil && typ == unix.RTM_NEWROUTE && p.Index == 0:
+			t.Fatalf("path %+v without an interface and without an error", p)
+		}
+	})
 }

@@ -105,6 +105,15 @@ func ipAttr(what string, family uint8, v []byte) (netip.Addr, error) {
 	return a, nil
 }
 
+// prefixFrom makes the prefix of a header's length field (what) and an
+// address attribute, refusing a length longer than the address.
+func prefixFrom(what string, a netip.Addr, bits int) (netip.Prefix, error) {
+	if bits > a.BitLen() {
+		return netip.Prefix{}, &parseError{what: what, got: bits, want: a.BitLen()}
+	}
+	return netip.PrefixFrom(a, bits), nil
+}
+
 // lifetime converts a kernel lifetime in seconds to a Duration.
 func lifetime(s uint32) time.Duration {
 	if s == ifaInfinity {
@@ -261,10 +270,9 @@ func parseAddr(b []byte, m *message) error {
 	if !ip.IsValid() {
 		return &parseError{what: "ifaddrmsg without IFA_LOCAL or IFA_ADDRESS", got: 0, want: 1}
 	}
-	if bits > ip.BitLen() {
-		return &parseError{what: "ifaddrmsg.ifa_prefixlen", got: bits, want: ip.BitLen()}
+	if a.Prefix, err = prefixFrom("ifaddrmsg.ifa_prefixlen", ip, bits); err != nil {
+		return err
 	}
-	a.Prefix = netip.PrefixFrom(ip, bits)
 	m.kind = kindAddr
 	m.addr = a
 	return nil
@@ -447,10 +455,9 @@ func parseOtherRoute(b []byte, m *message) error {
 			dst = netip.IPv6Unspecified()
 		}
 	}
-	if dstLen > dst.BitLen() {
-		return &parseError{what: "rtmsg.rtm_dst_len", got: dstLen, want: dst.BitLen()}
+	if o.Dst, err = prefixFrom("rtmsg.rtm_dst_len", dst, dstLen); err != nil {
+		return err
 	}
-	o.Dst = netip.PrefixFrom(dst, dstLen)
 	m.kind = kindOtherRoute
 	m.other = o
 	return nil

@@ -60,19 +60,15 @@ func parseRule(b []byte, m *message) error {
 	if err != nil {
 		return err
 	}
-	for _, p := range []struct {
-		what string
-		addr netip.Addr
-		bits int
-		out  *netip.Prefix
-	}{{"fib_rule_hdr.src_len", src, srcLen, &r.Src}, {"fib_rule_hdr.dst_len", dst, dstLen, &r.Dst}} {
-		if !p.addr.IsValid() {
-			continue
+	if src.IsValid() {
+		if r.Src, err = prefixFrom("fib_rule_hdr.src_len", src, srcLen); err != nil {
+			return err
 		}
-		if p.bits > p.addr.BitLen() {
-			return &parseError{what: p.what, got: p.bits, want: p.addr.BitLen()}
+	}
+	if dst.IsValid() {
+		if r.Dst, err = prefixFrom("fib_rule_hdr.dst_len", dst, dstLen); err != nil {
+			return err
 		}
-		*p.out = netip.PrefixFrom(p.addr, p.bits)
 	}
 	m.kind = kindRule
 	m.rule = r

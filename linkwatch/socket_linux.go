@@ -264,58 +264,65 @@ func (s *sock) dump(typ uint16, fn func(h header, data []byte) error) error {
 	ne.PutUint16(req[4:], typ)
 	ne.PutUint16(req[6:], unix.NLM_F_REQUEST|unix.NLM_F_DUMP)
 	ne.PutUint32(req[8:], seq)
+	var intr bool
+	err := s.exchange(req, func(h header, data []byte) (bool, error) {
+		if h.flags&unix.NLM_F_DUMP_INTR != 0 {
+			intr = true
+		}
+		switch h.typ {
+		case unix.NLMSG_DONE:
+			return true, nil
+		case unix.NLMSG_ERROR:
+			if len(data) < 4 {
+				return true, &parseError{what: "nlmsgerr", got: len(data), want: 4}
+			}
+			if e := -int32(ne.Uint32(data)); e != 0 {
+				return true, fmt.Errorf("linkwatch: netlink dump: %w", os.NewSyscallError("netlink", unix.Errno(e)))
+			}
+			return true, nil
+		}
+		return false, fn(h, data)
+	})
+	if err == nil && intr {
+		return errDumpInterrupted
+	}
+	return err
+}
+
+// exchange sends the request req and calls fn with each message of the
+// kernel's reply to it (the messages carrying its sequence number), until
+// fn reports the reply complete or fails.
+func (s *sock) exchange(req []byte, fn func(h header, data []byte) (done bool, err error)) error {
+	seq := ne.Uint32(req[8:])
 	var serr error
 	werr := s.rc.Write(func(fd uintptr) bool {
 		serr = unix.Sendto(int(fd), req, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK})
 		return serr != unix.EAGAIN
 	})
 	if werr != nil {
-		return fmt.Errorf("linkwatch: netlink dump request: %w", werr)
+		return fmt.Errorf("linkwatch: netlink request: %w", werr)
 	}
 	if serr != nil {
-		return fmt.Errorf("linkwatch: netlink dump request: %w", os.NewSyscallError("sendto", serr))
+		return fmt.Errorf("linkwatch: netlink request: %w", os.NewSyscallError("sendto", serr))
 	}
-	var intr bool
 	for {
 		n, from, err := s.recv()
 		if err != nil {
-			return fmt.Errorf("linkwatch: netlink dump: %w", err)
+			return fmt.Errorf("linkwatch: netlink reply: %w", err)
 		}
 		if from != 0 {
 			continue // not the kernel
 		}
 		done := false
-		err = splitMessages(s.buf[:n], func(h header, data []byte) error {
+		err = splitMessages(s.buf[:n], func(h header, data []byte) (err error) {
 			if h.seq != seq || done {
 				return nil // a reply to an earlier, abandoned request
 			}
-			if h.flags&unix.NLM_F_DUMP_INTR != 0 {
-				intr = true
-			}
-			switch h.typ {
-			case unix.NLMSG_DONE:
-				done = true
-				return nil
-			case unix.NLMSG_ERROR:
-				if len(data) < 4 {
-					return &parseError{what: "nlmsgerr", got: len(data), want: 4}
-				}
-				if e := -int32(ne.Uint32(data)); e != 0 {
-					return fmt.Errorf("linkwatch: netlink dump: %w", os.NewSyscallError("netlink", unix.Errno(e)))
-				}
-				done = true
-				return nil
-			}
-			return fn(h, data)
-		})
-		if err != nil {
+			done, err = fn(h, data)
 			return err
-		}
-		if done {
-			if intr {
-				return errDumpInterrupted
-			}
-			return nil
+		})
+		if err != nil || done {
+			return err
 		}
 	}
 }
