@@ -62,6 +62,10 @@ func (s Snapshot) appendSummary(b []byte) []byte {
 		b = append(b, ' ')
 		b = append(b, s.Iface...)
 	}
+	if s.Target != "" {
+		b = append(b, " target "...)
+		b = append(b, s.Target...)
+	}
 	for _, is := range s.Interfaces {
 		if is.Name != s.Iface {
 			continue

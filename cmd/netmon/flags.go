@@ -12,6 +12,7 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/seed-a56be422/netmon"
 	"go.uber.org/zap"
@@ -245,8 +246,47 @@ func (r *running) stop() error {
 func (r *running) untilBaseline() bool {
 	for ev := range r.events {
 		if ev.Kind == netmon.EventBaseline {
-			return true
+			return r.untilResolved()
 		}
 	}
 	return false
+}
+
+// resolveWait bounds how long a one-shot command waits for its targets'
+// host names to be tried once (the Monitor's resolver gives each 5 s).
+const resolveWait = 6 * time.Second
+
+// untilResolved waits until every host name target has resolved or been
+// said not to resolve (a notice), so that a one-shot snapshot does not
+// call a name unresolved only because it asked too early. It reports false
+// when the Monitor stopped.
+func (r *running) untilResolved() bool {
+	unresolved := func() int {
+		n := 0
+		for _, t := range r.m.Snapshot().Targets {
+			if t.Addr == "" {
+				n++
+			}
+		}
+		return n
+	}
+	deadline := time.NewTimer(resolveWait)
+	defer deadline.Stop()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for said := 0; unresolved() > said; {
+		select {
+		case ev, ok := <-r.events:
+			if !ok {
+				return false
+			}
+			if ev.Kind == netmon.EventNotice && strings.HasPrefix(ev.Msg, "target ") {
+				said++
+			}
+		case <-tick.C:
+		case <-deadline.C:
+			return true
+		}
+	}
+	return true
 }

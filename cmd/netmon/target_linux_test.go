@@ -75,3 +75,21 @@ func TestIntegrationWatchJSONOverlay(t *testing.T) {
 		t.Errorf("flap line = %v, want carrier-lost on va", flap)
 	}
 }
+
+// TestIntegrationTargetUnresolved: a host name that does not resolve (the
+// namespace reaches no DNS server) is reported as such, with exit 1, once
+// the resolver has tried it: status waits for that, not for its timeout.
+func TestIntegrationTargetUnresolved(t *testing.T) {
+	t.Parallel()
+	p := newPair(t)
+	// No default route: the resolver's query fails at once, as on a
+	// LAN-only network, instead of waiting for a server that never
+	// answers.
+	p.a.IP("route", "del", "default")
+	code, out, _ := runNetmon(t, p.a, "status", "--wifi=off", "--target", "broker.robot.invalid:8883", "--target", "10.9.0.2")
+	if code != exitFail || !strings.HasPrefix(out, "degraded target-unreachable va target broker.robot.invalid:8883") ||
+		!strings.Contains(out, "  target broker.robot.invalid:8883 unreachable(unresolved)\n") ||
+		!strings.Contains(out, "  target 10.9.0.2 reachable dev va\n") {
+		t.Errorf("status: exit %d, %q; want 1, degraded for the unresolved name, the address reachable", code, out)
+	}
+}
