@@ -16,23 +16,41 @@
 //
 // # States
 //
-// up: some interface has carrier (and, when wireless, an association), a
-// usable address (global scope, DAD done, lifetime not over) and a default
-// route whose next hop is not marked linkdown. No Internet probe is made:
-// robots often live on LAN-only access points.
+// up: the path the kernel itself would use has carrier (and, when
+// wireless, an association) and a usable address of the destination's
+// family (global scope, DAD done, lifetime not over). The path is the
+// kernel's answer to a route lookup (RTM_GETROUTE, the lookup connect()
+// makes: policy rules, marks and linkdown routes honoured), asked again
+// after every batch of link, address, route and rule changes, for each of
+// Options.Targets, or without targets for a public address of each family
+// (no packet is sent). No Internet probe is made: a robot on a LAN-only
+// access point names its server as a target and needs no default route.
+//
+// A path into a tunnel (wireguard, tun, gre, ...) is judged by its
+// underlay: the interface the tunnel's own packets leave by, found with
+// the packet mark the policy rules name (wg-quick's 51820), else the best
+// physical uplink. The state's interface, Wi-Fi and DHCP context are the
+// underlay's; the snapshot says which tunnel the path enters. A bridge or
+// bond takes the Wi-Fi facts of its wireless port.
 //
 // degraded: up, but loss is likely soon: the gateway's neighbour entry is
 // FAILED (gateway-failed), the lease is past T1 (dhcp-renewing) or within
 // Options.LeaseMargin of its end (lease-expiring), the signal is weak
-// (weak-signal), the station roamed within Options.Recent (roamed), or
-// senders reported unexplained network errors recently (send-errors). A
+// (weak-signal), the station roamed within Options.Recent (roamed),
+// senders reported unexplained network errors recently (send-errors), the
+// uplink lost one IP family while the other stays (ipv4-lost, ipv6-lost;
+// a network that never had IPv6 is not degraded for it), or some targets
+// are unreachable while others are not (target-unreachable, naming the
+// first; each target's own Gate, [Monitor.GateFor], is closed). A
 // failed gateway degrades rather than closes the Gate: with every sender
 // held, nothing would make the kernel probe the gateway again.
 //
-// down: no interface can carry traffic. The reason names the first thing
-// wrong on the interface the user most likely cares about (the last uplink):
-// admin-down, wifi-disconnected, carrier-lost, no-address, lease-expired,
-// no-default-route; or send-errors, when Options.SendErrorThreshold
+// down: no target can be reached. The reason names the first thing wrong
+// on the path's interface, or on the interface the user most likely cares
+// about (the last uplink): admin-down, wifi-disconnected, carrier-lost,
+// no-address, lease-expired, no-default-route, no-route (the kernel has no
+// route to a target), no-underlay, unresolved (a target's host name); or
+// send-errors, when Options.SendErrorThreshold
 // network-class errors in a row found the kernel's state wrong.
 //
 // unknown: before the first full read of the kernel. The Gate is closed.

@@ -23,7 +23,10 @@ type Options struct {
 	// Interfaces are glob patterns (path.Match) of interfaces to watch.
 	// Empty means every interface but loopback. A pattern without glob
 	// characters names an interface that must exist when [New] is called,
-	// unless AwaitInterfaces is set.
+	// unless AwaitInterfaces is set. When the kernel routes a target
+	// through an interface left out here, the target is judged by the best
+	// watched interface instead: the usable one with a default route of
+	// the target's family and the lowest metric.
 	Interfaces []string
 	// AwaitInterfaces lets Interfaces name interfaces that do not exist
 	// yet; the state is down with reason no-interface until one appears.

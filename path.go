@@ -166,17 +166,20 @@ func judge(ifaces map[int]*iface, p *pathState, now time.Time) {
 		}
 		return
 	}
+	fam := p.family()
 	f, ok := ifaces[p.path.Index]
 	if !ok {
-		// An interface netmon does not watch (filtered out, or
-		// loopback): the kernel has a path, and nothing says it is bad.
-		p.ok, p.index = true, p.path.Index
-		return
+		// The kernel routes through an interface the options leave out
+		// (Options.Interfaces, Exclude): the user said which interfaces
+		// matter, so judge the best of those instead.
+		if f = bestPhysical(ifaces, fam, now); f == nil {
+			p.reason = ReasonNoDefaultRoute
+			return
+		}
 	}
-	fam := p.family()
-	p.index = p.path.Index
+	p.index = f.link.Index
 	if isOverlay(f.link.Kind) {
-		p.via = p.path.Index
+		p.via = f.link.Index
 		if r := f.linkDownReason(); r != "" {
 			p.reason = r // the tunnel daemon let go of its device
 			return

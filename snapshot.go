@@ -275,8 +275,9 @@ func (m *Monitor) snapshotFieldsLocked(now time.Time) []zap.Field {
 }
 
 // pathFieldsLocked explains the targets' paths on a state line: the tunnel
-// the uplink's traffic enters ("via": "wg0"), and the targets that cannot
-// be reached with why ("unreachable": "10.1.0.5 no-route").
+// the uplink's traffic enters ("via": "wg0"), and the targets (of
+// Options.Targets) that cannot be reached, with why ("unreachable":
+// "10.1.0.5 no-route").
 func (m *Monitor) pathFieldsLocked() []zap.Field {
 	var fs []zap.Field
 	var bad []string
@@ -284,7 +285,7 @@ func (m *Monitor) pathFieldsLocked() []zap.Field {
 		if p.via != 0 && p.index == m.statusIdx && len(fs) == 0 {
 			fs = append(fs, zap.String("via", m.ifaceName(p.via)))
 		}
-		if !p.ok && (!p.implicit || m.status.State.CanSend()) {
+		if !p.ok && !p.implicit { // a lost family has its own reason
 			bad = append(bad, p.t.Spec+" "+string(p.reason))
 		}
 	}

@@ -121,7 +121,11 @@
 // and lifetimes; default unicast routes of every table but "local" (local,
 // broadcast, multicast and prefix routes never decide reachability), with
 // their lifetimes, resolved through nexthop objects where they use them;
-// and the neighbour entries of the default routes' gateways. A route whose
+// the neighbour entries of the default routes' gateways; and the policy
+// routing rules ([RuleEvent], State.Rules, [State.Marks]). Other routes
+// that steer packets (prefix routes, a VPN's split routes, unreachable,
+// prohibit, blackhole and throw routes) are not kept but reported as an
+// [OtherRouteEvent], since they can move a destination's path. A route whose
 // lifetime only counted down between two readings emits no event. Kernel lifetimes
 // are counted in whole seconds, so a NEWADDR whose lifetimes end within a
 // second of the ones already known changes the state but emits no event;
@@ -130,6 +134,18 @@
 // [NeighEvent] reports a change of an entry that belongs to a gateway at
 // the time; an existing entry that becomes a gateway's because a route
 // appeared shows in State.Neighs without an event.
+//
+// # The kernel's own path
+//
+// [Watcher.Lookup] asks the kernel which path a packet to a destination
+// (with a packet mark, or none) would take: RTM_GETROUTE, as `ip route get`
+// does, with policy rules, marks and routes flagged linkdown honoured
+// exactly as connect() sees them. State says which routes exist; Lookup says
+// which one wins, which is what decides whether traffic flows: with
+// wg-quick's full tunnel every default route is still there, but the rules
+// send everything into wg0, and a lookup with the tunnel's mark (51820)
+// finds the underlay. A destination without a route is a Path whose Err
+// wraps the errno a send would get (ENETUNREACH, EHOSTUNREACH, EACCES).
 //
 // A link renamed into or out of the filter causes a re-read that emits the
 // link and its addresses as added or removed. Events share hardware
