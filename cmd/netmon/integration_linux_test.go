@@ -87,7 +87,8 @@ func TestIntegrationWatchJSON(t *testing.T) {
 	// the time the baseline is out.
 	body := scrape(t, p.a, metricsAddr)
 	for _, s := range []string{`netmon_state{state="up"} 1`, `netmon_interface_carrier{iface="va"} 1`,
-		`netmon_interface_usable{iface="va"} 1`, "netmon_gate_held_senders 0", "netmon_netlink_gaps_total 0"} {
+		`netmon_interface_usable{iface="va"} 1`, "netmon_gate_held_senders 0", "netmon_netlink_gaps_total 0",
+		`netmon_target_reachable{iface="va",target="internet-ipv4"} 1`, `netmon_target_reachable{iface="",target="internet-ipv6"} 0`} {
 		if !strings.Contains(body, s) {
 			t.Errorf("metrics lack %q", s)
 		}

@@ -45,6 +45,7 @@ type metrics struct {
 
 	state, since, carrier, usable, signal, leaseLeft                        *prometheus.Desc
 	held, holds, reports, gaps, downTime, sockErrs, sockDrops, sockFiltered *prometheus.Desc
+	target                                                                  *prometheus.Desc
 }
 
 // newMetrics returns the collectors for src.
@@ -91,6 +92,9 @@ func newMetrics(src source) *metrics {
 			"Failed socket operations left out by the --sockerr-cgroup and --sockerr-dst filters.", nil, nil),
 		sockDrops: prometheus.NewDesc("netmon_socket_errors_dropped_total",
 			"Failed socket operations lost because the eBPF ring buffer was full.", nil, nil),
+		target: prometheus.NewDesc("netmon_target_reachable",
+			"1 when the kernel's path to the target can carry traffic (--target, or internet-ipv4 and internet-ipv6 without targets); iface is the interface judged (the underlay of a tunnel).",
+			[]string{"target", "iface"}, nil),
 	}
 }
 
@@ -105,7 +109,7 @@ func (x *metrics) Describe(ch chan<- *prometheus.Desc) {
 	x.flaps.Describe(ch)
 	x.outage.Describe(ch)
 	for _, d := range []*prometheus.Desc{x.state, x.since, x.carrier, x.usable, x.signal, x.leaseLeft,
-		x.held, x.holds, x.reports, x.gaps, x.downTime, x.sockErrs, x.sockDrops, x.sockFiltered} {
+		x.held, x.holds, x.reports, x.gaps, x.downTime, x.sockErrs, x.sockDrops, x.sockFiltered, x.target} {
 		ch <- d
 	}
 }
@@ -135,6 +139,10 @@ func (x *metrics) Collect(ch chan<- prometheus.Metric) {
 		if d := is.DHCP; d != nil && d.LeaseSec > 0 {
 			ch <- prometheus.MustNewConstMetric(x.leaseLeft, prometheus.GaugeValue, d.LeftSec, is.Name)
 		}
+	}
+
+	for _, t := range snap.Targets {
+		ch <- prometheus.MustNewConstMetric(x.target, prometheus.GaugeValue, b2f(t.Reachable), t.Target, t.Iface)
 	}
 
 	g := x.src.GateStats()

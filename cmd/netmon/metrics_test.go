@@ -47,6 +47,10 @@ func testSource() fakeSource {
 					Wifi: &netmon.WifiInfo{Associated: true, SignalDBm: -78},
 					DHCP: &netmon.DHCPSnapshot{Phase: "bound", LeaseSec: 3600, LeftSec: 1200}},
 			},
+			Targets: []netmon.TargetSnapshot{
+				{Target: "10.1.0.5:8883", Reachable: true, Iface: "wlan0"},
+				{Target: "broker.example.com:8883", Reason: netmon.ReasonUnresolved},
+			},
 		},
 		stats: st,
 		gate:  gate.Stats{HeldNow: 4, Holds: 9},
@@ -129,6 +133,8 @@ func TestMetricsFromMonitor(t *testing.T) {
 		"netmon_state{state=down} 0",
 		"netmon_state{state=unknown} 0",
 		"netmon_state{state=up} 0",
+		"netmon_target_reachable{iface=,target=broker.example.com:8883} 0",
+		"netmon_target_reachable{iface=wlan0,target=10.1.0.5:8883} 1",
 		"netmon_wifi_signal_dbm{iface=wlan0} -78",
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
