@@ -58,3 +58,38 @@ func ExampleMonitor_Report() {
 	// connection none true
 	// ECONNREFUSED
 }
+
+// A robot on a LAN-only access point talks to its on-site server and, when
+// the site has an uplink, to a cloud broker. Each target has its own Gate:
+// a sender to the server is not held while the cloud is unreachable.
+func ExampleMonitor_GateFor() {
+	ctx := context.Background()
+	m, err := netmon.New(netmon.Options{Targets: []string{"10.1.0.5:8883", "broker.example.com:8883"}})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	go func() { _ = m.Run(ctx) }()
+	site := m.GateFor("10.1.0.5:8883")
+	if err := site.Wait(ctx); err == nil {
+		fmt.Println("the on-site server is reachable:", m.Snapshot().Targets[0].Iface)
+	}
+}
+
+// ParseTarget accepts an address or a host name, each with an optional
+// port, and says what is wrong with anything else.
+func ExampleParseTarget() {
+	for _, s := range []string{"10.1.0.5", "[2001:db8::5]:8883", "broker.example.com:8883", "10.0.0.300"} {
+		t, err := netmon.ParseTarget(s)
+		if err != nil {
+			fmt.Println(err)
+			continue
+		}
+		fmt.Printf("addr=%v host=%q port=%d\n", t.Addr, t.Host, t.Port)
+	}
+	// Output:
+	// addr=10.1.0.5 host="" port=0
+	// addr=2001:db8::5 host="" port=8883
+	// addr=invalid IP host="broker.example.com" port=8883
+	// netmon: target "10.0.0.300": not a valid IP address, and a host name cannot end in a number; want an address, a host name, or either with :PORT (10.1.0.5, [2001:db8::5]:8883, broker.example.com:8883)
+}
