@@ -50,6 +50,10 @@ func (m *Monitor) applyLinkLocked(ev linkwatch.Event) {
 		// decided inside, where the streak is cleared too.
 		m.applyNeighEventLocked(e)
 		kernelChange = false
+		// The kernel's choice among IPv6 routers (and, with
+		// fib_multipath_use_neigh, among IPv4 next hops) follows the
+		// gateways' neighbour state without a route message.
+		m.pathsDirty = true
 	case linkwatch.RuleEvent:
 		m.applyRuleLocked(e)
 	case linkwatch.OtherRouteEvent:
@@ -294,9 +298,35 @@ func (m *Monitor) evaluateLocked(now time.Time) {
 	}
 	m.evaluateStatusLocked(now)
 	if m.baseline {
-		m.updateTargetGatesLocked()
+		m.updateTargetGatesLocked(now)
 		m.notePathsLocked()
 	}
+}
+
+// movedLocked returns the interface traffic left by before, when it now
+// leaves by another, or "". Without targets that is the uplink. With
+// targets each one counts on its own: a target now reachable through
+// another interface than the one it last used moved, but the uplink
+// (the first reachable target's interface) changing because another
+// target came or went moves nobody's traffic.
+func (m *Monitor) movedLocked(v verdict) string {
+	if len(m.opts.Targets) == 0 {
+		if m.uplink != 0 && v.index != m.uplink {
+			return m.uplinkName
+		}
+		return ""
+	}
+	from := ""
+	for _, p := range m.paths {
+		if !p.ok || p.index == 0 {
+			continue
+		}
+		if p.lastIdx != 0 && p.lastIdx != p.index && from == "" {
+			from = p.lastName
+		}
+		p.lastIdx, p.lastName = p.index, m.ifaceName(p.index)
+	}
+	return from
 }
 
 // attachPortsLocked gives a bridge or bond the Wi-Fi and DHCP facts of its
@@ -390,11 +420,11 @@ func (m *Monitor) evaluateStatusLocked(now time.Time) {
 	}
 	m.upAt = time.Time{}
 	if v.state.CanSend() {
-		if m.uplink != 0 && v.index != m.uplink {
+		if from := m.movedLocked(v); from != "" {
 			// Traffic now leaves by another interface, whether it moved
 			// while up (failover) or came back elsewhere after an
 			// outage: sockets bound to the old one must be redialled.
-			m.rebindLocked(Rebind{At: now, Iface: m.uplinkName, Reason: "uplink-changed"})
+			m.rebindLocked(Rebind{At: now, Iface: from, Reason: "uplink-changed"})
 		}
 		m.uplink, m.uplinkName = v.index, v.iface
 	}

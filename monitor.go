@@ -404,7 +404,7 @@ func (m *Monitor) loop(ctx context.Context, src sources) error {
 			m.mu.Unlock()
 		case <-m.kick:
 			m.mu.Lock()
-			if m.pathsDirty && m.baseline {
+			if m.pathsDirty && m.baseline && !m.refreshDeferredLocked() {
 				// A host name resolved to a new address.
 				m.refreshPathsLocked()
 				m.evaluateLocked(time.Now())
@@ -494,6 +494,9 @@ func (m *Monitor) nextWakeLocked(now time.Time) time.Duration {
 		}
 	}
 	consider(m.upAt) // evaluateLocked clears it once it has passed
+	for _, p := range m.paths {
+		consider(p.upAt) // and updateTargetGatesLocked this one
+	}
 	if m.pathsDirty && m.baseline {
 		// A lookup deferred by a storm of changes; only the timer
 		// branch does it, so it is due whenever it has passed.

@@ -53,10 +53,17 @@ type pathState struct {
 	via    int // the overlay the path enters, 0 when none
 
 	// Host name resolution (resolve.go).
-	wasOK          bool // ok at the evaluation before
-	lost           bool // the path was lost since the name was resolved
-	resolveAgain   bool // resolve the name again
-	saidUnresolved bool // a notice said the name does not resolve
+	lastIdx     int // the interface it was last reachable through, and its name
+	lastName    string
+	gateOpen    bool      // gate was opened last
+	lostWhileUp bool      // lost while the overall state stayed usable: stabilise its return
+	upAt        time.Time // when its return has lasted Options.Stabilize
+
+	addrs          []netip.Addr // a host name's addresses, as resolved (at most maxAddrs)
+	wasOK          bool         // ok at the evaluation before
+	lost           bool         // the path was lost since the name was resolved
+	resolveAgain   bool         // resolve the name again
+	saidUnresolved bool         // a notice said the name does not resolve
 }
 
 // family returns 4 or 6.
@@ -76,34 +83,63 @@ func (m *Monitor) refreshPathsLocked() {
 	m.refreshedAt = time.Now()
 	m.stats.PathLookups++
 	for _, p := range m.paths {
-		if !p.t.Addr.IsValid() {
-			p.path, p.under = linkwatch.Path{}, linkwatch.Path{}
-			continue
+		m.refreshPathLocked(p)
+	}
+}
+
+// maxAddrs bounds how many of a host name's addresses are looked up.
+const maxAddrs = 4
+
+// refreshPathLocked looks up one target's path. A host name that resolved
+// to several addresses takes the first one the kernel can route, so a
+// dual-stack name stays reachable over IPv4 while IPv6 is down.
+func (m *Monitor) refreshPathLocked(p *pathState) {
+	p.path, p.under = linkwatch.Path{}, linkwatch.Path{}
+	addrs := p.addrs
+	if len(addrs) == 0 && p.t.Addr.IsValid() {
+		addrs = []netip.Addr{p.t.Addr}
+	}
+	for i, a := range addrs {
+		q := m.lookupLocked(a, 0)
+		if i == 0 || q.Reachable() {
+			p.path, p.t.Addr = q, a
 		}
-		p.path = m.lookupLocked(p.t.Addr, 0)
-		p.under = linkwatch.Path{}
-		f, ok := m.ifaces[p.path.Index]
-		if !p.path.Reachable() || !ok || !isOverlay(f.link.Kind) {
-			continue
+		if q.Reachable() {
+			break
 		}
+	}
+	f, ok := m.ifaces[p.path.Index]
+	if !p.path.Reachable() || !ok || !isOverlay(f.link.Kind) {
+		return
+	}
+	// The tunnel's own packets carry a mark that the rules exempt from the
+	// tunnel (wg-quick's "not fwmark 51820"): a lookup with it finds the
+	// underlay. The tunnel may carry one family over the other, so the
+	// other family is asked too (for the internet address of that
+	// family). A mark whose lookup ends nowhere (an unrelated kill-switch
+	// rule) says the underlay is gone only if no mark finds one.
+	var gone linkwatch.Path
+	other := internet4
+	if p.t.Addr.Is4() {
+		other = internet6
+	}
+	for _, dst := range []netip.Addr{p.t.Addr, other} {
 		fam := uint8(unix.AF_INET)
-		if p.t.Addr.Is6() {
+		if dst.Is6() {
 			fam = unix.AF_INET6
 		}
 		for _, mark := range m.marks(fam) {
-			q := m.lookupLocked(p.t.Addr, mark)
+			q := m.lookupLocked(dst, mark)
 			if g, ok := m.ifaces[q.Index]; ok && !isOverlay(g.link.Kind) {
 				p.under = q
-				break
+				return
 			}
-			if !q.Reachable() {
-				// The mark's table has no route: the underlay is
-				// gone, which is the answer.
-				p.under = q
-				break
+			if !q.Reachable() && gone.Err == nil && dst == p.t.Addr {
+				gone = q
 			}
 		}
 	}
+	p.under = gone
 }
 
 // pathRefreshGap is the shortest time between two lookups of the paths
@@ -132,9 +168,19 @@ func (m *Monitor) lookupLocked(dst netip.Addr, mark uint32) linkwatch.Path {
 	return p
 }
 
-// marks returns the packet marks the policy rules of a family select on.
+// marks returns the packet marks the policy rules of a family select on,
+// those of inverted rules ("not fwmark M", how wg-quick and tailscaled
+// exempt their own packets) first.
 func (m *Monitor) marks(family uint8) []uint32 {
-	return linkwatch.State{Rules: m.rules}.Marks(family)
+	var inv, rest []linkwatch.Rule
+	for _, r := range m.rules {
+		if r.Invert {
+			inv = append(inv, r)
+		} else {
+			rest = append(rest, r)
+		}
+	}
+	return linkwatch.State{Rules: append(inv, rest...)}.Marks(family)
 }
 
 // setRulesLocked replaces the Monitor's copy of the policy rules.
@@ -201,6 +247,9 @@ func judge(ifaces map[int]*iface, p *pathState, now time.Time) {
 			f = bestPhysical(ifaces, fam, now)
 		}
 		if f == nil {
+			f = bestPhysical(ifaces, 0, now) // a tunnel over the other family
+		}
+		if f == nil {
 			p.reason, p.index = ReasonNoUnderlay, 0
 			return
 		}
@@ -235,11 +284,11 @@ func bestPhysical(ifaces map[int]*iface, fam int, now time.Time) *iface {
 	return any
 }
 
-// hasDefault reports whether a default route of the family (4 or 6)
-// leaves through the interface.
+// hasDefault reports whether a default route of the family (4 or 6; 0:
+// either) leaves through the interface.
 func (f *iface) hasDefault(fam int) bool {
 	for _, r := range f.routes {
-		if addrFamily(r.Dst.Addr()) == fam {
+		if fam == 0 || addrFamily(r.Dst.Addr()) == fam {
 			return true
 		}
 	}
@@ -266,20 +315,41 @@ func addrFamily(a netip.Addr) int {
 
 // updateTargetGatesLocked opens each target's Gate while its path is
 // usable and the overall state lets traffic flow, and closes it otherwise.
-func (m *Monitor) updateTargetGatesLocked() {
+// A target lost while the overall state stayed usable (another target was
+// fine) reopens only after its return has lasted Options.Stabilize, as the
+// Monitor's Gate does after an outage; after an outage of everything the
+// Monitor's own window has already applied.
+func (m *Monitor) updateTargetGatesLocked(now time.Time) {
 	for _, p := range m.paths {
 		if p.gate == nil {
 			continue
 		}
-		if p.ok && m.status.State.CanSend() {
-			p.gate.Open()
+		if !p.ok || !m.status.State.CanSend() {
+			p.upAt = time.Time{}
+			p.lostWhileUp = p.gateOpen && m.status.State.CanSend() || p.lostWhileUp && m.status.State.CanSend()
+			p.gateOpen = false
+			r := gate.Reason{Code: string(p.reason), Iface: m.ifaceName(p.index)}
+			if p.ok {
+				r = closeReason(m.status)
+			}
+			p.gate.Close(r)
 			continue
 		}
-		r := gate.Reason{Code: string(p.reason), Iface: m.ifaceName(p.index)}
-		if p.ok {
-			r = closeReason(m.status)
+		if p.gateOpen {
+			continue
 		}
-		p.gate.Close(r)
+		if p.lostWhileUp && m.opts.Stabilize > 0 {
+			if p.upAt.IsZero() {
+				p.upAt = now.Add(m.opts.Stabilize)
+				m.wakeLocked() // the loop's timer must learn of the deadline
+				continue
+			}
+			if now.Before(p.upAt) {
+				continue
+			}
+		}
+		p.upAt, p.lostWhileUp, p.gateOpen = time.Time{}, false, true
+		p.gate.Open()
 	}
 }
 

@@ -260,9 +260,16 @@ func TestIntegrationPathPolicyRule(t *testing.T) {
 			r.m.GateFor(cloud).State(), r.m.GateFor(lan).State(), r.m.Gate().State())
 	}
 	r.a.IP("rule", "del", "to", cloud, "lookup", "100", "priority", "1000")
-	r.waitState(t, Up, ReasonNone)
-	if ts := targetSnap(t, r.m, cloud); ts.Iface != "va" || !r.m.GateFor(cloud).State().Open {
-		t.Fatalf("cloud after the rule went = %+v, want va with its gate open", ts)
+	up := r.waitState(t, Up, ReasonNone)
+	if ts := targetSnap(t, r.m, cloud); ts.Iface != "va" {
+		t.Fatalf("cloud after the rule went = %+v, want va", ts)
+	}
+	// The cloud's Gate reopens once its return has lasted Stabilize,
+	// as the Monitor's own Gate does after an outage.
+	g := r.m.GateFor(cloud)
+	r.waitGate(t, g, func(gs gate.State) bool { return gs.Open })
+	if d := g.State().Since.Sub(up.At); d < 200*time.Millisecond {
+		t.Fatalf("cloud's gate reopened %v after its path returned, want >= the 200ms stabilisation window", d)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"slices"
 	"time"
 )
 
@@ -65,8 +66,12 @@ func (m *Monitor) resolveLoop(ctx context.Context) error {
 				}
 			default:
 				p.resolveAgain, p.saidUnresolved = false, false
-				if a := addrs[0].Unmap(); a != p.t.Addr {
-					p.t.Addr = a
+				var got []netip.Addr
+				for _, a := range addrs[:min(len(addrs), maxAddrs)] {
+					got = append(got, a.Unmap())
+				}
+				if !slices.Equal(got, p.addrs) {
+					p.addrs, p.t.Addr = got, got[0]
 					m.pathsDirty = true
 					m.wakeLocked()
 				}

@@ -264,7 +264,9 @@ func (r *running) untilResolved() bool {
 	unresolved := func() int {
 		n := 0
 		for _, t := range r.m.Snapshot().Targets {
-			if t.Addr == "" {
+			// Unresolved until the name resolved and the path of its
+			// address was judged.
+			if t.Reason == netmon.ReasonUnresolved {
 				n++
 			}
 		}

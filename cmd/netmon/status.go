@@ -39,6 +39,9 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	o := mf.options(quietLogger(stderr))
 	o.SockErrors = "off" // a snapshot needs no tracer, and loading one takes a while
+	// A snapshot says what is true now: the window that keeps a Gate
+	// from reopening into a bouncing link has no sender to protect here.
+	o.Stabilize = -1
 	m, err := newMonitor(o)
 	if err != nil {
 		return fail(stderr, "status", err)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"os"
 	"strings"
 	"testing"
 )
@@ -91,5 +92,29 @@ func TestIntegrationTargetUnresolved(t *testing.T) {
 		!strings.Contains(out, "  target broker.robot.invalid:8883 unreachable(unresolved)\n") ||
 		!strings.Contains(out, "  target 10.9.0.2 reachable dev va\n") {
 		t.Errorf("status: exit %d, %q; want 1, degraded for the unresolved name, the address reachable", code, out)
+	}
+}
+
+// TestIntegrationTargetHostName: a host name target resolved the way a
+// robot resolves it. `ip netns exec` shows /etc/netns/NAME/hosts as
+// /etc/hosts, so the name is the namespace's own. It has an IPv6 address
+// the robot cannot route and an IPv4 one it can: the target is reachable
+// through the IPv4 one.
+func TestIntegrationTargetHostName(t *testing.T) {
+	t.Parallel()
+	p := newPair(t)
+	dir := "/etc/netns/" + p.a.Name
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	hosts := "2001:db8:99::5 server.robot.test\n10.9.0.2 server.robot.test\n"
+	if err := os.WriteFile(dir+"/hosts", []byte(hosts), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, _ := runNetmon(t, p.a, "status", "--wifi=off", "--target", "server.robot.test:8883")
+	if code != exitOK || !strings.HasPrefix(out, "up va") ||
+		!strings.Contains(out, "  target server.robot.test:8883 (10.9.0.2) reachable dev va\n") {
+		t.Errorf("status: exit %d, %q; want 0, the name reachable through 10.9.0.2 on va", code, out)
 	}
 }
