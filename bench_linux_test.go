@@ -45,14 +45,7 @@ func detectionLatency(b *testing.B, overlay bool) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	m, err := New(Options{NetNS: a.Handle, Wifi: "off", DHCP: "off", SockErrors: "off", Stabilize: -1})
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- m.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	m, _, ctx := runBenchMonitor(b, Options{NetNS: a.Handle, Wifi: "off", DHCP: "off", SockErrors: "off", Stabilize: -1}, false)
 
 	// ip monitor, read line by line with the time each line arrived.
 	mon := a.Command(ctx, "ip", "monitor", "link")
@@ -253,15 +246,7 @@ func BenchmarkStormLookups(b *testing.B) {
 	netnstest.Veth(b, a, "va", peer, "vb")
 	a.IP("addr", "add", "10.212.0.1/24", "dev", "va")
 	a.IP("route", "add", "default", "via", "10.212.0.2", "dev", "va")
-	m, err := New(Options{NetNS: a.Handle, Wifi: "off", DHCP: "off", SockErrors: "off", Stabilize: -1})
-	if err != nil {
-		b.Fatal(err)
-	}
-	evs := m.Events()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- m.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	m, evs, ctx := runBenchMonitor(b, Options{NetNS: a.Handle, Wifi: "off", DHCP: "off", SockErrors: "off", Stabilize: -1}, true)
 	addrs := make(chan int, 1)
 	go func() {
 		n := 0
@@ -300,4 +285,24 @@ func BenchmarkStormLookups(b *testing.B) {
 		run(del)
 	}
 	b.ReportMetric(float64(m.Stats().RouteLookups-start)/float64(1000*b.N), "lookups/msg")
+}
+
+// runBenchMonitor runs a Monitor for o until the benchmark ends, with its
+// events when subscribe is set (nil otherwise), and returns the context it
+// runs under.
+func runBenchMonitor(b *testing.B, o Options, subscribe bool) (*Monitor, <-chan Event, context.Context) {
+	b.Helper()
+	m, err := New(o)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var events <-chan Event
+	if subscribe {
+		events = m.Events()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	b.Cleanup(func() { cancel(); <-done })
+	return m, events, ctx
 }
