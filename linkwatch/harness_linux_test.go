@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/seed-a56be422/netmon/internal/netnstest"
 	"go.uber.org/zap/zaptest"
+	"golang.org/x/sys/unix"
 )
 
 // waitTime is the single deadline of each wait. Carrier loss of a link
@@ -174,6 +176,18 @@ type view struct {
 	Links  []viewLink
 	Addrs  []viewAddr
 	Routes []viewRoute
+	Rules  []viewRule
+}
+
+// viewRule is a policy rule as `ip -json rule` prints it.
+type viewRule struct {
+	Family   string // "-4" or "-6"
+	Priority int
+	Table    string // "main", "local", "default" or the number
+	Mark     string // "0xca6c", "" when none
+	Invert   bool
+	Suppress int // -1 when not set
+	Dst      string
 }
 
 type viewLink struct {
@@ -250,6 +264,23 @@ func project(s State) view {
 		v.Routes = append(v.Routes, viewRoute{Index: r.Index, Dst: r.Dst.String(), Gateway: gw, Metric: r.Metric, LinkDown: r.LinkDown,
 			Expires: expiry(r.Expires != 0, r.ExpiresLeft(time.Now()).Seconds())})
 	}
+	tables := map[int]string{unix.RT_TABLE_MAIN: "main", unix.RT_TABLE_LOCAL: "local", unix.RT_TABLE_DEFAULT: "default"}
+	for _, r := range s.Rules {
+		vr := viewRule{Family: "-4", Priority: r.Priority, Table: tables[r.Table], Invert: r.Invert, Suppress: r.SuppressPrefixLen}
+		if r.Family == unix.AF_INET6 {
+			vr.Family = "-6"
+		}
+		if vr.Table == "" {
+			vr.Table = strconv.Itoa(r.Table)
+		}
+		if r.Mark != 0 {
+			vr.Mark = fmt.Sprintf("%#x", r.Mark)
+		}
+		if r.Dst.IsValid() {
+			vr.Dst = r.Dst.String()
+		}
+		v.Rules = append(v.Rules, vr)
+	}
 	v.sort()
 	return v
 }
@@ -262,6 +293,7 @@ func (v *view) sort() {
 	slices.SortFunc(v.Routes, func(a, b viewRoute) int {
 		return strings.Compare(fmt.Sprint(a.Index, a.Dst, a.Metric, a.Gateway), fmt.Sprint(b.Index, b.Dst, b.Metric, b.Gateway))
 	})
+	slices.SortFunc(v.Rules, func(a, b viewRule) int { return strings.Compare(fmt.Sprint(a), fmt.Sprint(b)) })
 }
 
 func scopeName(s uint8) string {
@@ -384,6 +416,36 @@ func oracle(t *testing.T, ns *netnstest.NS) view {
 				Index: byName[r.Dev], Dst: dst, Gateway: r.Gateway, Metric: r.Metric,
 				LinkDown: slices.Contains(r.Flags, "linkdown"), Expires: expiry(r.Expires != nil, left),
 			})
+		}
+	}
+	for _, fam := range []string{"-4", "-6"} {
+		var rules []struct {
+			Priority int     `json:"priority"`
+			Table    string  `json:"table"`
+			Mark     string  `json:"fwmark"`
+			Not      *string `json:"not"`
+			Suppress *int    `json:"suppress_prefixlen"`
+			Dst      string  `json:"dst"`
+			DstLen   int     `json:"dstlen"`
+		}
+		out := ns.IP("-json", fam, "rule", "show")
+		if err := json.Unmarshal([]byte(out), &rules); err != nil {
+			t.Fatalf("ip -json rule show: %v\n%s", err, out)
+		}
+		for _, r := range rules {
+			vr := viewRule{Family: fam, Priority: r.Priority, Table: r.Table, Mark: r.Mark, Suppress: -1,
+				Invert: strings.Contains(out, fmt.Sprintf(`"priority":%d,"not":null`, r.Priority))}
+			if r.Suppress != nil {
+				vr.Suppress = *r.Suppress
+			}
+			if r.Dst != "" {
+				a := netip.MustParseAddr(r.Dst)
+				if r.DstLen == 0 {
+					r.DstLen = a.BitLen() // iproute2 leaves out the length of a host
+				}
+				vr.Dst = netip.PrefixFrom(a, r.DstLen).String()
+			}
+			v.Rules = append(v.Rules, vr)
 		}
 	}
 	v.sort()

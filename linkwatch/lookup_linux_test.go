@@ -69,6 +69,7 @@ func TestIntegrationLookupFollowsRules(t *testing.T) {
 	if p := lookup(t, r.w, "198.51.100.7", 0); p.Index != vc.Index || p.Table != 100 {
 		t.Fatalf("path under the rule = %+v, want vc from table 100", p)
 	}
+	r.consistent() // the rules, as `ip -json rule` lists them
 	if p := lookup(t, r.w, "198.51.100.8", 0); p.Index != va.Index {
 		t.Fatalf("path of another destination = %+v, want va", p)
 	}
@@ -125,6 +126,7 @@ func TestIntegrationLookupWireGuardUnderlay(t *testing.T) {
 	if !sup {
 		t.Errorf("State.Rules has no main rule with suppress_prefixlength 0: %+v", st.Rules)
 	}
+	r.consistent() // wg-quick's inverted mark rule, tailscale's table 52
 	if p := lookup(t, r.w, "198.51.100.7", 0); p.Index != wg.Index || p.Table != 51820 {
 		t.Fatalf("unmarked path = %+v, want wg0 from table 51820", p)
 	}

@@ -41,11 +41,16 @@ func newLogger(format string, level zapcore.Level, w io.Writer) (*zap.Logger, er
 	return zap.New(zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(w)), level)), nil
 }
 
-// eventLevel is the level an event is logged at: losing the path, lost
-// kernel messages and failed sends are warnings; everything else is info.
+// eventLevel is the level an event is logged at: losing the path (all of
+// it, one IP family of it, or the path to some targets), lost kernel
+// messages and failed sends are warnings; everything else is info.
 func eventLevel(ev netmon.Event) zapcore.Level {
 	switch ev.Kind {
 	case netmon.EventState:
+		switch ev.Status.Reason {
+		case netmon.ReasonIPv4Lost, netmon.ReasonIPv6Lost, netmon.ReasonTargetUnreachable:
+			return zapcore.WarnLevel
+		}
 		if !ev.Status.State.CanSend() {
 			return zapcore.WarnLevel
 		}

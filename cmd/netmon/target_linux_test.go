@@ -118,3 +118,27 @@ func TestIntegrationTargetHostName(t *testing.T) {
 		t.Errorf("status: exit %d, %q; want 0, the name reachable through 10.9.0.2 on va", code, out)
 	}
 }
+
+// TestIntegrationWatchJSONDualStack: the journal names a lost family.
+func TestIntegrationWatchJSONDualStack(t *testing.T) {
+	t.Parallel()
+	p := newPair(t)
+	p.a.IP("addr", "add", "2001:db8:9::1/64", "dev", "va", "nodad")
+	p.b.IP("addr", "add", "2001:db8:9::2/64", "dev", "vb", "nodad")
+	p.a.IP("-6", "route", "add", "default", "via", "2001:db8:9::2")
+	w := startWatch(t, p.a, "watch", "--log-format", "json", "--sockerr=off", "--wifi=off")
+	base := waitLine(t, w.lines, "baseline", func(m map[string]any) bool { return m["event"] == "baseline" })
+	if base["state"] != "up" || base["iface"] != "va" {
+		t.Errorf("baseline = %v, want up on va", base)
+	}
+	p.a.IP("-4", "route", "del", "default")
+	lost := waitLine(t, w.lines, "state degraded", func(m map[string]any) bool { return m["event"] == "state" })
+	if lost["state"] != "degraded" || lost["reason"] != "ipv4-lost" || lost["iface"] != "va" || lost["level"] != "warn" {
+		t.Errorf("state line = %v, want degraded (ipv4-lost) on va at warn", lost)
+	}
+	p.a.IP("-4", "route", "add", "default", "via", "10.9.0.2")
+	back := waitLine(t, w.lines, "state up", func(m map[string]any) bool { return m["event"] == "state" })
+	if back["state"] != "up" || back["reason"] != "" {
+		t.Errorf("state line = %v, want up", back)
+	}
+}
