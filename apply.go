@@ -65,10 +65,10 @@ func (m *Monitor) applyLinkLocked(ev linkwatch.Event) {
 	default:
 		kernelChange = false
 	}
-	if kernelChange && m.sends.down {
-		// "until the kernel reports a change": the data-stall verdict was
-		// made against the old state.
-		m.sends = sendErrors{}
+	if kernelChange && m.stallActive() {
+		// "until the kernel reports a change": the data-stall verdict,
+		// and the failures it counted, concern the old path.
+		m.resetStallLocked()
 	}
 	if kernelChange {
 		m.pathsDirty = true
@@ -282,9 +282,9 @@ func (m *Monitor) applyNeighEventLocked(e linkwatch.NeighEvent) {
 	if !e.Removed {
 		f.neighs = append(f.neighs, n)
 	}
-	if !e.Removed && n.Reachable() && n.Index == m.statusIdx && m.sends.streak > 0 {
+	if !e.Removed && n.Reachable() && n.Index == m.statusIdx && m.stallActive() {
 		// The gateway answered: the path works, whatever senders saw.
-		m.sends = sendErrors{}
+		m.resetStallLocked()
 	}
 	m.emitLocked(Event{Kind: EventNeigh, At: e.At, Iface: f.link.Name, Msg: "gateway " + n.StateName(),
 		Fields: []zap.Field{zap.String("gateway", n.IP.String()), zap.String("nud", n.StateName())}})
@@ -296,10 +296,16 @@ func (m *Monitor) evaluateLocked(now time.Time) {
 	if m.done {
 		return // Run has returned: the status stays down/shutdown
 	}
+	before := m.wakeAt
 	m.evaluateStatusLocked(now)
 	if m.baseline {
-		m.updateTargetGatesLocked(now)
+		c := &clock{now: now, next: m.wakeAt}
+		m.updateTargetGatesLocked(c)
 		m.notePathsLocked()
+		m.wakeAt = c.next
+	}
+	if !m.wakeAt.IsZero() && (before.IsZero() || m.wakeAt.Before(before)) {
+		m.wakeLocked() // the loop's timer must learn of the earlier deadline
 	}
 }
 
@@ -382,13 +388,9 @@ func (m *Monitor) evaluateStatusLocked(now time.Time) {
 	if now.After(m.evalAt) {
 		m.evalAt = now
 	}
-	if m.sends.down && now.Sub(m.sends.downAt) >= m.opts.SendErrorHold {
-		// Let a sender test the path again; one more unexplained error
-		// closes it again.
-		m.sends.down = false
-		m.sends.streak = m.opts.SendErrorThreshold - 1
-		m.sends.last = now
-	}
+	c := &clock{now: now}
+	defer func() { m.wakeAt = c.next }()
+	m.expireStallLocked(c)
 	if !m.baseline {
 		return // stay unknown until the first full read
 	}
@@ -396,25 +398,16 @@ func (m *Monitor) evaluateStatusLocked(now time.Time) {
 		f.wifi, f.dhcp = m.wifiInfo[i], m.dhcpInfo[i]
 	}
 	m.attachPortsLocked()
-	v := evaluate(m.ifaces, m.paths, now, m.uplink, m.had, m.hadIdx, m.opts.Recent, m.opts.LeaseMargin)
+	v := evaluate(m.ifaces, m.paths, c, m.uplink, m.had, m.hadIdx, m.opts.Recent, m.opts.LeaseMargin)
 	m.noteFamiliesLocked(v)
-	if v.state.CanSend() {
-		switch {
-		case m.sends.down:
-			v.state, v.reason = Down, ReasonSendErrors
-		case v.state == Up && m.sends.streak > 0 && now.Sub(m.sends.last) < m.opts.Recent:
-			v.state, v.reason = Degraded, ReasonSendErrors
-		}
-	}
+	v = m.stallVerdict(c, v)
 
 	// Returns wait out the stabilisation window; losses act at once.
 	if v.state.CanSend() && m.status.State == Down && m.opts.Stabilize > 0 {
 		if m.upAt.IsZero() {
 			m.upAt = now.Add(m.opts.Stabilize)
-			m.wakeLocked() // the loop's timer must learn of the new deadline
-			return
 		}
-		if now.Before(m.upAt) {
+		if c.before(m.upAt) {
 			return
 		}
 	}

@@ -90,7 +90,7 @@ func BenchmarkEvaluate(b *testing.B) {
 				now := t0.Add(time.Second)
 				b.ReportAllocs()
 				for b.Loop() {
-					v := evaluate(ifaces, paths, now, 2, 0, 0, 10*time.Second, 30*time.Second)
+					v := evaluate(ifaces, paths, &clock{now: now}, 2, 0, 0, 10*time.Second, 30*time.Second)
 					if v.state != Up {
 						b.Fatalf("verdict %+v, want up", v)
 					}

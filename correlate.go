@@ -56,8 +56,8 @@ func (m *Monitor) report(now time.Time, class classify.Class, err error) Explana
 	}
 	ex.Cause = m.correlateLocked(now, class, &ex)
 	m.stats.Reports[class][ex.Cause]++
-	if ex.Cause == CauseUnexplained && class.LinkRelated() && m.opts.SendErrorThreshold > 0 {
-		m.countSendErrorLocked(now)
+	if m.stallEvidenceLocked(class, ex.Cause) {
+		m.recordFailureLocked(now, errDestination(err))
 	}
 	if subscribed && !m.done {
 		exCopy := ex
@@ -105,24 +105,10 @@ func (m *Monitor) correlateLocked(now time.Time, class classify.Class, ex *Expla
 		ex.Into = now.Sub(m.lastUpAt)
 		return CauseRecentOutage
 	}
-	if !class.LinkRelated() {
+	if !stallCounts(class) {
 		return CausePeer
 	}
 	return CauseUnexplained
-}
-
-// countSendErrorLocked advances the data-stall detector.
-func (m *Monitor) countSendErrorLocked(now time.Time) {
-	s := &m.sends
-	if s.streak > 0 && now.Sub(s.last) > m.opts.SendErrorWindow {
-		s.streak = 0
-	}
-	s.streak++
-	s.last = now
-	if s.streak >= m.opts.SendErrorThreshold && !s.down && m.status.State.CanSend() {
-		s.down, s.downAt = true, now
-	}
-	m.evaluateLocked(now)
 }
 
 // ReportSuccess tells the Monitor that a send succeeded: the path works,
@@ -131,10 +117,10 @@ func (m *Monitor) ReportSuccess() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.stats.Successes++
-	if m.sends.streak == 0 && !m.sends.down {
+	if !m.stallActive() {
 		return
 	}
-	m.sends = sendErrors{}
+	m.resetStallLocked()
 	m.evaluateLocked(time.Now())
 }
 

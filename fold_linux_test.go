@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -291,8 +292,21 @@ func TestJournalKeepsLastN(t *testing.T) {
 	}
 }
 
+// unreachN counts unreach calls, so that they alternate between two
+// destinations: a stall, not one dead peer (see stall.go).
+var unreachN atomic.Int32
+
+// unreach is a connect that failed with ENETUNREACH, towards 198.51.100.1
+// and 198.51.100.2 in turn.
 func unreach() error {
-	return &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ENETUNREACH)}
+	ip := net.IPv4(198, 51, 100, byte(1+unreachN.Add(1)%2))
+	return unreachTo(ip)
+}
+
+// unreachTo is a connect towards ip that failed with ENETUNREACH.
+func unreachTo(ip net.IP) error {
+	return &net.OpError{Op: "dial", Net: "tcp", Addr: &net.TCPAddr{IP: ip, Port: 443},
+		Err: os.NewSyscallError("connect", syscall.ENETUNREACH)}
 }
 
 func refused() error {
@@ -434,12 +448,13 @@ func TestNextWakePassedDeadlinesAreDue(t *testing.T) {
 		t.Errorf("1 s after the window ended: wake in %v, want at once", late)
 	}
 
-	m = newTestMonitor(t, Options{SendErrorThreshold: 1, SendErrorHold: time.Second})
+	m = newTestMonitor(t, Options{SendErrorThreshold: 2, SendErrorHold: time.Second})
 	m.apply(baselineUp())
+	m.Report(unreach())
 	m.Report(unreach())
 	wantStatus(t, m, Down, ReasonSendErrors)
 	m.mu.Lock()
-	late = m.nextWakeLocked(m.sends.downAt.Add(2 * time.Second))
+	late = m.nextWakeLocked(m.stall.downAt.Add(2 * time.Second))
 	m.mu.Unlock()
 	if late > time.Millisecond {
 		t.Errorf("after the send-errors hold ended: wake in %v, want at once", late)
@@ -563,9 +578,10 @@ func TestNextWakeDeadlinePassedSinceEvaluation(t *testing.T) {
 	m := newTestMonitor(t, Options{SendErrorThreshold: 5, Recent: 10 * time.Second})
 	m.apply(baselineUp())
 	m.Report(unreach())
+	m.Report(unreach())
 	wantStatus(t, m, Degraded, ReasonSendErrors)
 	m.mu.Lock()
-	end := m.sends.last.Add(10 * time.Second) // the send errors stop being recent
+	end := m.stall.fails[len(m.stall.fails)-1].at.Add(10 * time.Second) // the send errors stop being recent
 	late := m.nextWakeLocked(end.Add(time.Second))
 	m.evaluateLocked(end.Add(2 * time.Second))
 	after := m.nextWakeLocked(end.Add(3 * time.Second))

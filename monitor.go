@@ -61,7 +61,8 @@ type Monitor struct {
 	netnsIno   uint64  // inode of the watched network namespace, 0 if unknown
 	rebind     chan struct{}
 	lastRebind Rebind
-	sends      sendErrors
+	stall      stall     // the data-stall detector (stall.go)
+	wakeAt     time.Time // the rule's next deadline (clock.next of the last evaluation)
 	stats      Stats
 	dhcp       *dhcpwatch.Tracker // nil when DHCP is off
 	wifiInfo   map[int]*WifiInfo  // by ifindex, from wifiwatch
@@ -97,14 +98,6 @@ type outage struct {
 	detail string
 	signal int
 	bssid  string
-}
-
-// sendErrors is the data-stall detector's state.
-type sendErrors struct {
-	streak int
-	last   time.Time
-	down   bool      // the detector holds the state down
-	downAt time.Time // when it did
 }
 
 // Stats are the Monitor's counters.
@@ -474,75 +467,25 @@ func (m *Monitor) wakeLocked() {
 }
 
 // nextWakeLocked returns how long the loop may sleep before something
-// time-based can change the state: the end of a stabilisation window or
-// of a send-errors hold, a roam or blip leaving the recent window, a lease
-// phase changing.
+// time-based can change the state: the rule's own next deadline (noted by
+// its clock at the last evaluation), the DHCP tracker's next phase, and a
+// path lookup deferred by a storm of changes. A deadline that has passed
+// is due at once.
 func (m *Monitor) nextWakeLocked(now time.Time) time.Duration {
 	next := now.Add(time.Minute)
-	// consider schedules a wake at t. A t that passed after the last
-	// evaluation was not acted on (the loop handled another event as it
-	// fell due, or evaluated at an event's earlier timestamp): it is due.
-	consider := func(t time.Time) {
-		switch {
-		case t.IsZero():
-		case !t.After(now):
-			if t.After(m.evalAt) {
-				next = now
-			}
-		case t.Before(next):
+	earlier := func(t time.Time) {
+		if !t.IsZero() && t.Before(next) {
 			next = t
 		}
 	}
-	consider(m.upAt) // evaluateLocked clears it once it has passed
-	for _, p := range m.paths {
-		consider(p.upAt) // and updateTargetGatesLocked this one
+	earlier(m.wakeAt)
+	if m.dhcp != nil {
+		if t, ok := m.dhcp.NextDeadline(); ok {
+			earlier(t)
+		}
 	}
 	if m.pathsDirty && m.baseline {
-		// A lookup deferred by a storm of changes; only the timer
-		// branch does it, so it is due whenever it has passed.
-		t := m.refreshedAt.Add(pathRefreshGap)
-		if !t.After(now) {
-			next = now
-		}
-		consider(t)
+		earlier(m.refreshedAt.Add(pathRefreshGap))
 	}
-	if m.sends.down {
-		consider(m.sends.downAt.Add(m.opts.SendErrorHold)) // and this, by clearing down
-	}
-	if m.dhcp != nil {
-		// Only the timer branch advances the tracker, so its deadline is
-		// due whenever it has passed, evaluated since or not.
-		if t, ok := m.dhcp.NextDeadline(); ok {
-			if !t.After(now) {
-				next = now
-			}
-			consider(t)
-		}
-	}
-	if m.sends.streak > 0 {
-		consider(m.sends.last.Add(m.opts.Recent))
-	}
-	for _, f := range m.ifaces {
-		if f.wifi != nil && !f.wifi.LastRoam.IsZero() {
-			consider(f.wifi.LastRoam.Add(m.opts.Recent))
-		}
-		if f.dhcp != nil {
-			consider(f.dhcp.T1)
-			consider(f.dhcp.T2)
-			consider(f.dhcp.Expires)
-			if !f.dhcp.Expires.IsZero() {
-				consider(f.dhcp.Expires.Add(-m.opts.LeaseMargin))
-			}
-		}
-		for _, a := range f.addrs {
-			if a.Valid != linkwatch.Forever && !a.Observed.IsZero() {
-				consider(a.Observed.Add(a.Valid))
-			}
-		}
-	}
-	d := next.Sub(now)
-	if d < time.Millisecond {
-		d = time.Millisecond
-	}
-	return d
+	return max(next.Sub(now), time.Millisecond)
 }

@@ -3,6 +3,7 @@ package netmon
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"strings"
@@ -190,35 +191,103 @@ func TestIntegrationMonitorRouteAndAddressLoss(t *testing.T) {
 	}
 }
 
-func TestIntegrationMonitorSendErrors(t *testing.T) {
-	t.Parallel()
-	r := newRig(t, Options{SendErrorThreshold: 5})
-	r.waitState(t, Up, ReasonNone)
-	// A real ENETUNREACH from inside the namespace, to a network the
-	// kernel has no route for despite the default (an unreachable route):
-	// the kernel's state says up, the sends say otherwise.
-	r.a.IP("route", "add", "unreachable", "192.0.2.0/24")
-	var sendErr error
-	_ = r.a.Do(func() error {
-		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM, 0)
-		if err != nil {
-			return err
+// liveServer listens on 10.210.0.2:7000 in the rig's peer namespace and
+// accepts (and closes) connections until the test ends.
+func (r *rig) liveServer(t *testing.T) {
+	t.Helper()
+	var ln net.Listener
+	if err := r.b.Do(func() (err error) {
+		ln, err = net.Listen("tcp", "10.210.0.2:7000")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
 		}
-		defer unix.Close(fd)
-		sendErr = os.NewSyscallError("sendto", unix.Sendto(fd, []byte("x"), 0, &unix.SockaddrInet4{Addr: [4]byte{192, 0, 2, 1}, Port: 9}))
+	}()
+	t.Cleanup(func() { ln.Close(); <-done })
+}
+
+// dial connects from the rig's namespace with a short timeout.
+func (r *rig) dial(addr string) error {
+	var dialErr error
+	_ = r.a.Do(func() error {
+		c, err := net.DialTimeout("tcp", addr, 300*time.Millisecond)
+		if err == nil {
+			c.Close()
+		}
+		dialErr = err
 		return nil
 	})
-	if sendErr == nil {
-		t.Fatal("send through an unreachable route succeeded")
+	return dialErr
+}
+
+// TestIntegrationMonitorDeadPeerHoldsNobody: one sender retries an on-link
+// host that never answers ARP (EHOSTUNREACH from the kernel), another
+// talks to a live server. The dead host's failures are its own: the live
+// sender is never held.
+func TestIntegrationMonitorDeadPeerHoldsNobody(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, Options{SendErrorThreshold: 3})
+	r.waitState(t, Up, ReasonNone)
+	r.liveServer(t)
+	// Give up on an unanswered neighbour after one probe of 100 ms.
+	r.a.Sysctl("net/ipv4/neigh/va/mcast_solicit", "1")
+	r.a.Sysctl("net/ipv4/neigh/va/retrans_time_ms", "100")
+	for i := range 8 {
+		err := r.dial("10.210.0.99:9")
+		if !errors.Is(err, unix.EHOSTUNREACH) {
+			t.Fatalf("dial of a host that never answers ARP: %v, want EHOSTUNREACH", err)
+		}
+		if ex := r.m.Report(err); ex.Cause != CauseUnexplained {
+			t.Fatalf("failure %d explained as %v, want unexplained", i, ex.Cause)
+		}
+		// Report folds synchronously: a closed Gate would show now.
+		if !r.m.Gate().State().Open {
+			t.Fatalf("after %d failures towards one dead host the Gate closed: %+v", i+1, r.m.Status())
+		}
+		if err := r.m.Gate().Do(context.Background(), func(context.Context) error { return r.dial("10.210.0.2:7000") }); err != nil {
+			t.Fatalf("live sender: %v", err)
+		}
 	}
-	for range 4 {
-		r.m.Report(sendErr)
+	if s := r.m.Status(); s.State != Up {
+		t.Fatalf("status %+v, want up: one dead peer is not a stall", s)
 	}
-	r.waitState(t, Degraded, ReasonSendErrors)
-	r.m.Report(sendErr)
+}
+
+// TestIntegrationMonitorStallAcrossDestinations: the uplink looks fine but
+// nothing beyond the gateway answers (the peer namespace forwards
+// nothing, so every packet to the internet is dropped silently): connects
+// to two destinations time out, the state goes down with send-errors, and
+// a send that succeeds brings it back.
+func TestIntegrationMonitorStallAcrossDestinations(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, Options{SendErrorThreshold: 4})
+	r.waitState(t, Up, ReasonNone)
+	r.liveServer(t)
+	for i := range 4 {
+		err := r.dial(fmt.Sprintf("198.51.100.%d:443", 1+i%2))
+		var ne net.Error
+		if !errors.As(err, &ne) || !ne.Timeout() {
+			t.Fatalf("dial beyond a gateway that forwards nothing: %v, want a timeout", err)
+		}
+		r.m.Report(err)
+	}
 	r.waitState(t, Down, ReasonSendErrors)
 	if r.m.Gate().State().Open {
-		t.Fatal("gate open during send-errors outage")
+		t.Fatal("gate open during a send-errors outage")
+	}
+	// A sender outside the Gate gets through: the path works.
+	if err := r.dial("10.210.0.2:7000"); err != nil {
+		t.Fatal(err)
 	}
 	r.m.ReportSuccess()
 	r.waitState(t, Up, ReasonNone)
@@ -255,9 +324,9 @@ func TestIntegrationMonitorRefusedKeepsGateOpen(t *testing.T) {
 	if s := r.m.Status(); s.State != Up || !r.m.Gate().State().Open {
 		t.Fatalf("after 20 refusals: status %+v, gate open %v; want up and open", s, r.m.Gate().State().Open)
 	}
-	unreach := &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", unix.ENETUNREACH)}
-	for range 3 {
-		r.m.Report(unreach)
+	for i := range 3 {
+		r.m.Report(&net.OpError{Op: "dial", Net: "tcp", Addr: &net.TCPAddr{IP: net.IPv4(198, 51, 100, byte(1+i%2)), Port: 443},
+			Err: os.NewSyscallError("connect", unix.ENETUNREACH)})
 	}
 	r.waitState(t, Down, ReasonSendErrors)
 }

@@ -75,19 +75,29 @@ type Options struct {
 	// degraded (lease-expiring). Zero means 30 s.
 	LeaseMargin time.Duration
 
-	// SendErrorThreshold is how many network-class send errors in a row,
-	// none explained by the kernel's state, move the state to down with
-	// reason send-errors (Android's data-stall detector uses 5). Zero means
-	// 5; a negative value disables the detector.
+	// SendErrorThreshold is how many send failures that the kernel's
+	// state does not explain (network-class errors and timeouts, within
+	// SendErrorWindow of each other) make a data stall, modelled on
+	// Android's data-stall detector (which uses 5): the state goes down
+	// with reason send-errors, closing the Gate, once that many failures
+	// reached at least two distinct destinations, or one while the
+	// uplink's gateway does not answer. One dead peer is never a stall:
+	// failures towards a single host close no Gate, unless that host is
+	// one of Targets, whose own Gate then closes (and no other). Refused
+	// or reset connections, TLS and DNS answers are the peer's and never
+	// count. Below the threshold, failures towards two or more
+	// destinations within Recent make an up state degraded. Zero means 5;
+	// a negative value disables the detector.
 	SendErrorThreshold int
-	// SendErrorWindow is how far apart two such errors may be and still
-	// count as "in a row". Zero means 30 s.
+	// SendErrorWindow is how far apart two such failures may be and still
+	// count together. Zero means 30 s.
 	SendErrorWindow time.Duration
-	// SendErrorHold is how long a send-errors outage holds the Gate before
-	// the state returns to degraded to let a sender try again (unless the
-	// kernel reports a change, a send succeeds, or the gateway answers
-	// first). Without it nothing would test the path while every sender is
-	// held. Zero means 5 s.
+	// SendErrorHold is how long a send-errors verdict holds its Gate
+	// before the state returns to let a sender try again (unless the
+	// kernel reports a change of the path, a send succeeds, or the
+	// gateway answers first); the count then starts from zero. Without it
+	// nothing would test the path while every sender is held. Zero means
+	// 5 s.
 	SendErrorHold time.Duration
 
 	// Journal is how many flaps are kept in memory. Zero means 256.

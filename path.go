@@ -58,6 +58,7 @@ type pathState struct {
 	gateOpen    bool      // gate was opened last
 	lostWhileUp bool      // lost while the overall state stayed usable: stabilise its return
 	upAt        time.Time // when its return has lasted Options.Stabilize
+	stallAt     time.Time // when the data-stall detector closed it (stall.go); zero while it does not
 
 	addrs          []netip.Addr // a host name's addresses, as resolved (at most maxAddrs)
 	wasOK          bool         // ok at the evaluation before
@@ -194,132 +195,13 @@ func (m *Monitor) applyRuleLocked(e linkwatch.RuleEvent) {
 	m.rules = append(m.rules, e.Rule)
 }
 
-// judge decides whether traffic to p's target can flow, and which
-// interface the verdict concerns. A path through an overlay is judged by
-// the overlay's own link (the tunnel daemon still holds it) and then by its
-// underlay: the interface the rule's mark leads to, else the best
-// physical uplink.
-func judge(ifaces map[int]*iface, p *pathState, now time.Time) {
-	p.ok, p.reason, p.index, p.via = false, "", 0, 0
-	switch {
-	case !p.t.Addr.IsValid():
-		p.reason = ReasonUnresolved
-		return
-	case !p.path.Reachable():
-		p.reason = ReasonNoRoute
-		if p.implicit {
-			p.reason = ReasonNoDefaultRoute
-		}
-		return
-	}
-	fam := p.family()
-	f, ok := ifaces[p.path.Index]
-	if !ok {
-		// The kernel routes through an interface the options leave out
-		// (Options.Interfaces, Exclude): the user said which interfaces
-		// matter, so judge the best of those instead.
-		if f = bestPhysical(ifaces, fam, now); f == nil {
-			p.reason = ReasonNoDefaultRoute
-			return
-		}
-	}
-	p.index = f.link.Index
-	if isOverlay(f.link.Kind) {
-		p.via = f.link.Index
-		if r := f.linkDownReason(); r != "" {
-			p.reason = r // the tunnel daemon let go of its device
-			return
-		}
-		if !f.hasAddr(fam, now) {
-			p.reason = ReasonNoAddress
-			return
-		}
-		f = nil
-		if p.under.Index != 0 || p.under.Err != nil {
-			if !p.under.Reachable() {
-				p.reason = ReasonNoDefaultRoute
-				p.index = 0
-				return
-			}
-			f = ifaces[p.under.Index]
-		}
-		if f == nil {
-			f = bestPhysical(ifaces, fam, now)
-		}
-		if f == nil {
-			f = bestPhysical(ifaces, 0, now) // a tunnel over the other family
-		}
-		if f == nil {
-			p.reason, p.index = ReasonNoUnderlay, 0
-			return
-		}
-		p.index = f.link.Index
-		fam = 0 // the tunnel's own packets may use either family
-	}
-	p.reason = f.pathDownReason(fam, now)
-	p.ok = p.reason == ""
-}
-
-// bestPhysical returns the interface that most likely carries an overlay
-// whose daemon marks nothing: a usable non-overlay interface with a
-// default route of the family (lowest metric), else any with one (so that
-// the verdict names what is wrong with it), else nil.
-func bestPhysical(ifaces map[int]*iface, fam int, now time.Time) *iface {
-	var best, any *iface
-	for _, i := range sortedIndexes(ifaces) {
-		f := ifaces[i]
-		if isOverlay(f.link.Kind) || !f.hasDefault(fam) {
-			continue
-		}
-		if any == nil {
-			any = f
-		}
-		if f.downReason(now) == "" && (best == nil || f.metric() < best.metric()) {
-			best = f
-		}
-	}
-	if best != nil {
-		return best
-	}
-	return any
-}
-
-// hasDefault reports whether a default route of the family (4 or 6; 0:
-// either) leaves through the interface.
-func (f *iface) hasDefault(fam int) bool {
-	for _, r := range f.routes {
-		if fam == 0 || addrFamily(r.Dst.Addr()) == fam {
-			return true
-		}
-	}
-	return false
-}
-
-// hasAddr reports whether the interface has a usable address of the
-// family (4 or 6; 0: either).
-func (f *iface) hasAddr(fam int, now time.Time) bool {
-	for _, a := range f.addrs {
-		if (fam == 0 || addrFamily(a.Prefix.Addr()) == fam) && usableAddr(a, now) {
-			return true
-		}
-	}
-	return false
-}
-
-func addrFamily(a netip.Addr) int {
-	if a.Is4() {
-		return 4
-	}
-	return 6
-}
-
 // updateTargetGatesLocked opens each target's Gate while its path is
 // usable and the overall state lets traffic flow, and closes it otherwise.
 // A target lost while the overall state stayed usable (another target was
 // fine) reopens only after its return has lasted Options.Stabilize, as the
 // Monitor's Gate does after an outage; after an outage of everything the
 // Monitor's own window has already applied.
-func (m *Monitor) updateTargetGatesLocked(now time.Time) {
+func (m *Monitor) updateTargetGatesLocked(c *clock) {
 	for _, p := range m.paths {
 		if p.gate == nil {
 			continue
@@ -340,11 +222,9 @@ func (m *Monitor) updateTargetGatesLocked(now time.Time) {
 		}
 		if p.lostWhileUp && m.opts.Stabilize > 0 {
 			if p.upAt.IsZero() {
-				p.upAt = now.Add(m.opts.Stabilize)
-				m.wakeLocked() // the loop's timer must learn of the deadline
-				continue
+				p.upAt = c.now.Add(m.opts.Stabilize)
 			}
-			if now.Before(p.upAt) {
+			if c.before(p.upAt) {
 				continue
 			}
 		}

@@ -151,7 +151,7 @@ func (m *Monitor) Snapshot() Snapshot {
 
 func (m *Monitor) snapshotLocked(now time.Time) Snapshot {
 	s := Snapshot{Time: now, State: m.status.State, Reason: m.status.Reason, Iface: m.status.Iface,
-		Target: m.status.Target, Since: m.status.Since, Targets: m.targetSnapshotsLocked(), SendErrors: m.sends.streak, FlapsTotal: m.journal.total,
+		Target: m.status.Target, Since: m.status.Since, Targets: m.targetSnapshotsLocked(), SendErrors: len(m.stall.fails), FlapsTotal: m.journal.total,
 		DownTimeSec: m.journal.down.Seconds(), Wifi: m.wifiNote, SockErrors: m.sockNote}
 	if f, ok := m.journal.last(); ok {
 		s.LastFlap = &f
@@ -176,7 +176,7 @@ func ifaceSnapshot(f *iface, now time.Time) IfaceSnapshot {
 	if len(l.MAC) > 0 {
 		is.MAC = l.MAC.String()
 	}
-	is.Down = f.downReason(now)
+	is.Down = f.downReason(&clock{now: now})
 	is.Usable = is.Down == ""
 	for _, a := range f.addrs {
 		as := AddrSnapshot{Addr: a.Prefix.String(), Scope: a.ScopeName(), Flags: a.FlagNames()}
@@ -260,7 +260,7 @@ func (m *Monitor) snapshotFieldsLocked(now time.Time) []zap.Field {
 		}
 		var addrs []string
 		for _, a := range f.addrs {
-			if usableAddr(a, now) {
+			if usableAddr(a, &clock{now: now}) {
 				addrs = append(addrs, a.Prefix.String())
 			}
 		}
@@ -268,8 +268,8 @@ func (m *Monitor) snapshotFieldsLocked(now time.Time) []zap.Field {
 			fs = append(fs, zap.String("addrs", strings.Join(addrs, ",")))
 		}
 	}
-	if m.sends.streak > 0 {
-		fs = append(fs, zap.Int("send_errors", m.sends.streak))
+	if n := len(m.stall.fails); n > 0 {
+		fs = append(fs, zap.Int("send_errors", n))
 	}
 	return append(fs, m.pathFieldsLocked()...)
 }

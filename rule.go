@@ -57,8 +57,8 @@ type iface struct {
 
 // usableAddr reports whether a can carry traffic to the outside: global
 // scope, DAD finished and passed, lifetime not over.
-func usableAddr(a linkwatch.Addr, now time.Time) bool {
-	return a.Usable() && (a.Observed.IsZero() || a.ValidLeft(now) > 0)
+func usableAddr(a linkwatch.Addr, c *clock) bool {
+	return a.Usable() && (a.Observed.IsZero() || a.Valid == linkwatch.Forever || c.before(a.Observed.Add(a.Valid)))
 }
 
 // gatewayFailed reports whether every gateway of the interface's default
@@ -103,8 +103,8 @@ func (f *iface) metric() int {
 // internet, or "" if it can: its link, a usable address of either family,
 // and a default route. The checks run from the lowest layer up, so the
 // reason names the first thing that is wrong.
-func (f *iface) downReason(now time.Time) Reason {
-	if r := f.pathDownReason(0, now); r != "" {
+func (f *iface) downReason(c *clock) Reason {
+	if r := f.pathDownReason(0, c); r != "" {
 		return r
 	}
 	for _, r := range f.routes {
@@ -133,11 +133,11 @@ func (f *iface) linkDownReason() Reason {
 // interface cannot carry traffic of the family (4 or 6; 0: either), or ""
 // if it can: the link, then a usable address of that family. The route
 // itself is the kernel's answer, so it is not checked here.
-func (f *iface) pathDownReason(fam int, now time.Time) Reason {
+func (f *iface) pathDownReason(fam int, c *clock) Reason {
 	if r := f.linkDownReason(); r != "" {
 		return r
 	}
-	if !f.hasAddr(fam, now) {
+	if !f.hasAddr(fam, c) {
 		// A lease past T1 whose address is gone has expired, even if the
 		// kernel's removal message is still on its way.
 		if f.dhcp != nil && (f.dhcp.Phase == "expired" || f.dhcp.Phase == "rebinding" || f.dhcp.Phase == "renewing") {
@@ -161,17 +161,17 @@ func (f *iface) routeUsable(r linkwatch.Route) bool {
 // degradedReason returns why a usable interface may lose traffic soon, or
 // "" if nothing does. recent bounds how long a roam counts; margin is how
 // close to expiry a lease counts as expiring.
-func (f *iface) degradedReason(now time.Time, recent, margin time.Duration) Reason {
+func (f *iface) degradedReason(c *clock, recent, margin time.Duration) Reason {
 	switch {
 	case f.gatewayFailed():
 		return ReasonGatewayFailed
 	case f.dhcp != nil && (f.dhcp.Phase == "renewing" || f.dhcp.Phase == "rebinding"):
 		return ReasonDHCPRenewing
-	case f.dhcp != nil && !f.dhcp.Expires.IsZero() && f.dhcp.Expires.Sub(now) < margin:
+	case f.dhcp != nil && !f.dhcp.Expires.IsZero() && !c.before(f.dhcp.Expires.Add(-margin)):
 		return ReasonLeaseExpiring
 	case f.wifi.weak():
 		return ReasonWeakSignal
-	case f.wifi != nil && !f.wifi.LastRoam.IsZero() && now.Sub(f.wifi.LastRoam) < recent:
+	case f.wifi != nil && c.within(f.wifi.LastRoam, recent):
 		return ReasonRoamed
 	}
 	return ""
@@ -202,9 +202,9 @@ func famBit(fam int) families { return families(1) << (fam / 6) } // 4 -> 1, 6 -
 // interface that carried traffic: when everything is down and no path
 // names an interface, its reason is the one reported, because that is the
 // link the user lost.
-func evaluate(ifaces map[int]*iface, paths []*pathState, now time.Time, prevUplink int, had families, hadIdx int, recent, margin time.Duration) verdict {
+func evaluate(ifaces map[int]*iface, paths []*pathState, c *clock, prevUplink int, had families, hadIdx int, recent, margin time.Duration) verdict {
 	for _, p := range paths {
-		judge(ifaces, p, now)
+		judge(ifaces, p, c)
 	}
 	if len(ifaces) == 0 {
 		return verdict{state: Down, reason: ReasonNoInterface}
@@ -219,7 +219,7 @@ func evaluate(ifaces map[int]*iface, paths []*pathState, now time.Time, prevUpli
 		}
 	}
 	if up == nil {
-		return downVerdict(ifaces, paths, now, prevUplink)
+		return downVerdict(ifaces, paths, c, prevUplink)
 	}
 	v := verdict{state: Up, index: up.index}
 	f := ifaces[up.index]
@@ -240,7 +240,7 @@ func evaluate(ifaces map[int]*iface, paths []*pathState, now time.Time, prevUpli
 		}
 	}
 	if f != nil {
-		if r := f.degradedReason(now, recent, margin); r != "" {
+		if r := f.degradedReason(c, recent, margin); r != "" {
 			v.state, v.reason = Degraded, r
 		}
 	}
@@ -252,7 +252,7 @@ func evaluate(ifaces map[int]*iface, paths []*pathState, now time.Time, prevUpli
 // the interface the user most likely cares about (the last uplink, else
 // one that still has a default route, else a wireless one, else the first)
 // with its own reason.
-func downVerdict(ifaces map[int]*iface, paths []*pathState, now time.Time, prevUplink int) verdict {
+func downVerdict(ifaces map[int]*iface, paths []*pathState, c *clock, prevUplink int) verdict {
 	for _, p := range paths {
 		if f, ok := ifaces[p.index]; ok && p.reason != "" {
 			v := verdict{state: Down, reason: p.reason, iface: f.link.Name, index: p.index}
@@ -287,7 +287,7 @@ func downVerdict(ifaces map[int]*iface, paths []*pathState, now time.Time, prevU
 		pick = idx[0]
 	}
 	f := ifaces[pick]
-	v := verdict{state: Down, reason: f.downReason(now), iface: f.link.Name, index: pick}
+	v := verdict{state: Down, reason: f.downReason(c), iface: f.link.Name, index: pick}
 	if len(paths) > 0 && !paths[0].implicit {
 		// The interface is fine, but the targets' paths are not.
 		if v.reason == "" {
@@ -309,4 +309,155 @@ func sortedIndexes(ifaces map[int]*iface) []int {
 	}
 	sort.Ints(idx)
 	return idx
+}
+
+// judge decides whether traffic to p's target can flow, and which
+// interface the verdict concerns. A path through an overlay is judged by
+// the overlay's own link (the tunnel daemon still holds it) and then by its
+// underlay: the interface the rule's mark leads to, else the best
+// physical uplink.
+func judge(ifaces map[int]*iface, p *pathState, c *clock) {
+	p.ok, p.reason, p.index, p.via = false, "", 0, 0
+	switch {
+	case !p.t.Addr.IsValid():
+		p.reason = ReasonUnresolved
+		return
+	case !p.path.Reachable():
+		p.reason = ReasonNoRoute
+		if p.implicit {
+			p.reason = ReasonNoDefaultRoute
+		}
+		return
+	}
+	fam := p.family()
+	f, ok := ifaces[p.path.Index]
+	if !ok {
+		// The kernel routes through an interface the options leave out
+		// (Options.Interfaces, Exclude): the user said which interfaces
+		// matter, so judge the best of those instead.
+		if f = bestPhysical(ifaces, fam, c); f == nil {
+			p.reason = ReasonNoDefaultRoute
+			return
+		}
+	}
+	p.index = f.link.Index
+	if isOverlay(f.link.Kind) {
+		p.via = f.link.Index
+		if r := f.linkDownReason(); r != "" {
+			p.reason = r // the tunnel daemon let go of its device
+			return
+		}
+		if !f.hasAddr(fam, c) {
+			p.reason = ReasonNoAddress
+			return
+		}
+		f = nil
+		if p.under.Index != 0 || p.under.Err != nil {
+			if !p.under.Reachable() {
+				p.reason = ReasonNoDefaultRoute
+				p.index = 0
+				return
+			}
+			f = ifaces[p.under.Index]
+		}
+		if f == nil {
+			f = bestPhysical(ifaces, fam, c)
+		}
+		if f == nil {
+			f = bestPhysical(ifaces, 0, c) // a tunnel over the other family
+		}
+		if f == nil {
+			p.reason, p.index = ReasonNoUnderlay, 0
+			return
+		}
+		p.index = f.link.Index
+		fam = 0 // the tunnel's own packets may use either family
+	}
+	p.reason = f.pathDownReason(fam, c)
+	if p.reason == "" && !p.stallAt.IsZero() {
+		p.reason = ReasonSendErrors // senders' failures towards it (stall.go)
+	}
+	p.ok = p.reason == ""
+}
+
+// bestPhysical returns the interface that most likely carries an overlay
+// whose daemon marks nothing: a usable non-overlay interface with a
+// default route of the family (lowest metric), else any with one (so that
+// the verdict names what is wrong with it), else nil.
+func bestPhysical(ifaces map[int]*iface, fam int, c *clock) *iface {
+	var best, any *iface
+	for _, i := range sortedIndexes(ifaces) {
+		f := ifaces[i]
+		if isOverlay(f.link.Kind) || !f.hasDefault(fam) {
+			continue
+		}
+		if any == nil {
+			any = f
+		}
+		if f.downReason(c) == "" && (best == nil || f.metric() < best.metric()) {
+			best = f
+		}
+	}
+	if best != nil {
+		return best
+	}
+	return any
+}
+
+// hasDefault reports whether a default route of the family (4 or 6; 0:
+// either) leaves through the interface.
+func (f *iface) hasDefault(fam int) bool {
+	for _, r := range f.routes {
+		if fam == 0 || addrFamily(r.Dst.Addr()) == fam {
+			return true
+		}
+	}
+	return false
+}
+
+// hasAddr reports whether the interface has a usable address of the
+// family (4 or 6; 0: either).
+func (f *iface) hasAddr(fam int, c *clock) bool {
+	for _, a := range f.addrs {
+		if (fam == 0 || addrFamily(a.Prefix.Addr()) == fam) && usableAddr(a, c) {
+			return true
+		}
+	}
+	return false
+}
+
+func addrFamily(a netip.Addr) int {
+	if a.Is4() {
+		return 4
+	}
+	return 6
+}
+
+// clock is the rule's view of time. Every time-based predicate of the rule
+// asks it, and it remembers the earliest instant after now at which one of
+// those answers would change: a lifetime running out, a roam leaving the
+// recent window, a lease coming within the margin of its end, a send-errors
+// hold ending, a stabilisation window closing. So the rule knows its own
+// deadlines: the Monitor's loop sleeps until next, and there is no second
+// list of time predicates to keep in step with the rule.
+type clock struct {
+	now  time.Time
+	next time.Time // zero: nothing time-based can change the verdict
+}
+
+// before reports whether now is before t. While it is, the answer changes
+// at t, which is noted. A zero t is never in the future.
+func (c *clock) before(t time.Time) bool {
+	if t.IsZero() || !c.now.Before(t) {
+		return false
+	}
+	if c.next.IsZero() || t.Before(c.next) {
+		c.next = t
+	}
+	return true
+}
+
+// within reports whether t happened less than d ago (false for a zero t).
+func (c *clock) within(t time.Time, d time.Duration) bool {
+	return !t.IsZero() && c.before(t.Add(d))
 }

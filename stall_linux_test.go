@@ -1,0 +1,125 @@
+package netmon
+
+import (
+	"net"
+	"net/netip"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/seed-a56be422/netmon/classify"
+	"github.com/seed-a56be422/netmon/linkwatch"
+	"golang.org/x/sys/unix"
+)
+
+// timeoutTo is a connect towards ip that timed out, as net.Dialer reports
+// it.
+func timeoutTo(ip net.IP) error {
+	return &net.OpError{Op: "dial", Net: "tcp", Addr: &net.TCPAddr{IP: ip, Port: 443}, Err: os.ErrDeadlineExceeded}
+}
+
+// TestStallOneDeadPeerHoldsNobody: a sender retrying one host that never
+// answers is that host's problem: however many failures, the state stays
+// up and the Gate open.
+func TestStallOneDeadPeerHoldsNobody(t *testing.T) {
+	m := newTestMonitor(t, Options{SendErrorThreshold: 3})
+	m.apply(baselineUp())
+	for range 20 {
+		if ex := m.Report(unreachTo(net.IPv4(10, 0, 0, 99))); ex.Cause != CauseUnexplained {
+			t.Fatalf("cause %v, want unexplained", ex.Cause)
+		}
+	}
+	wantStatus(t, m, Up, ReasonNone)
+}
+
+// TestStallTimeoutsCount: the classic stall, associated with the upstream
+// dead, shows as timeouts everywhere; they count.
+func TestStallTimeoutsCount(t *testing.T) {
+	m := newTestMonitor(t, Options{SendErrorThreshold: 4})
+	m.apply(baselineUp())
+	for i := range 4 {
+		err := timeoutTo(net.IPv4(198, 51, 100, byte(1+i%2)))
+		if c := classify.Classify(err); c != classify.Timeout {
+			t.Fatalf("class %v, want timeout", c)
+		}
+		m.Report(err)
+	}
+	wantStatus(t, m, Down, ReasonSendErrors)
+}
+
+// TestStallGatewaySilentOneDestination: with the gateway not answering, a
+// single destination's failures are enough.
+func TestStallGatewaySilentOneDestination(t *testing.T) {
+	m := newTestMonitor(t, Options{SendErrorThreshold: 3})
+	b := baselineUp()
+	b.State.Neighs = append(b.State.Neighs, failedGateway())
+	m.apply(b)
+	wantStatus(t, m, Degraded, ReasonGatewayFailed)
+	for range 3 {
+		m.Report(unreachTo(net.IPv4(198, 51, 100, 1)))
+	}
+	wantStatus(t, m, Down, ReasonSendErrors)
+}
+
+// TestStallTargetClosesOnlyItsGate: failures towards a declared target
+// close its Gate and no other; after SendErrorHold it reopens, and the
+// count starts from zero.
+func TestStallTargetClosesOnlyItsGate(t *testing.T) {
+	const server = "10.0.0.99"
+	m := newTestMonitor(t, Options{Targets: []string{server, "10.0.0.1"}, SendErrorThreshold: 3, SendErrorHold: 5 * time.Second})
+	m.apply(baselineUp())
+	wantStatus(t, m, Up, ReasonNone)
+	for range 3 {
+		m.Report(unreachTo(net.IPv4(10, 0, 0, 99)))
+	}
+	wantStatus(t, m, Degraded, ReasonTargetUnreachable)
+	if s := m.Status(); s.Target != server {
+		t.Fatalf("status %+v, want degraded for %s", s, server)
+	}
+	if gs := m.GateFor(server).State(); gs.Open || gs.Reason.Code != string(ReasonSendErrors) {
+		t.Fatalf("server's gate %+v, want closed for send-errors", gs)
+	}
+	if !m.GateFor("10.0.0.1").State().Open {
+		t.Fatal("the other target's gate closed")
+	}
+	m.mu.Lock()
+	at := m.paths[0].stallAt
+	m.evaluateLocked(at.Add(5 * time.Second))
+	m.mu.Unlock()
+	wantStatus(t, m, Up, ReasonNone)
+	if !m.GateFor(server).State().Open {
+		t.Fatal("server's gate still closed after the hold")
+	}
+	// From zero: one more failure does not close it again.
+	m.Report(unreachTo(net.IPv4(10, 0, 0, 99)))
+	if !m.GateFor(server).State().Open {
+		t.Fatal("one failure after the hold closed the gate again: the count did not start from zero")
+	}
+}
+
+// TestStallRearmsFromZero: after the hold, the detector needs a whole new
+// threshold of failures to close the state again.
+func TestStallRearmsFromZero(t *testing.T) {
+	m := newTestMonitor(t, Options{SendErrorThreshold: 3, SendErrorHold: time.Second})
+	m.apply(baselineUp())
+	for range 3 {
+		m.Report(unreach())
+	}
+	wantStatus(t, m, Down, ReasonSendErrors)
+	m.mu.Lock()
+	m.evaluateLocked(m.stall.downAt.Add(time.Second))
+	m.mu.Unlock()
+	wantStatus(t, m, Up, ReasonNone)
+	m.Report(unreach())
+	m.Report(unreach())
+	if s := m.Status(); s.State == Down {
+		t.Fatalf("status %+v after 2 failures, want the threshold of 3 counted from zero", s)
+	}
+	m.Report(unreach())
+	wantStatus(t, m, Down, ReasonSendErrors)
+}
+
+// failedGateway is wlan0's gateway (baselineUp) with a FAILED entry.
+func failedGateway() linkwatch.Neigh {
+	return linkwatch.Neigh{Index: 2, Iface: "wlan0", IP: netip.MustParseAddr("10.0.0.1"), State: unix.NUD_FAILED}
+}
