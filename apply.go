@@ -402,10 +402,15 @@ func (m *Monitor) evaluateStatusLocked(now time.Time) {
 	m.noteFamiliesLocked(v)
 	v = m.stallVerdict(c, v)
 
-	// Returns wait out the stabilisation window; losses act at once.
+	// Returns wait out the stabilisation window, damped for a link that
+	// keeps bouncing (damp.go); losses act at once.
+	if !v.state.CanSend() && (m.status.State.CanSend() || !m.upAt.IsZero()) {
+		m.noteLossLocked(now) // an outage begins, or a return is cut short
+	}
 	if v.state.CanSend() && m.status.State == Down && m.opts.Stabilize > 0 {
 		if m.upAt.IsZero() {
-			m.upAt = now.Add(m.opts.Stabilize)
+			m.upWindow = m.windowLocked(now)
+			m.upAt = now.Add(m.upWindow)
 		}
 		if c.before(m.upAt) {
 			return
@@ -498,7 +503,8 @@ func (m *Monitor) endOutageLocked(now time.Time) {
 	o := m.outage
 	m.outage = nil
 	fl := Flap{Start: o.start, End: now, Duration: now.Sub(o.start), Iface: o.iface, Cause: o.cause,
-		Detail: o.detail, SignalBefore: o.signal, BSSIDBefore: o.bssid}
+		Detail: o.detail, SignalBefore: o.signal, BSSIDBefore: o.bssid, Stabilize: m.upWindow}
+	m.upWindow = 0
 	if f, ok := m.ifaces[m.statusIdx]; ok && f.wifi != nil {
 		fl.SignalAfter, fl.BSSIDAfter = f.wifi.SignalDBm, f.wifi.BSSID
 	}

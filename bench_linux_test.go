@@ -14,8 +14,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// BenchmarkDetectionLatency measures, in a namespace with the real kernel,
-// the time from the access point's side of the veth going down (netlink
+// BenchmarkDetectionLatency measures, in a namespace with the real kernel
+// and with stabilisation off (--stabilize=0), the time from the access
+// point's side of the veth going down (netlink
 // LinkSetDown in the peer namespace, so the robot's side loses carrier) to
 // the Gate closing, beside the time `ip monitor link` takes to print the
 // same change. The pair gets distinct ifindexes so the kernel reports the
@@ -57,12 +58,20 @@ func detectionLatency(b *testing.B, overlay bool) {
 		b.Fatal(err)
 	}
 	defer func() { _ = mon.Process.Kill(); _ = mon.Wait() }()
-	lines := make(chan time.Time, 64)
+	lines := make(chan time.Time, 64)   // carrier lost
+	upLines := make(chan time.Time, 64) // carrier back
 	go func() {
 		sc := bufio.NewScanner(out)
 		for sc.Scan() {
-			if strings.Contains(sc.Text(), "va") && strings.Contains(sc.Text(), "NO-CARRIER") {
+			switch l := sc.Text(); {
+			case !strings.Contains(l, "va"):
+			case strings.Contains(l, "NO-CARRIER"):
 				lines <- time.Now()
+			case strings.Contains(l, "LOWER_UP"):
+				select {
+				case upLines <- time.Now():
+				default:
+				}
 			}
 		}
 		close(lines)
@@ -95,13 +104,16 @@ func detectionLatency(b *testing.B, overlay bool) {
 		waitGate(true)
 	}
 
-	var ours, ipmon []time.Duration
+	var ours, ipmon, ourUps, ipmonUps []time.Duration
 	lookups := m.Stats().RouteLookups
 	b.ResetTimer()
 	for b.Loop() {
 		// Drain stale lines (ip monitor prints intermediate changes).
 		for len(lines) > 0 {
 			<-lines
+		}
+		for len(upLines) > 0 {
+			<-upLines
 		}
 		start := time.Now()
 		if err := h.LinkSetDown(link); err != nil {
@@ -115,20 +127,34 @@ func detectionLatency(b *testing.B, overlay bool) {
 		case <-time.After(5 * time.Second):
 			b.Fatal("ip monitor printed nothing")
 		}
+		for len(upLines) > 0 {
+			<-upLines
+		}
+		start = time.Now()
 		if err := h.LinkSetUp(link); err != nil {
 			b.Fatal(err)
 		}
 		waitGate(true)
+		ourUps = append(ourUps, time.Since(start))
+		select {
+		case t := <-upLines:
+			ipmonUps = append(ipmonUps, t.Sub(start))
+		case <-time.After(5 * time.Second):
+			b.Fatal("ip monitor printed no carrier return")
+		}
 	}
 	b.StopTimer()
-	slices.Sort(ours)
-	slices.Sort(ipmon)
+	for _, d := range [][]time.Duration{ours, ipmon, ourUps, ipmonUps} {
+		slices.Sort(d)
+	}
 	pct := func(d []time.Duration, p float64) float64 {
 		return float64(d[int(float64(len(d)-1)*p)].Microseconds())
 	}
 	b.ReportMetric(pct(ours, 0.5), "gate-p50-µs")
 	b.ReportMetric(pct(ours, 0.99), "gate-p99-µs")
 	b.ReportMetric(pct(ipmon, 0.5), "ipmonitor-p50-µs")
+	b.ReportMetric(pct(ourUps, 0.5), "gate-return-p50-µs")
+	b.ReportMetric(pct(ipmonUps, 0.5), "ipmonitor-return-p50-µs")
 	b.ReportMetric(float64(m.Stats().RouteLookups-lookups)/float64(b.N), "lookups/cycle")
 	if overlay && m.Status().Iface != "va" {
 		b.Fatalf("status %+v, want the underlay va", m.Status())

@@ -34,6 +34,10 @@ type Flap struct {
 	SignalAfter  int    `json:"signal_after_dbm,omitempty"`
 	BSSIDBefore  string `json:"bssid_before,omitempty"`
 	BSSIDAfter   string `json:"bssid_after,omitempty"`
+	// Stabilize is the stabilisation window the return waited out before
+	// End: Options.Stabilize, or more when the link had been bouncing
+	// (flap damping); 0 when stabilisation is off.
+	Stabilize time.Duration `json:"stabilize_ns,omitempty"`
 }
 
 // MarshalLogObject writes the flap's fields for a zap log line.
@@ -55,6 +59,9 @@ func (f Flap) MarshalLogObject(enc zapcore.ObjectEncoder) error {
 	}
 	if f.BSSIDAfter != "" {
 		enc.AddString("bssid_after", f.BSSIDAfter)
+	}
+	if f.Stabilize != 0 {
+		enc.AddDuration("stabilize", f.Stabilize)
 	}
 	return nil
 }

@@ -48,11 +48,13 @@ type Monitor struct {
 	baseline   bool // the first full read has been applied
 	ifaces     map[int]*iface
 	status     Status
-	statusIdx  int    // ifindex the status concerns (0: none)
-	uplink     int    // last ifindex that carried traffic
-	uplinkName string // and its name, kept when the link is removed
-	upAt       time.Time
-	evalAt     time.Time // the time of the last evaluation (evaluateLocked's now)
+	statusIdx  int           // ifindex the status concerns (0: none)
+	uplink     int           // last ifindex that carried traffic
+	uplinkName string        // and its name, kept when the link is removed
+	upAt       time.Time     // when a return has lasted its stabilisation window
+	upWindow   time.Duration // that window
+	damp       damping       // flap damping (damp.go)
+	evalAt     time.Time     // the time of the last evaluation (evaluateLocked's now)
 	outage     *outage
 	lastUpAt   time.Time // when the last outage ended
 	journal    journal

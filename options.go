@@ -62,6 +62,9 @@ type Options struct {
 	Targets []string
 
 	// Stabilize is how long the state must stay usable after an outage
+	// (the base of the window: a link that keeps bouncing, each loss within
+	// Recent of the last, waits twice as long each time, up to 16 times
+	// this, halving again for every Recent it holds; see Flap.Stabilize)
 	// before the Gate opens again. Loss closes the Gate at once; a return
 	// must last this long, so that a link bouncing during association does
 	// not release a burst of senders into a second drop. Zero means 200 ms;

@@ -34,6 +34,8 @@ func TestRunExitCodes(t *testing.T) {
 		{name: "bad log level", args: []string{"watch", "--log-level=loud"}, want: exitUsage, wantStderr: []string{`invalid value "loud" for flag -log-level`}},
 		{name: "stray argument", args: []string{"status", "eth0"}, want: exitUsage, wantStderr: []string{`unexpected argument "eth0"`}},
 		{name: "empty iface", args: []string{"status", "--iface="}, want: exitUsage, wantStderr: []string{"empty value"}},
+		{name: "negative stabilize", args: []string{"watch", "--stabilize=-1s"}, want: exitUsage,
+			wantStderr: []string{`invalid value "-1s" for flag -stabilize: want a duration >= 0`}},
 		{name: "bad target", args: []string{"status", "--target", "10.0.0.300"}, want: exitUsage,
 			wantStderr: []string{`invalid value "10.0.0.300" for flag -target: target "10.0.0.300": not a valid IP address`}},
 		{name: "target port", args: []string{"wait-online", "--target", "server:99999"}, want: exitUsage,

@@ -117,10 +117,11 @@ func (l *targetList) Set(v string) error {
 
 // monitorFlags are the flags every command that runs a Monitor shares.
 type monitorFlags struct {
-	ifaces  stringList
-	exclude stringList
-	targets targetList
-	wifi    choice
+	ifaces    stringList
+	exclude   stringList
+	targets   targetList
+	wifi      choice
+	stabilize nonNegativeDuration
 }
 
 func (f *monitorFlags) register(fs *flag.FlagSet) {
@@ -129,11 +130,35 @@ func (f *monitorFlags) register(fs *flag.FlagSet) {
 	fs.Var(&f.exclude, "exclude", "ignore interfaces matching this glob (`PATTERN`); repeatable")
 	fs.Var(&f.targets, "target", "judge the kernel's path to this destination, `ADDR|HOST[:PORT]` (an on-link one needs no default route); repeatable, at most 64 (default: the internet, by the route to a public address of each family)")
 	fs.Var(&f.wifi, "wifi", "Wi-Fi (nl80211) watching: `auto|off`; auto carries on without it on machines without Wi-Fi")
+	f.stabilize = nonNegativeDuration(200 * time.Millisecond)
+	fs.Var(&f.stabilize, "stabilize", "how long a return must last before the Gate reopens (`DURATION`; doubled for each bounce within 10 s, up to 16 times, decaying while the link holds); 0 disables it")
+}
+
+// nonNegativeDuration is a duration flag that refuses negative values.
+type nonNegativeDuration time.Duration
+
+func (d *nonNegativeDuration) String() string { return time.Duration(*d).String() }
+
+func (d *nonNegativeDuration) Set(v string) error {
+	x, err := time.ParseDuration(v)
+	if err != nil {
+		return errors.New("want a duration such as 200ms, or 0")
+	}
+	if x < 0 {
+		return errors.New("want a duration >= 0")
+	}
+	*d = nonNegativeDuration(x)
+	return nil
 }
 
 // options returns the Monitor's options for these flags.
 func (f *monitorFlags) options(log *zap.Logger) netmon.Options {
-	return netmon.Options{Logger: log, Interfaces: f.ifaces, Exclude: f.exclude, Targets: f.targets, Wifi: f.wifi.v}
+	o := netmon.Options{Logger: log, Interfaces: f.ifaces, Exclude: f.exclude, Targets: f.targets, Wifi: f.wifi.v,
+		Stabilize: time.Duration(f.stabilize)}
+	if o.Stabilize == 0 {
+		o.Stabilize = -1 // the flag's 0 is "off"; the Options' 0 is the default
+	}
+	return o
 }
 
 // allTargetsReachable reports whether every target of the snapshot can be
