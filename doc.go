@@ -69,6 +69,36 @@
 // [Monitor.RebindC] is closed at each such change, so senders drop and
 // redial at once; [Monitor.LastRebind] names the address.
 //
+// # Data stalls and bouncing links
+//
+// Senders' failures that the kernel's state does not explain are evidence
+// of a dead path the kernel cannot see (an access point whose upstream is
+// gone). Modelled on Android's data-stall detector, Options.SendErrorThreshold
+// of them within Options.SendErrorWindow close the state (send-errors) only
+// when they reached at least two destinations, or the gateway does not
+// answer: one dead peer is never a stall. Timeouts count; refusals, resets,
+// TLS and DNS answers never do. A declared target's failures close only its
+// own Gate. The verdict ends when a send succeeds, the path changes, the
+// gateway answers or Options.SendErrorHold passes, and counting starts
+// again from zero.
+//
+// A return waits out Options.Stabilize before the Gate opens; for a link
+// that keeps bouncing the window doubles with each loss within
+// Options.Recent of the last (up to 16 times) and decays while the link
+// holds (flap damping). Each flap says which window applied.
+//
+// # The code
+//
+// rule.go is the rule: interfaces and targets' paths in, a verdict and the
+// time it may next change out (a clock every time-based predicate asks).
+// path.go looks the targets' paths up in the kernel and drives their Gates;
+// apply.go folds linkwatch's events in and carries out state changes;
+// watchers.go starts and folds the optional watchers (Wi-Fi, DHCP, eBPF);
+// stall.go is the data-stall detector; damp.go the flap damping;
+// correlate.go and report.go explain a failed send; journal.go keeps the
+// flaps; snapshot.go and annotate.go describe the state; monitor.go holds
+// the Monitor's lifetime and its event loop.
+//
 // # Lifetimes
 //
 // [New] checks options and starts nothing. [Monitor.Run] starts every
