@@ -41,6 +41,17 @@ type Monitor struct {
 	events chan Event    // closed when Run returns
 	kick   chan struct{} // wakes the loop to flush pending events or re-evaluate
 
+	// successes counts ReportSuccess calls (Stats.Successes) without the
+	// lock.
+	successes atomic.Uint64
+	// stallActive is true while the data-stall detector (sends) has a
+	// streak or holds the state down, and may stay true after the
+	// detector was reset until the next ReportSuccess clears it; it is
+	// never false while the detector is active. ReportSuccess takes the
+	// lock only while it is true: code that starts a streak or sets
+	// sends.down must set it (report does, after countSendErrorLocked).
+	stallActive atomic.Bool
+
 	mu         sync.Mutex  // guards every field below
 	subscribed atomic.Bool // Events was called: queue events for it
 	running    bool
@@ -279,6 +290,7 @@ func (m *Monitor) Stats() Stats {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	st := m.stats
+	st.Successes = m.successes.Load()
 	if m.sock != nil {
 		ss := m.sock.Stats()
 		st.SockErrorsDropped, st.SockErrorsFiltered = ss.Dropped, ss.Filtered
