@@ -188,3 +188,66 @@ func TestSockErrorExplainedByItsRoute(t *testing.T) {
 		t.Errorf("report: %v %q", ex.Cause, ex)
 	}
 }
+
+// TestReportSuccessFastPath: ReportSuccess takes the lock only while the
+// data-stall detector is active, and the flag that says so is never
+// false while it is: a streak, a send-errors outage, and a detector reset
+// by a kernel change (cleared lazily by the next success).
+func TestReportSuccessFastPath(t *testing.T) {
+	m := newTestMonitor(t, Options{SendErrorThreshold: 2})
+	m.apply(baselineUp())
+	m.ReportSuccess()
+	if m.stallActive.Load() {
+		t.Fatal("stall flag set with no streak")
+	}
+	m.Report(unreach())
+	if !m.stallActive.Load() {
+		t.Fatal("stall flag clear during a streak")
+	}
+	m.ReportSuccess()
+	if m.stallActive.Load() || m.Status().Reason != ReasonNone {
+		t.Fatalf("after success: flag %v, status %+v", m.stallActive.Load(), m.Status())
+	}
+	m.Report(unreach())
+	m.Report(unreach())
+	wantStatus(t, m, Down, ReasonSendErrors)
+	// A kernel change resets the detector; the flag may lag, never lead.
+	m.apply(linkwatch.AddrEvent{At: t0, Op: linkwatch.AddrAdded, Addr: globalAddr(2, "wlan0", "10.0.0.6/24")})
+	wantStatus(t, m, Up, ReasonNone)
+	m.ReportSuccess()
+	if m.stallActive.Load() {
+		t.Fatal("stall flag still set after a success with nothing pending")
+	}
+	// Refused connections never start a streak.
+	m.Report(refused())
+	if m.stallActive.Load() {
+		t.Fatal("stall flag set by a refused connection")
+	}
+	if n := m.Stats().Successes; n != 3 {
+		t.Fatalf("successes = %d, want 3", n)
+	}
+}
+
+// TestSockErrorRouteFollowsKernelChanges: the interface a destination
+// routes through is remembered only until the kernel changes: once eth0
+// loses its address, the LAN host routes via wlan0's default route and
+// its failures read as wlan0's renewal.
+func TestSockErrorRouteFollowsKernelChanges(t *testing.T) {
+	m := newTestMonitor(t, Options{})
+	m.apply(twoUplinks())
+	renewing(m, 2)
+	if ex, _ := sockExplanation(t, m, syscall.ENETUNREACH, "192.168.7.20:443"); ex.Iface != "eth0" || ex.Cause != CauseUnexplained {
+		t.Fatalf("before: %v %q", ex.Cause, ex)
+	}
+	lookups := m.Stats().RouteLookups
+	if ex, _ := sockExplanation(t, m, syscall.ENETUNREACH, "192.168.7.20:443"); ex.Iface != "eth0" {
+		t.Fatalf("again: %q", ex)
+	}
+	if n := m.Stats().RouteLookups - lookups; n != 0 {
+		t.Errorf("the same destination again cost %d lookups, want 0 (cached)", n)
+	}
+	m.apply(linkwatch.AddrEvent{At: t0, Op: linkwatch.AddrRemoved, Addr: globalAddr(3, "eth0", "192.168.7.5/24")})
+	if ex, _ := sockExplanation(t, m, syscall.ENETUNREACH, "192.168.7.20:443"); ex.Iface != "wlan0" || ex.Cause != CauseDHCPRenewing {
+		t.Fatalf("after eth0 lost its address: %v %q", ex.Cause, ex)
+	}
+}
