@@ -96,6 +96,7 @@ type Monitor struct {
 	refreshedAt time.Time        // when the paths were last looked up
 	batching    bool             // more linkwatch events are queued: look paths up after them
 	rules       []linkwatch.Rule // the policy rules, as linkwatch reported them
+	routeCache  routeCache       // eBPF destinations' interfaces (watchers.go)
 	had         families         // the families the uplink hadIdx carried since it came up
 	hadIdx      int
 }

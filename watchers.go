@@ -247,10 +247,40 @@ func (m *Monitor) applySockLocked(e sockwatch.Event) {
 // routeIndexLocked returns the interface a send to dst leaves through, as
 // a target's path is judged: the kernel's route lookup, and for a path
 // into a tunnel its underlay (see judge); 0 when the kernel has no path.
-// It costs one route lookup (about 5 µs), two or more into a tunnel.
+// A lookup costs about 5 µs (two or more into a tunnel), so the answers
+// are kept in routeCache while no kernel change may have moved them.
 func (m *Monitor) routeIndexLocked(dst netip.Addr, now time.Time) int {
+	c := &m.routeCache
+	wall := time.Now()
+	if m.pathsDirty || c.at.Before(m.refreshedAt) || wall.Sub(c.at) > routeCacheTTL || len(c.idx) >= routeCacheSize {
+		clear(c.idx)
+		c.at = wall
+	}
+	if i, ok := c.idx[dst]; ok {
+		return i
+	}
 	p := pathState{t: Target{Addr: dst}}
 	m.refreshPathLocked(&p)
 	judge(m.ifaces, &p, now)
+	if !m.pathsDirty {
+		if c.idx == nil {
+			c.idx = make(map[netip.Addr]int)
+		}
+		c.idx[dst] = p.index
+	}
 	return p.index
 }
+
+// routeCache holds routeIndexLocked's answers since at: forgotten when the
+// paths are looked up again (after a kernel change), after routeCacheTTL,
+// or when routeCacheSize destinations fill it. It is not used while a
+// kernel change waits for its lookup (pathsDirty).
+type routeCache struct {
+	at  time.Time
+	idx map[netip.Addr]int
+}
+
+const (
+	routeCacheTTL  = time.Second
+	routeCacheSize = 256
+)
