@@ -10,12 +10,42 @@ import (
 
 	"github.com/seed-a56be422/netmon/classify"
 	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
 )
 
 // Report tells the Monitor that a send failed with err, and returns the
 // Monitor's explanation: the error's class and what the network was doing
 // (down, a DHCP renewal or blip, a roam, weak signal, a failed gateway, an
 // outage that just ended, the peer's problem, or unexplained).
+//
+// The error's class is decided first, the link's conditions second, in
+// this order:
+//
+//  1. Before the Monitor's first read of the kernel: CauseNone.
+//  2. An error the far end sent (refused, reset, a TLS alert or a record
+//     that is not TLS, a certificate, a name that does not exist,
+//     [classify.NotFound]): CausePeer, whatever the link does, even while
+//     the state is down: the answer came back, so a path worked when the
+//     send failed (the state may be down for a reason that does not
+//     concern that peer: another family, a target, the data-stall
+//     detector). A DHCP renewal or weak signal does not make a port closed.
+//  3. While the state is down: CauseLinkDown.
+//  4. The rest of the connection class (a broken pipe, a connection
+//     aborted or closed under the sender, ENOBUFS) and policy refusals
+//     (EACCES, EPERM): CausePeer. They concern one connection or a local
+//     rule; the link's conditions never explain them.
+//  5. Link-class errors (network or host unreachable, timeouts, DNS
+//     failures other than NXDOMAIN): the conditions of
+//     the interface they concern, first that holds: a DHCP blip, a DHCP
+//     renewal, a roam, a weak signal, a failed gateway; then an outage
+//     that ended moments ago.
+//  6. Otherwise CauseUnexplained for the network class
+//     ([classify.Class.LinkRelated]), CausePeer for the others.
+//
+// The interface is the uplink, the one [Status] names; for a failure that
+// eBPF observed with a destination, the interface the kernel routes that
+// destination through (the underlay of a tunnel), as [Explanation].Iface
+// says.
 //
 // Network-class errors that nothing in the kernel's state explains count
 // towards the data-stall detector: Options.SendErrorThreshold of them in a
@@ -42,6 +72,7 @@ func (m *Monitor) ReportContext(ctx context.Context, err error) Explanation {
 func (m *Monitor) report(now time.Time, class classify.Class, err error) Explanation {
 	ex := Explanation{At: now, Class: class}
 	ex.Errno, _ = classify.Errno(err)
+	ev := evidenceOf(class, ex.Errno, class == classify.DNS && classify.NotFound(err))
 	var text string
 	subscribed := m.subscribed.Load() // read once: the text exists only if the event will
 	if subscribed && class != classify.None && class != classify.Canceled && class != classify.Other {
@@ -54,14 +85,14 @@ func (m *Monitor) report(now time.Time, class classify.Class, err error) Explana
 		m.stats.Reports[class][CauseNone]++
 		return ex
 	}
-	ex.Cause = m.correlateLocked(now, class, &ex)
+	ex.Cause = m.correlateLocked(now, m.statusIdx, class, ev, &ex)
 	m.stats.Reports[class][ex.Cause]++
 	if m.stallEvidenceLocked(class, ex.Cause) {
 		m.recordFailureLocked(now, errDestination(err))
 	}
 	if subscribed && !m.done {
 		exCopy := ex
-		m.emitLocked(Event{Kind: EventSockErr, At: now, Iface: ex.Status.Iface, Msg: "send failed",
+		m.emitLocked(Event{Kind: EventSockErr, At: now, Iface: ex.iface(), Msg: "send failed",
 			Fields: []zap.Field{zap.String("source", "report"), zap.Int("pid", os.Getpid()), zap.String("comm", selfComm()),
 				zap.String("error", text)}, Explanation: &exCopy})
 		m.wakeLocked()
@@ -69,10 +100,52 @@ func (m *Monitor) report(now time.Time, class classify.Class, err error) Explana
 	return ex
 }
 
-// correlateLocked finds the cause of a send error from the timeline.
-func (m *Monitor) correlateLocked(now time.Time, class classify.Class, ex *Explanation) Cause {
-	f := m.ifaces[m.statusIdx]
+// evidence is what a failed send proves about the path to its peer.
+type evidence uint8
+
+const (
+	// linkSide: nothing came back (unreachable, a timeout, a DNS failure
+	// other than NXDOMAIN, a policy refusal); the link may explain it.
+	linkSide evidence = iota
+	// localSide: the sender's side failed: one connection broke after
+	// the fact (a broken pipe, aborted, closed, ENOBUFS) or local policy
+	// refused the send (EACCES, EPERM). The link's conditions do not
+	// explain it; an outage in progress does.
+	localSide
+	// answered: the far end sent the error (refused, reset, TLS,
+	// certificate, NXDOMAIN): a path worked when the send failed.
+	answered
+)
+
+// evidenceOf sorts a failure by class, errno and whether a resolver said
+// the name does not exist.
+func evidenceOf(class classify.Class, errno unix.Errno, nxdomain bool) evidence {
+	switch class {
+	case classify.TLS, classify.Certificate:
+		return answered
+	case classify.DNS:
+		if nxdomain {
+			return answered
+		}
+	case classify.Connection:
+		if errno == unix.ECONNREFUSED || errno == unix.ECONNRESET {
+			return answered
+		}
+		return localSide
+	case classify.Policy:
+		return localSide
+	}
+	return linkSide
+}
+
+// correlateLocked finds the cause of a send error from the timeline, the
+// error's class first and then the conditions of the interface idx (the
+// uplink, or the one the failed send's destination routes through): see
+// [Monitor.Report] for the order.
+func (m *Monitor) correlateLocked(now time.Time, idx int, class classify.Class, ev evidence, ex *Explanation) Cause {
+	f := m.ifaces[idx]
 	if f != nil {
+		ex.Iface = f.link.Name
 		if f.wifi != nil {
 			ex.Signal = f.wifi.SignalDBm
 		}
@@ -86,9 +159,13 @@ func (m *Monitor) correlateLocked(now time.Time, class classify.Class, ex *Expla
 		// Before the first read of the kernel nothing is known:
 		// claiming an outage would mislead.
 		return CauseNone
+	case ev == answered:
+		return CausePeer
 	case !m.status.State.CanSend():
 		ex.Into = now.Sub(m.status.Since)
 		return CauseLinkDown
+	case ev == localSide:
+		return CausePeer
 	case f == nil:
 	case f.dhcp != nil && recent(f.dhcp.LastBlip):
 		return CauseDHCPBlip
@@ -113,10 +190,16 @@ func (m *Monitor) correlateLocked(now time.Time, class classify.Class, ex *Expla
 
 // ReportSuccess tells the Monitor that a send succeeded: the path works,
 // so the data-stall detector resets and a send-errors outage ends.
+//
+// It costs one atomic add and one atomic load unless the detector has a
+// streak or holds the state down: [gate.Gate.Do] calls it after every send.
 func (m *Monitor) ReportSuccess() {
+	m.successes.Add(1)
+	if !m.stallFlag.Load() {
+		return
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.stats.Successes++
 	if !m.stallActive() {
 		return
 	}

@@ -41,6 +41,14 @@ type Monitor struct {
 	events chan Event    // closed when Run returns
 	kick   chan struct{} // wakes the loop to flush pending events or re-evaluate
 
+	// successes counts ReportSuccess calls (Stats.Successes) without the
+	// lock.
+	successes atomic.Uint64
+	// stallFlag is stallActive() kept where ReportSuccess can read it
+	// without the lock (stall.go keeps it in step): ReportSuccess takes
+	// the lock only while the data-stall detector holds something.
+	stallFlag atomic.Bool
+
 	mu         sync.Mutex  // guards every field below
 	subscribed atomic.Bool // Events was called: queue events for it
 	running    bool
@@ -88,6 +96,7 @@ type Monitor struct {
 	refreshedAt time.Time        // when the paths were last looked up
 	batching    bool             // more linkwatch events are queued: look paths up after them
 	rules       []linkwatch.Rule // the policy rules, as linkwatch reported them
+	routeCache  routeCache       // eBPF destinations' interfaces (watchers.go)
 	had         families         // the families the uplink hadIdx carried since it came up
 	hadIdx      int
 }
@@ -274,6 +283,7 @@ func (m *Monitor) Stats() Stats {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	st := m.stats
+	st.Successes = m.successes.Load()
 	if m.sock != nil {
 		ss := m.sock.Stats()
 		st.SockErrorsDropped, st.SockErrorsFiltered = ss.Dropped, ss.Filtered

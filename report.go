@@ -34,8 +34,12 @@ const (
 	// CauseRecentOutage: the link came back moments ago; connections made
 	// before or during the outage are failing now.
 	CauseRecentOutage
-	// CausePeer: a connection-class error (refused, reset, ...) while the
-	// network looked fine: one peer's problem, not the link's.
+	// CausePeer: the peer's side failed, whatever the link's conditions:
+	// the peer (or a resolver) answered with the error (refused, reset, a
+	// TLS or certificate error, a name that does not exist), even while
+	// the state was down; or, while it was up, another connection-class
+	// error (a broken pipe, ...), a policy refusal, or a timeout that
+	// nothing in the link's state explains.
 	CausePeer
 	// CauseUnexplained: the kernel state explains nothing. Repeated
 	// network-class errors of this kind close the Gate (send-errors).
@@ -75,10 +79,15 @@ type Explanation struct {
 	Cause Cause
 	// Status is the Monitor's state when the error was reported.
 	Status Status
-	// Signal is the uplink's (or the lost link's) signal in dBm; 0 when
-	// unknown or not wireless.
+	// Iface is the interface the error was explained against: the one the
+	// kernel routes the failed send's destination through (the underlay
+	// of a tunnel) when eBPF observed it with a destination, else the
+	// uplink (Status.Iface). "" when none is known.
+	Iface string
+	// Signal is that interface's signal in dBm; 0 when unknown or not
+	// wireless.
 	Signal int
-	// DHCPPhase is the interface's lease phase ("" when unknown).
+	// DHCPPhase is that interface's lease phase ("" when unknown).
 	DHCPPhase string
 	// Into is how long the current outage (or, for a recent outage, the
 	// time since it ended) had lasted when the error was reported.
@@ -100,16 +109,17 @@ func (e Explanation) appendText(b []byte) []byte {
 		b = append(b, e.Class.String()...)
 		b = append(b, " error"...)
 	}
-	iface := e.Status.Iface
+	iface := e.iface()
 	switch e.Cause {
 	case CauseLinkDown:
 		b = append(b, ' ')
 		b = appendDur(b, e.Into)
 		b = append(b, " into an outage"...)
-		b = appendOf(b, iface)
+		b = appendOf(b, e.Status.Iface)
 		b = append(b, " ("...)
 		b = append(b, e.Status.Reason...)
 		b = append(b, ')')
+		b = e.appendVia(b)
 	case CauseDHCPBlip:
 		b = append(b, " during a DHCP renewal blip"...)
 		b = appendOf(b, iface)
@@ -133,12 +143,14 @@ func (e Explanation) appendText(b []byte) []byte {
 		b = appendOf(b, iface)
 	case CausePeer:
 		b = append(b, " from the peer while "...)
-		if iface == "" {
-			iface = "the network"
+		overall := e.Status.Iface
+		if overall == "" {
+			overall = "the network"
 		}
-		b = append(b, iface...)
+		b = append(b, overall...)
 		b = append(b, " was "...)
 		b = append(b, e.Status.State.String()...)
+		b = e.appendVia(b)
 	case CauseUnexplained:
 		b = append(b, " unexplained by link state"...)
 		b = appendOf(b, iface)
@@ -149,6 +161,25 @@ func (e Explanation) appendText(b []byte) []byte {
 		b = append(b, " dBm"...)
 	}
 	return b
+}
+
+// iface is the interface the explanation concerns: Iface, else the
+// uplink.
+func (e Explanation) iface() string {
+	if e.Iface != "" {
+		return e.Iface
+	}
+	return e.Status.Iface
+}
+
+// appendVia names the interface the failed send used when it is not the
+// one the overall state names.
+func (e Explanation) appendVia(b []byte) []byte {
+	if e.Iface == "" || e.Iface == e.Status.Iface {
+		return b
+	}
+	b = append(b, " via "...)
+	return append(b, e.Iface...)
 }
 
 func appendOf(b []byte, iface string) []byte {

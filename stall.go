@@ -118,6 +118,7 @@ func (m *Monitor) recordFailureLocked(now time.Time, dst netip.Addr) {
 		(distinctDestinations(s.fails) >= 2 || m.uplinkGatewayFailedLocked()) {
 		s.downAt = now
 	}
+	m.stallFlag.Store(true)
 	for _, p := range m.paths {
 		if p.implicit || !p.stallAt.IsZero() || !p.t.Addr.IsValid() {
 			continue
@@ -172,6 +173,7 @@ func (m *Monitor) resetStallLocked() {
 	for _, p := range m.paths {
 		p.stallAt = time.Time{}
 	}
+	m.stallFlag.Store(false)
 }
 
 // stallActive reports whether the detector holds anything.
@@ -208,6 +210,7 @@ func (m *Monitor) expireStallLocked(c *clock) {
 		}
 		m.stall.fails = keep
 	}
+	m.stallFlag.Store(m.stallActive())
 }
 
 // stallVerdict applies the detector to a verdict the kernel's state

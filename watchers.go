@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"time"
 
 	"github.com/seed-a56be422/netmon/classify"
@@ -211,7 +212,10 @@ func fmtMAC(b net.HardwareAddr) string { return b.String() }
 // Failures that cannot concern the watched network are counted apart and
 // not reported: those in another network namespace (a container, a test),
 // and those towards loopback (a local resolver that is not running says
-// nothing about Wi-Fi).
+// nothing about Wi-Fi). A failure with a destination is explained against
+// the interface the kernel routes that destination through, not the
+// uplink: a refused connection over Ethernet says nothing about the Wi-Fi
+// uplink's DHCP renewal.
 func (m *Monitor) applySockLocked(e sockwatch.Event) {
 	if (m.netnsIno != 0 && e.NetNS != 0 && uint64(e.NetNS) != m.netnsIno) ||
 		(e.Dst.IsValid() && e.Dst.Addr().IsLoopback()) {
@@ -221,7 +225,13 @@ func (m *Monitor) applySockLocked(e sockwatch.Event) {
 	err := e.Err()
 	class := classify.Classify(err)
 	ex := Explanation{At: e.Time, Class: class, Errno: e.Errno, Status: m.status}
-	ex.Cause = m.correlateLocked(e.Time, class, &ex)
+	idx := m.statusIdx
+	if e.Dst.IsValid() {
+		if i := m.routeIndexLocked(e.Dst.Addr().Unmap(), e.Time); i != 0 {
+			idx = i
+		}
+	}
+	ex.Cause = m.correlateLocked(e.Time, idx, class, evidenceOf(class, e.Errno, false), &ex)
 	m.stats.Reports[class][ex.Cause]++
 	m.stats.SockErrors++
 	m.sockProcs.add(e.Comm, ex.Cause)
@@ -230,6 +240,47 @@ func (m *Monitor) applySockLocked(e sockwatch.Event) {
 	if e.Dst.IsValid() {
 		fields = append(fields, zap.String("dst", e.Dst.String()))
 	}
-	m.emitLocked(Event{Kind: EventSockErr, At: e.Time, Iface: m.status.Iface,
+	m.emitLocked(Event{Kind: EventSockErr, At: e.Time, Iface: ex.iface(),
 		Msg: fmt.Sprintf("%s[%d] %s: %s", e.Comm, e.PID, e.Op, e.Errno.Error()), Fields: fields, Explanation: &ex})
 }
+
+// routeIndexLocked returns the interface a send to dst leaves through, as
+// a target's path is judged: the kernel's route lookup, and for a path
+// into a tunnel its underlay (see judge); 0 when the kernel has no path.
+// A lookup costs about 5 µs (two or more into a tunnel), so the answers
+// are kept in routeCache while no kernel change may have moved them.
+func (m *Monitor) routeIndexLocked(dst netip.Addr, now time.Time) int {
+	c := &m.routeCache
+	wall := time.Now()
+	if m.pathsDirty || c.at.Before(m.refreshedAt) || wall.Sub(c.at) > routeCacheTTL || len(c.idx) >= routeCacheSize {
+		clear(c.idx)
+		c.at = wall
+	}
+	if i, ok := c.idx[dst]; ok {
+		return i
+	}
+	p := pathState{t: Target{Addr: dst}}
+	m.refreshPathLocked(&p)
+	judge(m.ifaces, &p, &clock{now: now})
+	if !m.pathsDirty {
+		if c.idx == nil {
+			c.idx = make(map[netip.Addr]int)
+		}
+		c.idx[dst] = p.index
+	}
+	return p.index
+}
+
+// routeCache holds routeIndexLocked's answers since at: forgotten when the
+// paths are looked up again (after a kernel change), after routeCacheTTL,
+// or when routeCacheSize destinations fill it. It is not used while a
+// kernel change waits for its lookup (pathsDirty).
+type routeCache struct {
+	at  time.Time
+	idx map[netip.Addr]int
+}
+
+const (
+	routeCacheTTL  = time.Second
+	routeCacheSize = 256
+)

@@ -62,6 +62,41 @@ func Errno(err error) (syscall.Errno, bool) {
 	return findErrno(err, 0)
 }
 
+// NotFound reports whether err's chain holds a *net.DNSError saying that
+// the name does not exist (NXDOMAIN, or no records of the type asked: the
+// resolver answered, Go's IsNotFound). It tells a [DNS] failure that proves
+// a resolver answered apart from one that may be the link's (a resolver
+// timeout, a server that misbehaved): Classify returns DNS for both. A
+// DNSError whose text names an unreachable network is [Network], never
+// NotFound. Like Classify it walks joined errors and never allocates.
+func NotFound(err error) bool {
+	return notFound(err, 0)
+}
+
+func notFound(err error, depth int) bool {
+	for ; err != nil && depth < maxDepth; depth++ {
+		switch e := err.(type) {
+		case *net.DNSError:
+			if e.IsNotFound || e.Err == "no such host" {
+				return true
+			}
+		case interface{ Unwrap() []error }:
+			for _, inner := range e.Unwrap() {
+				if notFound(inner, depth+1) {
+					return true
+				}
+			}
+			return false
+		}
+		u, ok := err.(interface{ Unwrap() error })
+		if !ok {
+			return false
+		}
+		err = u.Unwrap()
+	}
+	return false
+}
+
 func findErrno(err error, depth int) (syscall.Errno, bool) {
 	for ; err != nil && depth < maxDepth; depth++ {
 		switch e := err.(type) {

@@ -245,3 +245,34 @@ func TestClassifyDoesNotAllocate(t *testing.T) {
 		}
 	}
 }
+
+func TestNotFoundTellsNXDOMAINFromATimeout(t *testing.T) {
+	t.Parallel()
+	nx := &net.DNSError{Err: "no such host", Name: "robot.invalid", IsNotFound: true}
+	tests := []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"nxdomain", nx, true},
+		{"nxdomain in dial", &net.OpError{Op: "dial", Net: "tcp", Err: nx}, true},
+		{"nxdomain wrapped in url error", fmt.Errorf("post: %w", &url.Error{Op: "Post", URL: "https://robot.invalid/", Err: nx}), true},
+		{"nxdomain by text only", &net.DNSError{Err: "no such host", Name: "x"}, true},
+		{"nxdomain joined", errors.Join(errors.New("a"), nx), true},
+		{"dns timeout", &net.DNSError{Err: "i/o timeout", Name: "x", IsTimeout: true}, false},
+		{"dns server misbehaving", &net.DNSError{Err: "server misbehaving", Name: "x", IsTemporary: true}, false},
+		{"dns offline", &net.DNSError{Err: "dial udp 10.0.0.1:53: connect: network is unreachable", IsTemporary: true}, false},
+		{"refused", opErr("dial", "connect", unix.ECONNREFUSED), false},
+		{"nil", nil, false},
+		{"self loop", selfLoop{}, false},
+	}
+	for _, tt := range tests {
+		if got := NotFound(tt.err); got != tt.want {
+			t.Errorf("%s: NotFound(%v) = %v, want %v", tt.name, tt.err, got, tt.want)
+		}
+	}
+	// Both are DNS to Classify; only NotFound tells them apart.
+	if c := Classify(nx); c != DNS {
+		t.Errorf("Classify(nxdomain) = %v, want dns", c)
+	}
+}

@@ -19,7 +19,8 @@
 //     EHOSTDOWN, ENOLINK, EADDRNOTAVAIL, and a *net.DNSError whose text
 //     names one of them. The local path is gone ([Class.LinkRelated]).
 //   - [DNS]: any other *net.DNSError (no such host, resolver timeout,
-//     server misbehaving).
+//     server misbehaving). [NotFound] tells "no such host" (a resolver
+//     answered) apart from the others.
 //   - [Timeout]: ETIMEDOUT, EAGAIN, os.ErrDeadlineExceeded,
 //     context.DeadlineExceeded, and any error at the end of a chain whose
 //     Timeout method reports true (net's dial timeout, http's client
