@@ -47,9 +47,6 @@ func (k EventKind) Rank() int {
 	return 0
 }
 
-// eventRanks is the number of ranks [EventKind.Rank] returns.
-const eventRanks = 3
-
 // Event is one thing the Monitor saw or decided, in the vocabulary of the
 // CLI's log lines. Fields that do not apply are zero.
 type Event struct {

@@ -194,7 +194,7 @@ func New(o Options) (*Monitor, error) {
 		log:      o.Logger,
 		lw:       lw,
 		events:   make(chan Event),
-		queue:    dropq.New(EventQueueSize, eventRanks, func(ev Event) int { return ev.Kind.Rank() }),
+		queue:    dropq.New(EventQueueSize, func(ev Event) int { return ev.Kind.Rank() }),
 		kick:     make(chan struct{}, 1),
 		ifaces:   map[int]*iface{},
 		status:   Status{State: Unknown, Reason: ReasonStarting, Since: time.Now()},

@@ -27,13 +27,13 @@ type Queue[T any] struct {
 }
 
 // New returns a queue that holds at most size items (size >= 1). rank
-// gives an item's rank, from 0 (dropped first) to ranks-1 (dropped
-// last).
-func New[T any](size, ranks int, rank func(T) int) *Queue[T] {
-	if size < 1 || ranks < 1 {
-		panic("dropq: size and ranks must be positive")
+// gives an item's rank, from 0 (dropped first) up (dropped last); ranks
+// are small numbers.
+func New[T any](size int, rank func(T) int) *Queue[T] {
+	if size < 1 {
+		panic("dropq: size must be positive")
 	}
-	return &Queue[T]{size: size, rank: rank, counts: make([]int, ranks), wake: make(chan struct{}, 1)}
+	return &Queue[T]{size: size, rank: rank, wake: make(chan struct{}, 1)}
 }
 
 // Push appends v, making room by the drop policy if the queue is full.
@@ -51,6 +51,9 @@ func (q *Queue[T]) push(v T, front bool) {
 		return
 	}
 	r := q.rank(v)
+	for r >= len(q.counts) {
+		q.counts = append(q.counts, 0)
+	}
 	if q.n == q.size && !q.dropLocked(r) {
 		return // v ranks below everything queued: v is the one dropped
 	}

@@ -38,7 +38,7 @@ func take(t *testing.T, q *Queue[item]) (item, uint64) {
 // many were missed.
 func TestDropPolicy(t *testing.T) {
 	t.Parallel()
-	q := New(4, 3, rankOf)
+	q := New(4, rankOf)
 	for _, v := range []item{"s1", "l1", "l2", "s2"} {
 		q.Push(v)
 	}
@@ -70,7 +70,7 @@ func TestDropPolicy(t *testing.T) {
 // the front, which a full queue never drops for a lower-ranked one.
 func TestHoldFront(t *testing.T) {
 	t.Parallel()
-	q := New(3, 3, rankOf)
+	q := New(3, rankOf)
 	q.Hold()
 	q.Push("l1")
 	q.Push("s1")
@@ -90,7 +90,7 @@ func TestHoldFront(t *testing.T) {
 // hands out what is left, then reports the end with the missed count.
 func TestNextWaits(t *testing.T) {
 	t.Parallel()
-	q := New(1, 1, func(item) int { return 0 })
+	q := New(1, func(item) int { return 0 })
 	got := make(chan item)
 	go func() {
 		v, _, _ := q.Next(nil)
@@ -129,7 +129,7 @@ func TestNextWaits(t *testing.T) {
 // items are pushed, and counts every one it dropped.
 func TestBound(t *testing.T) {
 	t.Parallel()
-	q := New(100, 3, rankOf)
+	q := New(100, rankOf)
 	q.PushFront("b")
 	for i := range 10000 {
 		if i%100 == 0 {
