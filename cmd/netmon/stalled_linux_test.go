@@ -38,23 +38,7 @@ func TestIntegrationWatchStalledStdout(t *testing.T) {
 	const metricsAddr = "127.0.0.1:9811" // the namespace's own loopback
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := p.a.Command(ctx, buildNetmon(t), "watch", "--log-format", "json", "--sockerr=off", "--wifi=off", "--metrics-addr", metricsAddr)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	stderrDone := make(chan struct{})
-	go func() {
-		defer close(stderrDone)
-		logLines(t, "stderr: ", stderr)
-	}()
+	cmd, stdout, stderrDone := startNetmon(t, ctx, p.a, "watch", "--log-format", "json", "--sockerr=off", "--wifi=off", "--metrics-addr", metricsAddr)
 	exited := false
 	t.Cleanup(func() {
 		if !exited {
