@@ -107,4 +107,9 @@
 // the [Monitor.Events] channel. Watchers that cannot run here (no Wi-Fi, no
 // eBPF permission) are reported once as notice events; netmon carries on
 // without them.
+//
+// The Monitor never waits for the reader of its events: a subscriber that
+// falls behind by more than EventQueueSize events loses events (counted in
+// Stats.EventsDropped and announced by a dropped event), never the state,
+// the Gate or Report.
 package netmon

@@ -25,7 +25,27 @@ const (
 	EventRebind   EventKind = "rebind"   // connections should be redialled: their local address went away
 	EventGap      EventKind = "gap"      // kernel messages were lost and the state was re-read
 	EventNotice   EventKind = "notice"   // a watcher is unavailable or degraded (Wi-Fi, eBPF)
+	// EventDropped says the subscriber fell behind and missed Dropped
+	// events (see [Monitor.Events]); it comes just before the next event
+	// delivered. `netmon watch` logs it with the key count, and also when
+	// its own log writer falls behind stdout.
+	EventDropped EventKind = "dropped"
 )
+
+// Rank orders event kinds for dropping, from 0 (dropped first) to 2
+// (dropped last): a full queue of events drops the oldest event of the
+// lowest rank queued. Baseline ranks 2; state, flap and dropped events
+// rank 1; every other kind (link, addr, route, neigh, wifi, dhcp,
+// sockerr, rebind, gap, notice) ranks 0.
+func (k EventKind) Rank() int {
+	switch k {
+	case EventBaseline:
+		return 2
+	case EventState, EventFlap, EventDropped:
+		return 1
+	}
+	return 0
+}
 
 // Event is one thing the Monitor saw or decided, in the vocabulary of the
 // CLI's log lines. Fields that do not apply are zero.
@@ -45,11 +65,13 @@ type Event struct {
 	Flap *Flap
 	// Explanation is set for sockerr events.
 	Explanation *Explanation
+	// Dropped is set for dropped events: how many events were lost.
+	Dropped uint64
 }
 
 // MarshalLogObject writes the event as the CLI logs it: `event`, then
 // `state`/`reason` for baseline and state events only, then `iface` and the
-// event's fields.
+// event's fields (and `count` for dropped events).
 func (e Event) MarshalLogObject(enc zapcore.ObjectEncoder) error {
 	enc.AddString("event", string(e.Kind))
 	if e.Kind == EventBaseline || e.Kind == EventState {
@@ -70,6 +92,9 @@ func (e Event) MarshalLogObject(enc zapcore.ObjectEncoder) error {
 	}
 	if e.Explanation != nil {
 		_ = e.Explanation.MarshalLogObject(enc)
+	}
+	if e.Kind == EventDropped {
+		enc.AddUint64("count", e.Dropped)
 	}
 	return nil
 }

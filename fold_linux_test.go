@@ -103,11 +103,7 @@ func (m *Monitor) apply(ev linkwatch.Event) {
 
 // drain returns the queued events and forgets them.
 func (m *Monitor) drain() []Event {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	out := m.pending
-	m.pending = nil
-	return out
+	return m.queue.Drain()
 }
 
 func baselineUp() linkwatch.Baseline {

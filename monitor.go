@@ -13,6 +13,7 @@ import (
 	"github.com/seed-a56be422/netmon/classify"
 	"github.com/seed-a56be422/netmon/dhcpwatch"
 	"github.com/seed-a56be422/netmon/gate"
+	"github.com/seed-a56be422/netmon/internal/dropq"
 	"github.com/seed-a56be422/netmon/linkwatch"
 	"github.com/seed-a56be422/netmon/sockwatch"
 	"go.uber.org/zap"
@@ -39,7 +40,12 @@ type Monitor struct {
 	wifiDial func() (*genetlink.Conn, error)
 
 	events chan Event    // closed when Run returns
-	kick   chan struct{} // wakes the loop to flush pending events or re-evaluate
+	kick   chan struct{} // wakes the loop to re-evaluate
+	// queue holds the events for the subscriber, at most EventQueueSize;
+	// Run's deliver goroutine takes them from it and alone waits for the
+	// subscriber. It is held (hands out nothing) until the baseline,
+	// which goes in front of the events queued before it.
+	queue *dropq.Queue[Event]
 
 	// successes counts ReportSuccess calls (Stats.Successes) without the
 	// lock.
@@ -66,9 +72,8 @@ type Monitor struct {
 	outage     *outage
 	lastUpAt   time.Time // when the last outage ended
 	journal    journal
-	pending    []Event
-	early      []Event // events that arrived before the baseline
-	netnsIno   uint64  // inode of the watched network namespace, 0 if unknown
+	queueOpen  bool   // the baseline is queued: the queue is released
+	netnsIno   uint64 // inode of the watched network namespace, 0 if unknown
 	rebind     chan struct{}
 	lastRebind Rebind
 	stall      stall     // the data-stall detector (stall.go)
@@ -141,7 +146,17 @@ type Stats struct {
 	// route lookups they made (one per target, one more per mark for a
 	// path into an overlay).
 	PathLookups, RouteLookups uint64
+	// EventsDropped counts the events the subscriber ([Monitor.Events])
+	// lost because it fell behind by more than EventQueueSize events.
+	EventsDropped uint64
 }
+
+// EventQueueSize is how many events wait for a subscriber that falls
+// behind, at most: beyond it, events are dropped (see [Monitor.Events]).
+// 4096 covers a burst of a few thousand kernel changes (a VPN installing
+// its routes, an interface with many addresses going away) at about
+// 1 MiB when full.
+const EventQueueSize = 4096
 
 const (
 	classCount = int(classify.Policy) + 1
@@ -183,6 +198,7 @@ func New(o Options) (*Monitor, error) {
 		log:      o.Logger,
 		lw:       lw,
 		events:   make(chan Event),
+		queue:    dropq.New(EventQueueSize, func(ev Event) int { return ev.Kind.Rank() }),
 		kick:     make(chan struct{}, 1),
 		ifaces:   map[int]*iface{},
 		status:   Status{State: Unknown, Reason: ReasonStarting, Since: time.Now()},
@@ -191,6 +207,7 @@ func New(o Options) (*Monitor, error) {
 		wifiInfo: map[int]*WifiInfo{},
 		dhcpInfo: map[int]*DHCPInfo{},
 	}
+	m.queue.Hold() // until the baseline
 	m.netnsIno = netnsInode(o.NetNS)
 	m.lookup = lw.Lookup
 	m.resolve, m.reresolve = defaultResolve, make(chan struct{}, 1)
@@ -241,8 +258,19 @@ func (m *Monitor) Gate() *gate.Gate { return m.gate }
 
 // Events returns the channel of events, starting with a baseline. Call it
 // before [Monitor.Run]: events are queued only for a subscriber that
-// exists, and the subscriber must keep reading until the channel is
-// closed, which happens when Run returns.
+// exists. The channel is closed when Run returns; events still queued then
+// are not delivered.
+//
+// The subscriber never slows the Monitor: the state, the Gate, Report and
+// Snapshot never wait for it. Events wait for it in a queue of at most
+// EventQueueSize events; when a slow subscriber lets the queue fill, each
+// new event drops one, counted in Stats.EventsDropped: the oldest queued
+// event of the lowest [EventKind.Rank] (link, addr, route, neigh, wifi,
+// dhcp, sockerr, rebind, gap, notice), or, when only state and flap events
+// are queued, the new event itself if it ranks lower, else the oldest
+// state or flap event. The baseline is never dropped. The next event the
+// subscriber receives after a loss is an EventDropped whose Dropped says
+// how many it missed.
 func (m *Monitor) Events() <-chan Event {
 	m.subscribed.Store(true)
 	return m.events
@@ -284,6 +312,7 @@ func (m *Monitor) Stats() Stats {
 	defer m.mu.Unlock()
 	st := m.stats
 	st.Successes = m.successes.Load()
+	_, _, st.EventsDropped = m.queue.Stats()
 	if m.sock != nil {
 		ss := m.sock.Stats()
 		st.SockErrorsDropped, st.SockErrorsFiltered = ss.Dropped, ss.Filtered
@@ -306,6 +335,11 @@ func (m *Monitor) Run(ctx context.Context) (err error) {
 	m.running = true
 	m.mu.Unlock()
 
+	stop, delivered := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(delivered)
+		m.deliver(stop)
+	}()
 	defer func() {
 		m.mu.Lock()
 		m.endLocked(time.Now())
@@ -316,6 +350,8 @@ func (m *Monitor) Run(ctx context.Context) (err error) {
 				p.gate.Shutdown()
 			}
 		}
+		close(stop)
+		<-delivered
 		close(m.events)
 	}()
 
@@ -339,16 +375,14 @@ func (m *Monitor) Run(ctx context.Context) (err error) {
 	return err
 }
 
-// loop is the Monitor's single event loop: it applies watcher events,
-// re-evaluates on timers and flushes events to the subscriber.
+// loop is the Monitor's single event loop: it applies watcher events and
+// re-evaluates on timers. It never waits for the subscriber: the events it
+// makes are queued for deliver.
 func (m *Monitor) loop(ctx context.Context, src sources) error {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	lwEvents := m.lw.Events()
 	for {
-		if err := m.flush(ctx); err != nil {
-			return err
-		}
 		m.mu.Lock()
 		wake := m.nextWakeLocked(time.Now())
 		m.mu.Unlock()
@@ -419,20 +453,38 @@ func (m *Monitor) loop(ctx context.Context, src sources) error {
 	}
 }
 
-// flush sends the pending events to the subscriber, in order.
-func (m *Monitor) flush(ctx context.Context) error {
-	m.mu.Lock()
-	out := m.pending
-	m.pending = nil
-	m.mu.Unlock()
-	for _, ev := range out {
+// deliver sends the queued events to the subscriber, in order, until stop
+// is closed: the only goroutine that waits for the subscriber. After a
+// loss it first sends an EventDropped with the count, never before the
+// baseline.
+func (m *Monitor) deliver(stop <-chan struct{}) {
+	var missed uint64
+	send := func(ev Event) bool {
 		select {
 		case m.events <- ev:
-		case <-ctx.Done():
-			return nil
+			return true
+		case <-stop:
+			return false
 		}
 	}
-	return nil
+	for {
+		ev, n, ok := m.queue.Next(stop)
+		if !ok {
+			return
+		}
+		missed += n
+		if missed > 0 && ev.Kind != EventBaseline {
+			d := Event{Kind: EventDropped, At: time.Now(), Dropped: missed,
+				Msg: fmt.Sprintf("%d events dropped: the subscriber fell behind", missed)}
+			if !send(d) {
+				return
+			}
+			missed = 0
+		}
+		if !send(ev) {
+			return
+		}
+	}
 }
 
 // endLocked marks the Monitor as stopped: the status says down for
@@ -440,7 +492,7 @@ func (m *Monitor) flush(ctx context.Context) error {
 func (m *Monitor) endLocked(now time.Time) {
 	m.done = true
 	m.status = Status{State: Down, Reason: ReasonShutdown, Iface: m.status.Iface, Since: now}
-	m.pending, m.early = nil, nil
+	m.queue.Clear()
 }
 
 // watcherNote is a watcher's initial note: "off" when the options turn it
@@ -452,25 +504,23 @@ func watcherNote(mode string) string {
 	return "starting"
 }
 
-// emitLocked queues ev for the subscriber, if there is one. Until the
-// baseline has been queued, other events (a watcher's notice) wait behind
-// it: the first event is always the baseline.
+// emitLocked queues ev for the subscriber, if there is one; it never
+// waits. Until the baseline has been queued, other events (a watcher's
+// notice) wait behind it: the first event is always the baseline.
 func (m *Monitor) emitLocked(ev Event) {
 	if !m.subscribed.Load() || m.done {
 		return // nobody reads, or the channel is closed
 	}
-	switch {
-	case ev.Kind == EventBaseline:
-		m.pending = append(append(m.pending, ev), m.early...)
-		m.early = nil
-	case !m.baseline:
-		m.early = append(m.early, ev)
-	default:
-		m.pending = append(m.pending, ev)
+	if ev.Kind == EventBaseline && !m.queueOpen {
+		m.queueOpen = true
+		m.queue.PushFront(ev)
+		m.queue.Release()
+		return
 	}
+	m.queue.Push(ev)
 }
 
-// wakeLocked asks the loop to flush and re-evaluate soon.
+// wakeLocked asks the loop to re-evaluate soon.
 func (m *Monitor) wakeLocked() {
 	select {
 	case m.kick <- struct{}{}:

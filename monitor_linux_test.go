@@ -429,10 +429,7 @@ func TestIntegrationMonitorShutdown(t *testing.T) {
 		t.Fatalf("status after Run = %+v, want down/shutdown", s)
 	}
 	r.m.Report(&net.OpError{Op: "write", Net: "udp", Err: os.NewSyscallError("sendto", unix.ENETUNREACH)})
-	r.m.mu.Lock()
-	pending := len(r.m.pending)
-	r.m.mu.Unlock()
-	if pending != 0 {
+	if pending, _, _ := r.m.queue.Stats(); pending != 0 {
 		t.Fatalf("%d events queued after the Events channel closed", pending)
 	}
 	if err := r.m.Run(context.Background()); !errors.Is(err, ErrClosed) {

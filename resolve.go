@@ -62,7 +62,6 @@ func (m *Monitor) resolveLoop(ctx context.Context) error {
 				if !p.saidUnresolved {
 					p.saidUnresolved = true
 					m.noticeLocked(time.Now(), "targets", "target "+p.t.Spec+" does not resolve: "+err.Error()+"; retrying")
-					m.wakeLocked() // the loop flushes it
 				}
 			default:
 				p.resolveAgain, p.saidUnresolved = false, false

@@ -135,14 +135,12 @@ type watchProc struct {
 	exited <-chan error // Wait's result, once stdout has ended
 }
 
-// startWatch runs netmon with args inside ns, checks that every stdout
-// line is a JSON object with the contract's keys, and kills the process
-// when the test ends.
-func startWatch(t *testing.T, ns *netnstest.NS, args ...string) watchProc {
+// startNetmon starts netmon with args inside ns under ctx, its stdout a
+// pipe for the caller to read and its stderr logged; stderrDone is closed
+// once stderr has ended.
+func startNetmon(t *testing.T, ctx context.Context, ns *netnstest.NS, args ...string) (cmd *exec.Cmd, stdout io.Reader, stderrDone <-chan struct{}) {
 	t.Helper()
-	bin := buildNetmon(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	cmd := ns.Command(ctx, bin, args...)
+	cmd = ns.Command(ctx, buildNetmon(t), args...)
 	t.Logf("$ ip netns exec %s netmon %s", ns.Name, strings.Join(args, " "))
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -155,13 +153,23 @@ func startWatch(t *testing.T, ns *netnstest.NS, args ...string) watchProc {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	exited := make(chan error, 1)
-	lines := make(chan map[string]any)
-	stderrDone := make(chan struct{})
+	done := make(chan struct{})
 	go func() {
-		defer close(stderrDone)
+		defer close(done)
 		logLines(t, "stderr: ", stderr)
 	}()
+	return cmd, stdout, done
+}
+
+// startWatch runs netmon with args inside ns, checks that every stdout
+// line is a JSON object with the contract's keys, and kills the process
+// when the test ends.
+func startWatch(t *testing.T, ns *netnstest.NS, args ...string) watchProc {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	cmd, stdout, stderrDone := startNetmon(t, ctx, ns, args...)
+	exited := make(chan error, 1)
+	lines := make(chan map[string]any)
 	go func() {
 		// Read stdout to the end, then reap the process: Wait must not
 		// run before the pipes are drained.

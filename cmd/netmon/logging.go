@@ -3,8 +3,10 @@ package main
 import (
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/seed-a56be422/netmon"
+	"github.com/seed-a56be422/netmon/internal/dropq"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 )
@@ -43,7 +45,8 @@ func newLogger(format string, level zapcore.Level, w io.Writer) (*zap.Logger, er
 
 // eventLevel is the level an event is logged at: losing the path (all of
 // it, one IP family of it, or the path to some targets), lost kernel
-// messages and failed sends are warnings; everything else is info.
+// messages, lost events and failed sends are warnings; everything else is
+// info.
 func eventLevel(ev netmon.Event) zapcore.Level {
 	switch ev.Kind {
 	case netmon.EventState:
@@ -54,7 +57,7 @@ func eventLevel(ev netmon.Event) zapcore.Level {
 		if !ev.Status.State.CanSend() {
 			return zapcore.WarnLevel
 		}
-	case netmon.EventGap, netmon.EventSockErr:
+	case netmon.EventGap, netmon.EventSockErr, netmon.EventDropped:
 		return zapcore.WarnLevel
 	}
 	return zapcore.InfoLevel
@@ -77,4 +80,63 @@ func eventMsg(ev netmon.Event) string {
 		return ev.Msg
 	}
 	return string(ev.Kind)
+}
+
+// logQueueSize is how many events wait for stdout at most: `netmon watch`
+// reads the Monitor's events on one goroutine and writes them on another,
+// so that a stalled stdout (a pipe nobody reads, journald under load)
+// never holds the reading up. Beyond it, events are dropped, the oldest of
+// the lowest rank first (netmon.EventKind.Rank: link, addr, route, ...
+// before state and flap lines), and the next line written says how many.
+const logQueueSize = 4096
+
+// logWriter writes events to a logger from its own goroutine, through a
+// bounded queue.
+type logWriter struct {
+	log  *zap.Logger
+	q    *dropq.Queue[netmon.Event]
+	done chan struct{}
+}
+
+// startLogWriter starts writing to log; call close to stop.
+func startLogWriter(log *zap.Logger) *logWriter {
+	w := &logWriter{
+		log:  log,
+		q:    dropq.New(logQueueSize, func(ev netmon.Event) int { return ev.Kind.Rank() }),
+		done: make(chan struct{}),
+	}
+	go w.run()
+	return w
+}
+
+// add queues ev for writing; it never waits.
+func (w *logWriter) add(ev netmon.Event) { w.q.Push(ev) }
+
+// close writes what is queued, waiting for the output to take it, and
+// returns once the writer has stopped. Calling it again does nothing.
+func (w *logWriter) close() {
+	w.q.Close()
+	<-w.done
+}
+
+// dropped returns how many events were not written because the output fell
+// behind.
+func (w *logWriter) dropped() uint64 {
+	_, _, n := w.q.Stats()
+	return n
+}
+
+func (w *logWriter) run() {
+	defer close(w.done)
+	for {
+		ev, missed, ok := w.q.Next(nil)
+		if missed > 0 {
+			logEvent(w.log, netmon.Event{Kind: netmon.EventDropped, At: time.Now(), Dropped: missed,
+				Msg: fmt.Sprintf("%d events not logged: the output fell behind", missed)})
+		}
+		if !ok {
+			return
+		}
+		logEvent(w.log, ev)
+	}
 }

@@ -39,13 +39,16 @@ func (s monitorSource) SockErrorsByProcess() []netmon.ProcessErrors { return s.m
 // only a bounded journal of flaps.
 type metrics struct {
 	src source
+	// logDropped, when set, counts the events `netmon watch` could not
+	// log because stdout fell behind.
+	logDropped func() uint64
 
 	flaps  *prometheus.CounterVec
 	outage prometheus.Histogram
 
 	state, since, carrier, usable, signal, leaseLeft                        *prometheus.Desc
 	held, holds, reports, gaps, downTime, sockErrs, sockDrops, sockFiltered *prometheus.Desc
-	target                                                                  *prometheus.Desc
+	target, eventDrops                                                      *prometheus.Desc
 }
 
 // newMetrics returns the collectors for src.
@@ -95,6 +98,9 @@ func newMetrics(src source) *metrics {
 		target: prometheus.NewDesc("netmon_target_reachable",
 			"1 when the kernel's path to the target can carry traffic (--target, or internet-ipv4 and internet-ipv6 without targets); iface is the interface judged (the underlay of a tunnel).",
 			[]string{"target", "iface"}, nil),
+		eventDrops: prometheus.NewDesc("netmon_events_dropped_total",
+			"Events lost because their reader fell behind: queue=\"monitor\" those the Monitor dropped for its subscriber, queue=\"log\" those not logged because stdout fell behind. The state and these metrics never wait for either.",
+			[]string{"queue"}, nil),
 	}
 }
 
@@ -109,7 +115,7 @@ func (x *metrics) Describe(ch chan<- *prometheus.Desc) {
 	x.flaps.Describe(ch)
 	x.outage.Describe(ch)
 	for _, d := range []*prometheus.Desc{x.state, x.since, x.carrier, x.usable, x.signal, x.leaseLeft,
-		x.held, x.holds, x.reports, x.gaps, x.downTime, x.sockErrs, x.sockDrops, x.sockFiltered, x.target} {
+		x.held, x.holds, x.reports, x.gaps, x.downTime, x.sockErrs, x.sockDrops, x.sockFiltered, x.target, x.eventDrops} {
 		ch <- d
 	}
 }
@@ -166,6 +172,10 @@ func (x *metrics) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(x.sockDrops, prometheus.CounterValue, float64(st.SockErrorsDropped))
 	ch <- prometheus.MustNewConstMetric(x.sockFiltered, prometheus.CounterValue, float64(st.SockErrorsFiltered))
+	ch <- prometheus.MustNewConstMetric(x.eventDrops, prometheus.CounterValue, float64(st.EventsDropped), "monitor")
+	if x.logDropped != nil {
+		ch <- prometheus.MustNewConstMetric(x.eventDrops, prometheus.CounterValue, float64(x.logDropped()), "log")
+	}
 }
 
 func b2f(b bool) float64 {

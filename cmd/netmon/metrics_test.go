@@ -37,6 +37,7 @@ func testSource() fakeSource {
 	st.Gaps = 2
 	st.DownTime = 1500 * time.Millisecond
 	st.SockErrors, st.SockErrorsDropped, st.SockErrorsFiltered = 7, 2, 3
+	st.EventsDropped = 11
 	return fakeSource{
 		snap: netmon.Snapshot{
 			State: netmon.Degraded, Reason: netmon.ReasonWeakSignal, Iface: "wlan0",
@@ -103,6 +104,7 @@ func gather(t *testing.T, reg *prometheus.Registry) []string {
 // apply, the Gate and the Monitor's counters, and flaps fed by events.
 func TestMetricsFromMonitor(t *testing.T) {
 	x := newMetrics(testSource())
+	x.logDropped = func() uint64 { return 5 }
 	x.observeFlap(netmon.Flap{Cause: netmon.ReasonCarrierLost, Duration: 2 * time.Second})
 	x.observeFlap(netmon.Flap{Cause: netmon.ReasonCarrierLost, Duration: 300 * time.Millisecond})
 	x.observeFlap(netmon.Flap{Cause: netmon.ReasonNoDefaultRoute, Duration: 40 * time.Second})
@@ -110,6 +112,8 @@ func TestMetricsFromMonitor(t *testing.T) {
 	want := []string{
 		"netmon_dhcp_lease_remaining_seconds{iface=wlan0} 1200",
 		"netmon_down_seconds_total{} 1.5",
+		"netmon_events_dropped_total{queue=log} 5",
+		"netmon_events_dropped_total{queue=monitor} 11",
 		"netmon_flaps_total{cause=carrier-lost} 2",
 		"netmon_flaps_total{cause=no-default-route} 1",
 		"netmon_gate_held_senders{} 4",

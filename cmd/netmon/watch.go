@@ -81,6 +81,12 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return fail(stderr, "watch", err)
 	}
 	met := newMetrics(monitorSource{m})
+	// Lines are written on their own goroutine: a stalled stdout delays
+	// (and at worst drops) lines, never the reading of events, and so
+	// never the flap metrics fed from them below.
+	w := startLogWriter(log)
+	defer w.close()
+	met.logDropped = w.dropped
 	g, gctx := errgroup.WithContext(ctx)
 	if *metricsAddr != "" {
 		l, err := listenMetrics(*metricsAddr)
@@ -115,8 +121,9 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		if ev.Kind == netmon.EventBaseline || ev.Kind == netmon.EventState {
 			last = ev.Status
 		}
-		logEvent(log, ev)
+		w.add(ev)
 	}
+	w.close() // the lines still queued go out before the summary, once stdout takes them
 	err = g.Wait()
 	if ctx.Err() == nil || (err != nil && !errors.Is(err, context.Canceled)) {
 		if err == nil {

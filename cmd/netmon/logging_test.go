@@ -1,0 +1,86 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/seed-a56be422/netmon"
+	"go.uber.org/zap/zapcore"
+)
+
+// stalledOutput is an output whose first write waits until release is
+// closed, as a pipe nobody reads does once full.
+type stalledOutput struct {
+	entered, release chan struct{}
+	once             sync.Once
+	mu               sync.Mutex
+	buf              bytes.Buffer
+}
+
+func (s *stalledOutput) Write(p []byte) (int, error) {
+	s.once.Do(func() {
+		close(s.entered)
+		<-s.release
+	})
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.Write(p)
+}
+
+// TestLogWriterStalledOutput: while the output is stalled, adding events
+// never waits; beyond logQueueSize the link lines go, not the state or
+// flap lines; when the output takes lines again, the line after the one
+// in progress says how many were lost, and close writes the rest.
+func TestLogWriterStalledOutput(t *testing.T) {
+	t.Parallel()
+	out := &stalledOutput{entered: make(chan struct{}), release: make(chan struct{})}
+	log, err := newLogger("json", zapcore.InfoLevel, out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := startLogWriter(log)
+	w.add(netmon.Event{Kind: netmon.EventBaseline, Msg: "baseline"})
+	select {
+	case <-out.entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the writer did not start writing")
+	}
+	const links = logQueueSize + 900
+	for i := range links {
+		if i == 10 {
+			w.add(netmon.Event{Kind: netmon.EventState, Msg: "up -> down", Status: netmon.Status{State: netmon.Down}})
+		}
+		w.add(netmon.Event{Kind: netmon.EventLink, Iface: "va", Msg: "carrier lost"})
+	}
+	w.add(netmon.Event{Kind: netmon.EventFlap, Msg: "outage ended", Flap: &netmon.Flap{Cause: netmon.ReasonCarrierLost}})
+	if got := w.dropped(); got != 902 {
+		t.Errorf("dropped = %d, want 902 (the link lines beyond the queue)", got)
+	}
+	close(out.release)
+	w.close()
+
+	lines := strings.Split(strings.TrimSpace(out.buf.String()), "\n")
+	var kinds []string
+	var count float64
+	for _, l := range lines {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("line %q: %v", l, err)
+		}
+		kinds = append(kinds, m["event"].(string))
+		if m["event"] == "dropped" {
+			count = m["count"].(float64)
+		}
+	}
+	if len(lines) != 2+logQueueSize || kinds[0] != "baseline" || kinds[1] != "dropped" || count != 902 {
+		t.Fatalf("%d lines, first %v, count %v; want %d lines, baseline then dropped with count 902",
+			len(lines), kinds[:2], count, 2+logQueueSize)
+	}
+	if kinds[2] != "state" || kinds[len(kinds)-1] != "flap" {
+		t.Errorf("state and flap lines: third line %s, last %s; want both kept in order", kinds[2], kinds[len(kinds)-1])
+	}
+}
