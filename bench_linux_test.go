@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/seed-a56be422/netmon/internal/netnstest"
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -108,40 +109,29 @@ func detectionLatency(b *testing.B, overlay bool) {
 	lookups := m.Stats().RouteLookups
 	b.ResetTimer()
 	for b.Loop() {
-		// Drain stale lines (ip monitor prints intermediate changes).
-		for len(lines) > 0 {
-			<-lines
+		// Each step drains stale lines first (ip monitor prints
+		// intermediate changes).
+		// step times act until the Gate is open=open beside the line
+		// ip monitor prints on lines.
+		step := func(act func(netlink.Link) error, open bool, lines <-chan time.Time, ours, ipmon *[]time.Duration) {
+			for len(lines) > 0 {
+				<-lines
+			}
+			start := time.Now()
+			if err := act(link); err != nil {
+				b.Fatal(err)
+			}
+			waitGate(open)
+			*ours = append(*ours, time.Since(start))
+			select {
+			case t := <-lines:
+				*ipmon = append(*ipmon, t.Sub(start))
+			case <-time.After(5 * time.Second):
+				b.Fatal("ip monitor printed nothing")
+			}
 		}
-		for len(upLines) > 0 {
-			<-upLines
-		}
-		start := time.Now()
-		if err := h.LinkSetDown(link); err != nil {
-			b.Fatal(err)
-		}
-		waitGate(false)
-		ours = append(ours, time.Since(start))
-		select {
-		case t := <-lines:
-			ipmon = append(ipmon, t.Sub(start))
-		case <-time.After(5 * time.Second):
-			b.Fatal("ip monitor printed nothing")
-		}
-		for len(upLines) > 0 {
-			<-upLines
-		}
-		start = time.Now()
-		if err := h.LinkSetUp(link); err != nil {
-			b.Fatal(err)
-		}
-		waitGate(true)
-		ourUps = append(ourUps, time.Since(start))
-		select {
-		case t := <-upLines:
-			ipmonUps = append(ipmonUps, t.Sub(start))
-		case <-time.After(5 * time.Second):
-			b.Fatal("ip monitor printed no carrier return")
-		}
+		step(h.LinkSetDown, false, lines, &ours, &ipmon)
+		step(h.LinkSetUp, true, upLines, &ourUps, &ipmonUps)
 	}
 	b.StopTimer()
 	for _, d := range [][]time.Duration{ours, ipmon, ourUps, ipmonUps} {

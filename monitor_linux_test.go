@@ -202,18 +202,7 @@ func (r *rig) liveServer(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); <-done })
+	netnstest.Serve(t, ln, func(c net.Conn) { c.Close() })
 }
 
 // dial connects from the rig's namespace with a short timeout.

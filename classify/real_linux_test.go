@@ -31,18 +31,7 @@ func serveOnce(t *testing.T, network string, fn func(net.Conn)) net.Addr {
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			fn(c)
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); <-done })
+	netnstest.Serve(t, ln, fn)
 	return ln.Addr()
 }
 

@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"runtime"
@@ -432,4 +433,21 @@ func (ns *NS) WGQuick(dev string) {
 	ns.IP("-4", "route", "add", "0.0.0.0/0", "dev", dev, "table", "51820")
 	ns.IP("-4", "rule", "add", "not", "fwmark", "51820", "table", "51820")
 	ns.IP("-4", "rule", "add", "table", "main", "suppress_prefixlength", "0")
+}
+
+// Serve accepts connections on ln and hands each to fn (which must close
+// it) until the test ends, then closes ln and waits for the accept loop.
+func Serve(t testing.TB, ln net.Listener, fn func(net.Conn)) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			fn(c)
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); <-done })
 }
