@@ -192,41 +192,41 @@ func TestSockErrorExplainedByItsRoute(t *testing.T) {
 }
 
 // TestReportSuccessFastPath: ReportSuccess takes the lock only while the
-// data-stall detector is active, and the flag that says so is never
-// false while it is: a streak, a send-errors outage, and a detector reset
-// by a kernel change (cleared lazily by the next success).
+// data-stall detector holds something, and the bit that says so follows
+// the detector: set by a counted failure, cleared by a success, a kernel
+// change or the end of the hold, never set by a refused connection.
 func TestReportSuccessFastPath(t *testing.T) {
 	m := newTestMonitor(t, Options{SendErrorThreshold: 2})
+	flag := func() bool { return m.stallWord.Load()&stallBit != 0 }
 	m.apply(baselineUp())
 	m.ReportSuccess()
-	if m.stallFlag.Load() {
-		t.Fatal("stall flag set with no streak")
+	if flag() {
+		t.Fatal("stall bit set with no failure")
 	}
 	m.Report(unreach())
-	if !m.stallFlag.Load() {
-		t.Fatal("stall flag clear during a streak")
+	if !flag() {
+		t.Fatal("stall bit clear while a failure is counted")
 	}
 	m.ReportSuccess()
-	if m.stallFlag.Load() || m.Status().Reason != ReasonNone {
-		t.Fatalf("after success: flag %v, status %+v", m.stallFlag.Load(), m.Status())
+	if flag() || m.Status().Reason != ReasonNone {
+		t.Fatalf("after success: bit %v, status %+v", flag(), m.Status())
 	}
 	m.Report(unreach())
 	m.Report(unreach())
 	wantStatus(t, m, Down, ReasonSendErrors)
-	// A kernel change resets the detector; the flag may lag, never lead.
+	// A kernel change resets the detector, and the bit with it.
 	m.apply(linkwatch.AddrEvent{At: t0, Op: linkwatch.AddrAdded, Addr: globalAddr(2, "wlan0", "10.0.0.6/24")})
 	wantStatus(t, m, Up, ReasonNone)
-	m.ReportSuccess()
-	if m.stallFlag.Load() {
-		t.Fatal("stall flag still set after a success with nothing pending")
+	if flag() {
+		t.Fatal("stall bit still set after a kernel change reset the detector")
 	}
-	// Refused connections never start a streak.
+	// Refused connections never count.
 	m.Report(refused())
-	if m.stallFlag.Load() {
-		t.Fatal("stall flag set by a refused connection")
+	if flag() {
+		t.Fatal("stall bit set by a refused connection")
 	}
-	if n := m.Stats().Successes; n != 3 {
-		t.Fatalf("successes = %d, want 3", n)
+	if n := m.Stats().Successes; n != 1 {
+		t.Fatalf("successes = %d, want 1: only the success that ended a count", n)
 	}
 }
 

@@ -191,18 +191,19 @@ func (m *Monitor) correlateLocked(now time.Time, idx int, class classify.Class, 
 // ReportSuccess tells the Monitor that a send succeeded: the path works,
 // so the data-stall detector resets and a send-errors outage ends.
 //
-// It costs one atomic add and one atomic load unless the detector has a
-// streak or holds the state down: [gate.Gate.Do] calls it after every send.
+// It costs one atomic load, and writes nothing shared, unless the detector
+// holds something (a count of failures or a closed Gate): [gate.Gate.Do]
+// calls it after every send.
 func (m *Monitor) ReportSuccess() {
-	m.successes.Add(1)
-	if !m.stallFlag.Load() {
-		return
+	if m.stallWord.Load()&stallBit == 0 {
+		return // the common case: one atomic load, nothing written
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if !m.stallActive() {
 		return
 	}
+	m.stats.Successes++
 	m.resetStallLocked()
 	m.evaluateLocked(time.Now())
 }

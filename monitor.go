@@ -47,13 +47,10 @@ type Monitor struct {
 	// which goes in front of the events queued before it.
 	queue *dropq.Queue[Event]
 
-	// successes counts ReportSuccess calls (Stats.Successes) without the
-	// lock.
-	successes atomic.Uint64
-	// stallFlag is stallActive() kept where ReportSuccess can read it
-	// without the lock (stall.go keeps it in step): ReportSuccess takes
-	// the lock only while the data-stall detector holds something.
-	stallFlag atomic.Bool
+	// stallWord holds stallActive() in stallBit, so that ReportSuccess
+	// costs one atomic load when the data-stall detector holds nothing
+	// and takes the lock only when it does (stall.go keeps it in step).
+	stallWord atomic.Uint64
 
 	mu         sync.Mutex  // guards every field below
 	subscribed atomic.Bool // Events was called: queue events for it
@@ -120,7 +117,11 @@ type outage struct {
 type Stats struct {
 	// Reports counts reported send errors by class and cause.
 	Reports [classCount][causeCount]uint64
-	// Successes counts [Monitor.ReportSuccess] calls.
+	// Successes counts the [Monitor.ReportSuccess] calls that found the
+	// data-stall detector holding something (a count of failures, or a
+	// closed Gate) and ended it. Other successes are not counted, so that
+	// a successful send writes nothing shared, as gate.Stats does not
+	// count them either.
 	Successes uint64
 	// Gaps counts the times kernel messages were lost (a netlink
 	// overflow) or a read of the routes failed, after which the state
@@ -311,7 +312,6 @@ func (m *Monitor) Stats() Stats {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	st := m.stats
-	st.Successes = m.successes.Load()
 	_, _, st.EventsDropped = m.queue.Stats()
 	if m.sock != nil {
 		ss := m.sock.Stats()

@@ -39,6 +39,10 @@ import (
 //   - Failures below the threshold but towards two or more destinations
 //     within Options.Recent make an up state degraded (send-errors).
 
+// stallBit is the bit of Monitor.stallWord that says the detector holds
+// something: ReportSuccess then takes the lock to end it.
+const stallBit uint64 = 1 << 63
+
 // maxStallFails bounds the failures the detector remembers.
 const maxStallFails = 64
 
@@ -118,7 +122,7 @@ func (m *Monitor) recordFailureLocked(now time.Time, dst netip.Addr) {
 		(distinctDestinations(s.fails) >= 2 || m.uplinkGatewayFailedLocked()) {
 		s.downAt = now
 	}
-	m.stallFlag.Store(true)
+	m.stallWord.Store(stallBit)
 	for _, p := range m.paths {
 		if p.implicit || !p.stallAt.IsZero() || !p.t.Addr.IsValid() {
 			continue
@@ -173,7 +177,7 @@ func (m *Monitor) resetStallLocked() {
 	for _, p := range m.paths {
 		p.stallAt = time.Time{}
 	}
-	m.stallFlag.Store(false)
+	m.stallWord.Store(0)
 }
 
 // stallActive reports whether the detector holds anything.
@@ -210,7 +214,9 @@ func (m *Monitor) expireStallLocked(c *clock) {
 		}
 		m.stall.fails = keep
 	}
-	m.stallFlag.Store(m.stallActive())
+	if !m.stallActive() {
+		m.stallWord.Store(0)
+	}
 }
 
 // stallVerdict applies the detector to a verdict the kernel's state
