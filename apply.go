@@ -282,9 +282,11 @@ func (m *Monitor) applyNeighEventLocked(e linkwatch.NeighEvent) {
 	if !e.Removed {
 		f.neighs = append(f.neighs, n)
 	}
-	if !e.Removed && n.Reachable() && n.Index == m.statusIdx && m.stallActive() {
-		// The gateway answered: the path works, whatever senders saw.
-		m.resetStallLocked()
+	if !e.Removed && n.Reachable() && n.Index == m.statusIdx && m.overallStallLocked() {
+		// The gateway answered: the path works, whatever senders saw
+		// (a declared target's own failures stand: the gateway answering
+		// says nothing of that host).
+		m.resetOverallStallLocked()
 	}
 	m.emitLocked(Event{Kind: EventNeigh, At: e.At, Iface: f.link.Name, Msg: "gateway " + n.StateName(),
 		Fields: []zap.Field{zap.String("gateway", n.IP.String()), zap.String("nud", n.StateName())}})
@@ -296,6 +298,15 @@ func (m *Monitor) evaluateLocked(now time.Time) {
 	if m.done {
 		return // Run has returned: the status stays down/shutdown
 	}
+	// Evaluations never go back in time: an event read before the
+	// timer fired (linkwatch stamps events when it parses them, and the
+	// loop picks among ready channels at random) or a Report that waited
+	// for the lock is judged at the latest time already judged, so a
+	// deadline acted on is not undone.
+	if now.Before(m.evalAt) {
+		now = m.evalAt
+	}
+	m.evalAt = now
 	before := m.wakeAt
 	m.evaluateStatusLocked(now)
 	if m.baseline {
@@ -385,9 +396,6 @@ func (m *Monitor) noteFamiliesLocked(v verdict) {
 
 // evaluateStatusLocked is evaluateLocked without the targets' Gates.
 func (m *Monitor) evaluateStatusLocked(now time.Time) {
-	if now.After(m.evalAt) {
-		m.evalAt = now
-	}
 	c := &clock{now: now}
 	defer func() { m.wakeAt = c.next }()
 	m.expireStallLocked(c)

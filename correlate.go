@@ -80,6 +80,9 @@ func (m *Monitor) report(now time.Time, class classify.Class, err error) Explana
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if now.Before(m.evalAt) {
+		now = m.evalAt // never before what the state already judged
+	}
 	ex.Status = m.status
 	if class == classify.None || class == classify.Canceled || class == classify.Other {
 		m.stats.Reports[class][CauseNone]++
@@ -200,11 +203,11 @@ func (m *Monitor) ReportSuccess() {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if !m.stallActive() {
+	if !m.overallStallLocked() {
 		return
 	}
 	m.stats.Successes++
-	m.resetStallLocked()
+	m.resetOverallStallLocked()
 	m.evaluateLocked(time.Now())
 }
 

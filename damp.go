@@ -23,14 +23,18 @@ type damping struct {
 }
 
 // windowLocked returns the stabilisation window a return starting at now
-// waits out: the damped window, decayed for the time since the last loss.
+// waits out: the damped window, decayed for the time the path has held
+// since it last came back (time spent down is not holding).
 func (m *Monitor) windowLocked(now time.Time) time.Duration {
 	base, d := m.opts.Stabilize, m.damp
 	if base <= 0 || d.window <= base || d.lastLoss.IsZero() {
 		return base
 	}
 	w := d.window
-	for t := d.lastLoss.Add(m.opts.Recent); !now.Before(t) && w > base; t = t.Add(m.opts.Recent) {
+	if !m.lastUpAt.After(d.lastLoss) {
+		return w // down since the last loss
+	}
+	for t := m.lastUpAt.Add(m.opts.Recent); !now.Before(t) && w > base; t = t.Add(m.opts.Recent) {
 		w /= 2
 	}
 	return max(w, base)

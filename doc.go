@@ -75,8 +75,9 @@
 // of a dead path the kernel cannot see (an access point whose upstream is
 // gone). Modelled on Android's data-stall detector, Options.SendErrorThreshold
 // of them within Options.SendErrorWindow close the state (send-errors) only
-// when they reached at least two destinations, or the gateway does not
-// answer: one dead peer is never a stall. Timeouts count; refusals, resets,
+// when they came from at least two destinations, none counting for more
+// than half, or the gateway does not answer: one dead peer is never a
+// stall. Timeouts count; refusals, resets,
 // TLS and DNS answers never do. A declared target's failures close only its
 // own Gate. The verdict ends when a send succeeds, the path changes, the
 // gateway answers or Options.SendErrorHold passes, and counting starts

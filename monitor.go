@@ -247,7 +247,7 @@ func New(o Options) (*Monitor, error) {
 	if m.gate, err = gate.New(gc); err != nil {
 		return nil, fmt.Errorf("netmon: Options.Gate: %w", err)
 	}
-	if err := m.initTargets(gc); err != nil {
+	if err := m.initTargets(gc, userOK); err != nil {
 		return nil, err
 	}
 	return m, nil
@@ -257,10 +257,11 @@ func New(o Options) (*Monitor, error) {
 // up or degraded.
 func (m *Monitor) Gate() *gate.Gate { return m.gate }
 
-// Events returns the channel of events, starting with a baseline. Call it
-// before [Monitor.Run]: events are queued only for a subscriber that
-// exists. The channel is closed when Run returns; events still queued then
-// are not delivered.
+// Events returns the channel of events, starting with a baseline. Events
+// are queued only for a subscriber that exists, so call it before
+// [Monitor.Run] to see everything from the first read; called later, its
+// baseline is the state at that moment. The channel is closed when Run
+// returns; events still queued then are not delivered.
 //
 // The subscriber never slows the Monitor: the state, the Gate, Report and
 // Snapshot never wait for it. Events wait for it in a queue of at most
@@ -273,7 +274,14 @@ func (m *Monitor) Gate() *gate.Gate { return m.gate }
 // subscriber receives after a loss is an EventDropped whose Dropped says
 // how many it missed.
 func (m *Monitor) Events() <-chan Event {
-	m.subscribed.Store(true)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.subscribed.Swap(true) && m.baseline && !m.done {
+		// Subscribed late: the baseline is the state now.
+		now := time.Now()
+		m.emitLocked(Event{Kind: EventBaseline, At: now, Iface: m.status.Iface, Msg: "baseline", Status: m.status,
+			Fields: m.snapshotFieldsLocked(now)})
+	}
 	return m.events
 }
 

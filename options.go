@@ -83,8 +83,9 @@ type Options struct {
 	// SendErrorWindow of each other) make a data stall, modelled on
 	// Android's data-stall detector (which uses 5): the state goes down
 	// with reason send-errors, closing the Gate, once that many failures
-	// reached at least two distinct destinations, or one while the
-	// uplink's gateway does not answer. One dead peer is never a stall:
+	// came from at least two destinations, none counting for more than
+	// half of them, or from anywhere while the uplink's gateway does not
+	// answer. One dead peer is never a stall:
 	// failures towards a single host close no Gate, unless that host is
 	// one of Targets, whose own Gate then closes (and no other). Refused
 	// or reset connections, TLS and DNS answers are the peer's and never

@@ -259,7 +259,7 @@ func (m *Monitor) GateFor(target string) *gate.Gate {
 // initTargets parses Options.Targets into paths, each with its own Gate
 // configured like the Monitor's; without targets it sets up the implicit
 // internet ones.
-func (m *Monitor) initTargets(gc gate.Config) error {
+func (m *Monitor) initTargets(gc gate.Config, userOK func(gate.Attempt)) error {
 	if len(m.opts.Targets) == 0 {
 		m.paths = []*pathState{
 			{t: Target{Spec: "internet-ipv4", Addr: internet4}, implicit: true},
@@ -277,11 +277,20 @@ func (m *Monitor) initTargets(gc gate.Config) error {
 				return fmt.Errorf("netmon: target %q given twice", s)
 			}
 		}
-		g, err := gate.New(gc)
-		if err != nil {
+		p := &pathState{t: t}
+		tc := gc
+		tc.OnSuccess = func(a gate.Attempt) {
+			// A send through this target's Gate succeeded: it ends the
+			// target's own stall, not the network's or another's.
+			m.targetSuccess(p)
+			if userOK != nil {
+				userOK(a)
+			}
+		}
+		if p.gate, err = gate.New(tc); err != nil {
 			return fmt.Errorf("netmon: gate for target %q: %w", s, err)
 		}
-		m.paths = append(m.paths, &pathState{t: t, gate: g})
+		m.paths = append(m.paths, p)
 	}
 	return nil
 }

@@ -396,3 +396,56 @@ func TestIntegrationPathBridgePort(t *testing.T) {
 		t.Fatalf("outage on %q, want br0", ev.Iface)
 	}
 }
+
+// TestIntegrationEventsAfterRun: a subscriber that calls Events only once
+// the Monitor is running still gets a baseline first (the state then),
+// and the events after it.
+func TestIntegrationEventsAfterRun(t *testing.T) {
+	t.Parallel()
+	a, b := netnstest.New(t), netnstest.New(t)
+	netnstest.Veth(t, a, "va", b, "vb")
+	a.IP("addr", "add", "10.214.0.1/24", "dev", "va")
+	a.IP("route", "add", "default", "via", "10.214.0.2")
+	m, err := New(Options{NetNS: a.Handle, Wifi: "off", DHCP: "off", SockErrors: "off"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	g := m.Gate()
+	deadline := time.After(10 * time.Second)
+	for s := g.State(); !s.Open; s = g.State() {
+		select {
+		case <-s.Changed():
+		case <-deadline:
+			t.Fatal("the Monitor never opened its gate")
+		}
+	}
+	evs := m.Events()
+	defer func() {
+		cancel()
+		for range evs {
+		}
+	}()
+	first := <-evs
+	if first.Kind != EventBaseline || first.Status.State != Up {
+		t.Fatalf("first event %+v, want a baseline saying up", first)
+	}
+	b.IP("link", "set", "vb", "down")
+	deadline = time.After(10 * time.Second)
+	for {
+		select {
+		case ev, ok := <-evs:
+			if !ok {
+				t.Fatal("events ended before the state line")
+			}
+			if ev.Kind == EventState && ev.Status.State == Down {
+				return
+			}
+		case <-deadline:
+			t.Fatal("no state line within 10s of the carrier loss")
+		}
+	}
+}

@@ -27,15 +27,20 @@ import (
 //     Refused or reset connections, TLS and DNS answers concern one peer
 //     and are never counted.
 //   - One dead peer is not a stall: the state goes down (send-errors) only
-//     when SendErrorThreshold failures in the window reached at least two
-//     distinct destinations, or the uplink's gateway does not answer (its
-//     neighbour entry FAILED). Failures without a known destination count
-//     as one destination of their own.
+//     when SendErrorThreshold failures in the window came from at least two
+//     destinations with no destination counting for more than half of the
+//     threshold (four failures to a dead host and one elsewhere are not a
+//     stall), or from anywhere while the uplink's gateway does not answer
+//     (its neighbour entry FAILED). Failures without a known destination
+//     count as one destination of their own.
 //   - A declared target ([Options].Targets) is judged on its own: that many
-//     failures towards it close its Gate (reason send-errors) and no other.
-//   - The verdict ends when a send succeeds ([Monitor.ReportSuccess]), the
-//     kernel reports a change of the path, the gateway answers, or
-//     SendErrorHold passes; the count then starts again from zero.
+//     failures towards it close its Gate (reason send-errors) and no other,
+//     and they do not count for the network.
+//   - The network's verdict ends when a send succeeds
+//     ([Monitor.ReportSuccess]), the gateway answers, or SendErrorHold
+//     passes; a target's when a send through its Gate succeeds or its hold
+//     passes; both when the kernel reports a change of the path. The count
+//     then starts again from zero.
 //   - Failures below the threshold but towards two or more destinations
 //     within Options.Recent make an up state degraded (send-errors).
 
@@ -117,27 +122,63 @@ func (m *Monitor) recordFailureLocked(now time.Time, dst netip.Addr) {
 	if len(s.fails) > maxStallFails {
 		s.fails = s.fails[len(s.fails)-maxStallFails:]
 	}
-	n := len(s.fails)
-	if n >= m.opts.SendErrorThreshold && s.downAt.IsZero() && m.status.State.CanSend() &&
-		(distinctDestinations(s.fails) >= 2 || m.uplinkGatewayFailedLocked()) {
-		s.downAt = now
-	}
 	m.stallWord.Store(stallBit)
-	for _, p := range m.paths {
-		if p.implicit || !p.stallAt.IsZero() || !p.t.Addr.IsValid() {
-			continue
-		}
+	if t := m.targetOf(dst); t != nil {
+		// A declared target is judged on its own.
 		towards := 0
 		for _, f := range s.fails {
-			if p.has(f.dst) {
+			if t.has(f.dst) {
 				towards++
 			}
 		}
-		if towards >= m.opts.SendErrorThreshold {
-			p.stallAt = now
+		if towards >= m.opts.SendErrorThreshold && t.stallAt.IsZero() {
+			t.stallAt = now
 		}
+	} else if s.downAt.IsZero() && m.status.State.CanSend() && m.stallLocked() {
+		s.downAt = now
 	}
 	m.evaluateLocked(now)
+}
+
+// stallLocked reports whether the failures that concern the network (not
+// a declared target) make a stall: SendErrorThreshold of them, no
+// destination counting for more than half of them (so that one dead peer
+// and a stray failure elsewhere are not one), or that many while the
+// uplink's gateway does not answer.
+func (m *Monitor) stallLocked() bool {
+	per := map[netip.Addr]int{}
+	n := 0
+	for _, f := range m.stall.fails {
+		if m.targetOf(f.dst) == nil {
+			per[f.dst]++
+			n++
+		}
+	}
+	if n < m.opts.SendErrorThreshold {
+		return false
+	}
+	if m.uplinkGatewayFailedLocked() {
+		return true
+	}
+	limit := (m.opts.SendErrorThreshold + 1) / 2
+	capped := 0
+	for _, c := range per {
+		capped += min(c, limit)
+	}
+	return len(per) >= 2 && capped >= m.opts.SendErrorThreshold
+}
+
+// targetOf returns the declared target dst belongs to, or nil.
+func (m *Monitor) targetOf(dst netip.Addr) *pathState {
+	if !dst.IsValid() {
+		return nil
+	}
+	for _, p := range m.paths {
+		if !p.implicit && p.has(dst) {
+			return p
+		}
+	}
+	return nil
 }
 
 // has reports whether a is one of the target's addresses.
@@ -153,12 +194,15 @@ func (p *pathState) has(a netip.Addr) bool {
 	return false
 }
 
-// distinctDestinations counts the destinations of the failures; those
+// distinctDestinations counts the destinations of the network's failures
+// (not those towards a declared target) at or after since; failures
 // without one count as one more.
-func distinctDestinations(fs []failure) int {
+func (m *Monitor) distinctDestinations(since time.Time) int {
 	seen := make(map[netip.Addr]struct{}, 4)
-	for _, f := range fs {
-		seen[f.dst] = struct{}{}
+	for _, f := range m.stall.fails {
+		if !f.at.Before(since) && m.targetOf(f.dst) == nil {
+			seen[f.dst] = struct{}{}
+		}
 	}
 	return len(seen)
 }
@@ -170,14 +214,68 @@ func (m *Monitor) uplinkGatewayFailedLocked() bool {
 	return ok && f.gatewayFailed()
 }
 
-// resetStallLocked ends every verdict of the detector and forgets its
-// count: the path works, or changed.
+// resetStallLocked ends every verdict of the detector and forgets every
+// failure: the path changed.
 func (m *Monitor) resetStallLocked() {
 	m.stall = stall{}
 	for _, p := range m.paths {
 		p.stallAt = time.Time{}
 	}
 	m.stallWord.Store(0)
+}
+
+// resetOverallStallLocked ends the network's verdict and forgets the
+// failures that concern it, keeping those of declared targets: a send
+// that succeeded, or a gateway that answered, says nothing of one host.
+func (m *Monitor) resetOverallStallLocked() {
+	m.stall.downAt = time.Time{}
+	m.dropFailuresLocked(func(f failure) bool { return m.targetOf(f.dst) == nil })
+}
+
+// targetSuccess ends a target's own stall after a send through its Gate
+// succeeded. It takes the lock only while the detector holds something.
+func (m *Monitor) targetSuccess(p *pathState) {
+	if m.stallWord.Load()&stallBit == 0 {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	held := !p.stallAt.IsZero()
+	p.stallAt = time.Time{}
+	m.dropFailuresLocked(func(f failure) bool { return p.has(f.dst) })
+	if held {
+		m.stats.Successes++
+		m.evaluateLocked(time.Now())
+	}
+}
+
+// dropFailuresLocked forgets the failures drop selects and keeps
+// stallWord in step.
+func (m *Monitor) dropFailuresLocked(drop func(failure) bool) {
+	keep := m.stall.fails[:0]
+	for _, f := range m.stall.fails {
+		if !drop(f) {
+			keep = append(keep, f)
+		}
+	}
+	m.stall.fails = keep
+	if !m.stallActive() {
+		m.stallWord.Store(0)
+	}
+}
+
+// overallStallLocked reports whether the detector holds something about
+// the network (not only about declared targets).
+func (m *Monitor) overallStallLocked() bool {
+	if !m.stall.downAt.IsZero() {
+		return true
+	}
+	for _, f := range m.stall.fails {
+		if m.targetOf(f.dst) == nil {
+			return true
+		}
+	}
+	return false
 }
 
 // stallActive reports whether the detector holds anything.
@@ -198,24 +296,14 @@ func (m *Monitor) stallActive() bool {
 func (m *Monitor) expireStallLocked(c *clock) {
 	hold := m.opts.SendErrorHold
 	if !m.stall.downAt.IsZero() && !c.before(m.stall.downAt.Add(hold)) {
-		m.resetStallLocked()
-		return
+		m.resetOverallStallLocked()
 	}
 	for _, p := range m.paths {
 		if p.stallAt.IsZero() || c.before(p.stallAt.Add(hold)) {
 			continue
 		}
 		p.stallAt = time.Time{}
-		keep := m.stall.fails[:0]
-		for _, f := range m.stall.fails {
-			if !p.has(f.dst) {
-				keep = append(keep, f)
-			}
-		}
-		m.stall.fails = keep
-	}
-	if !m.stallActive() {
-		m.stallWord.Store(0)
+		m.dropFailuresLocked(func(f failure) bool { return p.has(f.dst) })
 	}
 }
 
@@ -231,7 +319,7 @@ func (m *Monitor) stallVerdict(c *clock, v verdict) verdict {
 	case !s.downAt.IsZero():
 		v.state, v.reason, v.target = Down, ReasonSendErrors, ""
 	case v.state == Up && len(s.fails) > 0 && c.within(s.fails[len(s.fails)-1].at, m.opts.Recent) &&
-		distinctDestinations(s.fails) >= 2:
+		m.distinctDestinations(c.now.Add(-m.opts.Recent)) >= 2:
 		v.state, v.reason = Degraded, ReasonSendErrors
 	}
 	return v

@@ -1,6 +1,7 @@
 package netmon
 
 import (
+	"context"
 	"net"
 	"net/netip"
 	"os"
@@ -122,4 +123,80 @@ func TestStallRearmsFromZero(t *testing.T) {
 // failedGateway is wlan0's gateway (baselineUp) with a FAILED entry.
 func failedGateway() linkwatch.Neigh {
 	return linkwatch.Neigh{Index: 2, Iface: "wlan0", IP: netip.MustParseAddr("10.0.0.1"), State: unix.NUD_FAILED}
+}
+
+// TestStallDeadPeerAndAStrayFailure: four failures towards one dead host
+// and one elsewhere are not a stall: no destination counts for more than
+// half of the threshold.
+func TestStallDeadPeerAndAStrayFailure(t *testing.T) {
+	m := newTestMonitor(t, Options{SendErrorThreshold: 5})
+	m.apply(baselineUp())
+	for range 4 {
+		m.Report(unreachTo(net.IPv4(10, 0, 0, 99)))
+	}
+	m.Report(unreachTo(net.IPv4(198, 51, 100, 7)))
+	if s := m.Status(); s.State == Down || !m.gate.State().Open {
+		t.Fatalf("status %+v: one dead host and a stray failure closed the gate", s)
+	}
+	// Two more elsewhere make it one.
+	m.Report(unreachTo(net.IPv4(198, 51, 100, 8)))
+	m.Report(unreachTo(net.IPv4(198, 51, 100, 9)))
+	wantStatus(t, m, Down, ReasonSendErrors)
+}
+
+// TestStallTargetSuccessIsItsOwn: a send that succeeds through another
+// target's Gate, or anywhere (ReportSuccess), does not end a target's own
+// stall; a success through its own Gate does.
+func TestStallTargetSuccessIsItsOwn(t *testing.T) {
+	const dead, live = "10.0.0.99", "10.0.0.1"
+	m := newTestMonitor(t, Options{Targets: []string{dead, live}, SendErrorThreshold: 3})
+	m.apply(baselineUp())
+	ok := func(context.Context) error { return nil }
+	ctx := context.Background()
+	for range 3 {
+		m.Report(unreachTo(net.IPv4(10, 0, 0, 99)))
+		if err := m.GateFor(live).Do(ctx, ok); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if m.GateFor(dead).State().Open {
+		t.Fatal("successes towards another target kept the dead one's gate open")
+	}
+	m.ReportSuccess()
+	if err := m.GateFor(live).Do(ctx, ok); err != nil {
+		t.Fatal(err)
+	}
+	if m.GateFor(dead).State().Open {
+		t.Fatal("an unrelated success reopened the dead target's gate")
+	}
+	wantStatus(t, m, Degraded, ReasonTargetUnreachable)
+	// Its own success (a sender that bypassed the Gate and got through
+	// is what the hook reports) ends it.
+	m.targetSuccess(m.paths[0])
+	wantStatus(t, m, Up, ReasonNone)
+	if !m.GateFor(dead).State().Open {
+		t.Fatal("the target's own success did not reopen its gate")
+	}
+}
+
+// TestEvaluationNeverGoesBack: an event stamped before the last evaluation
+// (read from linkwatch before the timer fired) is judged at the later
+// time, so an address that expired stays expired and no flap is made of
+// it.
+func TestEvaluationNeverGoesBack(t *testing.T) {
+	m := newTestMonitor(t, Options{})
+	b := baselineUp()
+	b.State.Addrs[0].Valid, b.State.Addrs[0].Preferred = 10*time.Second, 10*time.Second
+	m.apply(b)
+	wantStatus(t, m, Up, ReasonNone)
+	end := t0.Add(10 * time.Second)
+	m.mu.Lock()
+	m.evaluateLocked(end.Add(time.Millisecond))
+	m.mu.Unlock()
+	wantStatus(t, m, Down, ReasonNoAddress)
+	m.apply(linkwatch.NeighEvent{At: end.Add(-time.Millisecond), Neigh: linkwatch.Neigh{Index: 2, IP: netip.MustParseAddr("10.0.0.1"), State: unix.NUD_REACHABLE}})
+	wantStatus(t, m, Down, ReasonNoAddress)
+	if fl := m.Flaps(); len(fl) != 0 {
+		t.Fatalf("flaps %+v: an event stamped before the expiry undid it", fl)
+	}
 }
