@@ -68,12 +68,7 @@ type pathState struct {
 }
 
 // family returns 4 or 6.
-func (p *pathState) family() int {
-	if p.t.Addr.Is4() {
-		return 4
-	}
-	return 6
-}
+func (p *pathState) family() int { return addrFamily(p.t.Addr) }
 
 // refreshPathsLocked asks the kernel for every target's path: one lookup,
 // and for a path into an overlay one more per mark the policy rules name
@@ -184,7 +179,8 @@ func (m *Monitor) marks(family uint8) []uint32 {
 	return linkwatch.State{Rules: append(inv, rest...)}.Marks(family)
 }
 
-// setRulesLocked replaces the Monitor's copy of the policy rules.
+// applyRuleLocked folds a rule change into the Monitor's copy of the
+// policy rules.
 func (m *Monitor) applyRuleLocked(e linkwatch.RuleEvent) {
 	if e.Removed {
 		if i := slices.Index(m.rules, e.Rule); i >= 0 {

@@ -63,7 +63,7 @@ type stall struct {
 	downAt time.Time // when it closed the state; zero while it does not
 }
 
-// counts reports whether a failure of this class counts: the link's and
+// stallCounts reports whether a failure of this class counts: the link's and
 // the path's failures, timeouts included, never one peer's answer.
 func stallCounts(class classify.Class) bool {
 	return class.LinkRelated() || class == classify.Timeout

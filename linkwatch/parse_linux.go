@@ -105,6 +105,15 @@ func ipAttr(what string, family uint8, v []byte) (netip.Addr, error) {
 	return a, nil
 }
 
+// unspecified returns the unspecified address of an AF_INET or AF_INET6
+// family: the destination of a default route.
+func unspecified(family uint8) netip.Addr {
+	if family == unix.AF_INET6 {
+		return netip.IPv6Unspecified()
+	}
+	return netip.IPv4Unspecified()
+}
+
 // prefixFrom makes the prefix of a header's length field (what) and an
 // address attribute, refusing a length longer than the address.
 func prefixFrom(what string, a netip.Addr, bits int) (netip.Prefix, error) {
@@ -299,10 +308,7 @@ func parseRoute(b []byte, m *message) error {
 		Table:    int(b[4]),
 		Protocol: int(b[5]),
 		LinkDown: rflags&rtnhFLinkDown != 0,
-		Dst:      netip.PrefixFrom(netip.IPv4Unspecified(), 0),
-	}
-	if family == unix.AF_INET6 {
-		r.Dst = netip.PrefixFrom(netip.IPv6Unspecified(), 0)
+		Dst:      netip.PrefixFrom(unspecified(family), 0),
 	}
 	var multipath []byte
 	err := attrs(b[unix.SizeofRtMsg:], "rtmsg", func(typ uint16, v []byte) (err error) {
@@ -450,10 +456,7 @@ func parseOtherRoute(b []byte, m *message) error {
 		return err
 	}
 	if !dst.IsValid() {
-		dst = netip.IPv4Unspecified()
-		if family == unix.AF_INET6 {
-			dst = netip.IPv6Unspecified()
-		}
+		dst = unspecified(family) // a default route has no RTA_DST
 	}
 	if o.Dst, err = prefixFrom("rtmsg.rtm_dst_len", dst, dstLen); err != nil {
 		return err
