@@ -85,7 +85,9 @@ func (s *flakyServer) handle(c net.Conn) {
 		}
 		s.mu.Lock()
 		s.got[n]++
-		if len(s.got) == s.wantN {
+		if s.got[n] == 1 && len(s.got) == s.wantN {
+			// A new message made it wantN; a message sent again
+			// (retried after a reset) leaves the count where it is.
 			close(s.reach)
 		}
 		reached, paused := len(s.got) >= s.wantN, s.paused
@@ -195,6 +197,15 @@ func TestDoHoldsMessagesAcrossAForcedOutage(t *testing.T) {
 		t.Fatalf("listen on loopback: %v", err)
 	}
 	srv := startFlakyServer(t, ln, total/5)
+	// Hold back acknowledgements from the first fifth on until the link
+	// is down: without it a sender scheduled far ahead of the others can
+	// send all its messages before the outage, and is then never held.
+	resume := make(chan struct{})
+	resumeOnce := sync.OnceFunc(func() { close(resume) })
+	srv.mu.Lock()
+	srv.paused = resume
+	srv.mu.Unlock()
+	t.Cleanup(resumeOnce) // registered after the server's cleanup, so it runs first
 
 	var (
 		failures atomic.Int64
@@ -241,6 +252,7 @@ func TestDoHoldsMessagesAcrossAForcedOutage(t *testing.T) {
 	}
 	waitFor("the first fifth of the messages", srv.reach)
 	srv.setDown(true) // the link drops under the senders
+	resumeOnce()      // the held handlers find their connections reset
 	waitFor("a send to fail", firstErr)
 	g.Close(Reason{Code: "carrier-lost", Iface: "lo"}) // the owner notices
 
