@@ -47,4 +47,3 @@ func ForTest(t testing.TB, opts Options) *Lab {
 	})
 	return lab
 }
-
