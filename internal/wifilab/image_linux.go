@@ -20,7 +20,7 @@ import (
 
 // imageFormat changes whenever what BuildImage puts in an image changes, so
 // that a cached image of an older layout is not used.
-const imageFormat = "wifilab-image-1"
+const imageFormat = "wifilab-image-3"
 
 // KernelPackage is the Debian package whose kernel the lab boots: Debian
 // 12's own kernel has mac80211_hwsim, cfg80211 and mac80211 as modules.
@@ -337,6 +337,8 @@ func moduleDepends(path string) ([]string, error) {
 // BusyBox's applets and hands the second serial port to the agent.
 const initScript = `#!/bin/busybox sh
 /bin/busybox --install -s
+# The Tools before BusyBox's applets of the same name (ip).
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 mkdir -p /proc /sys /dev /tmp /run /var/run /var/lib/dhcp /var/lib/dhcpcd /var/lib/misc /var/db /root
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
@@ -351,6 +353,9 @@ echo "wifilab: userspace up, kernel $(uname -r)"
 exec /bin/labagent /dev/ttyS1
 `
 
+// profilePath is the shell profile Lab.Sh sources before its script.
+const profilePath = "etc/wifilab/profile"
+
 // addUserland adds BusyBox, the Tools with their libraries and scripts, and
 // the few files under /etc that they read.
 func addUserland(ctx context.Context, a *archive) error {
@@ -362,11 +367,16 @@ func addUserland(ctx context.Context, a *archive) error {
 	}
 	a.bytes("init", 0o755, []byte(initScript))
 	libs := map[string]bool{}
+	// BusyBox's sh runs its own applets before anything on PATH (ip among
+	// them); the profile Sh sources makes each Tool a function that runs
+	// the real program.
+	var profile strings.Builder
 	for _, t := range Tools {
 		p, err := lookTool(t.Name)
 		if err != nil {
 			return fmt.Errorf("wifilab: %s not installed (apt-get install %s)", t.Name, t.Package)
 		}
+		fmt.Fprintf(&profile, "%s() { %s \"$@\"; }\n", t.Name, p)
 		if err := a.file(p, p); err != nil {
 			return fmt.Errorf("wifilab: %w", err)
 		}
@@ -378,6 +388,7 @@ func addUserland(ctx context.Context, a *archive) error {
 			libs[l] = true
 		}
 	}
+	a.bytes(profilePath, 0o644, []byte(profile.String()))
 	for l := range libs {
 		if err := a.file(l, l); err != nil {
 			return fmt.Errorf("wifilab: library %w", err)

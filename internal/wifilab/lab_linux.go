@@ -278,18 +278,24 @@ func (l *Lab) Run(ctx context.Context, argv ...string) (Result, error) {
 		return Result{}, err
 	}
 	res := Result{Stdout: resp.Stdout, Stderr: resp.Stderr, Exit: resp.Exit}
+	cmd := strings.Join(argv, " ")
+	if len(cmd) > 80 {
+		cmd = cmd[:77] + "..."
+	}
 	if resp.Err != "" {
-		return res, fmt.Errorf("wifilab: %s: %s", strings.Join(argv, " "), resp.Err)
+		return res, fmt.Errorf("wifilab: %s: %s", cmd, resp.Err)
 	}
 	if resp.Exit != 0 {
-		return res, fmt.Errorf("wifilab: %s: exit %d: %s%s", strings.Join(argv, " "), resp.Exit, resp.Stderr, lastN(resp.Stdout, 5))
+		return res, fmt.Errorf("wifilab: %s: exit %d: %s%s", cmd, resp.Exit, lastN(resp.Stderr, 10), lastN(resp.Stdout, 10))
 	}
 	return res, nil
 }
 
-// Sh runs a BusyBox shell script in the guest and returns its stdout.
+// Sh runs a BusyBox shell script in the guest and returns its stdout. The
+// script's ip, iw, hostapd and the other Tools are the real programs, not
+// BusyBox's applets of the same name.
 func (l *Lab) Sh(ctx context.Context, script string) (string, error) {
-	res, err := l.Run(ctx, "/bin/sh", "-c", script)
+	res, err := l.Run(ctx, "/bin/sh", "-c", ". /"+profilePath+"\n"+script)
 	return res.Stdout, err
 }
 
