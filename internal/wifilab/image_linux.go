@@ -20,14 +20,21 @@ import (
 
 // imageFormat changes whenever what BuildImage puts in an image changes, so
 // that a cached image of an older layout is not used.
-const imageFormat = "wifilab-image-3"
+const imageFormat = "wifilab-image-4"
 
 // KernelPackage is the Debian package whose kernel the lab boots: Debian
 // 12's own kernel has mac80211_hwsim, cfg80211 and mac80211 as modules.
 const KernelPackage = "linux-image-amd64"
 
 // Modules are the kernel modules the image holds, with what they depend on.
-var Modules = []string{"mac80211_hwsim", "veth"}
+// The guest loads mac80211_hwsim itself (with the radios it wants); the
+// others load at boot.
+var Modules = append([]string{"mac80211_hwsim"}, bootModules...)
+
+// bootModules load at boot: veth, and the ciphers mac80211 asks the crypto
+// API for when it installs WPA2/WPA3 keys (the guest has no modules.alias
+// for the kernel's request_module to find them by).
+var bootModules = []string{"veth", "ccm", "gcm", "cmac", "ctr", "ghash_generic", "seqiv", "aesni_intel"}
 
 // Tool is a program from a Debian package that the image holds.
 type Tool struct {
@@ -335,7 +342,7 @@ func moduleDepends(path string) ([]string, error) {
 
 // initScript is the image's /init: it mounts what the tests use, installs
 // BusyBox's applets and hands the second serial port to the agent.
-const initScript = `#!/bin/busybox sh
+var initScript = `#!/bin/busybox sh
 /bin/busybox --install -s
 # The Tools before BusyBox's applets of the same name (ip).
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
@@ -348,6 +355,7 @@ mount -t tracefs tracefs /sys/kernel/tracing
 mount -t bpf bpf /sys/fs/bpf
 mount -t cgroup2 cgroup2 /sys/fs/cgroup
 ip link set lo up
+for m in `+strings.Join(bootModules, " ")+`; do modprobe $m || echo "wifilab: modprobe $m failed"; done
 hostname wifilab
 echo "wifilab: userspace up, kernel $(uname -r)"
 exec /bin/labagent /dev/ttyS1
