@@ -355,7 +355,7 @@ mount -t tracefs tracefs /sys/kernel/tracing
 mount -t bpf bpf /sys/fs/bpf
 mount -t cgroup2 cgroup2 /sys/fs/cgroup
 ip link set lo up
-for m in `+strings.Join(bootModules, " ")+`; do modprobe $m || echo "wifilab: modprobe $m failed"; done
+for m in ` + strings.Join(bootModules, " ") + `; do modprobe $m || echo "wifilab: modprobe $m failed"; done
 hostname wifilab
 echo "wifilab: userspace up, kernel $(uname -r)"
 exec /bin/labagent /dev/ttyS1
