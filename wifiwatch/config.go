@@ -33,10 +33,12 @@ type Config struct {
 	// DefaultBands(): good >= -67, fair >= -75, weak >= -82.
 	Bands Bands
 
-	// Hysteresis in dB: a signal must fall this far below the lower edge of
-	// its band before the band drops, so that a signal hovering on a
-	// boundary does not produce an event storm. 0 means DefaultHysteresis
-	// (3 dB); a negative value disables hysteresis.
+	// Hysteresis in dB, on the way down and on the way up: a signal must
+	// fall this far below the lowest value of its band before the band
+	// drops, and rise this far above the highest value of its band before
+	// it rises ([Bands.Classify]), so that a signal hovering on a boundary
+	// does not produce an event storm. 0 means DefaultHysteresis (3 dB); a
+	// negative value disables hysteresis.
 	Hysteresis int
 
 	// RoamWindow is how long after a disconnect a re-association to the same
@@ -144,21 +146,35 @@ func (b Bands) raw(dbm int) Band {
 }
 
 // Classify returns the band of a signal of dbm dBm given the previous band
-// prev and a hysteresis of hyst dB. It is a Schmitt trigger: the band rises
-// as soon as the signal reaches a better band's threshold, but falls only
-// once the signal is hyst dB or more below the lower edge of prev. A signal
-// that hovers less than hyst dB below a boundary therefore keeps its band. With prev
-// BandUnknown (a first reading) the band is the plain threshold class.
+// prev and a hysteresis of hyst dB. It is a Schmitt trigger with a
+// symmetric deadband around each band edge: the band falls only once the
+// signal is hyst dB or more below the lowest value of prev's band, and
+// rises only once it is hyst dB or more above the highest value of prev's
+// band. With the default bands and 3 dB, good falls to fair at -70 dBm and
+// fair rises to good at -65 dBm; a signal that jitters between -69 and -66
+// keeps whichever band it had. A change of several bands at once is taken
+// in one step. With prev BandUnknown (a first reading), or hyst of 1 or
+// less, the band is the plain threshold class.
+//
+// The deadband is the whole of the smoothing: the watcher feeds it the
+// driver's SIGNAL_AVG when there is one, else the last frame's signal, and
+// adds no average of its own, which would delay a real fade by several
+// polls (signal_test.go measures both on a jittery trace).
 func (b Bands) Classify(dbm int, prev Band, hyst int) Band {
-	up := b.raw(dbm)
-	if prev == BandUnknown || up > prev {
-		return up
+	now := b.raw(dbm)
+	if prev == BandUnknown || hyst <= 1 || now == prev {
+		return now
 	}
-	if hyst > 0 {
-		// dbm+hyst <= edge, i.e. at least hyst dB below the edge.
-		dbm += hyst - 1
+	if now > prev {
+		// At least hyst dB above the top of prev's band (the edge above
+		// it minus 1): raw(dbm-hyst+1) is above prev exactly then.
+		if up := b.raw(dbm - hyst + 1); up > prev {
+			return up
+		}
+		return prev
 	}
-	if down := b.raw(dbm); down < prev {
+	// At least hyst dB below the edge of prev's band, i.e. dbm+hyst <= edge.
+	if down := b.raw(dbm + hyst - 1); down < prev {
 		return down
 	}
 	return prev

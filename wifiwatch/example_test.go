@@ -12,7 +12,7 @@ import (
 func ExampleBands_Classify() {
 	b := wifiwatch.DefaultBands()
 	band := wifiwatch.BandUnknown
-	for _, dbm := range []int{-60, -68, -69, -70, -67, -83} {
+	for _, dbm := range []int{-60, -68, -69, -70, -67, -66, -65, -83} {
 		band = b.Classify(dbm, band, wifiwatch.DefaultHysteresis)
 		fmt.Println(dbm, band)
 	}
@@ -21,7 +21,9 @@ func ExampleBands_Classify() {
 	// -68 good
 	// -69 good
 	// -70 fair
-	// -67 good
+	// -67 fair
+	// -66 fair
+	// -65 good
 	// -83 weak
 }
 
