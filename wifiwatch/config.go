@@ -10,7 +10,7 @@ import (
 // Default values used for the zero fields of [Config].
 const (
 	DefaultPollInterval = 2 * time.Second
-	DefaultHysteresis   = 3 // dB
+	DefaultHysteresis   = 4 // dB
 	DefaultRoamWindow   = 5 * time.Second
 )
 
@@ -37,8 +37,10 @@ type Config struct {
 	// fall this far below the lowest value of its band before the band
 	// drops, and rise this far above the highest value of its band before
 	// it rises ([Bands.Classify]), so that a signal hovering on a boundary
-	// does not produce an event storm. 0 means DefaultHysteresis (3 dB); a
-	// negative value disables hysteresis.
+	// does not produce an event storm. 0 means DefaultHysteresis (4 dB:
+	// the last frame's signal of a driver without SIGNAL_AVG jitters by
+	// ±3 dB, which a 3 dB deadband does not contain); a negative value
+	// disables hysteresis.
 	Hysteresis int
 
 	// RoamWindow is how long after a disconnect a re-association to the same
@@ -150,8 +152,8 @@ func (b Bands) raw(dbm int) Band {
 // symmetric deadband around each band edge: the band falls only once the
 // signal is hyst dB or more below the lowest value of prev's band, and
 // rises only once it is hyst dB or more above the highest value of prev's
-// band. With the default bands and 3 dB, good falls to fair at -70 dBm and
-// fair rises to good at -65 dBm; a signal that jitters between -69 and -66
+// band. With the default bands and 4 dB, good falls to fair at -71 dBm and
+// fair rises to good at -64 dBm; a signal that jitters between -70 and -65
 // keeps whichever band it had. A change of several bands at once is taken
 // in one step. With prev BandUnknown (a first reading), or hyst of 1 or
 // less, the band is the plain threshold class.

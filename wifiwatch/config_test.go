@@ -51,7 +51,7 @@ func TestConfigDefaultsAndValidation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.PollInterval != DefaultPollInterval || c.Hysteresis != 3 || c.Bands != DefaultBands() || c.Logger == nil || c.RoamWindow != DefaultRoamWindow {
+	if c.PollInterval != DefaultPollInterval || c.Hysteresis != DefaultHysteresis || c.Bands != DefaultBands() || c.Logger == nil || c.RoamWindow != DefaultRoamWindow {
 		t.Fatalf("defaults: %+v", c)
 	}
 	if c, _ := (Config{Hysteresis: -1}).withDefaults(); c.Hysteresis != 0 {
