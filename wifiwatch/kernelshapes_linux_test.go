@@ -378,3 +378,36 @@ func TestJitterWithoutSignalAverage(t *testing.T) {
 		_ = h.stop()
 	})
 }
+
+// TestFailingPollsReopenTheRequestSocket: when the interface dump keeps
+// failing, the watcher keeps running, warns once, re-opens its request
+// connection every few failures (in case the connection itself is broken),
+// and reads the state again once the kernel answers.
+func TestFailingPollsReopenTheRequestSocket(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		log, logs := observed()
+		f := newFake()
+		f.Associate(3, "robots", apA, 5180, -55)
+		h := start(t, f, Config{Logger: log})
+		want[Baseline](t, h.next())
+		synctest.Wait()
+		dials, socks := f.Dials(), f.Sockets()
+		f.FailInterfaces(unix.EBUSY)
+		h.polls(2 * reopenAfter)
+		if n := f.Dials() - dials; n != 2 {
+			t.Fatalf("%d new connections after %d failed polls, want 2", n, 2*reopenAfter)
+		}
+		if n := f.Sockets(); n != socks {
+			t.Fatalf("%d sockets open, want %d (each replaced connection closed)", n, socks)
+		}
+		if n := logs.FilterMessage("poll failed").FilterLevelExact(zapcore.WarnLevel).Len(); n != 1 {
+			t.Fatalf("%d poll warnings, want 1", n)
+		}
+		h.running()
+		f.FailInterfaces(0)
+		f.Update(3, func(i *wifiwatchtest.Interface) { i.SSID, i.BSSID, i.FreqMHz = "", nil, 0 })
+		h.polls(1)
+		want[Disconnected](t, h.next())
+		_ = h.stop()
+	})
+}

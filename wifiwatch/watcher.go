@@ -553,7 +553,10 @@ func (l *loop) repoll(ctx context.Context, now time.Time, what string) error {
 	err := l.poll(ctx, now, false)
 	switch {
 	case err == nil:
-		l.failedPolls = 0
+		if l.failedPolls > 0 {
+			l.w.log.Info("polls work again", zap.Int("failed", l.failedPolls))
+			l.failedPolls = 0
+		}
 		return nil
 	case ctx.Err() != nil:
 		return nil

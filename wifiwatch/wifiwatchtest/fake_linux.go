@@ -118,6 +118,8 @@ type Fake struct {
 	joinErr    unix.Errno // JoinGroup fails with it while joinFails > 0
 	joinFails  int
 	joins      int // successful JoinGroup calls
+	dials      int
+	ifaceErr   unix.Errno // GET_INTERFACE fails with it when not 0
 }
 
 // New returns a fake nl80211 without interfaces.
@@ -140,6 +142,7 @@ func (f *Fake) Dial() (*genetlink.Conn, error) {
 	s := &socket{f: f, groups: map[uint32]bool{}, mcast: make(chan netlink.Message, 64), closed: make(chan struct{})}
 	f.mu.Lock()
 	f.socks[s] = true
+	f.dials++
 	f.mu.Unlock()
 	return genetlink.NewConn(netlink.NewConn(s, 4242)), nil
 }
@@ -419,6 +422,21 @@ func (f *Fake) Joins() int {
 	return f.joins
 }
 
+// Dials returns how many connections Dial opened.
+func (f *Fake) Dials() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.dials
+}
+
+// FailInterfaces makes the GET_INTERFACE dump fail with errno (0 to stop
+// failing).
+func (f *Fake) FailInterfaces(errno unix.Errno) {
+	f.mu.Lock()
+	f.ifaceErr = errno
+	f.mu.Unlock()
+}
+
 // Sockets returns how many sockets are open.
 func (f *Fake) Sockets() int {
 	f.mu.Lock()
@@ -539,6 +557,9 @@ func (f *Fake) serve(greq genetlink.Message, nreq netlink.Message) ([]genetlink.
 	var out []genetlink.Message
 	switch greq.Header.Command {
 	case unix.NL80211_CMD_GET_INTERFACE:
+		if f.ifaceErr != 0 {
+			return nil, genltestErrno(f.ifaceErr)
+		}
 		// nl80211_send_iface: IFINDEX and IFNAME only for a wdev with a
 		// netdev; WIPHY, IFTYPE, WDEV, MAC and GENERATION always.
 		for _, e := range f.sorted() {
