@@ -38,9 +38,9 @@
 //
 // # When things go wrong
 //
-// The watcher ends only when its context ends (or when Wi-Fi is
-// unavailable from the start, or a permission error shows that it never
-// will be readable). Every receive error on the event socket is a [Gap]:
+// Once it has read the baseline, the watcher ends only when its context
+// ends (before, it ends when Wi-Fi is unavailable: no nl80211, or a kernel
+// that wants CAP_NET_ADMIN for GET_STATION). Every receive error on the event socket is a [Gap]:
 // after ENOBUFS the socket is kept; after any other error it is closed and
 // a new one subscribed, with backoff from 250 ms to 30 s while that fails
 // (polling goes on meanwhile), and every interface is re-read after each

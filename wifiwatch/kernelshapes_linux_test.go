@@ -411,3 +411,25 @@ func TestFailingPollsReopenTheRequestSocket(t *testing.T) {
 		_ = h.stop()
 	})
 }
+
+// TestPermissionErrorAfterBaselineIsARead: a permission error at the
+// baseline means Wi-Fi is unavailable (TestPermissionDeniedNamesCapability);
+// after it, it is one interface's failed read and the watcher goes on.
+func TestPermissionErrorAfterBaselineIsARead(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFake()
+		f.Associate(3, "robots", apA, 5180, -55)
+		h := start(t, f, Config{})
+		want[Baseline](t, h.next())
+		f.FailStation(unix.EPERM)
+		h.polls(3)
+		if r := want[ReadFailed](t, h.next()); !errors.Is(r.Err, unix.EPERM) {
+			t.Fatalf("read failed: %v, want EPERM", r.Err)
+		}
+		h.quiet()
+		h.running()
+		if err := h.stop(); err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	})
+}

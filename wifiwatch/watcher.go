@@ -106,11 +106,14 @@ func (w *Watcher) State() State {
 	return s
 }
 
-// Run watches until ctx ends or a fatal error occurs, then closes Events
-// and returns. It returns nil after ctx ended, an error wrapping
-// ErrUnavailable when Wi-Fi cannot be watched (after emitting one
-// [Unavailable] event), and ErrRunTwice when called again. Every goroutine
-// it starts has ended when it returns.
+// Run watches until ctx ends, then closes Events and returns. It returns
+// nil after ctx ended, an error wrapping ErrUnavailable when Wi-Fi cannot
+// be watched (after emitting one [Unavailable] event), an error when the
+// first read fails otherwise, and ErrRunTwice when called again. Once the
+// [Baseline] is sent, nothing the kernel does ends it: event socket
+// errors are [Gap]s, an interface that cannot be read is a [ReadFailed],
+// and a failed poll is retried. Every goroutine it starts has ended when
+// it returns.
 func (w *Watcher) Run(ctx context.Context) error {
 	if w.ran.Swap(true) {
 		return ErrRunTwice
@@ -547,8 +550,9 @@ func (l *loop) run(ctx context.Context, evc <-chan rxResult) error {
 }
 
 // repoll polls outside the baseline. A failed poll is retried at the next
-// tick, and the state is left as it was rather than guessed; only a
-// permission error, which no retry can mend, ends the watcher.
+// tick, and the state is left as it was rather than guessed: once the
+// baseline was read, no error of the kernel ends the watcher (the
+// baseline's permission error is what says Wi-Fi is unavailable).
 func (l *loop) repoll(ctx context.Context, now time.Time, what string) error {
 	err := l.poll(ctx, now, false)
 	switch {
@@ -560,8 +564,6 @@ func (l *loop) repoll(ctx context.Context, now time.Time, what string) error {
 		return nil
 	case ctx.Err() != nil:
 		return nil
-	case errors.Is(err, os.ErrPermission):
-		return err
 	}
 	l.failedPolls++
 	if l.failedPolls == 1 {
@@ -715,7 +717,8 @@ func signalOf(l Link) int {
 // poll re-reads every interface and queues the events its changes imply.
 // With baseline set it queues a Baseline instead of edges. An error
 // reading one interface is that interface's (see readFailed); poll fails
-// only when the interface dump fails, or on a permission error.
+// only when the interface dump fails, or on a permission error at the
+// baseline.
 func (l *loop) poll(ctx context.Context, now time.Time, baseline bool) error {
 	ifis, err := l.s.r.interfaces()
 	if err != nil {
@@ -733,8 +736,8 @@ func (l *loop) poll(ctx context.Context, now time.Time, baseline bool) error {
 		st.seen = true
 		st.link.Iface, st.link.MAC = ifi.name, ifi.mac
 		if err := l.pollStation(now, st, ifi, baseline); err != nil {
-			if errors.Is(err, os.ErrPermission) {
-				return err
+			if baseline && errors.Is(err, os.ErrPermission) {
+				return err // Wi-Fi unavailable: a kernel that wants CAP_NET_ADMIN
 			}
 			l.readFailed(now, st, err)
 			continue
