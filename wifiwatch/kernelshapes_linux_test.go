@@ -433,3 +433,23 @@ func TestPermissionErrorAfterBaselineIsARead(t *testing.T) {
 		}
 	})
 }
+
+// TestDisconnectStandsWhenItsConfirmationFails: a disconnect notification
+// that waits for a confirming read is applied when that read fails.
+func TestDisconnectStandsWhenItsConfirmationFails(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFake()
+		f.Associate(3, "robots", apA, 5180, -55)
+		h := start(t, f, Config{})
+		want[Baseline](t, h.next()) // the baseline read ahead of the events
+		f.Update(3, func(i *wifiwatchtest.Interface) { i.StationErr = unix.EIO })
+		f.Disconnect(3, 6, true)
+		if d := want[Disconnected](t, h.next()); !d.FromEvent || d.Reason != 6 {
+			t.Fatalf("disconnected: %+v", d)
+		}
+		if r := want[ReadFailed](t, h.next()); !errors.Is(r.Err, unix.EIO) {
+			t.Fatalf("read failed: %+v", r)
+		}
+		_ = h.stop()
+	})
+}

@@ -769,6 +769,11 @@ func (l *loop) poll(ctx context.Context, now time.Time, baseline bool) error {
 // poll: a fullmac driver without GET_STATION support fails the same way
 // forever.
 func (l *loop) readFailed(now time.Time, st *ifstate, err error) {
+	if p := st.pending; p != nil && st.link.Associated {
+		// The read that was to confirm a disconnect notification failed:
+		// the notification is the best knowledge there is.
+		l.disconnect(now, st, p.reason, p.byAP, true)
+	}
 	st.link.Err = err
 	st.probe, st.pending = false, nil
 	if key := err.Error(); key != st.errKey {
