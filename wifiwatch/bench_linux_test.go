@@ -71,12 +71,33 @@ func BenchmarkWatcherPoll(b *testing.B) {
 // measures the process's CPU time (getrusage, user and system) per poll.
 // It reports that cost as a share of one core at the default 2 s interval
 // ("idle-%"). The fake stands in for the kernel, so the kernel's own
-// work for the two nl80211 dumps of a poll is not in the figure.
+// work for the two nl80211 dumps of a poll is not in the figure. The
+// sub-benchmarks are a single station, and a machine as wpa_supplicant
+// leaves it with P2P enabled: the station, its P2P-Device wdev (skipped
+// in every dump) and a second radio in AP mode (not read).
 func BenchmarkWatcherIdle(b *testing.B) {
+	for _, bc := range []struct {
+		name  string
+		setup func(f *wifiwatchtest.Fake)
+	}{
+		{"station", func(*wifiwatchtest.Fake) {}},
+		{"station+p2p-device+ap", func(f *wifiwatchtest.Fake) {
+			f.SetWdev(wifiwatchtest.Wdev{ID: 2})
+			f.SetInterface(wifiwatchtest.Interface{Index: 4, Name: "ap0", Type: unix.NL80211_IFTYPE_AP, Wiphy: 1})
+		}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			f := wifiwatchtest.New()
+			f.SetInterface(wifiwatchtest.Interface{Index: 3, Name: "wlan0"})
+			f.Associate(3, "robots", apA, 5180, -60)
+			bc.setup(f)
+			benchmarkIdle(b, f)
+		})
+	}
+}
+
+func benchmarkIdle(b *testing.B, f *wifiwatchtest.Fake) {
 	const interval = 5 * time.Millisecond
-	f := wifiwatchtest.New()
-	f.SetInterface(wifiwatchtest.Interface{Index: 3, Name: "wlan0"})
-	f.Associate(3, "robots", apA, 5180, -60)
 	w, err := NewWithDial(Config{PollInterval: interval}, f.Dial)
 	if err != nil {
 		b.Fatal(err)
@@ -84,7 +105,9 @@ func BenchmarkWatcherIdle(b *testing.B) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx) }()
+	drained := make(chan struct{})
 	go func() {
+		defer close(drained)
 		for range w.Events() {
 		}
 	}()
@@ -110,8 +133,12 @@ func BenchmarkWatcherIdle(b *testing.B) {
 	if err := <-done; err != nil {
 		b.Fatal(err)
 	}
+	<-drained
 	if polls == 0 {
 		b.Fatal("the watcher did not poll")
+	}
+	if s := w.State(); s.Gaps != 0 || len(s.Links) != 1 {
+		b.Fatalf("State %+v, want one link and no gap", s)
 	}
 	cpu := time.Duration(after.Utime.Nano() - before.Utime.Nano() + after.Stime.Nano() - before.Stime.Nano())
 	perPoll := cpu / time.Duration(polls)

@@ -10,7 +10,7 @@ import (
 // Default values used for the zero fields of [Config].
 const (
 	DefaultPollInterval = 2 * time.Second
-	DefaultHysteresis   = 3 // dB
+	DefaultHysteresis   = 4 // dB
 	DefaultRoamWindow   = 5 * time.Second
 )
 
@@ -33,10 +33,14 @@ type Config struct {
 	// DefaultBands(): good >= -67, fair >= -75, weak >= -82.
 	Bands Bands
 
-	// Hysteresis in dB: a signal must fall this far below the lower edge of
-	// its band before the band drops, so that a signal hovering on a
-	// boundary does not produce an event storm. 0 means DefaultHysteresis
-	// (3 dB); a negative value disables hysteresis.
+	// Hysteresis in dB, on the way down and on the way up: a signal must
+	// fall this far below the lowest value of its band before the band
+	// drops, and rise this far above the highest value of its band before
+	// it rises ([Bands.Classify]), so that a signal hovering on a boundary
+	// does not produce an event storm. 0 means DefaultHysteresis (4 dB:
+	// the last frame's signal of a driver without SIGNAL_AVG jitters by
+	// ±3 dB, which a 3 dB deadband does not contain); a negative value
+	// disables hysteresis.
 	Hysteresis int
 
 	// RoamWindow is how long after a disconnect a re-association to the same
@@ -144,21 +148,35 @@ func (b Bands) raw(dbm int) Band {
 }
 
 // Classify returns the band of a signal of dbm dBm given the previous band
-// prev and a hysteresis of hyst dB. It is a Schmitt trigger: the band rises
-// as soon as the signal reaches a better band's threshold, but falls only
-// once the signal is hyst dB or more below the lower edge of prev. A signal
-// that hovers less than hyst dB below a boundary therefore keeps its band. With prev
-// BandUnknown (a first reading) the band is the plain threshold class.
+// prev and a hysteresis of hyst dB. It is a Schmitt trigger with a
+// symmetric deadband around each band edge: the band falls only once the
+// signal is hyst dB or more below the lowest value of prev's band, and
+// rises only once it is hyst dB or more above the highest value of prev's
+// band. With the default bands and 4 dB, good falls to fair at -71 dBm and
+// fair rises to good at -64 dBm; a signal that jitters between -70 and -65
+// keeps whichever band it had. A change of several bands at once is taken
+// in one step. With prev BandUnknown (a first reading), or hyst of 1 or
+// less, the band is the plain threshold class.
+//
+// The deadband is the whole of the smoothing: the watcher feeds it the
+// driver's SIGNAL_AVG when there is one, else the last frame's signal, and
+// adds no average of its own, which would delay a real fade by several
+// polls (signal_test.go measures both on a jittery trace).
 func (b Bands) Classify(dbm int, prev Band, hyst int) Band {
-	up := b.raw(dbm)
-	if prev == BandUnknown || up > prev {
-		return up
+	now := b.raw(dbm)
+	if prev == BandUnknown || hyst <= 1 || now == prev {
+		return now
 	}
-	if hyst > 0 {
-		// dbm+hyst <= edge, i.e. at least hyst dB below the edge.
-		dbm += hyst - 1
+	if now > prev {
+		// At least hyst dB above the top of prev's band (the edge above
+		// it minus 1): raw(dbm-hyst+1) is above prev exactly then.
+		if up := b.raw(dbm - hyst + 1); up > prev {
+			return up
+		}
+		return prev
 	}
-	if down := b.raw(dbm); down < prev {
+	// At least hyst dB below the edge of prev's band, i.e. dbm+hyst <= edge.
+	if down := b.raw(dbm + hyst - 1); down < prev {
 		return down
 	}
 	return prev

@@ -19,7 +19,11 @@ func TestBandsClassify(t *testing.T) {
 		{"first reading critical", -83, BandUnknown, BandCritical},
 		{"good stays within hysteresis", -69, BandGood, BandGood},
 		{"good drops 3 dB below the edge", -70, BandGood, BandFair},
-		{"fair rises at the edge", -67, BandFair, BandGood},
+		{"fair stays at the edge", -67, BandFair, BandFair},
+		{"fair stays 2 dB above its top", -66, BandFair, BandFair},
+		{"fair rises 3 dB above its top", -65, BandFair, BandGood},
+		{"weak rises 3 dB above its top", -73, BandWeak, BandFair},
+		{"critical stays 2 dB above its top", -82, BandCritical, BandCritical},
 		{"weak stays within hysteresis", -84, BandWeak, BandWeak},
 		{"weak drops 3 dB below", -85, BandWeak, BandCritical},
 		{"good falls through several bands", -90, BandGood, BandCritical},
@@ -32,8 +36,13 @@ func TestBandsClassify(t *testing.T) {
 			}
 		})
 	}
-	if got := b.Classify(-68, BandGood, 0); got != BandFair {
-		t.Fatalf("without hysteresis -68 from good = %v, want fair", got)
+	for _, hyst := range []int{0, 1} {
+		if got := b.Classify(-68, BandGood, hyst); got != BandFair {
+			t.Fatalf("hysteresis %d: -68 from good = %v, want fair", hyst, got)
+		}
+		if got := b.Classify(-67, BandFair, hyst); got != BandGood {
+			t.Fatalf("hysteresis %d: -67 from fair = %v, want good", hyst, got)
+		}
 	}
 }
 
@@ -42,7 +51,7 @@ func TestConfigDefaultsAndValidation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.PollInterval != DefaultPollInterval || c.Hysteresis != 3 || c.Bands != DefaultBands() || c.Logger == nil || c.RoamWindow != DefaultRoamWindow {
+	if c.PollInterval != DefaultPollInterval || c.Hysteresis != DefaultHysteresis || c.Bands != DefaultBands() || c.Logger == nil || c.RoamWindow != DefaultRoamWindow {
 		t.Fatalf("defaults: %+v", c)
 	}
 	if c, _ := (Config{Hysteresis: -1}).withDefaults(); c.Hysteresis != 0 {

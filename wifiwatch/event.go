@@ -7,25 +7,31 @@ import (
 
 // Event is something the watcher observed. It is a sealed interface: the
 // concrete types are [Baseline], [Associated], [Disconnected], [Roamed],
-// [SignalChanged], [ConnectFailed], [Quality], [Gap] and [Unavailable].
+// [SignalChanged], [ConnectFailed], [Quality], [ReadFailed], [Gap] and
+// [Unavailable].
 // Switch on the type. Every event's Time is when the watcher observed what
 // it reports: when it handled the kernel notification, or when the poll
 // that found the change began.
 type Event interface {
 	// Kind is a short lower-case name for logs ("baseline", "associated",
 	// "disconnected", "roamed", "signal", "connect-failed", "quality",
-	// "gap", "unavailable").
+	// "read-failed", "gap", "unavailable").
 	Kind() string
 	event() // seals the interface
 }
 
 // Baseline is always the first event once nl80211 answered: every wireless
-// station interface as first read. It is a state dump, never an edge. No
+// station interface as first read (a [ReadFailed] for an interface that
+// could not be read may follow it at once). It is a state dump, never an edge. No
 // wireless interface at all is not an error (a USB adapter may be plugged in
 // later): Links is then empty.
 type Baseline struct {
-	Time  time.Time // when the first read began
-	Links []Link    // every station and P2P client interface, ordered by index
+	Time time.Time // when the first read began
+	// Links holds every station and P2P client interface, ordered by
+	// index. Interfaces of other types (AP, monitor, mesh, ...) and
+	// wireless devices without a network interface (P2P-Device, NAN) are
+	// not watched.
+	Links []Link
 }
 
 // Associated reports that an interface joined a network (and is not a roam
@@ -144,11 +150,27 @@ type Quality struct {
 	Packets  uint32      // for packet loss: the number of lost frames
 }
 
-// Gap reports that kernel events may have been lost (the event socket
-// overflowed with ENOBUFS, or a notification could not be decoded and was
-// dropped). The watcher re-reads every interface at once, so the next
-// events and [Watcher.State] are consistent again; but a
-// disconnect-and-reconnect inside the gap is invisible.
+// ReadFailed reports that reading one interface failed, for example a
+// fullmac driver that answers NL80211_CMD_GET_STATION with EOPNOTSUPP. It
+// concerns that interface only: the others are read as usual, and this one
+// keeps the state it had (Link.Err says why it may be stale). It is sent
+// once per distinct error, not at every poll; Link.Err turns nil again when
+// a read works.
+type ReadFailed struct {
+	Time  time.Time // when the watcher observed it
+	Index int       // ifindex
+	Iface string    // interface name
+	Err   error     // what failed, e.g. wrapping syscall.EOPNOTSUPP
+}
+
+// Gap reports that kernel events may have been lost: the event socket
+// overflowed (ENOBUFS), receiving from it failed (the watcher then re-opens
+// it with backoff and re-subscribes; one Gap per episode, however many
+// attempts it takes), or a notification could not be decoded and was
+// dropped. The watcher re-reads every interface at once, and again after a
+// new subscription, so the next events and [Watcher.State] are consistent
+// again; but a disconnect-and-reconnect inside the gap is invisible. A gap
+// never ends [Watcher.Run].
 type Gap struct {
 	Time time.Time // when the watcher observed it
 	Err  error     // the overflow, or why a notification could not be decoded
@@ -185,6 +207,9 @@ func (ConnectFailed) Kind() string { return "connect-failed" }
 func (Quality) Kind() string { return "quality" }
 
 // Kind implements Event.
+func (ReadFailed) Kind() string { return "read-failed" }
+
+// Kind implements Event.
 func (Gap) Kind() string { return "gap" }
 
 // Kind implements Event.
@@ -197,6 +222,7 @@ func (Roamed) event()        {}
 func (SignalChanged) event() {}
 func (ConnectFailed) event() {}
 func (Quality) event()       {}
+func (ReadFailed) event()    {}
 func (Gap) event()           {}
 func (Unavailable) event()   {}
 
@@ -235,4 +261,7 @@ type Link struct {
 	Since time.Time
 	// LastRoam is the time of the last roam, zero if none was seen.
 	LastRoam time.Time
+	// Err is non-nil while reading this interface fails (see
+	// [ReadFailed]); the other fields are then as last read.
+	Err error
 }

@@ -12,17 +12,20 @@ import (
 func ExampleBands_Classify() {
 	b := wifiwatch.DefaultBands()
 	band := wifiwatch.BandUnknown
-	for _, dbm := range []int{-60, -68, -69, -70, -67, -83} {
+	for _, dbm := range []int{-60, -68, -70, -71, -67, -65, -64, -83, -86} {
 		band = b.Classify(dbm, band, wifiwatch.DefaultHysteresis)
 		fmt.Println(dbm, band)
 	}
 	// Output:
 	// -60 good
 	// -68 good
-	// -69 good
-	// -70 fair
-	// -67 good
+	// -70 good
+	// -71 fair
+	// -67 fair
+	// -65 fair
+	// -64 good
 	// -83 weak
+	// -86 critical
 }
 
 // The watcher needs nl80211; on a machine without Wi-Fi, Run emits one

@@ -20,7 +20,10 @@ const (
 	groupMLME  = "mlme"   // connect, disconnect, roam, deauth, CQM
 	groupCfg   = "config" // interfaces added and removed
 
+	cmdNewWiphy        = 3
+	cmdDelWiphy        = 4
 	cmdGetInterface    = 5
+	cmdSetInterface    = 6
 	cmdNewInterface    = 7
 	cmdDelInterface    = 8
 	cmdGetStation      = 17
@@ -48,6 +51,7 @@ const (
 	attrDisconnectByAP = 71
 	attrStatusCode     = 72
 	attrCQM            = 94
+	attrWdev           = 153
 
 	staInactiveTime  = 1
 	staSignal        = 7
@@ -57,6 +61,7 @@ const (
 	staSignalAvg     = 13
 	staRxBitrate     = 14
 	staConnectedTime = 16
+	staStaFlags      = 17
 	staBeaconLoss    = 18
 
 	rateBitrate   = 1 // u16, 100 kbit/s
@@ -80,6 +85,10 @@ const (
 	iftypeStation   = 2
 	iftypeP2PClient = 8
 
+	// Bits of struct nl80211_sta_flag_update (NL80211_STA_INFO_STA_FLAGS).
+	staFlagTDLSPeer   = 6
+	staFlagAssociated = 7
+
 	bssStatusAssociated = 1
 )
 
@@ -87,9 +96,14 @@ const (
 // tell a bad kernel message from an I/O error.
 var errMalformed = errors.New("malformed nl80211 message")
 
-// ifaceInfo is one NL80211_CMD_GET_INTERFACE reply.
+// ifaceInfo is one NL80211_CMD_GET_INTERFACE reply. index is 0 for a
+// wireless device without a network interface (a P2P-Device or NAN wdev):
+// the kernel's nl80211_send_iface (net/wireless/nl80211.c) puts
+// NL80211_ATTR_IFINDEX and IFNAME only "if (dev && ...)", where dev is
+// wdev->netdev, and NL80211_ATTR_WDEV always.
 type ifaceInfo struct {
-	index  int
+	index  int // 0: no netdev
+	wdev   uint64
 	name   string
 	iftype uint32
 	mac    net.HardwareAddr
@@ -102,7 +116,8 @@ type ifaceInfo struct {
 type stationInfo struct {
 	index                           int
 	bssid                           net.HardwareAddr
-	signal, signalAvg               int // dBm, 0 if absent
+	flagsMask, flagsSet             uint32 // NL80211_STA_INFO_STA_FLAGS, 0 if absent
+	signal, signalAvg               int    // dBm, 0 if absent
 	txBitrate, rxBitrate            uint64
 	connected, inactive             time.Duration
 	beaconLoss, txRetries, txFailed uint32
@@ -161,6 +176,8 @@ func parseInterface(b []byte) (ifaceInfo, error) {
 			ifi.name = ad.String()
 		case attrIftype:
 			ifi.iftype = ad.Uint32()
+		case attrWdev:
+			ifi.wdev = ad.Uint64()
 		case attrMAC:
 			ifi.mac, macErr = hwaddr("interface", ad.Bytes())
 		case attrSSID:
@@ -176,9 +193,8 @@ func parseInterface(b []byte) (ifaceInfo, error) {
 	if macErr != nil {
 		return ifaceInfo{}, macErr
 	}
-	if ifi.index <= 0 {
-		return ifaceInfo{}, fmt.Errorf("wifiwatch: interface: %w: NL80211_ATTR_IFINDEX missing or 0", errMalformed)
-	}
+	// No NL80211_ATTR_IFINDEX is not an error: it is how the kernel sends
+	// a wdev without a netdev (see ifaceInfo). The caller skips it.
 	return ifi, nil
 }
 
@@ -199,7 +215,9 @@ func parseStation(b []byte) (stationInfo, error) {
 			si.bssid, inner = hwaddr("station", ad.Bytes())
 		case attrStaInfo:
 			ad.Nested(func(nad *netlink.AttributeDecoder) error {
-				decodeStaInfo(nad, &si)
+				if err := decodeStaInfo(nad, &si); inner == nil {
+					inner = err
+				}
 				return nil
 			})
 		}
@@ -216,11 +234,22 @@ func parseStation(b []byte) (stationInfo, error) {
 	return si, nil
 }
 
-// decodeStaInfo reads NL80211_ATTR_STA_INFO; errors stay in nad and reach the
-// outer decoder through Nested.
-func decodeStaInfo(nad *netlink.AttributeDecoder, si *stationInfo) {
+// decodeStaInfo reads NL80211_ATTR_STA_INFO. Decoder errors stay in nad and
+// reach the outer decoder through Nested; the error it returns is about a
+// field the decoder cannot check (the size of a struct).
+func decodeStaInfo(nad *netlink.AttributeDecoder, si *stationInfo) error {
+	var err error
 	for nad.Next() {
 		switch nad.Type() {
+		case staStaFlags:
+			// struct nl80211_sta_flag_update { __u32 mask; __u32 set; },
+			// in host byte order like every nl80211 integer.
+			b := nad.Bytes()
+			if len(b) != 8 {
+				err = fmt.Errorf("wifiwatch: station: %w: NL80211_STA_INFO_STA_FLAGS length %d, want 8", errMalformed, len(b))
+				continue
+			}
+			si.flagsMask, si.flagsSet = binary.NativeEndian.Uint32(b), binary.NativeEndian.Uint32(b[4:])
 		case staSignal:
 			// u8 on the wire, but a signed dBm value (iw casts it to int8).
 			si.signal = int(int8(nad.Uint8()))
@@ -242,6 +271,29 @@ func decodeStaInfo(nad *netlink.AttributeDecoder, si *stationInfo) {
 			si.txFailed = nad.Uint32()
 		}
 	}
+	return err
+}
+
+// flag reports whether the station flag bit is known (in the mask) and set.
+func (si stationInfo) flag(bit uint) (known, set bool) {
+	return si.flagsMask&(1<<bit) != 0, si.flagsSet&(1<<bit) != 0
+}
+
+// isAP reports whether a station entry of a station-mode interface can be
+// its access point. mac80211 (sta_set_sinfo in net/mac80211/sta_info.c)
+// always reports TDLS_PEER and ASSOCIATED in the mask, so a TDLS peer (a
+// direct link to another client of the same BSS) is told apart from the AP,
+// and an AP entry that exists only while authenticating is not taken for an
+// association. Drivers that send no flags leave both unknown: the entry
+// counts, as before flags existed.
+func (si stationInfo) isAP() bool {
+	if known, tdls := si.flag(staFlagTDLSPeer); known && tdls {
+		return false
+	}
+	if known, assoc := si.flag(staFlagAssociated); known && !assoc {
+		return false
+	}
+	return true
 }
 
 // decodeRate returns the bitrate of a nested rate_info in bits/s. Both
@@ -328,7 +380,8 @@ func ssidFromIEs(b []byte) (string, error) {
 
 // parseEvent decodes one nl80211 multicast notification with command cmd.
 // Commands this package does not act on decode to an event with only cmd
-// and index set.
+// and index set; index is 0 when the notification names no netdev (see
+// perInterface).
 func parseEvent(cmd uint8, b []byte) (event, error) {
 	ev := event{cmd: cmd}
 	ad, err := netlink.NewAttributeDecoder(b)
@@ -389,10 +442,29 @@ func parseEvent(cmd uint8, b []byte) (event, error) {
 	if inner != nil {
 		return event{}, inner
 	}
-	if ev.index <= 0 {
+	if ev.index <= 0 && perInterface(cmd) {
 		return event{}, fmt.Errorf("wifiwatch: %s: %w: NL80211_ATTR_IFINDEX missing or 0", cmdName(cmd), errMalformed)
 	}
 	return ev, nil
+}
+
+// perInterface reports whether the notification cmd is always about a
+// netdev, so that the kernel always includes NL80211_ATTR_IFINDEX: the
+// connect, roam and disconnect results (nl80211_send_connect_result,
+// nl80211_send_roamed, nl80211_send_disconnected), the MLME frames
+// (nl80211_send_mlme_event) and CQM (cfg80211_prepare_cqm) all take a
+// net_device. The other notifications of the joined groups may concern a
+// wireless device without a netdev, and then carry NL80211_ATTR_WDEV
+// alone: NEW/DEL/SET_INTERFACE of a P2P-Device (nl80211_send_iface),
+// REMAIN_ON_CHANNEL and CANCEL_REMAIN_ON_CHANNEL of a P2P search
+// (nl80211_send_remain_on_chan_event), and NEW/DEL_WIPHY, which name a
+// radio and no interface at all (nl80211_notify_wiphy).
+func perInterface(cmd uint8) bool {
+	switch cmd {
+	case cmdConnect, cmdRoam, cmdDisconnect, cmdDeauthenticate, cmdDisassociate, cmdNotifyCQM:
+		return true
+	}
+	return false
 }
 
 // parseFrame reads the reason code and addresses of a deauthentication or
@@ -417,8 +489,14 @@ func (ev *event) parseFrame(f []byte) error {
 // cmdName names the nl80211 commands this package handles, for messages.
 func cmdName(cmd uint8) string {
 	switch cmd {
+	case cmdNewWiphy:
+		return "NEW_WIPHY"
+	case cmdDelWiphy:
+		return "DEL_WIPHY"
 	case cmdGetInterface:
 		return "GET_INTERFACE"
+	case cmdSetInterface:
+		return "SET_INTERFACE"
 	case cmdNewInterface:
 		return "NEW_INTERFACE"
 	case cmdDelInterface:
@@ -491,9 +569,23 @@ func (r *reader) interfaces() ([]ifaceInfo, error) {
 		if err != nil {
 			return nil, err
 		}
+		if ifi.index <= 0 || !tracked(ifi.iftype) {
+			continue // no netdev (P2P-Device, NAN), or no station traffic
+		}
 		out = append(out, ifi)
 	}
 	return out, nil
+}
+
+// tracked reports whether interfaces of the nl80211 type iftype are
+// watched: those that are a client of an access point, station and P2P
+// client. The others carry no association the robot depends on, or none at
+// all: an AP, P2P GO or AP_VLAN serves clients (GET_STATION lists them, not
+// an uplink), IBSS, mesh point, OCB and WDS have peers but no access point,
+// a monitor interface only captures, and a P2P-Device or NAN wdev has no
+// netdev (and no ifindex) to carry traffic.
+func tracked(iftype uint32) bool {
+	return iftype == iftypeStation || iftype == iftypeP2PClient
 }
 
 // station returns the access point a station interface is associated with;
@@ -510,9 +602,10 @@ func (r *reader) station(index int) (si stationInfo, ok bool, err error) {
 		if err != nil {
 			return stationInfo{}, false, err
 		}
-		// In station mode the only peer is the AP; skip stray entries for
-		// other interfaces should a driver include them.
-		if si.index == 0 || si.index == index {
+		// In station mode the peers are the AP and any TDLS peers; skip
+		// the latter (isAP), and stray entries for other interfaces should
+		// a driver include them.
+		if (si.index == 0 || si.index == index) && si.isAP() {
 			return si, true, nil
 		}
 	}

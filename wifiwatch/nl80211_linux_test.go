@@ -1,6 +1,7 @@
 package wifiwatch
 
 import (
+	"encoding/binary"
 	"errors"
 	"testing"
 
@@ -16,7 +17,10 @@ func TestConstantsMatchKernelABI(t *testing.T) {
 		name      string
 		got, want int
 	}{
+		{"NEW_WIPHY", cmdNewWiphy, unix.NL80211_CMD_NEW_WIPHY},
+		{"DEL_WIPHY", cmdDelWiphy, unix.NL80211_CMD_DEL_WIPHY},
 		{"GET_INTERFACE", cmdGetInterface, unix.NL80211_CMD_GET_INTERFACE},
+		{"SET_INTERFACE", cmdSetInterface, unix.NL80211_CMD_SET_INTERFACE},
 		{"NEW_INTERFACE", cmdNewInterface, unix.NL80211_CMD_NEW_INTERFACE},
 		{"DEL_INTERFACE", cmdDelInterface, unix.NL80211_CMD_DEL_INTERFACE},
 		{"GET_STATION", cmdGetStation, unix.NL80211_CMD_GET_STATION},
@@ -44,6 +48,10 @@ func TestConstantsMatchKernelABI(t *testing.T) {
 		{"ATTR_DISCONNECTED_BY_AP", attrDisconnectByAP, unix.NL80211_ATTR_DISCONNECTED_BY_AP},
 		{"ATTR_STATUS_CODE", attrStatusCode, unix.NL80211_ATTR_STATUS_CODE},
 		{"ATTR_CQM", attrCQM, unix.NL80211_ATTR_CQM},
+		{"ATTR_WDEV", attrWdev, unix.NL80211_ATTR_WDEV},
+		{"STA_INFO_STA_FLAGS", staStaFlags, unix.NL80211_STA_INFO_STA_FLAGS},
+		{"STA_FLAG_TDLS_PEER", staFlagTDLSPeer, unix.NL80211_STA_FLAG_TDLS_PEER},
+		{"STA_FLAG_ASSOCIATED", staFlagAssociated, unix.NL80211_STA_FLAG_ASSOCIATED},
 		{"STA_INFO_INACTIVE_TIME", staInactiveTime, unix.NL80211_STA_INFO_INACTIVE_TIME},
 		{"STA_INFO_SIGNAL", staSignal, unix.NL80211_STA_INFO_SIGNAL},
 		{"STA_INFO_TX_BITRATE", staTxBitrate, unix.NL80211_STA_INFO_TX_BITRATE},
@@ -177,7 +185,13 @@ func TestParseMalformed(t *testing.T) {
 		{"interface short ifindex", func(b []byte) error { _, err := parseInterface(b); return err }, enc(t, func(ae *netlink.AttributeEncoder) {
 			ae.Bytes(unix.NL80211_ATTR_IFINDEX, []byte{3})
 		})},
-		{"interface without ifindex", func(b []byte) error { _, err := parseInterface(b); return err }, nil},
+		{"station short STA_FLAGS", func(b []byte) error { _, err := parseStation(b); return err }, enc(t, func(ae *netlink.AttributeEncoder) {
+			ae.Bytes(unix.NL80211_ATTR_MAC, apA)
+			ae.Nested(unix.NL80211_ATTR_STA_INFO, func(n *netlink.AttributeEncoder) error {
+				n.Bytes(unix.NL80211_STA_INFO_STA_FLAGS, []byte{1, 2, 3, 4})
+				return nil
+			})
+		})},
 		{"bss truncated IE", func(b []byte) error { _, _, err := parseBSS(b); return err }, enc(t, func(ae *netlink.AttributeEncoder) {
 			ae.Nested(unix.NL80211_ATTR_BSS, func(n *netlink.AttributeEncoder) error {
 				n.Bytes(unix.NL80211_BSS_INFORMATION_ELEMENTS, []byte{0, 10, 'a'})
@@ -199,7 +213,8 @@ func TestParseMalformed(t *testing.T) {
 				return nil
 			})
 		})},
-		{"event without ifindex", func(b []byte) error { _, err := parseEvent(cmdDisconnect, b); return err }, nil},
+		{"disconnect without ifindex", func(b []byte) error { _, err := parseEvent(cmdDisconnect, b); return err }, nil},
+		{"CQM without ifindex", func(b []byte) error { _, err := parseEvent(cmdNotifyCQM, b); return err }, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -212,23 +227,107 @@ func TestParseMalformed(t *testing.T) {
 	}
 }
 
-// TestMdlayherWifiPanicsOnTruncatedSignal documents why the package has its
-// own parsers: the library indexes attribute payloads without checking
-// their length. If this test starts failing, the library got safer.
-func TestMdlayherWifiPanicsOnTruncatedSignal(t *testing.T) {
-	b := enc(t, func(ae *netlink.AttributeEncoder) {
-		ae.Bytes(unix.NL80211_ATTR_MAC, apA)
-		ae.Nested(unix.NL80211_ATTR_STA_INFO, func(n *netlink.AttributeEncoder) error {
-			n.Bytes(unix.NL80211_STA_INFO_SIGNAL, nil)
-			return nil
-		})
+// TestParseWdevWithoutNetdev feeds the parsers the shapes the kernel sends
+// for a wireless device without a netdev (a P2P-Device created by
+// wpa_supplicant, a NAN device): nl80211_send_iface puts
+// NL80211_ATTR_IFINDEX and IFNAME only "if (dev && ...)", and
+// nl80211_send_remain_on_chan_event puts IFINDEX only "wdev->netdev &&";
+// both always put NL80211_ATTR_WDEV. NEW_WIPHY and DEL_WIPHY
+// (nl80211_notify_wiphy) name a radio only. None of them is malformed.
+func TestParseWdevWithoutNetdev(t *testing.T) {
+	p2pDev := enc(t, func(ae *netlink.AttributeEncoder) {
+		ae.Uint32(unix.NL80211_ATTR_WIPHY, 0)
+		ae.Uint32(unix.NL80211_ATTR_IFTYPE, unix.NL80211_IFTYPE_P2P_DEVICE)
+		ae.Uint64(unix.NL80211_ATTR_WDEV, 1<<32|2)
+		ae.Bytes(unix.NL80211_ATTR_MAC, apB)
+		ae.Uint32(unix.NL80211_ATTR_GENERATION, 7)
+		ae.Uint8(unix.NL80211_ATTR_4ADDR, 0)
 	})
-	defer func() {
-		if recover() == nil {
-			t.Fatal("wifi.ParseStationInfo did not panic on an empty signal attribute")
+	ifi, err := parseInterface(p2pDev)
+	if err != nil {
+		t.Fatalf("parseInterface(P2P-Device wdev): %v, want no error", err)
+	}
+	if ifi.index != 0 || ifi.iftype != unix.NL80211_IFTYPE_P2P_DEVICE || ifi.wdev != 1<<32|2 {
+		t.Fatalf("parseInterface(P2P-Device wdev) = %+v, want index 0, type P2P_DEVICE, wdev 0x100000002", ifi)
+	}
+	for _, tt := range []struct {
+		name string
+		cmd  uint8
+		b    []byte
+	}{
+		{"NEW_INTERFACE of a P2P-Device", unix.NL80211_CMD_NEW_INTERFACE, p2pDev},
+		{"DEL_INTERFACE of a P2P-Device", unix.NL80211_CMD_DEL_INTERFACE, p2pDev},
+		{"NEW_WIPHY", unix.NL80211_CMD_NEW_WIPHY, enc(t, func(ae *netlink.AttributeEncoder) {
+			ae.Uint32(unix.NL80211_ATTR_WIPHY, 1)
+			ae.String(unix.NL80211_ATTR_WIPHY_NAME, "phy1")
+			ae.Uint32(unix.NL80211_ATTR_GENERATION, 8)
+		})},
+		{"DEL_WIPHY", unix.NL80211_CMD_DEL_WIPHY, enc(t, func(ae *netlink.AttributeEncoder) {
+			ae.Uint32(unix.NL80211_ATTR_WIPHY, 1)
+			ae.String(unix.NL80211_ATTR_WIPHY_NAME, "phy1")
+		})},
+		{"REMAIN_ON_CHANNEL of a P2P search", unix.NL80211_CMD_REMAIN_ON_CHANNEL, enc(t, func(ae *netlink.AttributeEncoder) {
+			ae.Uint32(unix.NL80211_ATTR_WIPHY, 0)
+			ae.Uint64(unix.NL80211_ATTR_WDEV, 1<<32|2)
+			ae.Uint32(unix.NL80211_ATTR_WIPHY_FREQ, 2412)
+			ae.Uint32(unix.NL80211_ATTR_WIPHY_CHANNEL_TYPE, unix.NL80211_CHAN_NO_HT)
+			ae.Uint64(unix.NL80211_ATTR_COOKIE, 42)
+			ae.Uint32(unix.NL80211_ATTR_DURATION, 500)
+		})},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ev, err := parseEvent(tt.cmd, tt.b)
+			if err != nil {
+				t.Fatalf("parseEvent: %v, want no error", err)
+			}
+			if ev.index != 0 || ev.cmd != tt.cmd {
+				t.Fatalf("parseEvent = %+v, want command %d and index 0", ev, tt.cmd)
+			}
+		})
+	}
+}
+
+// TestStationSkipsTDLSPeers: in station mode a GET_STATION dump lists the
+// AP and every TDLS peer, each with NL80211_STA_INFO_STA_FLAGS, whose mask
+// mac80211 always fills with TDLS_PEER and ASSOCIATED (sta_set_sinfo in
+// net/mac80211/sta_info.c).
+func TestStationSkipsTDLSPeers(t *testing.T) {
+	withFlags := func(mac []byte, set uint32) stationInfo {
+		t.Helper()
+		b := enc(t, func(ae *netlink.AttributeEncoder) {
+			ae.Uint32(unix.NL80211_ATTR_IFINDEX, 3)
+			ae.Bytes(unix.NL80211_ATTR_MAC, mac)
+			ae.Nested(unix.NL80211_ATTR_STA_INFO, func(n *netlink.AttributeEncoder) error {
+				flags := make([]byte, 8)
+				mask := uint32(1<<unix.NL80211_STA_FLAG_AUTHORIZED | 1<<unix.NL80211_STA_FLAG_AUTHENTICATED |
+					1<<unix.NL80211_STA_FLAG_ASSOCIATED | 1<<unix.NL80211_STA_FLAG_TDLS_PEER)
+				binary.NativeEndian.PutUint32(flags, mask)
+				binary.NativeEndian.PutUint32(flags[4:], set)
+				n.Bytes(unix.NL80211_STA_INFO_STA_FLAGS, flags)
+				return nil
+			})
+		})
+		si, err := parseStation(b)
+		if err != nil {
+			t.Fatal(err)
 		}
-	}()
-	_, _ = wifi.ParseStationInfo(b)
+		return si
+	}
+	const assoc = 1<<unix.NL80211_STA_FLAG_AUTHORIZED | 1<<unix.NL80211_STA_FLAG_AUTHENTICATED | 1<<unix.NL80211_STA_FLAG_ASSOCIATED
+	for _, tt := range []struct {
+		name string
+		si   stationInfo
+		isAP bool
+	}{
+		{"associated AP", withFlags(apA, assoc), true},
+		{"TDLS peer", withFlags(apB, assoc|1<<unix.NL80211_STA_FLAG_TDLS_PEER), false},
+		{"AP still authenticating", withFlags(apA, 1<<unix.NL80211_STA_FLAG_AUTHENTICATED), false},
+		{"driver without flags", func() stationInfo { si, _ := parseStation(stationReply(t)); return si }(), true},
+	} {
+		if got := tt.si.isAP(); got != tt.isAP {
+			t.Errorf("%s: isAP() = %v, want %v (flags mask %#x set %#x)", tt.name, got, tt.isAP, tt.si.flagsMask, tt.si.flagsSet)
+		}
+	}
 }
 
 func FuzzParseEvent(f *testing.F) {
@@ -261,8 +360,8 @@ func FuzzParseEvent(f *testing.F) {
 			}
 			return
 		}
-		if ev.index <= 0 || ev.cmd != cmd {
-			t.Fatalf("event %+v without ifindex or with the wrong command", ev)
+		if ev.cmd != cmd || (perInterface(cmd) && ev.index <= 0) {
+			t.Fatalf("event %+v with the wrong command, or without the ifindex command %d needs", ev, cmd)
 		}
 		// The other parsers must not panic on the same bytes either.
 		_, _ = parseStation(b)

@@ -51,10 +51,15 @@ type State struct {
 	// Err is non-nil when Wi-Fi is unavailable (it wraps ErrUnavailable) or
 	// when Run ended with an error.
 	Err error
-	// EventsErr is non-nil when the kernel's nl80211 events cannot be
-	// received (the watcher then polls only, and disconnects are seen up to
-	// one PollInterval late).
+	// EventsErr is non-nil while the kernel's nl80211 events cannot be
+	// received: the event socket failed and is being re-opened with
+	// backoff, or could not be opened yet. The watcher then polls only, and
+	// disconnects are seen up to one PollInterval late.
 	EventsErr error
+	// Gaps counts the [Gap] events since Run began: event socket overflows,
+	// receive errors (each episode once, however many re-opens it takes)
+	// and notifications that could not be decoded.
+	Gaps int
 	// Links holds every Wi-Fi station interface, ordered by index.
 	Links []Link
 }
@@ -101,11 +106,14 @@ func (w *Watcher) State() State {
 	return s
 }
 
-// Run watches until ctx ends or a fatal error occurs, then closes Events
-// and returns. It returns nil after ctx ended, an error wrapping
-// ErrUnavailable when Wi-Fi cannot be watched (after emitting one
-// [Unavailable] event), and ErrRunTwice when called again. Every goroutine
-// it starts has ended when it returns.
+// Run watches until ctx ends, then closes Events and returns. It returns
+// nil after ctx ended, an error wrapping ErrUnavailable when Wi-Fi cannot
+// be watched (after emitting one [Unavailable] event), an error when the
+// first read fails otherwise, and ErrRunTwice when called again. Once the
+// [Baseline] is sent, nothing the kernel does ends it: event socket
+// errors are [Gap]s, an interface that cannot be read is a [ReadFailed],
+// and a failed poll is retried. Every goroutine it starts has ended when
+// it returns.
 func (w *Watcher) Run(ctx context.Context) error {
 	if w.ran.Swap(true) {
 		return ErrRunTwice
@@ -131,12 +139,11 @@ func (w *Watcher) Run(ctx context.Context) error {
 
 	g, gctx := errgroup.WithContext(ctx)
 	evc := make(chan rxResult)
-	if s.ev != nil {
-		// Closing the socket is the only way to interrupt a blocked Receive.
-		stop := context.AfterFunc(gctx, func() { _ = s.ev.Close() })
-		defer stop()
-		g.Go(func() error { return s.receive(gctx, evc) })
-	}
+	// Closing the socket is the only way to interrupt a blocked Receive;
+	// closeEvents also stops receive from opening another one.
+	stop := context.AfterFunc(gctx, s.closeEvents)
+	defer stop()
+	g.Go(func() error { return s.receive(gctx, evc) })
 	g.Go(func() error { return l.run(gctx, evc) })
 	if err := g.Wait(); err != nil && ctx.Err() == nil {
 		return w.fail(err)
@@ -195,16 +202,32 @@ var (
 	errNoGenetlink = errors.New("cannot open a generic netlink socket")
 )
 
-// session holds the two connections of one Run.
+// Backoff between attempts to re-open the event socket after a receive
+// error: doubled after each failed attempt, from minBackoff up to
+// maxBackoff. A socket that stayed healthy for healthyAfter ends an
+// episode, so that the next failure is reported again.
+const (
+	minBackoff   = 250 * time.Millisecond
+	maxBackoff   = 30 * time.Second
+	healthyAfter = time.Minute
+)
+
+// session holds the connections of one Run: the request connection, used
+// only by the loop's goroutine, and the event connection, owned by the
+// receive goroutine, which replaces it after a receive error.
 type session struct {
+	w   *Watcher
 	r   reader
-	ev  *genetlink.Conn // nil when events are unavailable (poll-only)
 	log *zap.Logger
+
+	mu     sync.Mutex      // guards ev and closed
+	ev     *genetlink.Conn // nil while events are unavailable
+	closed bool            // closeEvents was called: open no other
 }
 
 // open dials, looks up nl80211 and joins its multicast groups. A failure to
-// receive events is not fatal: the watcher then polls only, and says so in
-// State.EventsErr.
+// receive events is not fatal: the watcher then polls only, says so in
+// State.EventsErr, and the receive goroutine keeps trying to subscribe.
 func (w *Watcher) open() (*session, error) {
 	c, err := w.dial()
 	if err != nil {
@@ -218,16 +241,21 @@ func (w *Watcher) open() (*session, error) {
 		}
 		return nil, fmt.Errorf("wifiwatch: looking up the nl80211 family: %w", err)
 	}
-	s := &session{r: reader{c: c, fam: fam}, log: w.log}
+	s := &session{w: w, r: reader{c: c, fam: fam}, log: w.log}
 	ev, err := w.subscribe(fam)
 	if err != nil {
-		w.log.Warn("nl80211 events unavailable, polling only", zap.Error(err))
-		w.mu.Lock()
-		w.state.EventsErr = err
-		w.mu.Unlock()
+		w.log.Warn("nl80211 events unavailable, polling only; retrying in the background", zap.Error(err))
+		w.setEventsErr(err)
 	}
 	s.ev = ev
 	return s, nil
+}
+
+// setEventsErr records in State whether events can be received.
+func (w *Watcher) setEventsErr(err error) {
+	w.mu.Lock()
+	w.state.EventsErr = err
+	w.mu.Unlock()
 }
 
 // subscribe opens the event connection and joins the mlme and config groups.
@@ -260,36 +288,151 @@ func (w *Watcher) subscribe(fam genetlink.Family) (*genetlink.Conn, error) {
 	return ev, nil
 }
 
-func (s *session) close() {
-	_ = s.r.c.Close()
+// events returns the current event connection, nil if there is none.
+func (s *session) events() *genetlink.Conn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ev
+}
+
+// setEvents installs a new event connection, or drops the current one when
+// c is nil (closing it). It returns false, closing c, once closeEvents was
+// called.
+func (s *session) setEvents(c *genetlink.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ev != nil && s.ev != c {
+		_ = s.ev.Close()
+	}
+	if s.closed {
+		if c != nil {
+			_ = c.Close()
+		}
+		s.ev = nil
+		return false
+	}
+	s.ev = c
+	return true
+}
+
+// closeEvents closes the event connection, which interrupts a blocked
+// Receive, and makes setEvents refuse any other. It is idempotent.
+func (s *session) closeEvents() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
 	if s.ev != nil {
 		_ = s.ev.Close()
+		s.ev = nil
 	}
 }
 
+func (s *session) close() {
+	_ = s.r.c.Close()
+	s.closeEvents()
+}
+
 // rxResult is what the receive goroutine hands to the loop: decoded events,
-// or an error meaning that events were lost.
+// and whether events were lost before them. lost is the error to report in
+// a Gap; resync without lost asks for a re-read that is not a new gap (a
+// re-open within an episode already reported).
 type rxResult struct {
 	events []event
 	lost   error
+	resync bool
 }
 
-// receive reads nl80211 notifications until ctx ends. Overflows (ENOBUFS)
-// are reported to the loop as lost events and reading goes on; any other
-// receive error ends the watcher, unless ctx ended (the socket was closed to
-// interrupt the read).
+// receive reads nl80211 notifications until ctx ends, and never ends
+// because of the socket. An overflow (ENOBUFS) leaves the socket usable: it
+// is a gap and reading goes on. Any other receive error, and a failure to
+// subscribe at all, closes the socket and opens a new one, with backoff;
+// the loop re-reads every interface after each new subscription, because
+// what happened in between was not seen. An episode of failures, however
+// many retries it takes, is one Gap and one warning; the recovery is
+// logged once too.
 func (s *session) receive(ctx context.Context, out chan<- rxResult) error {
+	send := func(res rxResult) bool {
+		select {
+		case out <- res:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	var (
+		backoff  = minBackoff
+		failing  bool      // in an episode: the last receive or subscribe failed
+		openedAt time.Time // when the current socket was subscribed
+		retries  int       // re-open attempts in this episode
+	)
+	fail := func(err error) rxResult {
+		res := rxResult{resync: true}
+		if failing {
+			retries++
+			s.log.Debug("nl80211 event socket still failing", zap.Int("retries", retries), zap.Error(err))
+		} else {
+			failing, retries = true, 0
+			res.lost = err
+			s.log.Warn("nl80211 events lost; re-opening the event socket with backoff (polling meanwhile)", zap.Error(err))
+		}
+		s.w.setEventsErr(err)
+		return res
+	}
+	if s.events() == nil {
+		failing = true // open already warned
+	}
 	for {
-		msgs, _, err := s.ev.Receive()
+		c := s.events()
+		if c == nil {
+			if !sleep(ctx, backoff) {
+				return nil
+			}
+			backoff = min(2*backoff, maxBackoff)
+			fam := s.r.fam
+			nc, err := s.w.subscribe(fam)
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				res := fail(fmt.Errorf("wifiwatch: re-subscribing to nl80211 events: %w", err))
+				if res.lost != nil && !send(rxResult{lost: res.lost}) {
+					return nil
+				}
+				continue
+			}
+			if !s.setEvents(nc) {
+				return nil
+			}
+			openedAt = time.Now()
+			s.w.setEventsErr(nil)
+			s.log.Info("nl80211 events subscribed again; re-reading the Wi-Fi state", zap.Int("retries", retries))
+			// The state is re-read after the new subscription, so that
+			// nothing between the failure and now is missed.
+			if !send(rxResult{resync: true}) {
+				return nil
+			}
+			c = nc
+		}
+		msgs, _, err := c.Receive()
 		if ctx.Err() != nil {
 			return nil
 		}
 		var res rxResult
-		if err != nil {
-			if !errors.Is(err, syscall.ENOBUFS) {
-				return fmt.Errorf("wifiwatch: receiving nl80211 events: %w", err)
-			}
+		switch {
+		case err == nil:
+			failing, backoff = false, minBackoff
+		case errors.Is(err, syscall.ENOBUFS):
 			res.lost = fmt.Errorf("wifiwatch: nl80211 event socket overflowed: %w", err)
+		default:
+			if failing && time.Since(openedAt) >= healthyAfter {
+				failing, backoff = false, minBackoff // a new episode
+			}
+			res = fail(fmt.Errorf("wifiwatch: receiving nl80211 events: %w", err))
+			res.resync = false // the re-read follows the new subscription
+			s.setEvents(nil)
+			if res.lost == nil {
+				continue
+			}
 		}
 		for _, m := range msgs {
 			// The socket is only a member of nl80211 groups, so every message
@@ -307,24 +450,50 @@ func (s *session) receive(ctx context.Context, out chan<- rxResult) error {
 		if len(res.events) == 0 && res.lost == nil {
 			continue
 		}
-		select {
-		case out <- res:
-		case <-ctx.Done():
+		if !send(res) {
 			return nil
 		}
+	}
+}
+
+// sleep waits for d or until ctx ends; it reports whether d passed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
 	}
 }
 
 // ifstate is the loop's record of one interface.
 type ifstate struct {
 	link  Link
-	probe bool // a CONNECT was seen: read the station even without SSID
+	probe bool // a CONNECT or ROAM was seen: read the station even without SSID
 	seen  bool // listed by the last interface dump
 	// The network lost at the last disconnect, to recognise a roam through a
 	// brief disconnect.
 	lostAt    time.Time
 	lostSSID  string
 	lostBSSID net.HardwareAddr
+	// pollAhead is set when a read found the current association before
+	// any CONNECT or ROAM notification announced it (at the baseline, or a
+	// change polling saw first). Until that notification arrives, the event
+	// socket may still hold notifications older than the association,
+	// such as the DISCONNECT of the previous one.
+	pollAhead bool
+	// pending is a disconnect notification received while pollAhead: it is
+	// applied only if a re-read confirms it (see loop.handle).
+	pending *pendingLoss
+	errKey  string // the error of the last failed read of this interface, "" if none
+}
+
+// pendingLoss is a disconnect notification waiting for its confirmation.
+type pendingLoss struct {
+	reason uint16
+	byAP   bool
 }
 
 // loop owns the interface state; only its goroutine touches ifs.
@@ -333,7 +502,15 @@ type loop struct {
 	s   *session
 	ifs map[int]*ifstate
 	out []Event // events of the current step, sent after the step
+	// failedPolls counts consecutive polls that failed as a whole (the
+	// interface dump); the request connection is re-opened after a few.
+	failedPolls int
 }
+
+// reopenAfter is how many consecutive failed polls make the loop re-open its
+// request connection, in case the connection itself is broken (a reply
+// left in it by an interrupted dump, for example).
+const reopenAfter = 3
 
 // run polls every PollInterval and handles events until ctx ends.
 func (l *loop) run(ctx context.Context, evc <-chan rxResult) error {
@@ -344,37 +521,78 @@ func (l *loop) run(ctx context.Context, evc <-chan rxResult) error {
 		case <-ctx.Done():
 			return nil
 		case now := <-t.C:
-			if err := l.poll(ctx, now, false); err != nil {
-				if ctx.Err() != nil {
-					return nil
-				}
-				if errors.Is(err, os.ErrPermission) {
-					return err
-				}
-				// A failed poll is retried at the next tick; the state is
-				// left as it was rather than guessed.
-				l.w.log.Warn("poll failed", zap.Error(err))
+			if err := l.repoll(ctx, now, "poll failed"); err != nil {
+				return err
 			}
 		case rx := <-evc:
 			now := time.Now()
-			repoll := false
+			repoll := rx.resync
 			for _, ev := range rx.events {
 				repoll = l.handle(now, ev) || repoll
 			}
 			if rx.lost != nil {
 				l.out = append(l.out, Gap{Time: now, Err: rx.lost})
+				l.w.mu.Lock()
+				l.w.state.Gaps++
+				l.w.mu.Unlock()
 				repoll = true
 			}
 			if err := l.flush(ctx); err != nil {
 				return nil
 			}
 			if repoll {
-				if err := l.poll(ctx, now, false); err != nil && ctx.Err() == nil {
-					l.w.log.Warn("poll after event failed", zap.Error(err))
+				if err := l.repoll(ctx, now, "poll after event failed"); err != nil {
+					return err
 				}
 			}
 		}
 	}
+}
+
+// repoll polls outside the baseline. A failed poll is retried at the next
+// tick, and the state is left as it was rather than guessed: once the
+// baseline was read, no error of the kernel ends the watcher (the
+// baseline's permission error is what says Wi-Fi is unavailable).
+func (l *loop) repoll(ctx context.Context, now time.Time, what string) error {
+	err := l.poll(ctx, now, false)
+	switch {
+	case err == nil:
+		if l.failedPolls > 0 {
+			l.w.log.Info("polls work again", zap.Int("failed", l.failedPolls))
+			l.failedPolls = 0
+		}
+		return nil
+	case ctx.Err() != nil:
+		return nil
+	}
+	l.failedPolls++
+	if l.failedPolls == 1 {
+		l.w.log.Warn(what, zap.Error(err))
+	} else {
+		l.w.log.Debug(what, zap.Int("consecutive", l.failedPolls), zap.Error(err))
+	}
+	if l.failedPolls%reopenAfter == 0 {
+		l.reopenReader()
+	}
+	return nil
+}
+
+// reopenReader replaces the request connection with a new one. On failure
+// the old one stays, and the next failed polls try again.
+func (l *loop) reopenReader() {
+	c, err := l.w.dial()
+	if err != nil {
+		l.w.log.Debug("re-opening the nl80211 request socket failed", zap.Error(err))
+		return
+	}
+	fam, err := c.GetFamily(familyName)
+	if err != nil {
+		_ = c.Close()
+		l.w.log.Debug("re-opening the nl80211 request socket failed", zap.Error(err))
+		return
+	}
+	_ = l.s.r.c.Close()
+	l.s.r = reader{c: c, fam: fam}
 }
 
 // flush publishes the state and sends the pending events in order.
@@ -420,6 +638,20 @@ func (l *loop) handle(now time.Time, ev event) bool {
 		if ev.frameBSSID != nil && st.link.BSSID != nil && string(ev.frameBSSID) != string(st.link.BSSID) {
 			return false // a frame about another AP (e.g. during a roam attempt)
 		}
+		if st.pollAhead {
+			// A read saw this association before its CONNECT arrived, so
+			// this notification may be older than it: the DISCONNECT of the
+			// association before, queued while the poll ran. Notifications
+			// carry no sequence and DISCONNECT no BSSID, so re-read: cfg80211
+			// clears the SSID it reports in GET_INTERFACE before it sends a
+			// DISCONNECT (__cfg80211_disconnected in net/wireless/sme.c), so
+			// the re-read confirms a current disconnect. The first of a
+			// deauth + disconnect pair keeps its frame's details.
+			if st.pending == nil {
+				st.pending = &pendingLoss{reason: ev.reason, byAP: ev.byAP}
+			}
+			return true
+		}
 		l.disconnect(now, st, ev.reason, ev.byAP, true)
 		return false
 	case cmdConnect:
@@ -432,7 +664,7 @@ func (l *loop) handle(now time.Time, ev event) bool {
 			return false
 		}
 		if st != nil {
-			st.probe = true
+			st.probe, st.pollAhead = true, false
 		}
 		return true
 	case cmdNotifyCQM:
@@ -445,10 +677,17 @@ func (l *loop) handle(now time.Time, ev event) bool {
 		}
 		l.out = append(l.out, q)
 		return ev.quality == QualityRSSILow || ev.quality == QualityRSSIHigh
-	case cmdRoam, cmdPortAuthorized, cmdChSwitchNotify, cmdNewInterface, cmdDelInterface:
-		if st != nil && ev.cmd == cmdRoam {
-			st.probe = true
+	case cmdRoam:
+		if st != nil {
+			st.probe, st.pollAhead = true, false
 		}
+		return true
+	case cmdPortAuthorized, cmdChSwitchNotify:
+		return st != nil
+	case cmdNewWiphy, cmdDelWiphy, cmdNewInterface, cmdDelInterface, cmdSetInterface:
+		// A radio or interface came, went or changed type (in the config
+		// group). The re-read sorts out which interfaces are stations;
+		// those of a wdev without a netdev are skipped there.
 		return true
 	}
 	return false
@@ -462,8 +701,8 @@ func (l *loop) disconnect(now time.Time, st *ifstate, reason uint16, byAP, fromE
 		Reason: reason, ByAP: byAP, FromEvent: fromEvent, SignalDBm: signalOf(old),
 	})
 	st.lostAt, st.lostSSID, st.lostBSSID = now, old.SSID, old.BSSID
-	st.probe = false
-	st.link = Link{Index: old.Index, Iface: old.Iface, MAC: old.MAC, Since: now, LastRoam: old.LastRoam}
+	st.probe, st.pollAhead, st.pending = false, false, nil
+	st.link = Link{Index: old.Index, Iface: old.Iface, MAC: old.MAC, Since: now, LastRoam: old.LastRoam, Err: old.Err}
 }
 
 // signalOf is the signal a band is computed from: the average when the
@@ -476,7 +715,10 @@ func signalOf(l Link) int {
 }
 
 // poll re-reads every interface and queues the events its changes imply.
-// With baseline set it queues a Baseline instead of edges.
+// With baseline set it queues a Baseline instead of edges. An error
+// reading one interface is that interface's (see readFailed); poll fails
+// only when the interface dump fails, or on a permission error at the
+// baseline.
 func (l *loop) poll(ctx context.Context, now time.Time, baseline bool) error {
 	ifis, err := l.s.r.interfaces()
 	if err != nil {
@@ -486,9 +728,6 @@ func (l *loop) poll(ctx context.Context, now time.Time, baseline bool) error {
 		st.seen = false
 	}
 	for _, ifi := range ifis {
-		if ifi.iftype != iftypeStation && ifi.iftype != iftypeP2PClient {
-			continue // AP, monitor, mesh: not a link this robot uses as a client
-		}
 		st := l.ifs[ifi.index]
 		if st == nil {
 			st = &ifstate{link: Link{Index: ifi.index, Since: now}}
@@ -497,7 +736,15 @@ func (l *loop) poll(ctx context.Context, now time.Time, baseline bool) error {
 		st.seen = true
 		st.link.Iface, st.link.MAC = ifi.name, ifi.mac
 		if err := l.pollStation(now, st, ifi, baseline); err != nil {
-			return err
+			if baseline && errors.Is(err, os.ErrPermission) {
+				return err // Wi-Fi unavailable: a kernel that wants CAP_NET_ADMIN
+			}
+			l.readFailed(now, st, err)
+			continue
+		}
+		if st.errKey != "" {
+			l.w.log.Info("reading the interface works again", zap.String("iface", st.link.Iface))
+			st.errKey, st.link.Err = "", nil
 		}
 	}
 	for idx, st := range l.ifs {
@@ -509,11 +756,31 @@ func (l *loop) poll(ctx context.Context, now time.Time, baseline bool) error {
 		}
 	}
 	if baseline {
-		l.out = l.out[:0]
+		l.out = slices.DeleteFunc(l.out, func(ev Event) bool { _, ok := ev.(ReadFailed); return !ok })
 		l.publish()
-		l.out = append(l.out, Baseline{Time: now, Links: l.w.State().Links})
+		l.out = slices.Insert(l.out, 0, Event(Baseline{Time: now, Links: l.w.State().Links}))
 	}
 	return l.flush(ctx)
+}
+
+// readFailed records that reading one interface failed. The interface keeps
+// the state it had (rather than a guess), the other interfaces are read as
+// usual, and a [ReadFailed] is queued once per distinct error, not at every
+// poll: a fullmac driver without GET_STATION support fails the same way
+// forever.
+func (l *loop) readFailed(now time.Time, st *ifstate, err error) {
+	if p := st.pending; p != nil && st.link.Associated {
+		// The read that was to confirm a disconnect notification failed:
+		// the notification is the best knowledge there is.
+		l.disconnect(now, st, p.reason, p.byAP, true)
+	}
+	st.link.Err = err
+	st.probe, st.pending = false, nil
+	if key := err.Error(); key != st.errKey {
+		st.errKey = key
+		l.w.log.Warn("reading a Wi-Fi interface failed; the others are still read", zap.String("iface", st.link.Iface), zap.Error(err))
+		l.out = append(l.out, ReadFailed{Time: now, Index: st.link.Index, Iface: st.link.Iface, Err: err})
+	}
 }
 
 // pollStation reads the station of one interface when it may be associated.
@@ -523,7 +790,7 @@ func (l *loop) poll(ctx context.Context, now time.Time, baseline bool) error {
 // station once, because kernels before NL80211_ATTR_SSID in GET_INTERFACE
 // would otherwise hide an existing association.
 func (l *loop) pollStation(now time.Time, st *ifstate, ifi ifaceInfo, baseline bool) error {
-	if ifi.ssid == "" && ifi.freq == 0 && !st.link.Associated && !st.probe && !baseline {
+	if ifi.ssid == "" && ifi.freq == 0 && !st.link.Associated && !st.probe && !baseline && st.pending == nil {
 		return nil
 	}
 	si, ok, err := l.s.r.station(ifi.index)
@@ -534,6 +801,20 @@ func (l *loop) pollStation(now time.Time, st *ifstate, ifi ifaceInfo, baseline b
 			return err
 		}
 	}
+	if p := st.pending; p != nil {
+		st.pending = nil
+		// A disconnect notification that arrived while the poll was ahead:
+		// applied when this read confirms it (no SSID any more, or no
+		// access point), ignored when the association it would end is
+		// still there.
+		if st.link.Associated && (!ok || ifi.ssid == "") {
+			l.disconnect(now, st, p.reason, p.byAP, true)
+			return nil
+		}
+		if ok {
+			l.w.log.Debug("ignoring a disconnect notification older than the association", zap.String("iface", st.link.Iface))
+		}
+	}
 	if !ok {
 		if st.link.Associated {
 			l.disconnect(now, st, 0, false, false)
@@ -541,9 +822,11 @@ func (l *loop) pollStation(now time.Time, st *ifstate, ifi ifaceInfo, baseline b
 		st.probe = false
 		return nil
 	}
+	announced := st.probe
 	st.probe = false
 	old := st.link
 	nl := old
+	nl.Err = nil
 	nl.BSSID = si.bssid
 	nl.SSID, nl.FreqMHz = ifi.ssid, ifi.freq
 	if nl.SSID == "" && string(old.BSSID) == string(si.bssid) {
@@ -582,6 +865,7 @@ func (l *loop) pollStation(now time.Time, st *ifstate, ifi ifaceInfo, baseline b
 			nl.LastRoam = now
 		}
 		st.link = nl
+		st.pollAhead = baseline || !announced
 		if baseline {
 			break
 		}
@@ -598,6 +882,7 @@ func (l *loop) pollStation(now time.Time, st *ifstate, ifi ifaceInfo, baseline b
 	case string(old.BSSID) != string(nl.BSSID):
 		nl.LastRoam = now
 		st.link = nl
+		st.pollAhead = !announced
 		l.out = append(l.out, Roamed{Time: now, Index: nl.Index, Iface: nl.Iface, SSID: nl.SSID,
 			From: old.BSSID, To: nl.BSSID, Link: nl})
 	default:

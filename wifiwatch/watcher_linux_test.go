@@ -112,9 +112,10 @@ func TestWalkAwayAndBack(t *testing.T) {
 			t.Fatalf("associated: %+v", a.Link)
 		}
 
-		// Walk away: -50 -> -70 (fair) -> -78 (weak) -> -85 (critical).
+		// Walk away: -50 -> -72 (fair) -> -80 (weak) -> -88 (critical),
+		// each past the 4 dB deadband.
 		var got []Band
-		for _, dbm := range []int{-60, -70, -78, -85} {
+		for _, dbm := range []int{-60, -72, -80, -88} {
 			h.f.SetSignal(3, dbm)
 			h.polls(1)
 			for len(h.w.Events()) > 0 {
@@ -127,7 +128,7 @@ func TestWalkAwayAndBack(t *testing.T) {
 
 		h.f.Disconnect(3, 4, true)
 		d := want[Disconnected](t, h.next())
-		if !d.FromEvent || d.Reason != 4 || !d.ByAP || d.SSID != "robots" || d.SignalDBm != -85 {
+		if !d.FromEvent || d.Reason != 4 || !d.ByAP || d.SSID != "robots" || d.SignalDBm != -88 {
 			t.Fatalf("disconnected: %+v", d)
 		}
 		if s := h.w.State(); s.Links[0].Associated {
@@ -349,7 +350,7 @@ func TestArmCQM(t *testing.T) {
 			got := f.CQM()
 			var wantReq []wifiwatchtest.CQMRequest
 			if arm {
-				wantReq = []wifiwatchtest.CQMRequest{{Index: 3, ThresholdDBm: -82, HysteresisDB: 3}}
+				wantReq = []wifiwatchtest.CQMRequest{{Index: 3, ThresholdDBm: -82, HysteresisDB: DefaultHysteresis}}
 			}
 			if d := cmp.Diff(wantReq, got); d != "" {
 				t.Fatalf("ArmCQM %v: SET_CQM requests (-want +got):\n%s", arm, d)

@@ -10,6 +10,17 @@
 // from the x/sys/unix NL80211_* constants, independently of wifiwatch's
 // parser. Family lookups are answered by genltest.ServeFamily.
 //
+// The fake sends the shapes real kernels send, each citing the kernel
+// function that builds it (net/wireless/nl80211.c unless said otherwise):
+// wireless devices without a netdev ([Wdev]: a P2P-Device, NAN) in the
+// interface dump and in NEW/DEL_INTERFACE without NL80211_ATTR_IFINDEX;
+// NEW/DEL_WIPHY and REMAIN_ON_CHANNEL notifications; SIGNAL_AVG apart from
+// SIGNAL ([Fake.SetSignals]); STA_FLAGS as mac80211 fills them, with TDLS
+// peers beside the AP; radios whose GET_STATION fails
+// (Interface.StationErr, e.g. EOPNOTSUPP); and receive errors on the event
+// sockets ([Fake.Overflow], [Fake.FailReceive], [Fake.BreakEvents]) and
+// failed subscriptions ([Fake.FailJoin]).
+//
 // Unlike a bare genltest connection, the fake's sockets support JoinGroup,
 // carry the family ID in the netlink header, block in Receive until a
 // notification arrives, and are interrupted by Close, so a Watcher runs on

@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"iter"
-	"maps"
 	"net"
 	"os"
 	"slices"
@@ -60,6 +59,40 @@ type Interface struct {
 	// HideSSID omits NL80211_ATTR_SSID from GET_INTERFACE, as kernels
 	// before the attribute did; the SSID is then only in GET_SCAN.
 	HideSSID bool
+
+	// Wiphy is the radio (NL80211_ATTR_WIPHY). The interface dump lists
+	// radios in turn and, within a radio, its wdevs in creation order, as
+	// nl80211_dump_interface walks each rdev's wdev_list.
+	Wiphy uint32
+	// StationErr, when not 0, is the errno GET_STATION answers for this
+	// interface: EOPNOTSUPP is what nl80211_dump_station returns for a
+	// driver without a dump_station operation (some fullmac drivers).
+	StationErr unix.Errno
+	// TDLSPeers are the stations of direct links to other clients of the
+	// BSS. GET_STATION lists them with the AP, flagged
+	// NL80211_STA_FLAG_TDLS_PEER as mac80211 does (sta_set_sinfo).
+	TDLSPeers []net.HardwareAddr
+	// TDLSPeersFirst lists the peers ahead of the AP. mac80211 lists
+	// stations in insertion order (sta_info_insert_finish appends to
+	// sta_list), so the AP comes first there; nl80211 does not define the
+	// order, and fullmac drivers dump firmware tables, so a watcher must
+	// not depend on it.
+	TDLSPeersFirst bool
+
+	seq int // creation order, set by SetInterface
+}
+
+// Wdev is a wireless device without a network interface: a P2P-Device
+// (wpa_supplicant creates one on most Intel cards when P2P is enabled) or
+// a NAN device. The kernel reports it with NL80211_ATTR_WDEV and no
+// NL80211_ATTR_IFINDEX or IFNAME (nl80211_send_iface: "if (dev && ...)").
+type Wdev struct {
+	ID    uint64           // NL80211_ATTR_WDEV: wiphy index << 32 | a counter
+	Type  uint32           // NL80211_IFTYPE_P2P_DEVICE (0 means that) or NL80211_IFTYPE_NAN
+	Wiphy uint32           // NL80211_ATTR_WIPHY
+	MAC   net.HardwareAddr // nil: 02:00:00:00:01:<ID>
+
+	seq int
 }
 
 // CQMRequest is one NL80211_CMD_SET_CQM the fake received.
@@ -76,15 +109,23 @@ type Fake struct {
 	mu         sync.Mutex // guards the fields below
 	missing    bool
 	ifaces     map[int]*Interface
+	wdevs      map[uint64]*Wdev
+	seq        int // creation counter of interfaces and wdevs
 	socks      map[*socket]bool
 	requests   map[uint8]int
 	cqm        []CQMRequest
 	stationErr unix.Errno
+	joinErr    unix.Errno // JoinGroup fails with it while joinFails > 0
+	joinFails  int
+	joins      int // successful JoinGroup calls
+	dials      int
+	ifaceErr   unix.Errno // GET_INTERFACE fails with it when not 0
 }
 
 // New returns a fake nl80211 without interfaces.
 func New() *Fake {
-	return &Fake{family: nl80211Family(), ifaces: map[int]*Interface{}, socks: map[*socket]bool{}, requests: map[uint8]int{}}
+	return &Fake{family: nl80211Family(), ifaces: map[int]*Interface{}, wdevs: map[uint64]*Wdev{},
+		socks: map[*socket]bool{}, requests: map[uint8]int{}}
 }
 
 // NewWithoutNL80211 returns a fake kernel that has generic netlink but no
@@ -101,6 +142,7 @@ func (f *Fake) Dial() (*genetlink.Conn, error) {
 	s := &socket{f: f, groups: map[uint32]bool{}, mcast: make(chan netlink.Message, 64), closed: make(chan struct{})}
 	f.mu.Lock()
 	f.socks[s] = true
+	f.dials++
 	f.mu.Unlock()
 	return genetlink.NewConn(netlink.NewConn(s, 4242)), nil
 }
@@ -116,7 +158,86 @@ func (f *Fake) SetInterface(ifi Interface) {
 	if ifi.MAC == nil {
 		ifi.MAC = net.HardwareAddr{0x02, 0, 0, 0, 0, byte(ifi.Index)}
 	}
+	if old := f.ifaces[ifi.Index]; old != nil {
+		ifi.seq = old.seq
+	} else {
+		f.seq++
+		ifi.seq = f.seq
+	}
 	f.ifaces[ifi.Index] = &ifi
+}
+
+// SetWdev adds a wireless device without a netdev silently, as one that
+// existed before the watcher started.
+func (f *Fake) SetWdev(w Wdev) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if w.Type == 0 {
+		w.Type = unix.NL80211_IFTYPE_P2P_DEVICE
+	}
+	if w.MAC == nil {
+		w.MAC = net.HardwareAddr{0x02, 0, 0, 0, 1, byte(w.ID)}
+	}
+	f.seq++
+	w.seq = f.seq
+	f.wdevs[w.ID] = &w
+}
+
+// AddWdev adds a wireless device without a netdev and sends
+// NL80211_CMD_NEW_INTERFACE for it in the config group, as
+// nl80211_notify_iface does when wpa_supplicant creates its P2P-Device:
+// the message has no NL80211_ATTR_IFINDEX.
+func (f *Fake) AddWdev(w Wdev) {
+	f.SetWdev(w)
+	f.mu.Lock()
+	wd := *f.wdevs[w.ID]
+	f.mu.Unlock()
+	f.emit(unix.NL80211_MULTICAST_GROUP_CONFIG, unix.NL80211_CMD_NEW_INTERFACE, func(ae *netlink.AttributeEncoder) {
+		wdevAttrs(ae, &wd)
+	})
+}
+
+// RemoveWdev removes a wireless device without a netdev and sends
+// NL80211_CMD_DEL_INTERFACE (again without NL80211_ATTR_IFINDEX).
+func (f *Fake) RemoveWdev(id uint64) {
+	f.mu.Lock()
+	w := f.wdevs[id]
+	delete(f.wdevs, id)
+	f.mu.Unlock()
+	if w == nil {
+		return
+	}
+	f.emit(unix.NL80211_MULTICAST_GROUP_CONFIG, unix.NL80211_CMD_DEL_INTERFACE, func(ae *netlink.AttributeEncoder) {
+		wdevAttrs(ae, w)
+	})
+}
+
+// RemainOnChannel sends NL80211_CMD_REMAIN_ON_CHANNEL for a wdev in the
+// mlme group, as a P2P search does every few hundred milliseconds
+// (nl80211_send_remain_on_chan_event: NL80211_ATTR_IFINDEX only when the
+// wdev has a netdev).
+func (f *Fake) RemainOnChannel(id uint64, freqMHz int) {
+	f.emit(unix.NL80211_MULTICAST_GROUP_MLME, unix.NL80211_CMD_REMAIN_ON_CHANNEL, func(ae *netlink.AttributeEncoder) {
+		ae.Uint32(unix.NL80211_ATTR_WIPHY, uint32(id>>32))
+		ae.Uint64(unix.NL80211_ATTR_WDEV, id)
+		ae.Uint32(unix.NL80211_ATTR_WIPHY_FREQ, uint32(freqMHz))
+		ae.Uint32(unix.NL80211_ATTR_WIPHY_CHANNEL_TYPE, unix.NL80211_CHAN_NO_HT)
+		ae.Uint64(unix.NL80211_ATTR_COOKIE, 1)
+		ae.Uint32(unix.NL80211_ATTR_DURATION, 300)
+	})
+}
+
+// NotifyWiphy sends NL80211_CMD_NEW_WIPHY or DEL_WIPHY (cmd) for radio
+// wiphy in the config group, as nl80211_notify_wiphy does when a driver
+// registers or unregisters a radio (a USB adapter plugged in or pulled
+// out, mac80211_hwsim radios created). It names the radio, not an
+// interface: there is no NL80211_ATTR_IFINDEX.
+func (f *Fake) NotifyWiphy(cmd uint8, wiphy uint32) {
+	f.emit(unix.NL80211_MULTICAST_GROUP_CONFIG, cmd, func(ae *netlink.AttributeEncoder) {
+		ae.Uint32(unix.NL80211_ATTR_WIPHY, wiphy)
+		ae.String(unix.NL80211_ATTR_WIPHY_NAME, fmt.Sprintf("phy%d", wiphy))
+		ae.Uint32(unix.NL80211_ATTR_GENERATION, 1)
+	})
 }
 
 // RemoveInterface removes an interface and sends NL80211_CMD_DEL_INTERFACE.
@@ -141,6 +262,14 @@ func (f *Fake) Update(index int, fn func(*Interface)) {
 // SetSignal sets the last and average signal of an interface, silently.
 func (f *Fake) SetSignal(index, dbm int) {
 	f.Update(index, func(ifi *Interface) { ifi.SignalDBm, ifi.SignalAvgDBm = dbm, dbm })
+}
+
+// SetSignals sets the signal of the last frame and the driver's average
+// apart, as mac80211 reports them (NL80211_STA_INFO_SIGNAL from the last
+// received frame, SIGNAL_AVG an EWMA of them). avg 0 omits SIGNAL_AVG, as
+// drivers that do not keep an average do.
+func (f *Fake) SetSignals(index, last, avg int) {
+	f.Update(index, func(ifi *Interface) { ifi.SignalDBm, ifi.SignalAvgDBm = last, avg })
 }
 
 // Associate associates an interface and sends a successful
@@ -252,7 +381,71 @@ func (f *Fake) Overflow() {
 	}
 }
 
-// FailStation makes GET_STATION fail with errno (0 to stop failing).
+// FailReceive makes the next Receive on every socket that joined a group
+// fail with errno, once; the socket stays usable. Use it for errors other
+// than ENOBUFS (see Overflow).
+func (f *Fake) FailReceive(errno unix.Errno) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for s := range f.socks {
+		if len(s.groups) > 0 {
+			s.queueError(errno, false)
+		}
+	}
+}
+
+// BreakEvents makes every Receive on the sockets that joined a group, now
+// and later, fail with errno until they are closed: only a new socket
+// receives notifications again. Sockets opened later are not affected.
+func (f *Fake) BreakEvents(errno unix.Errno) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for s := range f.socks {
+		if len(s.groups) > 0 {
+			s.queueError(errno, true)
+		}
+	}
+}
+
+// FailJoin makes the next n JoinGroup calls fail with errno.
+func (f *Fake) FailJoin(errno unix.Errno, n int) {
+	f.mu.Lock()
+	f.joinErr, f.joinFails = errno, n
+	f.mu.Unlock()
+}
+
+// Joins returns how many JoinGroup calls succeeded: each subscription of a
+// watcher joins two groups (mlme and config).
+func (f *Fake) Joins() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.joins
+}
+
+// Dials returns how many connections Dial opened.
+func (f *Fake) Dials() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.dials
+}
+
+// FailInterfaces makes the GET_INTERFACE dump fail with errno (0 to stop
+// failing).
+func (f *Fake) FailInterfaces(errno unix.Errno) {
+	f.mu.Lock()
+	f.ifaceErr = errno
+	f.mu.Unlock()
+}
+
+// Sockets returns how many sockets are open.
+func (f *Fake) Sockets() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.socks)
+}
+
+// FailStation makes GET_STATION fail with errno on every interface (0 to
+// stop failing); Interface.StationErr does it for one.
 func (f *Fake) FailStation(errno unix.Errno) {
 	f.mu.Lock()
 	f.stationErr = errno
@@ -322,8 +515,28 @@ func encode(fn func(*netlink.AttributeEncoder)) []byte {
 	return b
 }
 
-// overflowMarker is an internal header type queued by Overflow.
-const overflowMarker = 0xffff
+// overflowMarker and errorMarker are internal header types queued by
+// Overflow, FailReceive and BreakEvents.
+const (
+	overflowMarker = 0xffff
+	errorMarker    = 0xfffe
+)
+
+// queueError makes a Receive fail with errno: the next one (waking a
+// blocked one), or every one from now on when persistent. The caller holds
+// f.mu.
+func (s *socket) queueError(errno unix.Errno, persistent bool) {
+	if persistent {
+		s.broken = errno
+	}
+	b := make([]byte, 4)
+	binary.NativeEndian.PutUint32(b, uint32(errno))
+	select {
+	case s.mcast <- netlink.Message{Header: netlink.Header{Type: errorMarker}, Data: b}:
+	default:
+		s.overflow = true
+	}
+}
 
 // serve answers one request the way nl80211 would.
 func (f *Fake) serve(greq genetlink.Message, nreq netlink.Message) ([]genetlink.Message, error) {
@@ -344,13 +557,25 @@ func (f *Fake) serve(greq genetlink.Message, nreq netlink.Message) ([]genetlink.
 	var out []genetlink.Message
 	switch greq.Header.Command {
 	case unix.NL80211_CMD_GET_INTERFACE:
-		for _, ifi := range f.sorted() {
+		if f.ifaceErr != 0 {
+			return nil, genltestErrno(f.ifaceErr)
+		}
+		// nl80211_send_iface: IFINDEX and IFNAME only for a wdev with a
+		// netdev; WIPHY, IFTYPE, WDEV, MAC and GENERATION always.
+		for _, e := range f.sorted() {
+			if e.ifi == nil {
+				out = append(out, reply(func(ae *netlink.AttributeEncoder) { wdevAttrs(ae, e.wdev) }))
+				continue
+			}
+			ifi := e.ifi
 			out = append(out, reply(func(ae *netlink.AttributeEncoder) {
 				ae.Uint32(unix.NL80211_ATTR_IFINDEX, uint32(ifi.Index))
 				ae.String(unix.NL80211_ATTR_IFNAME, ifi.Name)
+				ae.Uint32(unix.NL80211_ATTR_WIPHY, ifi.Wiphy)
 				ae.Uint32(unix.NL80211_ATTR_IFTYPE, ifi.Type)
+				ae.Uint64(unix.NL80211_ATTR_WDEV, uint64(ifi.Wiphy)<<32|uint64(ifi.seq))
 				ae.Bytes(unix.NL80211_ATTR_MAC, ifi.MAC)
-				ae.Uint32(unix.NL80211_ATTR_WIPHY, 0)
+				ae.Uint32(unix.NL80211_ATTR_GENERATION, 1)
 				if ifi.BSSID != nil && !ifi.HideSSID {
 					ae.Bytes(unix.NL80211_ATTR_SSID, []byte(ifi.SSID))
 				}
@@ -367,8 +592,22 @@ func (f *Fake) serve(greq genetlink.Message, nreq netlink.Message) ([]genetlink.
 		if ifi == nil {
 			return nil, genltestErrno(unix.ENODEV)
 		}
+		if ifi.StationErr != 0 {
+			return nil, genltestErrno(ifi.StationErr)
+		}
+		peers := func() {
+			for _, p := range ifi.TDLSPeers {
+				out = append(out, reply(func(ae *netlink.AttributeEncoder) { tdlsAttrs(ae, ifi.Index, p) }))
+			}
+		}
+		if ifi.TDLSPeersFirst {
+			peers()
+		}
 		if ifi.BSSID != nil {
 			out = append(out, reply(func(ae *netlink.AttributeEncoder) { stationAttrs(ae, ifi) }))
+		}
+		if !ifi.TDLSPeersFirst {
+			peers()
 		}
 	case unix.NL80211_CMD_GET_SCAN:
 		if ifi := f.ifaces[index]; ifi != nil && ifi.BSSID != nil {
@@ -409,11 +648,52 @@ func (f *Fake) serve(greq genetlink.Message, nreq netlink.Message) ([]genetlink.
 	return out, nil
 }
 
+// staFlagsMask is the mask mac80211 always reports in
+// NL80211_STA_INFO_STA_FLAGS (sta_set_sinfo in net/mac80211/sta_info.c).
+const staFlagsMask = 1<<unix.NL80211_STA_FLAG_AUTHORIZED | 1<<unix.NL80211_STA_FLAG_SHORT_PREAMBLE |
+	1<<unix.NL80211_STA_FLAG_WME | 1<<unix.NL80211_STA_FLAG_MFP | 1<<unix.NL80211_STA_FLAG_AUTHENTICATED |
+	1<<unix.NL80211_STA_FLAG_ASSOCIATED | 1<<unix.NL80211_STA_FLAG_TDLS_PEER
+
+// staFlags encodes struct nl80211_sta_flag_update (mask, set), host order.
+func staFlags(n *netlink.AttributeEncoder, set uint32) {
+	b := make([]byte, 8)
+	binary.NativeEndian.PutUint32(b, staFlagsMask)
+	binary.NativeEndian.PutUint32(b[4:], set)
+	n.Bytes(unix.NL80211_STA_INFO_STA_FLAGS, b)
+}
+
+// associatedFlags are the flags of an AP the station is associated with.
+const associatedFlags = 1<<unix.NL80211_STA_FLAG_AUTHORIZED | 1<<unix.NL80211_STA_FLAG_WME |
+	1<<unix.NL80211_STA_FLAG_AUTHENTICATED | 1<<unix.NL80211_STA_FLAG_ASSOCIATED
+
+// tdlsAttrs is the GET_STATION entry of a TDLS peer: mac80211 marks it
+// TDLS_PEER, and AUTHORIZED/ASSOCIATED once the link is set up.
+func tdlsAttrs(ae *netlink.AttributeEncoder, index int, peer net.HardwareAddr) {
+	ae.Uint32(unix.NL80211_ATTR_IFINDEX, uint32(index))
+	ae.Bytes(unix.NL80211_ATTR_MAC, peer)
+	ae.Nested(unix.NL80211_ATTR_STA_INFO, func(n *netlink.AttributeEncoder) error {
+		n.Uint32(unix.NL80211_STA_INFO_INACTIVE_TIME, 10)
+		n.Uint8(unix.NL80211_STA_INFO_SIGNAL, uint8(0xff&-35)) // a peer next to the robot
+		staFlags(n, associatedFlags|1<<unix.NL80211_STA_FLAG_TDLS_PEER)
+		return nil
+	})
+}
+
+func wdevAttrs(ae *netlink.AttributeEncoder, w *Wdev) {
+	ae.Uint32(unix.NL80211_ATTR_WIPHY, w.Wiphy)
+	ae.Uint32(unix.NL80211_ATTR_IFTYPE, w.Type)
+	ae.Uint64(unix.NL80211_ATTR_WDEV, w.ID)
+	ae.Bytes(unix.NL80211_ATTR_MAC, w.MAC)
+	ae.Uint32(unix.NL80211_ATTR_GENERATION, 1)
+	ae.Uint8(unix.NL80211_ATTR_4ADDR, 0)
+}
+
 func stationAttrs(ae *netlink.AttributeEncoder, ifi *Interface) {
 	ae.Uint32(unix.NL80211_ATTR_IFINDEX, uint32(ifi.Index))
 	ae.Bytes(unix.NL80211_ATTR_MAC, ifi.BSSID)
 	ae.Nested(unix.NL80211_ATTR_STA_INFO, func(n *netlink.AttributeEncoder) error {
 		n.Uint32(unix.NL80211_STA_INFO_INACTIVE_TIME, 40)
+		staFlags(n, associatedFlags)
 		if ifi.ConnectedSec != 0 {
 			n.Uint32(unix.NL80211_STA_INFO_CONNECTED_TIME, ifi.ConnectedSec)
 		}
@@ -462,11 +742,36 @@ func bssAttrs(ae *netlink.AttributeEncoder, index int, ssid string, bssid net.Ha
 	})
 }
 
-func (f *Fake) sorted() []*Interface {
-	out := make([]*Interface, 0, len(f.ifaces))
-	for _, idx := range slices.Sorted(maps.Keys(f.ifaces)) {
-		out = append(out, f.ifaces[idx])
+// entry is an interface or a wdev without a netdev, for the dump.
+type entry struct {
+	ifi  *Interface
+	wdev *Wdev
+}
+
+// sorted lists interfaces and wdevs by radio, then in creation order, as
+// nl80211_dump_interface walks each radio's wdev_list.
+func (f *Fake) sorted() []entry {
+	out := make([]entry, 0, len(f.ifaces)+len(f.wdevs))
+	for _, ifi := range f.ifaces {
+		out = append(out, entry{ifi: ifi})
 	}
+	for _, w := range f.wdevs {
+		out = append(out, entry{wdev: w})
+	}
+	key := func(e entry) (uint32, int) {
+		if e.ifi != nil {
+			return e.ifi.Wiphy, e.ifi.seq
+		}
+		return e.wdev.Wiphy, e.wdev.seq
+	}
+	slices.SortFunc(out, func(a, b entry) int {
+		wa, sa := key(a)
+		wb, sb := key(b)
+		if wa != wb {
+			return int(wa) - int(wb)
+		}
+		return sa - sb
+	})
 	return out
 }
 
@@ -482,6 +787,7 @@ type socket struct {
 	pending  []netlink.Message
 	groups   map[uint32]bool // guarded by f.mu
 	overflow bool            // guarded by f.mu
+	broken   unix.Errno      // guarded by f.mu: every Receive fails with it
 	mcast    chan netlink.Message
 	closed   chan struct{}
 	once     sync.Once
@@ -580,16 +886,22 @@ func (s *socket) Receive() ([]netlink.Message, error) {
 	s.mu.Unlock()
 
 	s.f.mu.Lock()
-	over := s.overflow
+	over, broken := s.overflow, s.broken
 	s.overflow = false
 	s.f.mu.Unlock()
+	if broken != 0 {
+		return nil, os.NewSyscallError("recvmsg", broken)
+	}
 	if over {
 		return nil, os.NewSyscallError("recvmsg", unix.ENOBUFS)
 	}
 	select {
 	case m := <-s.mcast:
-		if m.Header.Type == overflowMarker {
+		switch m.Header.Type {
+		case overflowMarker:
 			return nil, os.NewSyscallError("recvmsg", unix.ENOBUFS)
+		case errorMarker:
+			return nil, os.NewSyscallError("recvmsg", unix.Errno(binary.NativeEndian.Uint32(m.Data)))
 		}
 		return []netlink.Message{m}, nil
 	case <-s.closed:
@@ -618,8 +930,13 @@ func (s *socket) JoinGroup(id uint32) error {
 	for _, g := range s.f.family.Groups {
 		if g.ID == id {
 			s.f.mu.Lock()
+			defer s.f.mu.Unlock()
+			if s.f.joinFails > 0 {
+				s.f.joinFails--
+				return os.NewSyscallError("setsockopt", s.f.joinErr)
+			}
 			s.groups[id] = true
-			s.f.mu.Unlock()
+			s.f.joins++
 			return nil
 		}
 	}
