@@ -246,11 +246,13 @@ func (ns *NS) Sysctl(path, value string) {
 	}
 }
 
-// NetlinkHandle returns a netlink handle bound to the namespace. It is closed
-// when the test ends.
+// NetlinkHandle returns a rtnetlink handle bound to the namespace. It is
+// closed when the test ends. It asks for NETLINK_ROUTE only: the library's
+// default adds XFRM and netfilter sockets, which a kernel without xfrm_user
+// (Debian's 6.1 in the Wi-Fi lab) refuses.
 func (ns *NS) NetlinkHandle() *netlink.Handle {
 	ns.t.Helper()
-	h, err := netlink.NewHandleAt(ns.Handle)
+	h, err := netlink.NewHandleAt(ns.Handle, unix.NETLINK_ROUTE)
 	if err != nil {
 		ns.t.Fatalf("netnstest: netlink handle for %s: %v", ns.Name, err)
 	}

@@ -20,7 +20,7 @@ import (
 
 // imageFormat changes whenever what BuildImage puts in an image changes, so
 // that a cached image of an older layout is not used.
-const imageFormat = "wifilab-image-4"
+const imageFormat = "wifilab-image-5"
 
 // KernelPackage is the Debian package whose kernel the lab boots: Debian
 // 12's own kernel has mac80211_hwsim, cfg80211 and mac80211 as modules.
@@ -31,10 +31,10 @@ const KernelPackage = "linux-image-amd64"
 // others load at boot.
 var Modules = append([]string{"mac80211_hwsim"}, bootModules...)
 
-// bootModules load at boot: veth, and the ciphers mac80211 asks the crypto
+// bootModules load at boot: veth, bridge (two APs of one network), and the ciphers mac80211 asks the crypto
 // API for when it installs WPA2/WPA3 keys (the guest has no modules.alias
 // for the kernel's request_module to find them by).
-var bootModules = []string{"veth", "ccm", "gcm", "cmac", "ctr", "ghash_generic", "seqiv", "aesni_intel"}
+var bootModules = []string{"veth", "bridge", "ccm", "gcm", "cmac", "ctr", "ghash_generic", "seqiv", "aesni_intel"}
 
 // Tool is a program from a Debian package that the image holds.
 type Tool struct {

@@ -268,6 +268,9 @@ func timeoutMS(ctx context.Context, def time.Duration) int64 {
 type Result struct {
 	Stdout, Stderr string
 	Exit           int
+	// Start and End are the guest's clock when the command started and
+	// ended (BusyBox's date has no sub-second format).
+	Start, End time.Time
 }
 
 // Run runs argv in the guest to completion. A non-zero exit is an error
@@ -277,7 +280,8 @@ func (l *Lab) Run(ctx context.Context, argv ...string) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	res := Result{Stdout: resp.Stdout, Stderr: resp.Stderr, Exit: resp.Exit}
+	res := Result{Stdout: resp.Stdout, Stderr: resp.Stderr, Exit: resp.Exit,
+		Start: time.Unix(0, resp.Start), End: time.Unix(0, resp.EndNS)}
 	cmd := strings.Join(argv, " ")
 	if len(cmd) > 80 {
 		cmd = cmd[:77] + "..."

@@ -34,6 +34,10 @@ type Response struct {
 	// Line is the matching line of a wait; End is the offset just past it.
 	Line string `json:"line,omitempty"`
 	End  int64  `json:"end,omitempty"`
+	// Start and End are the guest's clock (Unix nanoseconds) when a run
+	// began and ended, to set guest events against the command.
+	Start int64 `json:"start,omitempty"`
+	EndNS int64 `json:"end_ns,omitempty"`
 	// Err says why the request failed (an unknown op, a timeout, a process
 	// that could not start); empty on success.
 	Err string `json:"err,omitempty"`

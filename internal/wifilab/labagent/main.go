@@ -157,6 +157,7 @@ func (a *agent) run(req wifilab.Request, timeout time.Duration, resp *wifilab.Re
 	}
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	resp.Start = time.Now().UnixNano()
 	if err := cmd.Start(); err != nil {
 		setErr(resp, err)
 		return
@@ -172,6 +173,7 @@ func (a *agent) run(req wifilab.Request, timeout time.Duration, resp *wifilab.Re
 		err = <-done
 		resp.Err = fmt.Sprintf("%s: still running after %v, killed", strings.Join(req.Argv, " "), timeout)
 	}
+	resp.EndNS = time.Now().UnixNano()
 	resp.Exit = exitCode(err)
 	resp.Stdout, resp.Stderr = stdout.String(), stderr.String()
 }

@@ -3,6 +3,7 @@ package scenarios_test
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -13,30 +14,52 @@ import (
 )
 
 // TestWifiLab boots one VM and runs the scenarios in order; each leaves
-// the lab as it found it (no AP, no station, no netmon running).
+// the lab as it found it (no AP, no station, no netmon running, every
+// radio pair at the medium's default signal).
 func TestWifiLab(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	netmon := artifact(t, "netmon")
+	files := map[string]string{}
 	start := time.Now()
-	if err := wifilab.GoBuild(ctx, netmon, "github.com/seed-a56be422/netmon/cmd/netmon"); err != nil {
-		t.Fatal(err)
+	for guest, pkg := range map[string]string{
+		"/bin/netmon":    "github.com/seed-a56be422/netmon/cmd/netmon",
+		"/bin/medium":    "github.com/seed-a56be422/netmon/internal/wifilab/medium",
+		"/bin/sender":    "github.com/seed-a56be422/netmon/examples/sender",
+		"/bin/ackserver": "github.com/seed-a56be422/netmon/examples/ackserver",
+	} {
+		bin := artifact(t, filepath.Base(guest))
+		if err := wifilab.GoBuild(ctx, bin, pkg); err != nil {
+			t.Fatal(err)
+		}
+		files[guest] = bin
 	}
-	t.Logf("built netmon in %v", time.Since(start).Round(time.Millisecond))
-	r := &rig{lab: wifilab.ForTest(t, wifilab.Options{Files: map[string]string{"/bin/netmon": netmon}})}
+	t.Logf("built the guest's binaries in %v", time.Since(start).Round(time.Millisecond))
+	r := &rig{lab: wifilab.ForTest(t, wifilab.Options{Files: files})}
+	// Three radios: AP1 (phy0, wlan0) and AP2 (phy1, wlan1) bridged into
+	// one network on br0, and the station (phy2, wlan2) in its own
+	// namespace. The medium starts before phy2 moves, so that it knows
+	// every radio by its phy and interface names.
 	r.sh(t, `modprobe mac80211_hwsim radios=3
-ip netns add `+staNS+`
+ip link add br0 type bridge
+ip link set br0 up
+ip addr add 10.8.0.1/24 dev br0`)
+	r.start(t, "medium", "/bin/medium", "serve")
+	r.waitLog(t, "medium", "ready", 20*time.Second)
+	r.sh(t, `ip netns add `+staNS+`
 iw phy phy2 set netns name `+staNS+`
-ip netns exec `+staNS+` ip link set lo up
-ip addr add 10.8.0.1/24 dev `+ap1)
+ip netns exec `+staNS+` ip link set lo up`)
 	scenarios := []struct {
 		name string
 		run  func(*testing.T, *rig)
 	}{
 		{"association", testAssociation},
 		{"deauthentication", testDeauthentication},
+		{"fade-and-beacon-loss", testFade},
+		{"roam", testRoam},
 		{"p2p-device-later", testP2PDeviceLater},
 		{"wpa2-psk", testWPA2},
+		{"sockwatch-on-6.1", testSockwatch},
+		{"sender", testSender},
 	}
 	for _, s := range scenarios {
 		start := time.Now()
@@ -109,8 +132,7 @@ func testDeauthentication(t *testing.T, r *rig) {
 	nm.entry(t, `"event":"baseline".*"state":"up"`, 30*time.Second)
 	mac := r.staMAC(t)
 	for _, cmd := range []string{"deauthenticate", "disassociate"} {
-		out := r.sh(t, "date -u +%s.%N; hostapd_cli -i "+ap1+" "+cmd+" "+mac)
-		sent := parseEpoch(t, strings.Fields(out)[0])
+		sent := r.run(t, "hostapd_cli", "-i", ap1, cmd, mac).Start
 		m := wpaDisconnectRE.FindStringSubmatch(wpa.line(t, "CTRL-EVENT-DISCONNECTED", 20*time.Second))
 		wantReason, _ := strconv.Atoi(m[2])
 		disc := nm.entry(t, `"wifi":"disconnected"`, 20*time.Second)
@@ -124,11 +146,12 @@ func testDeauthentication(t *testing.T, r *rig) {
 		t.Logf("%s: state down %v after the AP's command (disconnect line %v)", cmd,
 			down.ts(t).Sub(sent).Round(time.Millisecond), disc.ts(t).Sub(sent).Round(time.Millisecond))
 		wpa.line(t, "CTRL-EVENT-CONNECTED", 30*time.Second)
-		nm.entry(t, `"event":"state".*"state":"up"`, 30*time.Second)
-		flap := nm.entry(t, `"event":"flap"`, 10*time.Second)
-		if flap.str("cause") != "wifi-disconnected" {
-			t.Errorf("%s: flap %v, want cause wifi-disconnected", cmd, flap)
+		// The flap line comes first, then the state line of the return.
+		flap := nm.entry(t, `"event":"flap"`, 30*time.Second)
+		if flap.str("cause") != "wifi-disconnected" || flap.str("detail") != "802.11 reason "+m[2] {
+			t.Errorf("%s: flap %v, want cause wifi-disconnected, detail 802.11 reason %s", cmd, flap, m[2])
 		}
+		nm.entry(t, `"event":"state".*"state":"up"`, 10*time.Second)
 	}
 }
 
@@ -190,4 +213,152 @@ func parseEpoch(t testing.TB, s string) time.Time {
 	return time.Unix(sec, int64((f-float64(sec))*1e9))
 }
 
-var _ = fmt.Sprint
+// testFade: the station drives away from the AP: the signal falls from -40
+// to -88 dBm, through the bands (each change once, thanks to the deadband)
+// to a degraded weak-signal state; then the AP vanishes (the medium cuts
+// the link: beacon loss), a disconnect the station's kernel detects; when
+// the AP comes back the station reconnects and the state is up again.
+func testFade(t *testing.T, r *rig) {
+	r.resetMedium(t)
+	r.medium(t, "signal", "phy0", "phy2", "-40")
+	r.ap(t, "ap1", ap1)
+	wpa := r.station(t, "key_mgmt=NONE")
+	wpa.line(t, "CTRL-EVENT-CONNECTED", 30*time.Second)
+	r.connectStatic(t)
+	nm := r.netmon(t)
+	nm.entry(t, `"event":"baseline".*"state":"up"`, 30*time.Second)
+	r.medium(t, "ramp", "phy0", "phy2", "-40", "-88", "12s")
+	for _, band := range []string{"good -> fair", "fair -> weak", "weak -> critical"} {
+		e := nm.entry(t, `"wifi":"signal"`, 30*time.Second)
+		if !strings.Contains(e.str("msg"), band) {
+			t.Errorf("signal line %v, want %q next", e, band)
+		}
+	}
+	nm.skip(t)
+	st := r.status(t)
+	if st["reason"] != "weak-signal" {
+		t.Errorf("status at -88 dBm: state %v reason %v, want weak-signal", st["state"], st["reason"])
+	}
+	nm.skip(t)
+	cut := r.run(t, "/bin/medium", "link", "phy0", "phy2", "off").Start
+	m := wpaDisconnectRE.FindStringSubmatch(wpa.line(t, "CTRL-EVENT-DISCONNECTED", 30*time.Second))
+	disc := nm.entry(t, `"wifi":"disconnected"`, 20*time.Second)
+	if want, _ := strconv.Atoi(m[2]); int(disc.num("reason")) != want || disc["by_ap"] != false {
+		t.Errorf("beacon loss: journal %v, want reason %d (as wpa_supplicant saw it), not by the AP", disc, want)
+	}
+	down := nm.entry(t, `"event":"state".*"state":"down"`, 20*time.Second)
+	t.Logf("beacon loss: the kernel's disconnect %v after the cut, state down %v after it",
+		disc.ts(t).Sub(cut).Round(time.Millisecond), down.ts(t).Sub(disc.ts(t)).Round(time.Millisecond))
+	if down.str("reason") != "wifi-disconnected" {
+		t.Errorf("state line %v, want reason wifi-disconnected", down)
+	}
+	r.medium(t, "signal", "phy0", "phy2", "-45")
+	wpa.line(t, "CTRL-EVENT-CONNECTED", 60*time.Second)
+	nm.entry(t, `"event":"state".*"state":"up"`, 30*time.Second)
+}
+
+// testRoam: two APs of one SSID on one network; the station fades from AP1
+// while AP2 comes closer, and its supplicant roams. The journal says
+// Roamed with both BSSIDs, and the state never goes down: the Gate stays
+// open.
+func testRoam(t *testing.T, r *rig) {
+	r.resetMedium(t)
+	r.medium(t, "signal", "phy0", "phy2", "-45")
+	r.medium(t, "signal", "phy1", "phy2", "-85")
+	r.ap(t, "ap1", ap1)
+	r.ap(t, "ap2", ap2)
+	wpa := r.station(t, "key_mgmt=NONE")
+	if l := wpa.line(t, "CTRL-EVENT-CONNECTED", 30*time.Second); !strings.Contains(l, ap1BSSID) {
+		t.Fatalf("station connected to the far AP: %s", l)
+	}
+	r.connectStatic(t)
+	nm := r.netmon(t)
+	nm.entry(t, `"event":"baseline".*"state":"up"`, 30*time.Second)
+	r.medium(t, "ramp", "phy0", "phy2", "-45", "-80", "8s")
+	r.medium(t, "ramp", "phy1", "phy2", "-85", "-40", "8s")
+	l := wpa.line(t, "CTRL-EVENT-CONNECTED|CTRL-EVENT-DISCONNECTED", 90*time.Second)
+	if !strings.Contains(l, "CONNECTED - Connection to "+ap2BSSID) {
+		t.Fatalf("wpa_supplicant: %s, want a roam to %s", l, ap2BSSID)
+	}
+	e := nm.entry(t, `"wifi":"roamed"|"event":"state".*"state":"down"`, 20*time.Second)
+	if e.str("wifi") != "roamed" {
+		t.Fatalf("journal %v before the roam, want Roamed without an outage", e)
+	}
+	if e.str("from") != ap1BSSID || e.str("to") != ap2BSSID {
+		t.Errorf("roamed %v, want from %s to %s", e, ap1BSSID, ap2BSSID)
+	}
+	t.Logf("roam: %v (downtime %v)", e.str("msg"), e.str("downtime"))
+	if st := r.status(t); st["state"] == "down" {
+		t.Errorf("status after the roam: %v", st["state"])
+	}
+}
+
+// testSockwatch: on Debian 12's 6.1 kernel (robots run kernels older than
+// the 6.18 the unit tests use), sockwatch loads and reports a refused
+// connection across the Wi-Fi link, correlated with the station's state.
+func testSockwatch(t *testing.T, r *rig) {
+	r.ap(t, "ap1", ap1)
+	wpa := r.station(t, "key_mgmt=NONE")
+	wpa.line(t, "CTRL-EVENT-CONNECTED", 30*time.Second)
+	r.connectStatic(t)
+	nm := r.netmon(t, "--sockerr=on")
+	nm.entry(t, `"event":"baseline".*"state":"up"`, 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// Nothing listens on port 9 of the AP's network: the connection is
+	// refused across the air.
+	res, _ := r.lab.Run(ctx, inSta("nc", "10.8.0.1", "9")...)
+	if !strings.Contains(res.Stderr, "refused") {
+		t.Fatalf("nc 10.8.0.1 9: %q %q, want connection refused", res.Stdout, res.Stderr)
+	}
+	e := nm.entry(t, `"event":"sockerr"`, 20*time.Second)
+	if e.str("errno") != "ECONNREFUSED" || e.str("iface") != staIface || e.str("dst") != "10.8.0.1:9" || e.str("comm") != "nc" {
+		t.Errorf("sockerr line %v, want ECONNREFUSED from nc to 10.8.0.1:9 on %s", e, staIface)
+	}
+}
+
+// testSender: the example sender sends numbered messages through the Gate
+// to the ackserver behind the APs while the AP deauthenticates the
+// station, the AP vanishes for a while and the station roams: every
+// message arrives, none is lost.
+func testSender(t *testing.T, r *rig) {
+	const count = 1500
+	r.resetMedium(t)
+	r.medium(t, "signal", "phy0", "phy2", "-45")
+	r.medium(t, "signal", "phy1", "phy2", "-85")
+	// AP2 out of reach until the roam, so that the station comes back to
+	// AP1 after the deauthentication and the beacon loss.
+	r.medium(t, "link", "phy1", "phy2", "off")
+	r.ap(t, "ap1", ap1)
+	r.ap(t, "ap2", ap2)
+	wpa := r.station(t, "key_mgmt=NONE")
+	wpa.line(t, "CTRL-EVENT-CONNECTED", 30*time.Second)
+	r.connectStatic(t)
+	r.start(t, "ackserver", "/bin/ackserver", "--listen", "10.8.0.1:7000")
+	r.waitLog(t, "ackserver", "listening", 20*time.Second)
+	r.start(t, "sender", inSta("/bin/sender", "--addr", "10.8.0.1:7000", "--count", strconv.Itoa(count), "--rate", "50", "--ack-timeout", "3s")...)
+	snd := &journal{r: r, name: "sender"}
+	mac := r.staMAC(t)
+	// A deauthentication, then the AP vanishing for 3 s, then a roam.
+	r.run(t, "hostapd_cli", "-i", ap1, "deauthenticate", mac)
+	wpa.line(t, "CTRL-EVENT-DISCONNECTED", 20*time.Second)
+	wpa.line(t, "CTRL-EVENT-CONNECTED", 30*time.Second)
+	r.medium(t, "link", "phy0", "phy2", "off")
+	wpa.line(t, "CTRL-EVENT-DISCONNECTED", 30*time.Second)
+	r.medium(t, "link", "phy0", "phy2", "on")
+	wpa.line(t, "CTRL-EVENT-CONNECTED", 60*time.Second)
+	r.medium(t, "link", "phy1", "phy2", "on")
+	r.medium(t, "ramp", "phy0", "phy2", "-45", "-80", "6s")
+	r.medium(t, "ramp", "phy1", "phy2", "-85", "-40", "6s")
+	wpa.line(t, "CTRL-EVENT-CONNECTED - Connection to "+ap2BSSID, 90*time.Second)
+	done := snd.line(t, `sent \d+, acked \d+`, 3*time.Minute)
+	t.Logf("sender: %s", done)
+	if !strings.Contains(done, fmt.Sprintf("sent %d, acked %d", count, count)) {
+		t.Errorf("sender: %s, want all %d acknowledged", done, count)
+	}
+	r.stop(t, "ackserver")
+	got := r.waitLog(t, "ackserver", "received", 10*time.Second)
+	if !strings.Contains(got, fmt.Sprintf("received %d unique", count)) {
+		t.Errorf("ackserver: %s, want %d unique", got, count)
+	}
+}

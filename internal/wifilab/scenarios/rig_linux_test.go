@@ -76,16 +76,18 @@ func (r *rig) ap(t testing.TB, name, iface string, conf ...string) {
 	path := "/etc/lab/" + name + ".conf"
 	r.sh(t, fmt.Sprintf("mkdir -p /etc/lab /var/run/hostapd && cat > %s <<'EOF'\n%s\nEOF", path, strings.Join(append([]string{
 		"interface=" + iface, "driver=nl80211", "ssid=lab", "hw_mode=g", "channel=1",
-		"ctrl_interface=/var/run/hostapd",
+		"ctrl_interface=/var/run/hostapd", "bridge=br0",
 	}, conf...), "\n")))
 	r.start(t, name, "hostapd", "-t", path)
 	r.waitLog(t, name, "AP-ENABLED", 30*time.Second)
 }
 
 // station starts wpa_supplicant on the station with one network block.
+// The background scan looks for a better AP every 2 s once the signal is
+// below -65 dBm, as a roaming robot's supplicant is set up.
 func (r *rig) station(t testing.TB, network ...string) *journal {
 	t.Helper()
-	r.sh(t, fmt.Sprintf("mkdir -p /etc/lab && cat > /etc/lab/sta.conf <<'EOF'\nctrl_interface=/var/run/wpa_supplicant\nnetwork={\n\tssid=\"lab\"\n\t%s\n}\nEOF",
+	r.sh(t, fmt.Sprintf("mkdir -p /etc/lab && cat > /etc/lab/sta.conf <<'EOF'\nctrl_interface=/var/run/wpa_supplicant\nnetwork={\n\tssid=\"lab\"\n\tbgscan=\"simple:2:-65:30\"\n\t%s\n}\nEOF",
 		strings.Join(network, "\n\t")))
 	r.start(t, "wpa", inSta("wpa_supplicant", "-t", "-D", "nl80211", "-i", staIface, "-c", "/etc/lab/sta.conf")...)
 	return &journal{r: r, name: "wpa"}
@@ -168,6 +170,34 @@ func (r *rig) netmon(t testing.TB, args ...string) *journal {
 	argv := inSta(append([]string{"/bin/netmon", "watch", "--log-format", "json", "--wifi-poll", "500ms"}, args...)...)
 	r.start(t, "netmon", argv...)
 	return &journal{r: r, name: "netmon"}
+}
+
+// run runs argv in the guest and fails t on error.
+func (r *rig) run(t testing.TB, argv ...string) wifilab.Result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	res, err := r.lab.Run(ctx, argv...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+// medium sends one command to the lab's wireless medium.
+func (r *rig) medium(t testing.TB, words ...string) {
+	t.Helper()
+	r.run(t, append([]string{"/bin/medium"}, words...)...)
+}
+
+// resetMedium puts every radio pair back at the medium's default, -50 dBm,
+// when t ends.
+func (r *rig) resetMedium(t testing.TB) {
+	t.Cleanup(func() {
+		for _, p := range [][2]string{{"phy0", "phy2"}, {"phy1", "phy2"}, {"phy0", "phy1"}} {
+			r.medium(t, "signal", p[0], p[1], "-50")
+		}
+	})
 }
 
 // status runs `netmon status --json` in the station's namespace.
