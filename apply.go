@@ -26,10 +26,10 @@ func (m *Monitor) applyLinkLocked(ev linkwatch.Event) {
 	case linkwatch.Baseline:
 		m.replaceLocked(e.State)
 		m.baseline = true
+		m.baselineDue = now.Add(m.opts.BaselineWait)
 		m.refreshPathsLocked()
 		m.evaluateLocked(now)
-		m.emitLocked(Event{Kind: EventBaseline, At: now, Iface: m.status.Iface, Msg: "baseline", Status: m.status,
-			Fields: m.snapshotFieldsLocked(now)})
+		m.baselineEventLocked(now)
 		return
 	case linkwatch.GapEvent:
 		m.stats.Gaps++
@@ -458,7 +458,7 @@ func (m *Monitor) transitionLocked(prev Status, now time.Time) {
 	case !cur.State.CanSend():
 		m.gate.Close(closeReason(cur))
 	}
-	if prev.Reason != ReasonStarting { // the baseline event reports the first state
+	if m.baselineOut { // the baseline event reports the state until it goes out
 		msg := fmt.Sprintf("%s -> %s", prev.State, cur.State)
 		switch {
 		case prev.State != cur.State:

@@ -36,9 +36,12 @@ import (
 //     rule; the link's conditions never explain them.
 //  5. Link-class errors (network or host unreachable, timeouts, DNS
 //     failures other than NXDOMAIN): the conditions of
-//     the interface they concern, first that holds: a DHCP blip, a DHCP
-//     renewal, a roam, a weak signal, a failed gateway; then an outage
-//     that ended moments ago.
+//     the interface they concern, first that holds: a roam, a reconnect
+//     (its address came back after the link reconnected: a recent
+//     outage), a DHCP blip, a DHCP renewal, a weak signal, a failed
+//     gateway; then an outage that ended moments ago. A roam or reconnect
+//     comes before a blip: it brings its own address churn, which a blip
+//     seen at the same moment is part of.
 //  6. Otherwise CauseUnexplained for the network class
 //     ([classify.Class.LinkRelated]), CausePeer for the others.
 //
@@ -170,12 +173,18 @@ func (m *Monitor) correlateLocked(now time.Time, idx int, class classify.Class, 
 	case ev == localSide:
 		return CausePeer
 	case f == nil:
+	case f.wifi != nil && recent(f.wifi.LastRoam):
+		// A roam or a reconnect moves the station, and the address
+		// churn that comes with it: it explains more than a blip seen
+		// at the same moment (issue 14).
+		return CauseRoam
+	case f.dhcp != nil && recent(f.dhcp.LastReconnect):
+		ex.Into = now.Sub(f.dhcp.LastReconnect)
+		return CauseRecentOutage
 	case f.dhcp != nil && recent(f.dhcp.LastBlip):
 		return CauseDHCPBlip
 	case f.dhcp != nil && (f.dhcp.Phase == "renewing" || f.dhcp.Phase == "rebinding"):
 		return CauseDHCPRenewing
-	case f.wifi != nil && recent(f.wifi.LastRoam):
-		return CauseRoam
 	case f.wifi.weak():
 		return CauseWeakSignal
 	case f.gatewayFailed():

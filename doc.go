@@ -56,7 +56,12 @@
 // unknown: before the first full read of the kernel. The Gate is closed.
 //
 // The first event is always a baseline of the current state, never an
-// edge. A loss closes the Gate at once; a return opens it only after it has
+// edge. It is the state once every watcher that runs has given its own
+// baseline (the leases the DHCP tracker finds on the addresses, the Wi-Fi
+// associations, the lease files present at start), waiting at most
+// Options.BaselineWait (2 s) for Wi-Fi and the lease files; [Snapshot]
+// says of each watcher whether it is on, off, or unavailable and why. The
+// Gate does not wait for them: it follows the kernel from the first read. A loss closes the Gate at once; a return opens it only after it has
 // lasted Options.Stabilize (200 ms by default). A Wi-Fi disconnect closes
 // the Gate before the kernel's carrier change arrives, which for a physical
 // interface can be delayed by up to a second.

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -82,8 +84,17 @@ type Monitor struct {
 	sock       *sockwatch.Watcher // nil unless eBPF runs
 	sockCgroup []uint64           // Options.SockCgroups resolved to cgroup IDs
 	sockProcs  sockProcs          // eBPF-observed failures by comm and cause
-	wifiNote   string             // "on", "off", or why Wi-Fi is not watched
+	wifiNote   string             // "on", "off", "starting", or why Wi-Fi is not watched
 	sockNote   string             // "on", "off", or why socket errors are not watched
+	dhcpNote   string             // "on" or "off": lease tracking from address lifetimes
+	filesNote  string             // "on", "off", "starting", or why lease files are not read
+	// awaiting holds the watchers whose baseline the baseline event waits
+	// for ("wifi", "lease files"), until baselineDue at the latest;
+	// baselineOut is set once the baseline event went out (or would have,
+	// without a subscriber). See baselineEventLocked.
+	awaiting    map[string]bool
+	baselineDue time.Time
+	baselineOut bool
 
 	// lookup asks the kernel for a path (linkwatch's Lookup; tests
 	// replace it).
@@ -220,13 +231,18 @@ func New(o Options) (*Monitor, error) {
 		m.sockCgroup = append(m.sockCgroup, id)
 	}
 	m.wifiNote, m.sockNote = watcherNote(o.Wifi), watcherNote(o.SockErrors)
+	m.dhcpNote, m.filesNote = watcherNote(o.DHCP), watcherNote(o.DHCP)
+	m.awaiting = map[string]bool{}
 	if o.DHCP != "off" {
+		m.dhcpNote = "on" // the tracker runs in the loop: nothing to start
 		m.dhcp = dhcpwatch.NewTracker(o.DHCPTracker)
 		if o.NetNS == 0 {
 			// Lease files describe this namespace's clients only.
 			if m.leaseFiles, err = dhcpwatch.NewLeaseFiles(dhcpwatch.FilesConfig{Patterns: o.LeaseFiles, Logger: o.Logger.Named("dhcpwatch")}); err != nil {
 				return nil, fmt.Errorf("netmon: %w", err)
 			}
+		} else {
+			m.filesNote = "unavailable: lease files are only read in netmon's own network namespace"
 		}
 	}
 	gc := o.Gate
@@ -276,7 +292,7 @@ func (m *Monitor) Gate() *gate.Gate { return m.gate }
 func (m *Monitor) Events() <-chan Event {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if !m.subscribed.Swap(true) && m.baseline && !m.done {
+	if !m.subscribed.Swap(true) && m.baselineOut && !m.done {
 		// Subscribed late: the baseline is the state now.
 		now := time.Now()
 		m.emitLocked(Event{Kind: EventBaseline, At: now, Iface: m.status.Iface, Msg: "baseline", Status: m.status,
@@ -415,6 +431,9 @@ func (m *Monitor) loop(ctx context.Context, src sources) error {
 		case ev, ok := <-src.wifi:
 			if !ok {
 				src.wifi = nil
+				m.mu.Lock()
+				m.watcherReadyLocked(time.Now(), "wifi") // it ended: nothing to wait for
+				m.mu.Unlock()
 				continue
 			}
 			m.mu.Lock()
@@ -426,9 +445,22 @@ func (m *Monitor) loop(ctx context.Context, src sources) error {
 				continue
 			}
 			m.mu.Lock()
-			now := time.Now()
-			m.applyDHCPLocked(m.dhcp.ApplyLease(now, l))
-			m.evaluateLocked(now)
+			m.applyLeaseLocked(time.Now(), l)
+			m.mu.Unlock()
+		case <-src.filesReady:
+			src.filesReady = nil
+			m.mu.Lock()
+			// The files present at start were all sent before Ready:
+			// what is not read yet waits in the channel's buffer.
+			for n := len(src.leases); n > 0; n-- {
+				if l, ok := <-src.leases; ok {
+					m.applyLeaseLocked(time.Now(), l)
+				}
+			}
+			if m.filesNote == "starting" {
+				m.filesNote = "on"
+			}
+			m.watcherReadyLocked(time.Now(), "lease files")
 			m.mu.Unlock()
 		case ev, ok := <-src.sock:
 			if !ok {
@@ -448,6 +480,7 @@ func (m *Monitor) loop(ctx context.Context, src sources) error {
 				m.refreshPathsLocked()
 			}
 			m.evaluateLocked(now)
+			m.baselineEventLocked(now)
 			m.mu.Unlock()
 		case <-m.kick:
 			m.mu.Lock()
@@ -503,6 +536,38 @@ func (m *Monitor) endLocked(now time.Time) {
 	m.queue.Clear()
 }
 
+// baselineEventLocked emits the baseline event once the first full read of
+// the kernel is applied and every other watcher that runs has given its
+// baseline (Wi-Fi associations, the lease files present at start), or
+// Options.BaselineWait after that read at the latest: so that the
+// baseline, and a snapshot taken at it, carries the Wi-Fi and lease state
+// rather than learning it from later events. Until then, state changes
+// are not events of their own: the baseline reports the state it arrives
+// at.
+func (m *Monitor) baselineEventLocked(now time.Time) {
+	if !m.baseline || m.baselineOut || m.done {
+		return
+	}
+	if len(m.awaiting) > 0 && now.Before(m.baselineDue) {
+		return
+	}
+	for _, w := range slices.Sorted(maps.Keys(m.awaiting)) {
+		m.noticeLocked(now, w, fmt.Sprintf("%s: no baseline within %v; the baseline goes without it", w, m.opts.BaselineWait))
+	}
+	m.baselineOut = true
+	m.emitLocked(Event{Kind: EventBaseline, At: now, Iface: m.status.Iface, Msg: "baseline", Status: m.status,
+		Fields: m.snapshotFieldsLocked(now)})
+}
+
+// watcherReadyLocked notes that watcher w gave its baseline.
+func (m *Monitor) watcherReadyLocked(now time.Time, w string) {
+	if !m.awaiting[w] {
+		return
+	}
+	delete(m.awaiting, w)
+	m.baselineEventLocked(now)
+}
+
 // watcherNote is a watcher's initial note: "off" when the options turn it
 // off, else "starting" until Run knows more.
 func watcherNote(mode string) string {
@@ -556,6 +621,9 @@ func (m *Monitor) nextWakeLocked(now time.Time) time.Duration {
 	}
 	if m.pathsDirty && m.baseline {
 		earlier(m.refreshedAt.Add(pathRefreshGap))
+	}
+	if m.baseline && !m.baselineOut {
+		earlier(m.baselineDue)
 	}
 	return max(next.Sub(now), time.Millisecond)
 }

@@ -107,6 +107,17 @@ type Options struct {
 	// Journal is how many flaps are kept in memory. Zero means 256.
 	Journal int
 
+	// BaselineWait bounds how long the baseline event (and with it a
+	// one-shot snapshot such as `netmon status`) waits, after the first
+	// full read of the kernel, for the baselines of the other watchers
+	// that run: the Wi-Fi associations and the lease files present at
+	// start. Each normally answers within milliseconds; one that has not
+	// answered by then is still "starting" in the snapshot. The Gate does
+	// not wait for them: it follows the kernel from the first read. Zero
+	// means [DefaultBaselineWait]; negative means the baseline does not
+	// wait.
+	BaselineWait time.Duration
+
 	// Wifi selects the nl80211 watcher: "" or "auto" runs it and carries on
 	// without it if the machine has no Wi-Fi; "off" never starts it.
 	Wifi string
@@ -162,6 +173,10 @@ type Options struct {
 	SockSyscalls bool
 }
 
+// DefaultBaselineWait is the zero [Options].BaselineWait: how long the
+// baseline waits for the Wi-Fi and lease-file watchers at most.
+const DefaultBaselineWait = 2 * time.Second
+
 // withDefaults returns o with zero fields replaced by their defaults, or an
 // error naming the first invalid field.
 func (o Options) withDefaults() (Options, error) {
@@ -191,6 +206,12 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.Journal == 0 {
 		o.Journal = 256
+	}
+	if o.BaselineWait == 0 {
+		o.BaselineWait = DefaultBaselineWait
+	}
+	if o.BaselineWait < 0 {
+		o.BaselineWait = 0
 	}
 	switch {
 	case o.Recent < 0:

@@ -38,10 +38,18 @@ type DHCPInfo struct {
 	Expires time.Time  `json:"-"`
 	T1, T2  time.Time  `json:"-"`
 	Server  netip.Addr `json:"server,omitzero"`
+	Router  netip.Addr `json:"router,omitzero"`
 	Source  string     `json:"source,omitempty"` // "kernel" or the lease file
+	// LeaseFile is the lease file that enriches a kernel lease (server,
+	// router, T1 and T2), "" when none agrees with the kernel.
+	LeaseFile string `json:"lease_file,omitempty"`
 	// LastBlip is the end of the last renewal blip (address or route gone
 	// and back within the blip window).
 	LastBlip time.Time `json:"-"`
+	// LastReconnect is when the address last came back after the link
+	// reconnected (it was flushed while the link had no carrier or Wi-Fi
+	// was not associated).
+	LastReconnect time.Time `json:"-"`
 }
 
 // iface is the Monitor's view of one interface: the kernel's facts plus

@@ -45,10 +45,15 @@ type Snapshot struct {
 	FlapsTotal  int     `json:"flaps_total"`
 	DownTimeSec float64 `json:"down_time_seconds"`
 
-	// Wifi and SockErrors say whether those watchers run: "on", "off",
-	// "starting" (Run has not started them yet), or "unavailable: <reason>"
-	// (no Wi-Fi here, no eBPF permission).
+	// Wifi, DHCP, LeaseFiles and SockErrors say whether those watchers
+	// run: "on", "off", "starting" (Run has not started them, or they have
+	// not given their baseline yet), or "unavailable: <reason>" (no Wi-Fi
+	// here, no eBPF permission). DHCP is the lease tracking from address
+	// lifetimes, which needs nothing beyond the kernel's addresses;
+	// LeaseFiles the lease files that enrich it.
 	Wifi       string `json:"wifi_watcher"`
+	DHCP       string `json:"dhcp_watcher"`
+	LeaseFiles string `json:"lease_files_watcher"`
 	SockErrors string `json:"sockerr_watcher"`
 }
 
@@ -135,7 +140,12 @@ type DHCPSnapshot struct {
 	T1LeftSec float64 `json:"t1_left_seconds,omitempty"`
 	T2LeftSec float64 `json:"t2_left_seconds,omitempty"`
 	Server    string  `json:"server,omitempty"` // DHCP server identifier from the lease file, "" if unknown
+	Router    string  `json:"router,omitempty"` // the first router from the lease file, "" if unknown
 	Source    string  `json:"source,omitempty"` // "kernel" (address lifetimes) or the lease file's path
+	// LeaseFile is the lease file that agrees with the kernel's lease and
+	// gave Server, Router, T1 and T2; "" when none does (none found, or
+	// it was deleted on release).
+	LeaseFile string `json:"lease_file,omitempty"`
 }
 
 // MarshalJSON writes the state as its name.
@@ -152,7 +162,7 @@ func (m *Monitor) Snapshot() Snapshot {
 func (m *Monitor) snapshotLocked(now time.Time) Snapshot {
 	s := Snapshot{Time: now, State: m.status.State, Reason: m.status.Reason, Iface: m.status.Iface,
 		Target: m.status.Target, Since: m.status.Since, Targets: m.targetSnapshotsLocked(), SendErrors: len(m.stall.fails), FlapsTotal: m.journal.total,
-		DownTimeSec: m.journal.down.Seconds(), Wifi: m.wifiNote, SockErrors: m.sockNote}
+		DownTimeSec: m.journal.down.Seconds(), Wifi: m.wifiNote, DHCP: m.dhcpNote, LeaseFiles: m.filesNote, SockErrors: m.sockNote}
 	if f, ok := m.journal.last(); ok {
 		s.LastFlap = &f
 	}
@@ -201,7 +211,7 @@ func ifaceSnapshot(f *iface, now time.Time) IfaceSnapshot {
 		is.Wifi = &w
 	}
 	if d := f.dhcp; d != nil {
-		ds := &DHCPSnapshot{Phase: d.Phase, LeaseSec: d.LeaseTime.Seconds(), Source: d.Source}
+		ds := &DHCPSnapshot{Phase: d.Phase, LeaseSec: d.LeaseTime.Seconds(), Source: d.Source, LeaseFile: d.LeaseFile}
 		secs := func(t time.Time) float64 {
 			if t.IsZero() {
 				return 0
@@ -211,6 +221,9 @@ func ifaceSnapshot(f *iface, now time.Time) IfaceSnapshot {
 		ds.LeftSec, ds.T1LeftSec, ds.T2LeftSec = secs(d.Expires), secs(d.T1), secs(d.T2)
 		if d.Server.IsValid() {
 			ds.Server = d.Server.String()
+		}
+		if d.Router.IsValid() {
+			ds.Router = d.Router.String()
 		}
 		is.DHCP = ds
 	}

@@ -37,7 +37,8 @@ func goldenMonitor(t *testing.T) *Monitor {
 		SignalDBm: -61, Band: "good", TxBitrate: 866700000, RxBitrate: 650000000}
 	m.dhcpInfo[2] = &DHCPInfo{Phase: "bound", LeaseTime: time.Hour, Expires: t0.Add(time.Hour),
 		T1: t0.Add(30 * time.Minute), T2: t0.Add(52*time.Minute + 30*time.Second),
-		Server: netip.MustParseAddr("10.0.0.1"), Source: "kernel"}
+		Server: netip.MustParseAddr("10.0.0.1"), Router: netip.MustParseAddr("10.0.0.1"), Source: "kernel",
+		LeaseFile: "/var/lib/dhcp/dhclient.wlan0.leases"}
 	m.journal.add(Flap{Start: t0.Add(-2 * time.Minute), End: t0.Add(-2*time.Minute + 1500*time.Millisecond),
 		Duration: 1500 * time.Millisecond, Iface: "wlan0", Cause: ReasonWifiDisconnect, Detail: "802.11 reason 4",
 		SignalBefore: -84, SignalAfter: -61, BSSIDBefore: "aa:bb:cc:00:00:02", BSSIDAfter: "aa:bb:cc:00:00:01"})

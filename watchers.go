@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/seed-a56be422/netmon/classify"
@@ -21,12 +22,16 @@ import (
 type sources struct {
 	wifi   <-chan wifiwatch.Event
 	leases <-chan dhcpwatch.Lease
-	sock   <-chan sockwatch.Event
+	// filesReady is closed once the lease files present at start were
+	// sent on leases (dhcpwatch.LeaseFiles.Ready).
+	filesReady <-chan struct{}
+	sock       <-chan sockwatch.Event
 }
 
 // startWatchers starts the optional watchers in g. A watcher that is
 // unavailable here becomes a notice event, not an error, unless the options
-// require it.
+// require it. The baseline event waits for the baselines of those it
+// starts (see baselineEventLocked).
 func (m *Monitor) startWatchers(ctx context.Context, g *errgroup.Group) (sources, error) {
 	var src sources
 	o := m.opts
@@ -51,7 +56,7 @@ func (m *Monitor) startWatchers(ctx context.Context, g *errgroup.Group) (sources
 			}
 			src.wifi = ww.Events()
 			m.mu.Lock()
-			m.wifiNote = "on"
+			m.awaiting["wifi"] = true // "starting" until its Baseline or Unavailable
 			m.mu.Unlock()
 			g.Go(func() error {
 				if err := ww.Run(ctx); err != nil && !errors.Is(err, wifiwatch.ErrUnavailable) && ctx.Err() == nil {
@@ -63,13 +68,19 @@ func (m *Monitor) startWatchers(ctx context.Context, g *errgroup.Group) (sources
 	}
 	if o.DHCP != "off" && m.leaseFiles != nil {
 		lf := m.leaseFiles
-		src.leases = lf.Events()
+		src.leases, src.filesReady = lf.Events(), lf.Ready()
+		m.mu.Lock()
+		m.awaiting["lease files"] = true
+		m.mu.Unlock()
 		g.Go(func() error {
 			if err := lf.Run(ctx); err != nil && ctx.Err() == nil {
 				// Lease files only enrich the kernel's view: carry on.
 				m.mu.Lock()
-				m.noticeLocked(time.Now(), "dhcp", "lease files not watched: "+err.Error())
+				now := time.Now()
+				m.filesNote = "unavailable: " + err.Error()
+				m.noticeLocked(now, "dhcp", "lease files not watched: "+err.Error())
 				m.wakeLocked()
+				m.watcherReadyLocked(now, "lease files") // no baseline will come
 				m.mu.Unlock()
 			}
 			return nil
@@ -110,31 +121,80 @@ func (m *Monitor) noticeLocked(at time.Time, what, msg string) {
 	m.emitLocked(Event{Kind: EventNotice, At: at, Msg: msg, Fields: []zap.Field{zap.String("watcher", what)}})
 }
 
-// applyDHCPLocked folds the tracker's lease events into the interfaces.
+// applyDHCPLocked logs the tracker's lease events, then takes the
+// tracker's state as the interfaces' lease state. The state, not the
+// events, is what the Monitor knows: the leases the tracker found at
+// baseline (which it reports without events) are in it from the first
+// read, and so is a lease file's server leaving with its file.
 func (m *Monitor) applyDHCPLocked(evs []dhcpwatch.Event) {
 	for _, e := range evs {
 		ls := e.Lease
+		fields := []zap.Field{zap.String("lease", e.Kind.String()), zap.String("phase", dhcpPhase(ls.Phase)),
+			zap.String("addr", ls.Addr.String()), zap.String("source", ls.Source)}
+		if ls.TimeLeft > 0 {
+			fields = append(fields, zap.Duration("time_left", ls.TimeLeft.Round(time.Second)))
+		}
 		d := m.dhcpInfo[ls.Index]
 		if d == nil {
 			d = &DHCPInfo{}
 			m.dhcpInfo[ls.Index] = d
 		}
-		*d = DHCPInfo{Phase: ls.Phase.String(), LeaseTime: ls.Length, Expires: ls.Expiry, T1: ls.T1, T2: ls.T2,
-			Server: ls.Server, Source: ls.Source, LastBlip: d.LastBlip}
-		if d.Phase == "none" {
-			d.Phase = "static"
-		}
-		fields := []zap.Field{zap.String("lease", e.Kind.String()), zap.String("phase", d.Phase), zap.String("addr", ls.Addr.String()),
-			zap.String("source", ls.Source)}
-		if ls.TimeLeft > 0 {
-			fields = append(fields, zap.Duration("time_left", ls.TimeLeft.Round(time.Second)))
-		}
-		if e.Kind == dhcpwatch.Blip {
+		switch e.Kind {
+		case dhcpwatch.Blip:
 			d.LastBlip = e.At
 			fields = append(fields, zap.Duration("blip", e.Duration), zap.String("gone", e.What))
+		case dhcpwatch.Reconnected:
+			d.LastReconnect = e.At
+			fields = append(fields, zap.Duration("gone", e.Duration))
 		}
 		m.emitLocked(Event{Kind: EventDHCP, At: e.At, Iface: ls.Iface, Msg: e.String(), Fields: fields})
 	}
+	m.syncDHCPLocked()
+}
+
+// syncDHCPLocked sets the interfaces' lease state from the tracker's,
+// keeping when each last blipped or reconnected. With IPv6 tracked too,
+// an interface's IPv4 lease is the one shown.
+func (m *Monitor) syncDHCPLocked() {
+	st := m.dhcp.State()
+	for i, ls := range st {
+		if i > 0 && st[i-1].Index == ls.Index {
+			continue // State lists IPv4 first
+		}
+		d := m.dhcpInfo[ls.Index]
+		if d == nil {
+			d = &DHCPInfo{}
+			m.dhcpInfo[ls.Index] = d
+		}
+		*d = DHCPInfo{Phase: dhcpPhase(ls.Phase), LeaseTime: ls.Length, Expires: ls.Expiry, T1: ls.T1, T2: ls.T2,
+			Server: ls.Server, Router: ls.Router, Source: ls.Source, LeaseFile: ls.LeaseFile,
+			LastBlip: d.LastBlip, LastReconnect: d.LastReconnect}
+	}
+	for i := range m.dhcpInfo {
+		if !slices.ContainsFunc(st, func(ls dhcpwatch.LeaseState) bool { return ls.Index == i }) {
+			delete(m.dhcpInfo, i) // the link went
+		}
+	}
+}
+
+// dhcpPhase names a lease phase as the Monitor shows it: "static" for no
+// lease.
+func dhcpPhase(p dhcpwatch.Phase) string {
+	if p == dhcpwatch.PhaseNone {
+		return "static"
+	}
+	return p.String()
+}
+
+// applyLeaseLocked folds a lease file's news into the tracker: a lease,
+// or the file's removal.
+func (m *Monitor) applyLeaseLocked(now time.Time, l dhcpwatch.Lease) {
+	if l.Removed() {
+		m.emitLocked(Event{Kind: EventDHCP, At: now, Iface: l.Iface, Msg: "lease file removed: " + l.Source,
+			Fields: []zap.Field{zap.String("lease", "file-removed"), zap.String("file", l.Source)}})
+	}
+	m.applyDHCPLocked(m.dhcp.ApplyLease(now, l))
+	m.evaluateLocked(now)
 }
 
 // wifiInfo converts wifiwatch's view of a link.
@@ -159,14 +219,25 @@ func (m *Monitor) applyWifiLocked(ev wifiwatch.Event) {
 	emit := func(iface, msg string, fields ...zap.Field) {
 		m.emitLocked(Event{Kind: EventWifi, At: now, Iface: iface, Msg: msg, Fields: append([]zap.Field{zap.String("wifi", ev.Kind())}, fields...)})
 	}
+	// The DHCP tracker counts addresses flushed while a station is not
+	// associated as a reconnect, not a renewal blip.
+	connected := func(index int, ok bool) {
+		if m.dhcp != nil {
+			m.dhcp.SetConnected(index, ok)
+		}
+	}
 	switch e := ev.(type) {
 	case wifiwatch.Baseline:
 		for _, l := range e.Links {
 			m.wifiInfo[l.Index] = wifiInfo(l, nil)
+			connected(l.Index, l.Associated)
 		}
+		m.wifiNote = "on"
 		emit("", fmt.Sprintf("Wi-Fi baseline: %d interfaces", len(e.Links)))
+		defer m.watcherReadyLocked(now, "wifi") // after the evaluation below
 	case wifiwatch.Associated:
 		m.wifiInfo[e.Link.Index] = wifiInfo(e.Link, m.wifiInfo[e.Link.Index])
+		connected(e.Link.Index, true)
 		emit(e.Link.Iface, "associated to "+e.Link.SSID, zap.String("bssid", fmtMAC(e.Link.BSSID)), zap.Int("signal_dbm", e.Link.SignalDBm))
 	case wifiwatch.Disconnected:
 		w := m.wifiInfo[e.Index]
@@ -175,6 +246,7 @@ func (m *Monitor) applyWifiLocked(ev wifiwatch.Event) {
 			m.wifiInfo[e.Index] = w
 		}
 		w.Associated, w.Disconnected, w.DisconnectReason = false, true, e.Reason
+		connected(e.Index, false)
 		if e.SignalDBm != 0 {
 			w.SignalDBm = e.SignalDBm
 		}
@@ -184,6 +256,7 @@ func (m *Monitor) applyWifiLocked(ev wifiwatch.Event) {
 		w := wifiInfo(e.Link, nil)
 		w.LastRoam = e.Time
 		m.wifiInfo[e.Index] = w
+		connected(e.Index, true)
 		emit(e.Iface, "roamed", zap.String("from", fmtMAC(e.From)), zap.String("to", fmtMAC(e.To)), zap.Duration("downtime", e.Downtime))
 	case wifiwatch.SignalChanged:
 		if w := m.wifiInfo[e.Index]; w != nil {
@@ -200,6 +273,7 @@ func (m *Monitor) applyWifiLocked(ev wifiwatch.Event) {
 	case wifiwatch.Unavailable:
 		m.wifiNote = "unavailable: " + e.Reason
 		m.noticeLocked(now, "wifi", "Wi-Fi unavailable: "+e.Reason)
+		defer m.watcherReadyLocked(now, "wifi")
 	}
 	m.evaluateLocked(now)
 }

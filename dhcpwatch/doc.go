@@ -30,12 +30,17 @@
 // disagree (a stale file, a client that crashed), the kernel wins. For
 // clients that install permanent addresses (busybox udhcpc, some dhclient
 // scripts) a lease file is the only source, and the phases then follow the
-// file's times. Two facts seen with the real clients shape the matching:
-// dhclient does not rewrite its lease file when it wrote it less than 15 s
-// before (so with a short T1 the file lags the kernel and the kernel's
-// 50%/87.5% apply), and dhcpcd writes its file before it adds the address
-// (so its lease may start from the file, and the kernel takes over without
-// a second event).
+// file's times. A file is believed only where it agrees with the kernel:
+// the interface it names shows the address it leases, and its lease has
+// not ended (an old file's server and router are not this lease's). Two
+// facts seen with the real clients shape the matching: dhclient does not
+// rewrite its lease file when it wrote it less than 15 s before (so with a
+// short T1 the file lags the kernel and the kernel's 50%/87.5% apply), and
+// dhcpcd writes its file before it adds the address (so the lease starts
+// when the kernel shows the address, with the file's details). dhcpcd and
+// systemd-networkd unlink their file when they release the lease:
+// [LeaseFiles] reports the removal (IN_DELETE, IN_MOVED_FROM), and the
+// file's facts leave the state.
 //
 // # Blips
 //
@@ -43,6 +48,14 @@
 // renewal. While they are gone, senders get ENETUNREACH. A removal that is
 // undone within [Config.BlipWindow] is reported as one [Blip] event with its
 // duration instead of an expiry followed by a new lease.
+//
+// Two removals are not blips. A lease that changes address (systemd-networkd
+// adds the new address before it removes the old one) goes on with the
+// other finite address of the interface: one [Acquired], never an expiry.
+// And clients flush addresses when the link loses its carrier or Wi-Fi its
+// association ([Tracker.SetConnected]): the address coming back after the
+// reconnect is one [Reconnected] event, and the lease ends only at its own
+// end if it does not.
 //
 // # Concurrency
 //

@@ -60,6 +60,7 @@ type LeaseFiles struct {
 	log      *zap.Logger
 	events   chan Lease
 	started  atomic.Bool
+	ready    chan struct{} // closed by markReady
 }
 
 // NewLeaseFiles checks cfg and returns a watcher; [LeaseFiles.Run] starts
@@ -70,6 +71,7 @@ func NewLeaseFiles(cfg FilesConfig) (*LeaseFiles, error) {
 		maxSize:  cfg.MaxFileSize,
 		log:      cfg.Logger,
 		events:   make(chan Lease, 16),
+		ready:    make(chan struct{}),
 	}
 	if w.patterns == nil {
 		w.patterns = DefaultFilePatterns()
@@ -107,9 +109,20 @@ func hasMeta(s string) bool {
 }
 
 // Events returns the channel of leases. It first carries the leases of the
-// files present when Run starts, then one lease per change. It is closed
-// when Run returns.
+// files present when Run starts, then one lease per change, and a removal
+// ([Lease.Removed]) when a file whose leases it carried is deleted or
+// renamed away. It is closed when Run returns.
 func (w *LeaseFiles) Events() <-chan Lease { return w.events }
+
+// Ready returns a channel that is closed once the files present when Run
+// started have been read and their leases sent on Events (they may still
+// wait in its buffer): the watcher's baseline, what the files said at
+// start. When Run fails before (no inotify), it stays open: Run returns
+// the error and Events is closed.
+func (w *LeaseFiles) Ready() <-chan struct{} { return w.ready }
+
+// markReady closes the Ready channel; run calls it once.
+func (w *LeaseFiles) markReady() { close(w.ready) }
 
 // errRunTwice is returned by a second call to Run.
 var errRunTwice = errors.New("dhcpwatch: LeaseFiles.Run called twice")

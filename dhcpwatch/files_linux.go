@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -18,10 +19,11 @@ import (
 // Events that make a lease file worth reading again. IN_MODIFY is needed
 // because dhclient keeps its lease log open and appends to it; a write
 // cut in the middle of a block is ignored by the parser and read again at
-// the next event.
+// the next event. IN_DELETE and IN_MOVED_FROM tell of a file that went:
+// dhcpcd and systemd-networkd unlink theirs when they release the lease.
 const (
 	fileMask = unix.IN_CLOSE_WRITE | unix.IN_MODIFY | unix.IN_MOVED_TO | unix.IN_CREATE |
-		unix.IN_DELETE_SELF | unix.IN_MOVE_SELF | unix.IN_ONLYDIR
+		unix.IN_DELETE | unix.IN_MOVED_FROM | unix.IN_DELETE_SELF | unix.IN_MOVE_SELF | unix.IN_ONLYDIR
 	// ancestorMask waits for a missing directory to be created.
 	ancestorMask = unix.IN_CREATE | unix.IN_MOVED_TO | unix.IN_DELETE_SELF | unix.IN_MOVE_SELF | unix.IN_ONLYDIR
 )
@@ -58,6 +60,7 @@ func (w *LeaseFiles) run(ctx context.Context) error {
 	if !in.scanAll(ctx) {
 		return context.Cause(ctx)
 	}
+	w.markReady()
 	buf := make([]byte, 64*(unix.SizeofInotifyEvent+unix.NAME_MAX+1))
 	for {
 		n, err := f.Read(buf)
@@ -156,17 +159,40 @@ func (in *inotify) handle(ctx context.Context, buf []byte) bool {
 	return true
 }
 
-// scanAll reads every file that matches a pattern.
+// scanAll reads every file that matches a pattern, and reports the files
+// read before that are gone (a rescan after lost events).
 func (in *inotify) scanAll(ctx context.Context) bool {
+	seen := map[string]bool{}
 	for _, p := range in.w.patterns {
 		names, _ := filepath.Glob(p.Glob) // the pattern was checked in NewLeaseFiles
 		for _, n := range names {
+			seen[n] = true
 			if !in.read(ctx, n) {
 				return false
 			}
 		}
 	}
+	for _, path := range slices.Sorted(maps.Keys(in.last)) {
+		if !seen[path] && !in.gone(ctx, path) {
+			return false
+		}
+	}
 	return true
+}
+
+// gone reports that the file at path, whose leases were sent, is gone.
+func (in *inotify) gone(ctx context.Context, path string) bool {
+	ls, ok := in.last[path]
+	delete(in.last, path)
+	if !ok || len(ls) == 0 {
+		return true
+	}
+	select {
+	case in.w.events <- Lease{Source: path, Kind: ls[0].Kind}:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // read parses path if it matches a pattern and sends its leases that
@@ -184,8 +210,7 @@ func (in *inotify) read(ctx context.Context, path string) bool {
 	}
 	data, mtime, err := readFile(path, in.w.maxSize)
 	if errors.Is(err, os.ErrNotExist) {
-		delete(in.last, path) // removed or renamed away between event and read
-		return true
+		return in.gone(ctx, path) // deleted or renamed away
 	}
 	if err != nil {
 		in.w.log.Warn("dhcpwatch: lease file unreadable", zap.String("file", path), zap.Error(err))

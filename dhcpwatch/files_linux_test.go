@@ -302,3 +302,74 @@ func TestNewLeaseFilesRejectsBadConfig(t *testing.T) {
 		t.Errorf("zero FilesConfig: %v", err)
 	}
 }
+
+// TestLeaseFilesReportsDeletedFiles covers clients that unlink their
+// lease on release (dhcpcd, systemd-networkd; issue 14): IN_DELETE and
+// IN_MOVED_FROM give a removal for the file, so that its facts leave the
+// snapshot. Ready is closed once the files present at start were sent.
+func TestLeaseFilesReportsDeletedFiles(t *testing.T) {
+	dir := t.TempDir()
+	dh := filepath.Join(dir, "dhclient.wlan0.leases")
+	appendFile(t, dh, strings.Replace(dhclientSample, "%s", "3", 1))
+	nd := filepath.Join(dir, "leases")
+	if err := os.MkdirAll(nd, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ndFile := filepath.Join(nd, "7")
+	if err := os.WriteFile(ndFile, []byte("ADDRESS=192.168.5.5\nLIFETIME=10min\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	w, logs := startFiles(t, []FilePattern{
+		{Glob: filepath.Join(dir, "dhclient*.leases"), Kind: Dhclient},
+		{Glob: filepath.Join(nd, "*"), Kind: Networkd},
+	})
+	select {
+	case <-w.Ready():
+	case <-time.After(10 * time.Second):
+		t.Fatal("Ready not closed within 10s of start")
+	}
+	// Both files' leases were sent before Ready: they are in the buffer.
+	got := map[string]bool{}
+	for range 2 {
+		l := nextLease(t, w, "an existing file")
+		if l.Removed() {
+			t.Fatalf("lease %+v at start: want a lease, not a removal", l)
+		}
+		got[l.Source] = true
+	}
+	if !got[dh] || !got[ndFile] {
+		t.Fatalf("leases at start from %v: want %s and %s", got, dh, ndFile)
+	}
+
+	if err := os.Remove(dh); err != nil { // IN_DELETE
+		t.Fatal(err)
+	}
+	if l := nextLease(t, w, "the removal of "+dh); !l.Removed() || l.Source != dh || l.Kind != Dhclient {
+		t.Errorf("after deleting %s: %+v, want a removal of it", dh, l)
+	}
+	// networkd replaces its file by rename; a file renamed away is gone.
+	if err := os.Rename(ndFile, filepath.Join(dir, "moved-away")); err != nil { // IN_MOVED_FROM
+		t.Fatal(err)
+	}
+	if l := nextLease(t, w, "the removal of "+ndFile); !l.Removed() || l.Source != ndFile || l.Kind != Networkd {
+		t.Errorf("after renaming %s away: %+v, want a removal of it", ndFile, l)
+	}
+	// A file that never gave a lease goes without a word; the next
+	// event is the next lease.
+	empty := filepath.Join(nd, "9")
+	if err := os.WriteFile(empty, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(empty); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(nd, "8"), []byte("ADDRESS=192.168.5.8\nLIFETIME=10min\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if l := nextLease(t, w, "the lease of file 8"); l.Removed() || l.Index != 8 {
+		t.Errorf("after an empty file came and went, then file 8: %+v, want file 8's lease", l)
+	}
+	if n := logs.Len(); n != 0 {
+		t.Errorf("%d warnings: %v", n, logs.All())
+	}
+}

@@ -296,10 +296,11 @@ func TestIntegrationDhcpcdDnsmasq(t *testing.T) {
 	if e.Lease.Length < 115*time.Second || e.Lease.Length > 120*time.Second {
 		t.Errorf("acquired: length %s, want about 120s", e.Lease.Length)
 	}
-	// dhcpcd writes its lease file before it adds the address, so the
-	// acquisition may come from the file (the kernel then takes over
-	// silently) or from the kernel, whose preferred lifetime dhcpcd sets
-	// to T2. Either way T2 is the server's 40 s, not 87.5% of the lease.
+	// dhcpcd writes its lease file before it adds the address; the file
+	// is believed only once the kernel shows its address, so the
+	// acquisition comes from the kernel, whose preferred lifetime dhcpcd
+	// sets to T2, with the file's details. Either way T2 is the server's
+	// 40 s, not 87.5% of the lease.
 	if t2 := e.Lease.T2.Sub(e.Lease.Start); t2 < 35*time.Second || t2 > 41*time.Second {
 		t.Errorf("acquired: T2 %s after the start, want about 40s", t2)
 	}

@@ -82,6 +82,24 @@ type entry struct {
 	addrBack      time.Time                  // when it returned
 	routesGone    map[netip.Prefix]time.Time // default routes missing now
 	routeWentAway bool                       // a route vanished during this episode
+	// reconnect is set while the address is gone because it was removed
+	// while the link was disconnected (no carrier, or Wi-Fi not
+	// associated): clients flush addresses on a disconnect and add them
+	// again on the reconnect, which is no DHCP blip. addrGone says since
+	// when; the lease then ends only at its expiry.
+	reconnect bool
+	// spare holds the other finite addresses on the same key: when the
+	// lease's address goes, the freshest of them is the new lease
+	// (systemd-networkd adds a new address before it removes the old one).
+	spare map[netip.Prefix]spareAddr
+}
+
+// spareAddr is a finite address beside the lease's own. guess is set when
+// it was first seen in a full read, whose lifetimes are those left then
+// (see kGuess), not when it was added.
+type spareAddr struct {
+	a     linkwatch.Addr
+	guess bool
 }
 
 // live reports whether the lease is in force.
@@ -97,6 +115,13 @@ type Tracker struct {
 	now     time.Time
 	links   map[int]string
 	entries map[key]*entry
+	// noCarrier and noAssoc hold the interfaces without carrier (from
+	// linkwatch) and those [Tracker.SetConnected] said are disconnected:
+	// an address removed on them is a reconnect, not a blip.
+	noCarrier, noAssoc map[int]bool
+	// onLink holds every address on each interface, finite or not: a
+	// lease file is believed only for an address the kernel shows.
+	onLink map[int]map[netip.Addr]bool
 	// files holds the latest lease per (file, interface) from
 	// [Tracker.ApplyLease].
 	files map[fileKey]Lease
@@ -118,10 +143,51 @@ func NewTracker(cfg Config) *Tracker {
 		cfg.Slack = DefaultSlack
 	}
 	return &Tracker{
-		cfg:     cfg,
-		links:   map[int]string{},
-		entries: map[key]*entry{},
-		files:   map[fileKey]Lease{},
+		cfg:       cfg,
+		links:     map[int]string{},
+		entries:   map[key]*entry{},
+		files:     map[fileKey]Lease{},
+		noCarrier: map[int]bool{},
+		noAssoc:   map[int]bool{},
+		onLink:    map[int]map[netip.Addr]bool{},
+	}
+}
+
+// SetConnected records whether the interface index is connected above
+// its carrier: the Monitor passes Wi-Fi association here (false after a
+// disconnect, true once associated again). While it is not, or the link
+// has no carrier, an address that goes away is counted as a reconnect
+// (clients flush addresses on a disconnect) rather than a renewal [Blip],
+// and routes that come and go are not blips either. It causes no events.
+func (t *Tracker) SetConnected(index int, connected bool) {
+	if connected {
+		delete(t.noAssoc, index)
+	} else {
+		t.noAssoc[index] = true
+	}
+}
+
+// noteOnLink records that the kernel shows a.
+func (t *Tracker) noteOnLink(a linkwatch.Addr) {
+	m := t.onLink[a.Index]
+	if m == nil {
+		m = map[netip.Addr]bool{}
+		t.onLink[a.Index] = m
+	}
+	m[a.Prefix.Addr()] = true
+}
+
+// disconnected reports whether the interface is without carrier or not
+// associated.
+func (t *Tracker) disconnected(index int) bool { return t.noCarrier[index] || t.noAssoc[index] }
+
+// setLink records a link's name and carrier.
+func (t *Tracker) setLink(l linkwatch.Link) {
+	t.links[l.Index] = l.Name
+	if l.Carrier {
+		delete(t.noCarrier, l.Index)
+	} else {
+		t.noCarrier[l.Index] = true
 	}
 }
 
@@ -146,6 +212,9 @@ func (t *Tracker) Apply(now time.Time, ev linkwatch.Event) []Event {
 	case linkwatch.LinkEvent:
 		if ev.Op == linkwatch.LinkRemoved {
 			delete(t.links, ev.Link.Index)
+			delete(t.noCarrier, ev.Link.Index)
+			delete(t.noAssoc, ev.Link.Index)
+			delete(t.onLink, ev.Link.Index)
 			for k := range t.entries {
 				if k.index == ev.Link.Index {
 					delete(t.entries, k)
@@ -153,7 +222,7 @@ func (t *Tracker) Apply(now time.Time, ev linkwatch.Event) []Event {
 			}
 			break
 		}
-		t.links[ev.Link.Index] = ev.Link.Name
+		t.setLink(ev.Link)
 		for _, e := range t.entries {
 			if e.index == ev.Link.Index {
 				e.iface = ev.Link.Name
@@ -163,9 +232,13 @@ func (t *Tracker) Apply(now time.Time, ev linkwatch.Event) []Event {
 		out = append(out, t.adoptFiles(at)...)
 	case linkwatch.AddrEvent:
 		if ev.Op == linkwatch.AddrRemoved {
+			delete(t.onLink[ev.Addr.Index], ev.Addr.Prefix.Addr())
 			out = append(out, t.addrRemoved(at, ev.Addr)...)
 		} else {
+			t.noteOnLink(ev.Addr)
 			out = append(out, t.addrPresent(at, ev.Addr)...)
+			// The address a file lease names may have arrived.
+			out = append(out, t.adoptFiles(at)...)
 		}
 	case linkwatch.RouteEvent:
 		out = append(out, t.route(at, ev)...)
@@ -177,8 +250,29 @@ func (t *Tracker) Apply(now time.Time, ev linkwatch.Event) []Event {
 // events it causes, after those of [Tracker.Advance] up to now. A file
 // lease enriches a kernel lease with the same address; it drives the phases
 // itself only where the kernel shows no address with a finite lifetime.
+//
+// A removal ([Lease.Removed]: the file was deleted or renamed away, as
+// dhcpcd and systemd-networkd do on release) forgets every lease of that
+// file: a kernel lease loses the server and router it gave, and a lease
+// the file alone drove ends with an [Expired] event.
 func (t *Tracker) ApplyLease(now time.Time, l Lease) []Event {
 	out := t.Advance(now)
+	if l.Removed() {
+		for k := range t.files {
+			if k.source == l.Source {
+				delete(t.files, k)
+			}
+		}
+		for _, e := range t.sorted() {
+			if e.fromFile && !e.hasAddr && e.file.Source == l.Source {
+				if e.live() {
+					out = append(out, t.expire(now, e)...)
+				}
+				e.fromFile = false
+			}
+		}
+		return out
+	}
 	t.files[fileKey{l.Source, l.Iface, l.Index}] = l
 	return append(out, t.adoptFiles(now)...)
 }
@@ -264,20 +358,32 @@ func (t *Tracker) entry(k key) *entry {
 	return e
 }
 
+// readLinks takes the links' names and carriers, and every address, from
+// a full read.
+func (t *Tracker) readLinks(s linkwatch.State) {
+	clear(t.noCarrier)
+	clear(t.onLink)
+	for _, l := range s.Links {
+		t.setLink(l)
+	}
+	for _, a := range s.Addrs {
+		t.noteOnLink(a)
+	}
+}
+
 // reset replaces the state with a baseline, without events.
 func (t *Tracker) reset(s linkwatch.State) {
 	clear(t.entries)
 	clear(t.links)
-	for i, l := range s.Links {
-		t.links[i] = l.Name
-	}
+	t.readLinks(s)
 	for _, a := range s.Addrs {
 		if !t.tracked(a) {
 			continue
 		}
 		e := t.entry(keyOf(a.Index, a.Prefix.Addr()))
 		if e.hasAddr {
-			continue // the first finite address is the lease
+			e.addSpare(a, true) // the first finite address is the lease
+			continue
 		}
 		e.addr, e.hasAddr = a, true
 		if a.Iface != "" {
@@ -301,8 +407,16 @@ func (t *Tracker) reset(s linkwatch.State) {
 
 // resync compares a full re-read after lost messages with the state.
 func (t *Tracker) resync(at time.Time, s linkwatch.State) []Event {
-	for i, l := range s.Links {
-		t.links[i] = l.Name
+	t.readLinks(s)
+	// The spares are what the re-read shows beside each lease's address,
+	// so that a lease that went meanwhile adopts one that is still there.
+	for _, e := range t.entries {
+		e.spare = nil
+	}
+	for _, a := range s.Addrs {
+		if e := t.entries[keyOf(a.Index, a.Prefix.Addr())]; t.tracked(a) && e != nil && e.hasAddr && e.addr.Prefix != a.Prefix {
+			e.addSpare(a, true)
+		}
 	}
 	present := map[key]linkwatch.Addr{}
 	for _, a := range s.Addrs {
@@ -339,13 +453,24 @@ func (t *Tracker) addrPresent(at time.Time, a linkwatch.Addr) []Event {
 		e.iface = a.Iface
 	}
 	if e.hasAddr && e.addr.Prefix != a.Prefix && e.addrGone.IsZero() {
-		return nil // a second finite address; the first one is the lease
+		// A second finite address: the first one is the lease, and this
+		// one its successor if the first goes.
+		e.addSpare(a, false)
+		return nil
 	}
 	if e.hasAddr && e.addr.Prefix == a.Prefix && !e.addrGone.IsZero() {
-		// The address is back within the blip window: one renewal.
 		e.addr = a
 		e.kStart, e.kLen, e.kPref, e.kGuess = a.Observed, a.Valid, a.Preferred, false
 		e.phase = PhaseBound
+		if e.reconnect {
+			// Back after the link reconnected: the client confirmed
+			// its lease (INIT-REBOOT), no renewal went wrong.
+			ev := t.event(at, Reconnected, e)
+			ev.Duration = at.Sub(e.addrGone)
+			e.reconnect, e.addrGone = false, time.Time{}
+			return []Event{ev}
+		}
+		// The address is back within the blip window: one renewal.
 		e.addrBack = at
 		return t.closeEpisode(at, e)
 	}
@@ -362,7 +487,10 @@ func (t *Tracker) addrPresent(at time.Time, a linkwatch.Addr) []Event {
 	// A new lease: no address before, an expired one, or a different
 	// address replacing one that vanished.
 	wasLive := e.fromFile && e.live() && e.file.Addr.Addr() == a.Prefix.Addr()
-	*e = entry{key: k, iface: e.iface, addr: a, hasAddr: true, kStart: a.Observed, kLen: a.Valid, kPref: a.Preferred, phase: PhaseBound}
+	spare := e.spare
+	delete(spare, a.Prefix)
+	*e = entry{key: k, iface: e.iface, addr: a, hasAddr: true, kStart: a.Observed, kLen: a.Valid, kPref: a.Preferred,
+		phase: PhaseBound, spare: spare}
 	if wasLive {
 		return nil // the file reported this lease first; the kernel now drives it
 	}
@@ -372,9 +500,27 @@ func (t *Tracker) addrPresent(at time.Time, a linkwatch.Addr) []Event {
 // addrRemoved handles an address that went away: at the end of its lease
 // that is the expiry; earlier it may be a blip, settled when the address
 // returns or the window closes.
+//
+// When another finite address on the interface (of the same family) is
+// there, the lease goes on with it, whenever the old one goes: that is
+// systemd-networkd on a lease that changed address, which adds the new
+// address before it removes the old. An address removed while the link is
+// disconnected is a reconnect: no blip, and no expiry before the lease's
+// own end.
 func (t *Tracker) addrRemoved(at time.Time, a linkwatch.Addr) []Event {
 	e := t.entries[keyOf(a.Index, a.Prefix.Addr())]
+	if e != nil {
+		delete(e.spare, a.Prefix)
+	}
 	if e == nil || !e.hasAddr || e.addr.Prefix != a.Prefix || !e.addrGone.IsZero() {
+		return nil
+	}
+	if s, ok := e.freshestSpare(); ok {
+		return t.adopt(at, e, s)
+	}
+	if t.disconnected(a.Index) {
+		e.endEpisode()
+		e.addrGone, e.reconnect = at, true
 		return nil
 	}
 	expiry := e.addr.Observed.Add(e.addr.Valid)
@@ -389,10 +535,46 @@ func (t *Tracker) addrRemoved(at time.Time, a linkwatch.Addr) []Event {
 	return nil
 }
 
-// route watches default routes of leased interfaces for blips.
+// addSpare records a as a finite address beside e's lease.
+func (e *entry) addSpare(a linkwatch.Addr, guess bool) {
+	if e.spare == nil {
+		e.spare = map[netip.Prefix]spareAddr{}
+	}
+	if old, ok := e.spare[a.Prefix]; ok && old.guess {
+		guess = true // still only the lifetime left when first seen
+	}
+	e.spare[a.Prefix] = spareAddr{a: a, guess: guess}
+}
+
+// freshestSpare returns the spare address that expires last.
+func (e *entry) freshestSpare() (spareAddr, bool) {
+	var best spareAddr
+	found := false
+	for _, s := range e.spare {
+		exp := s.a.Observed.Add(s.a.Valid)
+		if !found || exp.After(best.a.Observed.Add(best.a.Valid)) ||
+			exp.Equal(best.a.Observed.Add(best.a.Valid)) && s.a.Prefix.Addr().Less(best.a.Prefix.Addr()) {
+			best, found = s, true
+		}
+	}
+	return best, found
+}
+
+// adopt makes the spare address s e's lease, the old one having gone at
+// at: a new lease ([Acquired]), with the lifetimes s had when it was added.
+func (t *Tracker) adopt(at time.Time, e *entry, s spareAddr) []Event {
+	spare := e.spare
+	delete(spare, s.a.Prefix)
+	*e = entry{key: e.key, iface: e.iface, addr: s.a, hasAddr: true, kStart: s.a.Observed, kLen: s.a.Valid,
+		kPref: s.a.Preferred, kGuess: s.guess, phase: PhaseBound, spare: spare}
+	return []Event{t.event(at, Acquired, e)}
+}
+
+// route watches default routes of leased interfaces for blips. While the
+// link is disconnected, routes come and go with the reconnect: no blip.
 func (t *Tracker) route(at time.Time, ev linkwatch.RouteEvent) []Event {
 	r := ev.Route
-	if r.Dst.Bits() != 0 || !r.Dst.IsValid() {
+	if r.Dst.Bits() != 0 || !r.Dst.IsValid() || t.disconnected(r.Index) {
 		return nil
 	}
 	e := t.entries[keyOf(r.Index, r.Dst.Addr())]
@@ -447,6 +629,7 @@ func (e *entry) endEpisode() {
 	e.episode, e.addrGone, e.addrBack = time.Time{}, time.Time{}, time.Time{}
 	e.routesGone = nil
 	e.routeWentAway = false
+	e.reconnect = false
 }
 
 // expire ends e's lease at at.
@@ -463,6 +646,11 @@ func (t *Tracker) expire(at time.Time, e *entry) []Event {
 // client renews right at T1, and without the grace every ordinary renewal
 // would first be reported as late.
 func (t *Tracker) due(e *entry) (time.Time, EventKind, bool) {
+	if e.reconnect {
+		// Gone with a disconnect: the lease ends at its own end, unless
+		// the address is back first.
+		return e.addr.Observed.Add(e.addr.Valid), Expired, true
+	}
 	if !e.episode.IsZero() {
 		return e.episode.Add(t.cfg.BlipWindow), Blip, true
 	}
@@ -537,8 +725,9 @@ func (t *Tracker) event(at time.Time, k EventKind, e *entry) Event {
 	return Event{At: at, Kind: k, Lease: t.viewAt(e, at)}
 }
 
-// fileFor returns the newest file lease for the kernel lease e: same
-// address, and for files that name an interface, the same interface.
+// fileFor returns the newest file lease for the kernel lease e, among the
+// files that agree with the kernel: same address, the same interface for
+// files that name one (by index or name), and a lease that has not ended.
 func (t *Tracker) fileFor(e *entry) (Lease, bool) {
 	var best Lease
 	found := false
@@ -549,6 +738,12 @@ func (t *Tracker) fileFor(e *entry) (Lease, bool) {
 		if l.Index != 0 && l.Index != e.index {
 			continue
 		}
+		if l.Index == 0 && l.Iface != "" && t.indexOf(l.Iface) != e.index {
+			continue // the file names another interface
+		}
+		if exp := l.Expiry(); !exp.IsZero() && exp.Add(t.cfg.Slack).Before(t.now) {
+			continue // a lease that ended: an old file, not this lease's
+		}
 		if !found || l.Start.After(best.Start) {
 			best, found = l, true
 		}
@@ -557,7 +752,8 @@ func (t *Tracker) fileFor(e *entry) (Lease, bool) {
 }
 
 // adoptFiles starts file-only leases for interfaces where the kernel shows
-// no finite address, and returns their Acquired events.
+// no finite address but the file's address (a client that installs it
+// without a lifetime), and returns their Acquired events.
 func (t *Tracker) adoptFiles(now time.Time) []Event {
 	var out []Event
 	for _, l := range t.files {
@@ -569,8 +765,8 @@ func (t *Tracker) adoptFiles(now time.Time) []Event {
 		if idx == 0 {
 			idx = t.indexOf(l.Iface)
 		}
-		if idx == 0 {
-			continue // its interface is not known (yet)
+		if idx == 0 || !t.onLink[idx][l.Addr.Addr()] {
+			continue // its interface or address is not there (yet): the file does not agree
 		}
 		e := t.entries[key{index: idx}]
 		if e != nil && (e.hasAddr || !e.episode.IsZero()) {

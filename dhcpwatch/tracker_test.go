@@ -25,9 +25,16 @@ func kaddr(prefix string, valid, pref float64, observed float64) linkwatch.Addr 
 	}
 }
 
+// permanent is an address on eth0 without a lifetime, as clients that
+// keep the lease to themselves install it (busybox udhcpc).
+func permanent(prefix string) linkwatch.Addr {
+	return linkwatch.Addr{Index: 2, Iface: "eth0", Prefix: netip.MustParsePrefix(prefix), Flags: ifaFPermanent,
+		Valid: linkwatch.Forever, Preferred: linkwatch.Forever, Observed: t0}
+}
+
 func baseline(addrs ...linkwatch.Addr) linkwatch.Baseline {
 	return linkwatch.Baseline{At: t0, State: linkwatch.State{
-		Links: map[int]linkwatch.Link{1: {Index: 1, Name: "lo"}, 2: {Index: 2, Name: "eth0"}},
+		Links: map[int]linkwatch.Link{1: {Index: 1, Name: "lo", Carrier: true}, 2: {Index: 2, Name: "eth0", Carrier: true}},
 		Addrs: addrs,
 	}}
 }
@@ -58,7 +65,10 @@ type step struct {
 	now   float64
 	ev    linkwatch.Event
 	lease *Lease
-	want  []string
+	// connected, when set, is passed to SetConnected for eth0 before
+	// time advances to now.
+	connected *bool
+	want      []string
 }
 
 // fmtEvent writes the parts of an event a scenario checks, compactly:
@@ -75,6 +85,9 @@ func run(t *testing.T, tr *Tracker, steps []step) {
 	t.Helper()
 	for i, s := range steps {
 		var got []Event
+		if s.connected != nil {
+			tr.SetConnected(2, *s.connected)
+		}
 		switch {
 		case s.ev != nil:
 			got = tr.Apply(at(s.now), s.ev)
@@ -303,17 +316,73 @@ func TestTrackerLeaseFiles(t *testing.T) {
 			},
 		},
 		{
-			name: "a file that disagrees with the kernel loses",
+			name: "a file whose times disagree with the kernel gives only the server",
 			steps: []step{
 				{now: 0, ev: baseline()},
 				{now: 1, ev: added(kaddr(a, 120, 120, 1)), want: []string{"acquired@1 bound 10.0.0.5/24"}},
-				{now: 2, lease: file(-500, 120, 20, 40)}, // stale
+				{now: 2, lease: file(-50, 120, 20, 40)}, // ends at 70, the kernel's at 121
 				{now: 63},
 				{now: 64, want: []string{"renewing@64 renewing 10.0.0.5/24"}},
 			},
 			check: func(t *testing.T, s []LeaseState) {
 				if len(s) != 1 || s[0].T1 != at(61) || s[0].Server != addr("10.0.0.2") {
 					t.Errorf("state %+v: want T1 from the kernel, the server from the file", s)
+				}
+			},
+		},
+		{
+			name: "a file whose lease ended is not this lease's: nothing from it",
+			steps: []step{
+				{now: 0, ev: baseline()},
+				{now: 1, ev: added(kaddr(a, 120, 120, 1)), want: []string{"acquired@1 bound 10.0.0.5/24"}},
+				{now: 2, lease: file(-500, 120, 20, 40)}, // ended at -380
+			},
+			check: func(t *testing.T, s []LeaseState) {
+				if len(s) != 1 || s[0].T1 != at(61) || s[0].Server.IsValid() || s[0].Router.IsValid() || s[0].LeaseFile != "" {
+					t.Errorf("state %+v: want the kernel's T1 and no server, router or lease file", s)
+				}
+			},
+		},
+		{
+			name: "a file for the same address on another interface is not this lease's",
+			steps: []step{
+				{now: 0, ev: baseline()},
+				{now: 1, ev: added(kaddr(a, 120, 120, 1)), want: []string{"acquired@1 bound 10.0.0.5/24"}},
+				{now: 1.2, lease: func() *Lease { l := file(1, 120, 20, 40); l.Iface = "lo"; return l }()},
+			},
+			check: func(t *testing.T, s []LeaseState) {
+				if len(s) != 1 || s[0].Server.IsValid() || s[0].LeaseFile != "" {
+					t.Errorf("state %+v: want no server or lease file from lo's file", s)
+				}
+			},
+		},
+		{
+			name: "a deleted file takes its server and router with it",
+			steps: []step{
+				{now: 0, ev: baseline()},
+				{now: 1, ev: added(kaddr(a, 120, 120, 1)), want: []string{"acquired@1 bound 10.0.0.5/24"}},
+				{now: 1.2, lease: file(1, 120, 20, 40)},
+				{now: 5, lease: &Lease{Source: "/var/lib/dhcp/dhclient.leases", Kind: Dhclient}},
+				{now: 64, want: []string{"renewing@64 renewing 10.0.0.5/24"}}, // the kernel's T1 again
+			},
+			check: func(t *testing.T, s []LeaseState) {
+				if len(s) != 1 || s[0].Server.IsValid() || s[0].Router.IsValid() || s[0].LeaseFile != "" || s[0].Phase != PhaseRenewing {
+					t.Errorf("state %+v: want a kernel lease without the file's facts", s)
+				}
+			},
+		},
+		{
+			name: "a deleted file ends the lease it alone drove",
+			steps: []step{
+				{now: 0, ev: baseline(permanent(a))},
+				{now: 1, lease: file(1, 120, 20, 40), want: []string{"acquired@1 bound 10.0.0.5/24"}},
+				{now: 5, lease: &Lease{Source: "/var/lib/dhcp/dhclient.leases", Kind: Dhclient},
+					want: []string{"expired@5 expired 10.0.0.5/24"}},
+				{now: 200}, // nothing more is due
+			},
+			check: func(t *testing.T, s []LeaseState) {
+				if len(s) != 1 || s[0].Phase != PhaseExpired || s[0].Server.IsValid() {
+					t.Errorf("state %+v: want the file's lease expired, without its server", s)
 				}
 			},
 		},
@@ -334,12 +403,34 @@ func TestTrackerLeaseFiles(t *testing.T) {
 		{
 			name: "file-only lease where the address is permanent (udhcpc)",
 			steps: []step{
-				{now: 0, ev: baseline()},
+				{now: 0, ev: baseline(permanent(a))},
 				{now: 5, lease: file(5, 120, 60, 105), want: []string{"acquired@5 bound 10.0.0.5/24"}},
 				{now: 68, want: []string{"renewing@68 renewing 10.0.0.5/24"}},
 				{now: 70, lease: file(70, 120, 60, 105), want: []string{"renewed@70 bound 10.0.0.5/24"}},
 				{now: 70.5, lease: file(70, 120, 60, 105)}, // the same file read again
 				{now: 200, want: []string{"renewing@133 renewing 10.0.0.5/24", "rebinding@178 rebinding 10.0.0.5/24", "expired@190 expired 10.0.0.5/24"}},
+			},
+		},
+		{
+			name: "a file written before its address is added (dhcpcd) waits for the kernel",
+			steps: []step{
+				{now: 0, ev: baseline()},
+				{now: 5, lease: file(5, 120, 60, 105)},
+				{now: 5.1, ev: added(kaddr(a, 120, 120, 5.1)), want: []string{"acquired@5.1 bound 10.0.0.5/24"}},
+			},
+			check: func(t *testing.T, s []LeaseState) {
+				if len(s) != 1 || s[0].Source != SourceKernel || s[0].Server != addr("10.0.0.2") {
+					t.Errorf("state %+v: want a kernel lease with the file's server", s)
+				}
+			},
+		},
+		{
+			name: "a file-only lease starts when its permanent address is added",
+			steps: []step{
+				{now: 0, ev: baseline()},
+				{now: 5, lease: file(5, 120, 60, 105)},
+				{now: 5.1, ev: func() linkwatch.Event { p := permanent(a); p.Observed = at(5.1); return added(p) }(),
+					want: []string{"acquired@5.1 bound 10.0.0.5/24"}},
 			},
 		},
 		{
@@ -357,7 +448,7 @@ func TestTrackerLeaseFiles(t *testing.T) {
 		{
 			name: "the kernel takes over a file-only lease silently",
 			steps: []step{
-				{now: 0, ev: baseline()},
+				{now: 0, ev: baseline(permanent(a))},
 				{now: 5, lease: file(5, 120, 60, 105), want: []string{"acquired@5 bound 10.0.0.5/24"}},
 				{now: 5.1, ev: added(kaddr(a, 120, 120, 5.1))},
 			},

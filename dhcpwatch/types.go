@@ -79,6 +79,12 @@ type Lease struct {
 	Kind Kind
 }
 
+// Removed reports whether l stands for a lease file that went away (deleted,
+// or renamed away) or no longer holds a lease: [LeaseFiles] then sends a
+// Lease with only Source and Kind set, and [Tracker.ApplyLease] forgets
+// what that file said.
+func (l Lease) Removed() bool { return !l.Addr.IsValid() }
+
 // Expiry is when the lease ends, or the zero time when its length is unknown.
 func (l Lease) Expiry() time.Time {
 	if l.Length <= 0 || l.Start.IsZero() {
@@ -179,9 +185,14 @@ const (
 	// and came back within the blip window: one renewal during which
 	// senders saw ENETUNREACH. Event.Duration says for how long.
 	Blip
+	// Reconnected: the leased address, removed while the link was
+	// disconnected (no carrier, or Wi-Fi not associated: clients flush
+	// addresses then), is back after the reconnect. Not a renewal blip.
+	// Event.Duration says how long it was gone.
+	Reconnected
 )
 
-const eventNames = ",acquired,renewed,renewing,rebinding,expired,blip"
+const eventNames = ",acquired,renewed,renewing,rebinding,expired,blip,reconnected"
 
 // String returns the event's name, e.g. "renewed".
 func (k EventKind) String() string {
@@ -202,7 +213,8 @@ type Event struct {
 	Kind EventKind
 	// Lease is the lease's state after the event.
 	Lease LeaseState
-	// Duration is, for [Blip], how long the address or route was gone.
+	// Duration is, for [Blip] and [Reconnected], how long the address or
+	// route was gone.
 	Duration time.Duration
 	// What is, for [Blip], what vanished: "address", "route" or
 	// "address+route".
@@ -212,8 +224,11 @@ type Event struct {
 // String formats the event for logs, e.g. "renewed eth0 10.0.0.5/24 (kernel)".
 func (e Event) String() string {
 	s := fmt.Sprintf("%s %s %s (%s)", e.Kind, e.Lease.Iface, e.Lease.Addr, e.Lease.Source)
-	if e.Kind == Blip {
+	switch e.Kind {
+	case Blip:
 		s += fmt.Sprintf(" %s gone %s", e.What, e.Duration)
+	case Reconnected:
+		s += fmt.Sprintf(" address gone %s", e.Duration)
 	}
 	return s
 }

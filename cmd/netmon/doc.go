@@ -17,7 +17,10 @@
 // --log-format json it writes the JSON-lines contract of the design
 // document: one object per line on standard output, each with `ts`,
 // `level`, `msg` and `event`; baseline and state lines add `state`,
-// `reason`, `iface` and the snapshot fields that explain the state. The
+// `reason`, `iface` and the snapshot fields that explain the state (the
+// uplink's lease phase and time left, its SSID and signal). The baseline,
+// like the snapshot `netmon status` prints, waits for every watcher's own
+// baseline, at most 2 s for Wi-Fi and the lease files. The
 // Monitor's own diagnostics go to standard error, so standard output holds
 // event lines only. On SIGINT or SIGTERM, watch logs a summary line (event
 // `summary`: outages, total down time, outages by cause) and exits 0.

@@ -31,7 +31,11 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fmt.Fprintln(fs.Output(), "usage: netmon status [flags]")
 		fmt.Fprintln(fs.Output(), "\nPrints one snapshot of the connectivity state. Exit status: 0 when traffic")
 		fmt.Fprintln(fs.Output(), "can flow (up or degraded; with --target, to every target), 1 when it cannot,")
-		fmt.Fprintln(fs.Output(), "2 on a usage error.\n\nFlags:")
+		fmt.Fprintln(fs.Output(), "2 on a usage error.")
+		fmt.Fprintln(fs.Output(), "\nThe snapshot is taken once the kernel has been read and every watcher that")
+		fmt.Fprintln(fs.Output(), "runs has given its baseline (Wi-Fi associations, DHCP leases, lease files),")
+		fmt.Fprintf(fs.Output(), "waiting at most %v for the latter. Each watcher is reported as on, off, or\n", netmon.DefaultBaselineWait)
+		fmt.Fprintln(fs.Output(), "unavailable with the reason.\n\nFlags:")
 		fs.PrintDefaults()
 	}
 	if code := parse(fs, args); code >= 0 {
@@ -105,6 +109,9 @@ func writeSnapshot(w io.Writer, s netmon.Snapshot) {
 			if d.LeftSec > 0 {
 				fmt.Fprintf(&b, "(%v left)", (time.Duration(d.LeftSec) * time.Second).Round(time.Second))
 			}
+			if d.Server != "" {
+				fmt.Fprintf(&b, " server=%s", d.Server)
+			}
 		}
 		fmt.Fprintln(w, b.String())
 	}
@@ -129,6 +136,7 @@ func writeSnapshot(w io.Writer, s netmon.Snapshot) {
 		}
 		fmt.Fprintln(w, b.String())
 	}
+	fmt.Fprintf(w, "  watchers: wifi %s; dhcp %s; lease files %s; socket errors %s\n", s.Wifi, s.DHCP, s.LeaseFiles, s.SockErrors)
 }
 
 func runWaitOnline(ctx context.Context, args []string, stdout, stderr io.Writer) int {
