@@ -24,6 +24,48 @@ type WifiInfo struct {
 	// association: it closes the Gate before the carrier change arrives.
 	Disconnected     bool   `json:"disconnected,omitempty"`
 	DisconnectReason uint16 `json:"disconnect_reason,omitempty"`
+	// RoamingUntil is set while the station may be between two access
+	// points (see roamHold): until then the link counts as usable and the
+	// state is degraded, reason roamed.
+	RoamingUntil time.Time `json:"roaming_until,omitzero"`
+}
+
+// A station whose supplicant roams through the kernel's own MLME (every
+// mac80211 driver; wpa_supplicant's SME) loses its carrier between the two
+// access points: mac80211 leaves the old AP (a locally generated
+// deauthentication, reason 1) the moment the supplicant starts
+// authenticating with the new one, and the carrier returns with the new
+// association. In the Wi-Fi lab (internal/wifilab, Debian's 6.1) that gap
+// is 80-120 ms; queued TCP data survives it, so the Gate should not close.
+// The Monitor holds its verdict over such a gap:
+//   - verdictWait: a carrier loss on an associated station waits this long
+//     for nl80211 to say why (the disconnect follows the carrier loss by
+//     about 50 ms). A disconnect by the AP, or for any other reason than 1,
+//     ends the hold at once: a beacon loss (reason 4) or a deauthentication
+//     is an outage.
+//   - roamGrace: a locally generated disconnect with reason 1 holds this
+//     long, for the association to the next AP and (WPA2) its 4-way
+//     handshake: a station whose link is up again by then had no outage.
+//     Past it a station still without its link is down, from then.
+//
+// A deliberate disconnect by the supplicant (wpa_cli disconnect, a network
+// switch) gives reason 3 and is not held.
+const (
+	verdictWait = 250 * time.Millisecond
+	roamGrace   = time.Second
+)
+
+// roaming reports whether the station is held as between two APs.
+func (w *WifiInfo) roaming(c *clock) bool { return w != nil && c.before(w.RoamingUntil) }
+
+// roamHold returns until when a disconnect keeps the verdict held: a
+// locally generated reason 1 on a station that was associated (or held
+// after its carrier loss) starts a roamGrace; anything else ends a hold.
+func roamHold(w *WifiInfo, at time.Time, reason uint16, byAP bool) time.Time {
+	if byAP || reason != 1 || (!w.Associated && w.RoamingUntil.IsZero()) {
+		return time.Time{}
+	}
+	return at.Add(roamGrace)
 }
 
 // weak reports whether the signal band is weak or critical.
@@ -124,11 +166,14 @@ func (f *iface) downReason(c *clock) Reason {
 }
 
 // linkDownReason returns why the link itself cannot carry traffic, or "".
-func (f *iface) linkDownReason() Reason {
+// A station held between two APs (roaming) can.
+func (f *iface) linkDownReason(c *clock) Reason {
 	l := f.link
 	switch {
 	case !l.AdminUp:
 		return ReasonAdminDown
+	case f.wifi.roaming(c):
+		return ""
 	case f.wifi != nil && f.wifi.Disconnected:
 		return ReasonWifiDisconnect
 	case !l.Carrier || (l.Oper != linkwatch.OperUp && l.Oper != linkwatch.OperUnknown):
@@ -142,7 +187,7 @@ func (f *iface) linkDownReason() Reason {
 // if it can: the link, then a usable address of that family. The route
 // itself is the kernel's answer, so it is not checked here.
 func (f *iface) pathDownReason(fam int, c *clock) Reason {
-	if r := f.linkDownReason(); r != "" {
+	if r := f.linkDownReason(c); r != "" {
 		return r
 	}
 	if !f.hasAddr(fam, c) {
@@ -162,8 +207,12 @@ func (f *iface) pathDownReason(fam int, c *clock) Reason {
 // so the flag read before a carrier-up event is stale once the link says
 // it has carrier: trusting it would report no-default-route for the few
 // milliseconds until linkwatch re-reads the routes.
+//
+// A station held between two APs keeps its routes usable: the flag is set
+// for the gap only. A hold past its end counts here until it is cleared,
+// but linkDownReason, which has the clock, rules first.
 func (f *iface) routeUsable(r linkwatch.Route) bool {
-	return !r.LinkDown || f.link.Carrier
+	return !r.LinkDown || f.link.Carrier || (f.wifi != nil && !f.wifi.RoamingUntil.IsZero())
 }
 
 // degradedReason returns why a usable interface may lose traffic soon, or
@@ -171,6 +220,8 @@ func (f *iface) routeUsable(r linkwatch.Route) bool {
 // close to expiry a lease counts as expiring.
 func (f *iface) degradedReason(c *clock, recent, margin time.Duration) Reason {
 	switch {
+	case f.wifi.roaming(c):
+		return ReasonRoamed
 	case f.gatewayFailed():
 		return ReasonGatewayFailed
 	case f.dhcp != nil && (f.dhcp.Phase == "renewing" || f.dhcp.Phase == "rebinding"):
@@ -351,7 +402,7 @@ func judge(ifaces map[int]*iface, p *pathState, c *clock) {
 	p.index = f.link.Index
 	if isOverlay(f.link.Kind) {
 		p.via = f.link.Index
-		if r := f.linkDownReason(); r != "" {
+		if r := f.linkDownReason(c); r != "" {
 			p.reason = r // the tunnel daemon let go of its device
 			return
 		}

@@ -54,7 +54,7 @@ const (
 	ReasonWeakSignal     Reason = "weak-signal"       // signal band weak or critical
 	ReasonDHCPRenewing   Reason = "dhcp-renewing"     // the lease is past T1 (renewing) or T2 (rebinding)
 	ReasonLeaseExpiring  Reason = "lease-expiring"    // the lease ends within the configured margin
-	ReasonRoamed         Reason = "roamed"            // the station roamed to another BSSID recently
+	ReasonRoamed         Reason = "roamed"            // the station roamed to another BSSID recently, or is between two (a roam under way)
 	ReasonShutdown       Reason = "shutdown"          // the Monitor stopped
 
 	ReasonNoRoute           Reason = "no-route"           // the kernel has no route to a target (ENETUNREACH, an unreachable or prohibit route)

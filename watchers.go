@@ -210,6 +210,11 @@ func wifiInfo(l wifiwatch.Link, prev *WifiInfo) *WifiInfo {
 	if prev != nil && w.LastRoam.IsZero() {
 		w.LastRoam = prev.LastRoam
 	}
+	if prev != nil {
+		// A roam's hold runs its course: after a WPA2 reassociation the
+		// link stays dormant until the 4-way handshake ends.
+		w.RoamingUntil = prev.RoamingUntil
+	}
 	return w
 }
 
@@ -245,6 +250,11 @@ func (m *Monitor) applyWifiLocked(ev wifiwatch.Event) {
 			w = &WifiInfo{}
 			m.wifiInfo[e.Index] = w
 		}
+		at := e.Time
+		if at.IsZero() {
+			at = now
+		}
+		w.RoamingUntil = roamHold(w, at, e.Reason, e.ByAP)
 		w.Associated, w.Disconnected, w.DisconnectReason = false, true, e.Reason
 		connected(e.Index, false)
 		if e.SignalDBm != 0 {
@@ -253,7 +263,7 @@ func (m *Monitor) applyWifiLocked(ev wifiwatch.Event) {
 		emit(e.Iface, "disconnected from "+e.SSID, zap.Uint16("reason", e.Reason), zap.Bool("by_ap", e.ByAP),
 			zap.String("bssid", fmtMAC(e.BSSID)), zap.Int("signal_dbm", e.SignalDBm))
 	case wifiwatch.Roamed:
-		w := wifiInfo(e.Link, nil)
+		w := wifiInfo(e.Link, m.wifiInfo[e.Index])
 		w.LastRoam = e.Time
 		m.wifiInfo[e.Index] = w
 		connected(e.Index, true)
@@ -270,6 +280,9 @@ func (m *Monitor) applyWifiLocked(ev wifiwatch.Event) {
 	case wifiwatch.Gap:
 		m.stats.Gaps++
 		m.emitLocked(Event{Kind: EventGap, At: now, Msg: "nl80211 events lost; Wi-Fi state re-read", Fields: []zap.Field{zap.Error(e.Err)}})
+	case wifiwatch.ReadFailed:
+		// That interface keeps its last state; the others are still read.
+		m.noticeLocked(now, "wifi", fmt.Sprintf("Wi-Fi: reading %s failed, its last state kept: %v", e.Iface, e.Err))
 	case wifiwatch.Unavailable:
 		m.wifiNote = "unavailable: " + e.Reason
 		m.noticeLocked(now, "wifi", "Wi-Fi unavailable: "+e.Reason)
