@@ -20,7 +20,7 @@ import (
 
 // imageFormat changes whenever what BuildImage puts in an image changes, so
 // that a cached image of an older layout is not used.
-const imageFormat = "wifilab-image-5"
+const imageFormat = "wifilab-image-6"
 
 // KernelPackage is the Debian package whose kernel the lab boots: Debian
 // 12's own kernel has mac80211_hwsim, cfg80211 and mac80211 as modules.
@@ -54,6 +54,7 @@ var Tools = []Tool{
 	{"dnsmasq", "dnsmasq-base"},
 	{"dhclient", "isc-dhcp-client"},
 	{"dhcpcd", "dhcpcd-base"},
+	{"dash", "dash"},
 }
 
 // Image is a bootable lab: a kernel and an initramfs with BusyBox, the
@@ -344,6 +345,9 @@ func moduleDepends(path string) ([]string, error) {
 // BusyBox's applets and hands the second serial port to the agent.
 var initScript = `#!/bin/busybox sh
 /bin/busybox --install -s
+# /bin/sh is dash: BusyBox's sh runs its own applets before anything on
+# PATH, so dhclient-script and dhcpcd's hooks would get BusyBox's ip.
+for d in /usr/bin/dash /bin/dash /usr/sbin/dash; do [ -x $d ] && ln -sf $d /bin/sh && break; done
 # The Tools before BusyBox's applets of the same name (ip).
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 mkdir -p /proc /sys /dev /tmp /run /var/run /var/lib/dhcp /var/lib/dhcpcd /var/lib/misc /var/db /root

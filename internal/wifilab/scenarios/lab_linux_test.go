@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/seed-a56be422/netmon/dhcpwatch"
 	"github.com/seed-a56be422/netmon/internal/wifilab"
 )
 
@@ -58,6 +59,8 @@ ip netns exec `+staNS+` ip link set lo up`)
 		{"roam", testRoam},
 		{"p2p-device-later", testP2PDeviceLater},
 		{"wpa2-psk", testWPA2},
+		{"dhcp-dhclient", testDHCPDhclient},
+		{"dhcp-dhcpcd", testDHCPDhcpcd},
 		{"sockwatch-on-6.1", testSockwatch},
 		{"sender", testSender},
 	}
@@ -130,8 +133,12 @@ func testDeauthentication(t *testing.T, r *rig) {
 	r.connectStatic(t)
 	nm := r.netmon(t)
 	nm.entry(t, `"event":"baseline".*"state":"up"`, 30*time.Second)
+	// ip monitor beside netmon: when the kernel's own link message came.
+	r.start(t, "ipmon", inSta("ip", "-ts", "monitor", "link")...)
+	ipmon := &journal{r: r, name: "ipmon"}
 	mac := r.staMAC(t)
 	for _, cmd := range []string{"deauthenticate", "disassociate"} {
+		ipmon.skip(t)
 		sent := r.run(t, "hostapd_cli", "-i", ap1, cmd, mac).Start
 		m := wpaDisconnectRE.FindStringSubmatch(wpa.line(t, "CTRL-EVENT-DISCONNECTED", 20*time.Second))
 		wantReason, _ := strconv.Atoi(m[2])
@@ -143,8 +150,10 @@ func testDeauthentication(t *testing.T, r *rig) {
 		if down.str("reason") != "wifi-disconnected" {
 			t.Errorf("%s: state line %v, want reason wifi-disconnected", cmd, down)
 		}
-		t.Logf("%s: state down %v after the AP's command (disconnect line %v)", cmd,
-			down.ts(t).Sub(sent).Round(time.Millisecond), disc.ts(t).Sub(sent).Round(time.Millisecond))
+		kernel := ipmonTime(t, ipmon.line(t, `NO-CARRIER|state DOWN`, 10*time.Second))
+		t.Logf("%s: state down %v after the AP's command (disconnect line %v; ip monitor's carrier loss %v)", cmd,
+			down.ts(t).Sub(sent).Round(time.Millisecond), disc.ts(t).Sub(sent).Round(time.Millisecond),
+			kernel.Sub(sent).Round(time.Millisecond))
 		wpa.line(t, "CTRL-EVENT-CONNECTED", 30*time.Second)
 		// The flap line comes first, then the state line of the return.
 		flap := nm.entry(t, `"event":"flap"`, 30*time.Second)
@@ -201,6 +210,21 @@ func testWPA2(t *testing.T, r *rig) {
 	if up.ts(t).Before(keyed) {
 		t.Errorf("state up at %v, before the 4-way handshake completed at %v", up.ts(t), keyed)
 	}
+}
+
+// ipmonTime reads the timestamp `ip -ts monitor` puts before a line (the
+// guest's clock is UTC).
+func ipmonTime(t testing.TB, line string) time.Time {
+	t.Helper()
+	end := strings.IndexByte(line, ']')
+	if !strings.HasPrefix(line, "[") || end < 0 {
+		t.Fatalf("ip monitor line without a timestamp: %q", line)
+	}
+	at, err := time.Parse("2006-01-02T15:04:05.000000", line[1:end])
+	if err != nil {
+		t.Fatalf("ip monitor timestamp %q: %v", line[1:end], err)
+	}
+	return at
 }
 
 func parseEpoch(t testing.TB, s string) time.Time {
@@ -361,4 +385,95 @@ func testSender(t *testing.T, r *rig) {
 	if !strings.Contains(got, fmt.Sprintf("received %d unique", count)) {
 		t.Errorf("ackserver: %s, want %d unique", got, count)
 	}
+}
+
+// dhcpServer starts dnsmasq behind the APs (on br0) with 2-minute leases,
+// dnsmasq's shortest.
+func (r *rig) dhcpServer(t testing.TB) {
+	t.Helper()
+	r.start(t, "dnsmasq", "dnsmasq", "-d", "-p", "0", "-u", "root", "--interface=br0", "--bind-interfaces",
+		"--dhcp-range=10.8.0.50,10.8.0.99,2m", "--dhcp-option=3,10.8.0.1", "--dhcp-leasefile=/tmp/dnsmasq.leases")
+	r.waitLog(t, "dnsmasq", "DHCP, IP range", 20*time.Second)
+}
+
+// unaddressed leaves the station without an address or route: the DHCP
+// client gives them.
+func (r *rig) unaddressed(t testing.TB) {
+	r.sh(t, `ip netns exec `+staNS+` ip addr flush dev `+staIface+` scope global
+ip netns exec `+staNS+` ip route flush dev `+staIface)
+}
+
+// testDHCPDhclient: a lease dhclient got over Wi-Fi before netmon started is
+// visible at once, on the baseline line and in status; a deauthentication
+// (dhclient keeps its address) is a Wi-Fi outage, not a DHCP event.
+func testDHCPDhclient(t *testing.T, r *rig) {
+	r.ap(t, "ap1", ap1)
+	r.dhcpServer(t)
+	wpa := r.station(t, "key_mgmt=NONE")
+	wpa.line(t, "CTRL-EVENT-CONNECTED", 30*time.Second)
+	r.unaddressed(t)
+	t.Cleanup(func() { r.unaddressed(t); r.sh(t, "rm -f /var/lib/dhcp/dhclient*.leases") })
+	r.start(t, "dhclient", inSta("dhclient", "-d", "-v", "-lf", "/var/lib/dhcp/dhclient.wlan2.leases", staIface)...)
+	r.waitLog(t, "dhclient", "bound to", 60*time.Second)
+	nm := r.netmon(t)
+	base := nm.entry(t, `"event":"baseline"`, 30*time.Second)
+	if base.str("state") != "up" || base.str("dhcp_phase") != "bound" || base.str("lease_left") == "" {
+		t.Errorf("baseline %v, want up with the lease bound and its time left", base)
+	}
+	d := dhcpOf(r.status(t), staIface)
+	if d == nil || d["phase"] != "bound" {
+		t.Fatalf("status --json dhcp object %v, want bound", d)
+	}
+	t.Logf("status dhcp: %v", d)
+}
+
+// testDHCPDhcpcd: dhcpcd's lease is visible at start; a renewal is
+// reported as one; a deauthentication makes dhcpcd drop the address and
+// take it again on the reconnect, which is a Wi-Fi reconnect, not a DHCP
+// blip.
+func testDHCPDhcpcd(t *testing.T, r *rig) {
+	r.ap(t, "ap1", ap1)
+	r.dhcpServer(t)
+	wpa := r.station(t, "key_mgmt=NONE")
+	wpa.line(t, "CTRL-EVENT-CONNECTED", 30*time.Second)
+	r.unaddressed(t)
+	t.Cleanup(func() { r.unaddressed(t); r.sh(t, "rm -f /var/lib/dhcpcd/*.lease") })
+	r.start(t, "dhcpcd", inSta("dhcpcd", "-B", "-4", "-d", "--noipv4ll", staIface)...)
+	r.waitLog(t, "dhcpcd", "leased 10.8.0", 60*time.Second)
+	leased := time.Now()
+	nm := r.netmon(t)
+	base := nm.entry(t, `"event":"baseline"`, 30*time.Second)
+	if base.str("state") != "up" || base.str("dhcp_phase") != "bound" {
+		t.Errorf("baseline %v, want up with the lease bound", base)
+	}
+	// A renewal moves the lease's end; one within dhcpwatch's slack (3 s)
+	// of the old end is not told apart from clock jitter, so the renewal
+	// is asked for a few seconds into the lease, as a real client's (at
+	// T1) is well after it.
+	time.Sleep(time.Until(leased.Add(2*dhcpwatch.DefaultSlack)))
+	r.run(t, inSta("dhcpcd", "-4", "-n", staIface)...)
+	ren := nm.entry(t, `"event":"dhcp".*"lease":"(renewed|acquired)"`, 30*time.Second)
+	t.Logf("renewal: %v", ren.str("msg"))
+	r.run(t, "hostapd_cli", "-i", ap1, "deauthenticate", r.staMAC(t))
+	wpa.line(t, "CTRL-EVENT-DISCONNECTED", 20*time.Second)
+	wpa.line(t, "CTRL-EVENT-CONNECTED", 30*time.Second)
+	e := nm.entry(t, `"lease":"(blip|reconnected)"|"event":"flap"`, 60*time.Second)
+	if e.str("lease") == "blip" {
+		t.Errorf("a reconnect's flushed address was taken for a DHCP blip: %v", e)
+	}
+	t.Logf("reconnect: %v", e.str("msg"))
+	nm.entry(t, `"event":"state".*"state":"up"`, 60*time.Second)
+}
+
+// dhcpOf returns the dhcp object of iface in a status snapshot.
+func dhcpOf(st map[string]any, iface string) map[string]any {
+	ifs, _ := st["interfaces"].([]any)
+	for _, i := range ifs {
+		m, _ := i.(map[string]any)
+		if m["name"] == iface {
+			d, _ := m["dhcp"].(map[string]any)
+			return d
+		}
+	}
+	return nil
 }
