@@ -122,7 +122,7 @@ func Boot(ctx context.Context, img *Image, opts Options) (*Lab, error) {
 	select {
 	case l.conn = <-accepted:
 	case <-l.exited:
-		return nil, fmt.Errorf("wifilab: qemu exited before connecting to the agent port: %v: %s\nconsole:\n%s", l.exitErr, qerr.String(), l.Console(30))
+		return nil, l.exitedDuringBoot(&qerr)
 	case <-bootCtx.Done():
 		return nil, fmt.Errorf("wifilab: qemu did not connect the agent port within %v\nconsole:\n%s", opts.BootTimeout, l.Console(30))
 	}
@@ -146,10 +146,16 @@ func Boot(ctx context.Context, img *Image, opts Options) (*Lab, error) {
 	select {
 	case err := <-hello:
 		if err != nil {
+			// The port closes when QEMU ends: say why it ended.
+			select {
+			case <-l.exited:
+				return nil, l.exitedDuringBoot(&qerr)
+			case <-time.After(2 * time.Second):
+			}
 			return nil, fmt.Errorf("wifilab: reading the agent's hello: %w\nconsole:\n%s", err, l.Console(30))
 		}
 	case <-l.exited:
-		return nil, fmt.Errorf("wifilab: the VM stopped during boot: %v\nconsole:\n%s", l.exitErr, l.Console(30))
+		return nil, l.exitedDuringBoot(&qerr)
 	case <-bootCtx.Done():
 		return nil, fmt.Errorf("wifilab: no agent hello within %v\nconsole:\n%s", opts.BootTimeout, l.Console(30))
 	}
@@ -157,6 +163,12 @@ func Boot(ctx context.Context, img *Image, opts Options) (*Lab, error) {
 	go l.readLoop(r)
 	ok = true
 	return l, nil
+}
+
+// exitedDuringBoot says why QEMU ended before the agent answered: its exit,
+// its own words and the console's last lines. Only after l.exited.
+func (l *Lab) exitedDuringBoot(qerr *strings.Builder) error {
+	return fmt.Errorf("wifilab: qemu exited during boot: %v: %s\nconsole:\n%s", l.exitErr, strings.TrimSpace(qerr.String()), l.Console(30))
 }
 
 // writeInitrd writes the image's initramfs followed by a second cpio archive
