@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command labagent runs inside the wifilab VM as its init's last step. It
 // reads Requests from the serial port given as its argument and answers each
 // with a Response (see package wifilab); it is not meant to run elsewhere.

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command medium is a controllable wireless medium for the mac80211_hwsim
 // radios of the Wi-Fi lab (internal/wifilab), run inside the guest.
 //

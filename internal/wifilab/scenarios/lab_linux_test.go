@@ -100,7 +100,7 @@ func testAssociation(t *testing.T, r *rig) {
 		t.Errorf("baseline line without the association (want ssid lab, bssid %s): %v", ap1BSSID, base)
 	}
 	st := r.status(t)
-	w := wifiOf(st, staIface)
+	w := ifaceObj(st, staIface, "wifi")
 	if w == nil {
 		t.Fatalf("status --json has no wifi object for %s: %v", staIface, st)
 	}
@@ -178,7 +178,7 @@ func testP2PDeviceLater(t *testing.T, r *rig) {
 		t.Errorf("associated line %v, want bssid %s", assoc, ap1BSSID)
 	}
 	nm.entry(t, `"event":"state".*"state":"up"`, 20*time.Second)
-	w := wifiOf(r.status(t), staIface)
+	w := ifaceObj(r.status(t), staIface, "wifi")
 	if w == nil || w["ssid"] != "lab" || w["signal_dbm"] == nil {
 		t.Errorf("status after a later P2P-device wdev: wifi %v, want ssid lab with a signal", w)
 	}
@@ -420,7 +420,7 @@ func testDHCPDhclient(t *testing.T, r *rig) {
 	if base.str("state") != "up" || base.str("dhcp_phase") != "bound" || base.str("lease_left") == "" {
 		t.Errorf("baseline %v, want up with the lease bound and its time left", base)
 	}
-	d := dhcpOf(r.status(t), staIface)
+	d := ifaceObj(r.status(t), staIface, "dhcp")
 	if d == nil || d["phase"] != "bound" {
 		t.Fatalf("status --json dhcp object %v, want bound", d)
 	}
@@ -450,7 +450,7 @@ func testDHCPDhcpcd(t *testing.T, r *rig) {
 	// of the old end is not told apart from clock jitter, so the renewal
 	// is asked for a few seconds into the lease, as a real client's (at
 	// T1) is well after it.
-	time.Sleep(time.Until(leased.Add(2*dhcpwatch.DefaultSlack)))
+	time.Sleep(time.Until(leased.Add(2 * dhcpwatch.DefaultSlack)))
 	r.run(t, inSta("dhcpcd", "-4", "-n", staIface)...)
 	ren := nm.entry(t, `"event":"dhcp".*"lease":"(renewed|acquired)"`, 30*time.Second)
 	t.Logf("renewal: %v", ren.str("msg"))
@@ -463,17 +463,4 @@ func testDHCPDhcpcd(t *testing.T, r *rig) {
 	}
 	t.Logf("reconnect: %v", e.str("msg"))
 	nm.entry(t, `"event":"state".*"state":"up"`, 60*time.Second)
-}
-
-// dhcpOf returns the dhcp object of iface in a status snapshot.
-func dhcpOf(st map[string]any, iface string) map[string]any {
-	ifs, _ := st["interfaces"].([]any)
-	for _, i := range ifs {
-		m, _ := i.(map[string]any)
-		if m["name"] == iface {
-			d, _ := m["dhcp"].(map[string]any)
-			return d
-		}
-	}
-	return nil
 }

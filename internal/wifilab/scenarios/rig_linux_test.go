@@ -232,14 +232,15 @@ func (r *rig) status(t testing.TB, args ...string) map[string]any {
 	return st
 }
 
-// wifiOf returns the wifi object of iface in a status snapshot.
-func wifiOf(st map[string]any, iface string) map[string]any {
+// ifaceObj returns the object key (wifi, dhcp) of iface in a status
+// snapshot.
+func ifaceObj(st map[string]any, iface, key string) map[string]any {
 	ifs, _ := st["interfaces"].([]any)
 	for _, i := range ifs {
 		m, _ := i.(map[string]any)
 		if m["name"] == iface {
-			w, _ := m["wifi"].(map[string]any)
-			return w
+			o, _ := m[key].(map[string]any)
+			return o
 		}
 	}
 	return nil
