@@ -453,3 +453,49 @@ func TestDisconnectStandsWhenItsConfirmationFails(t *testing.T) {
 		_ = h.stop()
 	})
 }
+
+// TestPollBeforeDisconnectKeepsTheReason: cfg80211 clears the association
+// GET_INTERFACE and GET_STATION report just before it sends the DISCONNECT
+// (__cfg80211_disconnected), so a poll can see the loss first. The Wi-Fi
+// lab saw a beacon loss reported with reason 0 that way. The poll waits
+// for the notification until the next poll, and the loss carries its
+// reason.
+func TestPollBeforeDisconnectKeepsTheReason(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFake()
+		f.Associate(3, "robots", apA, 5180, -80)
+		h := start(t, f, Config{PollInterval: 2 * time.Second})
+		want[Baseline](t, h.next())
+		f.Update(3, func(i *wifiwatchtest.Interface) { i.SSID, i.BSSID, i.FreqMHz = "", nil, 0 })
+		h.polls(1)
+		h.quiet()
+		f.Disconnect(3, 4, false)
+		d := want[Disconnected](t, h.next())
+		if d.Reason != 4 || d.ByAP || !d.FromEvent {
+			t.Fatalf("disconnected %+v, want reason 4 from the notification", d)
+		}
+		h.polls(2)
+		h.quiet()
+		_ = h.stop()
+	})
+}
+
+// TestSilentDisconnectFoundByTwoPolls: a loss no notification reports (a
+// driver that sends none) is reported by the second poll that finds it.
+func TestSilentDisconnectFoundByTwoPolls(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFake()
+		f.Associate(3, "robots", apA, 5180, -60)
+		h := start(t, f, Config{PollInterval: 2 * time.Second})
+		want[Baseline](t, h.next())
+		f.Update(3, func(i *wifiwatchtest.Interface) { i.SSID, i.BSSID, i.FreqMHz = "", nil, 0 })
+		h.polls(1)
+		h.quiet()
+		h.polls(1)
+		d := want[Disconnected](t, h.next())
+		if d.Reason != 0 || d.FromEvent {
+			t.Fatalf("disconnected %+v, want one found by polling", d)
+		}
+		_ = h.stop()
+	})
+}

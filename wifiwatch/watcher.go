@@ -478,6 +478,14 @@ type ifstate struct {
 	lostAt    time.Time
 	lostSSID  string
 	lostBSSID net.HardwareAddr
+	// goneAt is when a read first found the association gone with no
+	// notification saying so. cfg80211 clears what GET_INTERFACE and
+	// GET_STATION report just before it sends the DISCONNECT
+	// (__cfg80211_disconnected in net/wireless/sme.c), so a read can win
+	// that race; the notification, with its reason code, is then waited
+	// for until the next read, which reports the loss without a reason.
+	// The Wi-Fi lab saw a beacon loss reported with reason 0 this way.
+	goneAt time.Time
 	// pollAhead is set when a read found the current association before
 	// any CONNECT or ROAM notification announced it (at the baseline, or a
 	// change polling saw first). Until that notification arrives, the event
@@ -505,6 +513,9 @@ type loop struct {
 	// failedPolls counts consecutive polls that failed as a whole (the
 	// interface dump); the request connection is re-opened after a few.
 	failedPolls int
+	// resync is set during the read after lost notifications (see
+	// ifstate.goneAt).
+	resync bool
 }
 
 // reopenAfter is how many consecutive failed polls make the loop re-open its
@@ -541,7 +552,12 @@ func (l *loop) run(ctx context.Context, evc <-chan rxResult) error {
 				return nil
 			}
 			if repoll {
-				if err := l.repoll(ctx, now, "poll after event failed"); err != nil {
+				// After lost notifications a loss the read finds is
+				// reported at once: no notification is on its way.
+				l.resync = rx.lost != nil || rx.resync
+				err := l.repoll(ctx, now, "poll after event failed")
+				l.resync = false
+				if err != nil {
 					return err
 				}
 			}
@@ -701,7 +717,7 @@ func (l *loop) disconnect(now time.Time, st *ifstate, reason uint16, byAP, fromE
 		Reason: reason, ByAP: byAP, FromEvent: fromEvent, SignalDBm: signalOf(old),
 	})
 	st.lostAt, st.lostSSID, st.lostBSSID = now, old.SSID, old.BSSID
-	st.probe, st.pollAhead, st.pending = false, false, nil
+	st.probe, st.pollAhead, st.pending, st.goneAt = false, false, nil, time.Time{}
 	st.link = Link{Index: old.Index, Iface: old.Iface, MAC: old.MAC, Since: now, LastRoam: old.LastRoam, Err: old.Err}
 }
 
@@ -816,12 +832,16 @@ func (l *loop) pollStation(now time.Time, st *ifstate, ifi ifaceInfo, baseline b
 		}
 	}
 	if !ok {
-		if st.link.Associated {
+		switch {
+		case st.link.Associated && st.goneAt.IsZero() && !baseline && !l.resync:
+			st.goneAt = now // the notification may be on its way
+		case st.link.Associated:
 			l.disconnect(now, st, 0, false, false)
 		}
 		st.probe = false
 		return nil
 	}
+	st.goneAt = time.Time{}
 	announced := st.probe
 	st.probe = false
 	old := st.link
