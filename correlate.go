@@ -173,8 +173,9 @@ func (m *Monitor) correlateLocked(now time.Time, idx int, class classify.Class, 
 	case ev == localSide:
 		return CausePeer
 	case f == nil:
-	case f.wifi != nil && recent(f.wifi.LastRoam):
-		// A roam or a reconnect moves the station, and the address
+	case f.wifi != nil && (recent(f.wifi.LastRoam) || now.Before(f.wifi.roamUntil)):
+		// A roam (done, or under way: the hold between two APs) or a
+		// reconnect moves the station, and the address
 		// churn that comes with it: it explains more than a blip seen
 		// at the same moment (issue 14).
 		return CauseRoam

@@ -85,6 +85,10 @@ func TestMonitorRoamIsNotAnOutage(t *testing.T) {
 	if j := r.m.Snapshot().FlapsTotal; j != 0 {
 		t.Fatalf("flaps = %d, want 0", j)
 	}
+	ex := r.m.Report(unreach())
+	if ex.Cause != CauseRoam {
+		t.Fatalf("a send error after the roam: cause %v, want roam", ex.Cause)
+	}
 }
 
 func TestMonitorRoamHoldEndsForRealOutages(t *testing.T) {
@@ -121,6 +125,37 @@ func TestMonitorCarrierLossWithoutNl80211Verdict(t *testing.T) {
 	wantStatus(t, r.m, Down, ReasonCarrierLost)
 }
 
+// A station whose link is not in use (associated, the 4-way handshake or
+// 802.1X still running: dormant) is down; a disconnect then is no roam
+// and must not open the Gate.
+func TestMonitorNoHoldForALinkThatWasDown(t *testing.T) {
+	r := newRoamRig(t)
+	r.carrier(0, true, linkwatch.OperDormant)
+	wantStatus(t, r.m, Down, ReasonCarrierLost)
+	r.carrier(10*time.Millisecond, false, linkwatch.OperDown)
+	wantStatus(t, r.m, Down, ReasonCarrierLost)
+	r.disconnect(50*time.Millisecond, 1, false)
+	wantStatus(t, r.m, Down, ReasonWifiDisconnect)
+}
+
+// Holds that follow each other (disconnect, associate, disconnect, ...)
+// never keep a station that does not come back out of down for longer
+// than one carrier wait plus one roam grace.
+func TestMonitorChainedHoldsAreBounded(t *testing.T) {
+	r := newRoamRig(t)
+	r.carrier(0, false, linkwatch.OperDown)
+	assoc := wifiwatch.Associated{Link: wifiwatch.Link{Index: 2, Iface: "wlan0", Associated: true, SSID: "robots"}}
+	for d := 50 * time.Millisecond; d < 3*time.Second; d += 400 * time.Millisecond {
+		r.disconnect(d, 1, false)
+		assoc.Time = r.base.Add(d + 100*time.Millisecond)
+		r.wifi(assoc)
+	}
+	r.at(verdictWait + roamGrace)
+	wantStatus(t, r.m, Down, ReasonCarrierLost)
+}
+
+// Without Wi-Fi information (a wired link, or no nl80211) a carrier loss
+// is an outage at once.
 func TestMonitorWiredCarrierLossIsNotHeld(t *testing.T) {
 	m := newTestMonitor(t, Options{})
 	m.apply(baselineUp())
@@ -129,4 +164,23 @@ func TestMonitorWiredCarrierLossIsNotHeld(t *testing.T) {
 	down.Carrier, down.Oper = false, linkwatch.OperDown
 	m.apply(linkwatch.LinkEvent{At: time.Now(), Op: linkwatch.LinkChanged, Link: down, Prev: l})
 	wantStatus(t, m, Down, ReasonCarrierLost)
+}
+
+// A disconnect that nl80211 delivers after the carrier wait (a loaded
+// machine) names the outage the carrier loss began: the flap's cause is
+// the Wi-Fi disconnect, with its reason code.
+func TestMonitorLateDisconnectNamesTheOutage(t *testing.T) {
+	r := newRoamRig(t)
+	r.carrier(0, false, linkwatch.OperDown)
+	r.at(verdictWait)
+	wantStatus(t, r.m, Down, ReasonCarrierLost)
+	r.disconnect(verdictWait+100*time.Millisecond, 4, false)
+	wantStatus(t, r.m, Down, ReasonWifiDisconnect)
+	r.carrier(2*time.Second, true, linkwatch.OperUp)
+	r.wifi(wifiwatch.Associated{Time: r.base.Add(2 * time.Second), Link: wifiwatch.Link{Index: 2, Iface: "wlan0", Associated: true, SSID: "robots"}})
+	r.at(3 * time.Second)
+	snap := r.m.Snapshot()
+	if fl := snap.LastFlap; snap.FlapsTotal != 1 || fl == nil || fl.Cause != ReasonWifiDisconnect || fl.Detail != "802.11 reason 4" {
+		t.Fatalf("%d flaps, last %+v; want one caused by the Wi-Fi disconnect, reason 4", snap.FlapsTotal, fl)
+	}
 }

@@ -24,10 +24,12 @@ type WifiInfo struct {
 	// association: it closes the Gate before the carrier change arrives.
 	Disconnected     bool   `json:"disconnected,omitempty"`
 	DisconnectReason uint16 `json:"disconnect_reason,omitempty"`
-	// RoamingUntil is set while the station may be between two access
-	// points (see roamHold): until then the link counts as usable and the
-	// state is degraded, reason roamed.
-	RoamingUntil time.Time `json:"roaming_until,omitzero"`
+	// roamUntil is set while the station may be between two access points
+	// (see startRoamHold): until then the link counts as usable and the
+	// state is degraded, reason roamed. roamFrom is when the hold began:
+	// holds that follow each other never reach past roamFrom plus
+	// verdictWait plus roamGrace.
+	roamUntil, roamFrom time.Time
 }
 
 // A station whose supplicant roams through the kernel's own MLME (every
@@ -56,16 +58,41 @@ const (
 )
 
 // roaming reports whether the station is held as between two APs.
-func (w *WifiInfo) roaming(c *clock) bool { return w != nil && c.before(w.RoamingUntil) }
+func (w *WifiInfo) roaming(c *clock) bool { return w != nil && c.before(w.roamUntil) }
 
-// roamHold returns until when a disconnect keeps the verdict held: a
-// locally generated reason 1 on a station that was associated (or held
-// after its carrier loss) starts a roamGrace; anything else ends a hold.
-func roamHold(w *WifiInfo, at time.Time, reason uint16, byAP bool) time.Time {
-	if byAP || reason != 1 || (!w.Associated && w.RoamingUntil.IsZero()) {
-		return time.Time{}
+// startRoamHold holds the verdict for d from at, on a station whose link
+// was usable just before (linkUp) or that is held already; a hold that
+// follows another stays within the first one's bounds.
+func (w *WifiInfo) startRoamHold(at time.Time, d time.Duration, linkUp bool) {
+	held := at.Before(w.roamUntil)
+	if !linkUp && !held {
+		w.roamUntil = time.Time{}
+		return
 	}
-	return at.Add(roamGrace)
+	if !held {
+		w.roamFrom = at
+	}
+	w.roamUntil = at.Add(d)
+	if limit := w.roamFrom.Add(verdictWait + roamGrace); w.roamUntil.After(limit) {
+		w.roamUntil = limit
+	}
+}
+
+// disconnectHold applies a disconnect to the hold: a locally generated
+// reason 1 on a station that was associated with its link up, or that is
+// held after its carrier loss, starts a roamGrace; anything else ends it.
+func (w *WifiInfo) disconnectHold(at time.Time, reason uint16, byAP, linkUp bool) {
+	if byAP || reason != 1 {
+		w.roamUntil = time.Time{}
+		return
+	}
+	w.startRoamHold(at, roamGrace, w.Associated && linkUp)
+}
+
+// operUp reports whether a link is operationally up: carrier, and an
+// operstate of up (or unknown, for drivers that report none).
+func operUp(l linkwatch.Link) bool {
+	return l.Carrier && (l.Oper == linkwatch.OperUp || l.Oper == linkwatch.OperUnknown)
 }
 
 // weak reports whether the signal band is weak or critical.
@@ -139,10 +166,10 @@ func (f *iface) neigh(ip netip.Addr) (linkwatch.Neigh, bool) {
 
 // metric returns the lowest metric of the interface's usable default
 // routes.
-func (f *iface) metric() int {
+func (f *iface) metric(c *clock) int {
 	best := int(^uint(0) >> 1)
 	for _, r := range f.routes {
-		if f.routeUsable(r) && r.Metric < best {
+		if f.routeUsable(r, c) && r.Metric < best {
 			best = r.Metric
 		}
 	}
@@ -158,7 +185,7 @@ func (f *iface) downReason(c *clock) Reason {
 		return r
 	}
 	for _, r := range f.routes {
-		if f.routeUsable(r) {
+		if f.routeUsable(r, c) {
 			return ""
 		}
 	}
@@ -209,10 +236,9 @@ func (f *iface) pathDownReason(fam int, c *clock) Reason {
 // milliseconds until linkwatch re-reads the routes.
 //
 // A station held between two APs keeps its routes usable: the flag is set
-// for the gap only. A hold past its end counts here until it is cleared,
-// but linkDownReason, which has the clock, rules first.
-func (f *iface) routeUsable(r linkwatch.Route) bool {
-	return !r.LinkDown || f.link.Carrier || (f.wifi != nil && !f.wifi.RoamingUntil.IsZero())
+// for the gap only.
+func (f *iface) routeUsable(r linkwatch.Route, c *clock) bool {
+	return !r.LinkDown || f.link.Carrier || f.wifi.roaming(c)
 }
 
 // degradedReason returns why a usable interface may lose traffic soon, or
@@ -453,7 +479,7 @@ func bestPhysical(ifaces map[int]*iface, fam int, c *clock) *iface {
 		if any == nil {
 			any = f
 		}
-		if f.downReason(c) == "" && (best == nil || f.metric() < best.metric()) {
+		if f.downReason(c) == "" && (best == nil || f.metric(c) < best.metric(c)) {
 			best = f
 		}
 	}

@@ -213,7 +213,7 @@ func wifiInfo(l wifiwatch.Link, prev *WifiInfo) *WifiInfo {
 	if prev != nil {
 		// A roam's hold runs its course: after a WPA2 reassociation the
 		// link stays dormant until the 4-way handshake ends.
-		w.RoamingUntil = prev.RoamingUntil
+		w.roamUntil, w.roamFrom = prev.roamUntil, prev.roamFrom
 	}
 	return w
 }
@@ -254,7 +254,16 @@ func (m *Monitor) applyWifiLocked(ev wifiwatch.Event) {
 		if at.IsZero() {
 			at = now
 		}
-		w.RoamingUntil = roamHold(w, at, e.Reason, e.ByAP)
+		f := m.ifaces[e.Index]
+		w.disconnectHold(at, e.Reason, e.ByAP, f != nil && operUp(f.link))
+		// An outage that began with the carrier loss a moment before is
+		// this disconnect's: the carrier was its symptom.
+		if o := m.outage; o != nil && o.iface == e.Iface && o.cause == ReasonCarrierLost && at.Sub(o.start) < roamGrace {
+			o.cause = ReasonWifiDisconnect
+			if e.Reason != 0 {
+				o.detail = fmt.Sprintf("802.11 reason %d", e.Reason)
+			}
+		}
 		w.Associated, w.Disconnected, w.DisconnectReason = false, true, e.Reason
 		connected(e.Index, false)
 		if e.SignalDBm != 0 {

@@ -16,6 +16,9 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // imageFormat changes whenever what BuildImage puts in an image changes, so
@@ -100,8 +103,12 @@ func BuildImage(ctx context.Context, cacheDir string) (*Image, error) {
 	if err != nil {
 		return nil, err
 	}
+	kver, err := candidateVersion(ctx, kpkg)
+	if err != nil {
+		return nil, err
+	}
 	h := sha256.New()
-	fmt.Fprintf(h, "%s\n%s\n%s\n%s\n", imageFormat, kpkg, strings.Join(Modules, ","), versions)
+	fmt.Fprintf(h, "%s\n%s %s\n%s\n%s\n%s\n", imageFormat, kpkg, kver, strings.Join(Modules, ","), versions, initScript)
 	key := hex.EncodeToString(h.Sum(nil))[:16]
 	dir := filepath.Join(cacheDir, key)
 	img := &Image{Dir: dir, Kernel: filepath.Join(dir, "vmlinuz"), Initrd: filepath.Join(dir, "initrd.cpio"), Key: key}
@@ -111,6 +118,20 @@ func BuildImage(ctx context.Context, cacheDir string) (*Image, error) {
 	}
 	if err := os.MkdirAll(cacheDir, 0o755); err != nil {
 		return nil, fmt.Errorf("wifilab: %w", err)
+	}
+	// Test processes of several packages build at once on a cold cache:
+	// one builds, the others wait for it and take its image.
+	lock, err := os.OpenFile(filepath.Join(cacheDir, key+".lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("wifilab: %w", err)
+	}
+	defer lock.Close()
+	if err := flock(ctx, lock); err != nil {
+		return nil, err
+	}
+	if rel, err := os.ReadFile(filepath.Join(dir, "release")); err == nil {
+		img.Release, img.Cached = string(rel), true
+		return img, nil
 	}
 	tmp, err := os.MkdirTemp(cacheDir, "build-")
 	if err != nil {
@@ -133,6 +154,38 @@ func BuildImage(ctx context.Context, cacheDir string) (*Image, error) {
 	}
 	img.Release = rel
 	return img, nil
+}
+
+// flock takes an exclusive lock on f, waiting (with ctx's deadline) while
+// another process holds it. The kernel drops it when f is closed or the
+// process dies.
+func flock(ctx context.Context, f *os.File) error {
+	for {
+		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, unix.EWOULDBLOCK) {
+			return fmt.Errorf("wifilab: locking %s: %w", f.Name(), err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wifilab: waiting for another process building the image (%s): %w", f.Name(), ctx.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+var versionRE = regexp.MustCompile(`(?m)^Version:\s*(\S+)`)
+
+// candidateVersion is the version of pkg that apt-get download fetches.
+func candidateVersion(ctx context.Context, pkg string) (string, error) {
+	out, err := exec.CommandContext(ctx, "apt-cache", "show", "--no-all-versions", pkg).CombinedOutput()
+	m := versionRE.FindSubmatch(out)
+	if err != nil || m == nil {
+		return "", fmt.Errorf("wifilab: apt-cache show %s: %v: %s (run apt-get update)", pkg, err, lastLines(out, 3))
+	}
+	return string(m[1]), nil
 }
 
 var dependsRE = regexp.MustCompile(`(?m)^\s*Depends:\s*(linux-image-\S+)`)

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -39,7 +40,8 @@ type Lab struct {
 	exited  chan struct{}
 	exitErr error
 
-	mu      sync.Mutex
+	wmu     sync.Mutex // serialises writes to conn
+	mu      sync.Mutex // guards what follows
 	nextID  int
 	pending map[int]chan Response
 	readErr error
@@ -90,6 +92,18 @@ func Boot(ctx context.Context, img *Image, opts Options) (*Lab, error) {
 	if err != nil {
 		return nil, fmt.Errorf("wifilab: %w", err)
 	}
+	accepted := make(chan net.Conn, 1)
+	defer func() {
+		// After ln.Close (deferred below, so it runs first) no connection
+		// can be accepted; one accepted but not taken is closed.
+		if !ok {
+			select {
+			case c := <-accepted:
+				c.Close()
+			default:
+			}
+		}
+	}()
 	defer ln.Close()
 	l.cmd = exec.Command(qemu,
 		"-accel", "tcg", "-cpu", "max", "-smp", "1", "-m", fmt.Sprint(opts.MemoryMiB),
@@ -102,6 +116,9 @@ func Boot(ctx context.Context, img *Image, opts Options) (*Lab, error) {
 	)
 	var qerr strings.Builder
 	l.cmd.Stdout, l.cmd.Stderr = &qerr, &qerr
+	// QEMU dies with the test process, even one killed by go test's
+	// timeout: a TCG guest left running would eat a CI machine's CPU.
+	l.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	start := time.Now()
 	if err := l.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("wifilab: starting qemu: %w", err)
@@ -110,7 +127,6 @@ func Boot(ctx context.Context, img *Image, opts Options) (*Lab, error) {
 		l.exitErr = l.cmd.Wait()
 		close(l.exited)
 	}()
-	accepted := make(chan net.Conn, 1)
 	go func() {
 		c, err := ln.Accept()
 		if err == nil {
@@ -247,9 +263,18 @@ func (l *Lab) do(ctx context.Context, req Request) (Response, error) {
 	if err != nil {
 		return Response{}, err
 	}
-	l.mu.Lock()
+	// Every request has a deadline: the caller's, or the request's own
+	// timeout and a minute for the agent to answer.
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, time.Duration(req.TimeoutMS)*time.Millisecond+time.Minute)
+		defer cancel()
+	}
+	l.wmu.Lock()
+	dl, _ := ctx.Deadline()
+	l.conn.SetWriteDeadline(dl)
 	_, err = l.conn.Write(append(b, '\n'))
-	l.mu.Unlock()
+	l.wmu.Unlock()
 	if err != nil {
 		return Response{}, fmt.Errorf("wifilab: sending to the agent: %w", err)
 	}
@@ -259,6 +284,8 @@ func (l *Lab) do(ctx context.Context, req Request) (Response, error) {
 			return Response{}, l.readErr
 		}
 		return resp, nil
+	case <-l.exited:
+		return Response{}, fmt.Errorf("wifilab: %s %v: the VM stopped: %v\nconsole:\n%s", req.Op, req.Argv, l.exitErr, l.Console(20))
 	case <-ctx.Done():
 		l.mu.Lock()
 		delete(l.pending, req.ID)
@@ -292,8 +319,10 @@ func (l *Lab) Run(ctx context.Context, argv ...string) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	res := Result{Stdout: resp.Stdout, Stderr: resp.Stderr, Exit: resp.Exit,
-		Start: time.Unix(0, resp.Start), End: time.Unix(0, resp.EndNS)}
+	res := Result{Stdout: resp.Stdout, Stderr: resp.Stderr, Exit: resp.Exit}
+	if resp.Start != 0 {
+		res.Start, res.End = time.Unix(0, resp.Start), time.Unix(0, resp.EndNS)
+	}
 	cmd := strings.Join(argv, " ")
 	if len(cmd) > 80 {
 		cmd = cmd[:77] + "..."

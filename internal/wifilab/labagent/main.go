@@ -137,6 +137,9 @@ func command(req wifilab.Request) (*exec.Cmd, error) {
 	cmd := exec.Command(req.Argv[0], req.Argv[1:]...)
 	cmd.Env = append(os.Environ(), req.Env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// A child that left the process group and keeps the output pipes open
+	// must not keep Wait from returning.
+	cmd.WaitDelay = 5 * time.Second
 	return cmd, nil
 }
 
