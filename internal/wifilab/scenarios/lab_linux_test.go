@@ -396,6 +396,20 @@ func (r *rig) dhcpServer(t testing.TB) {
 	r.waitLog(t, "dnsmasq", "DHCP, IP range", 20*time.Second)
 }
 
+// dhcpStation starts AP1 with the DHCP server behind it and associates the
+// station without an address, for a DHCP client to give it one; when t
+// ends the station's address and the client's lease files (glob) go.
+func (r *rig) dhcpStation(t testing.TB, leases string) *journal {
+	t.Helper()
+	r.ap(t, "ap1", ap1)
+	r.dhcpServer(t)
+	wpa := r.station(t, "key_mgmt=NONE")
+	wpa.line(t, "CTRL-EVENT-CONNECTED", 30*time.Second)
+	r.unaddressed(t)
+	t.Cleanup(func() { r.unaddressed(t); r.sh(t, "rm -f "+leases) })
+	return wpa
+}
+
 // unaddressed leaves the station without an address or route: the DHCP
 // client gives them.
 func (r *rig) unaddressed(t testing.TB) {
@@ -404,15 +418,9 @@ ip netns exec `+staNS+` ip route flush dev `+staIface)
 }
 
 // testDHCPDhclient: a lease dhclient got over Wi-Fi before netmon started is
-// visible at once, on the baseline line and in status; a deauthentication
-// (dhclient keeps its address) is a Wi-Fi outage, not a DHCP event.
+// visible at once, on the baseline line and in status.
 func testDHCPDhclient(t *testing.T, r *rig) {
-	r.ap(t, "ap1", ap1)
-	r.dhcpServer(t)
-	wpa := r.station(t, "key_mgmt=NONE")
-	wpa.line(t, "CTRL-EVENT-CONNECTED", 30*time.Second)
-	r.unaddressed(t)
-	t.Cleanup(func() { r.unaddressed(t); r.sh(t, "rm -f /var/lib/dhcp/dhclient*.leases") })
+	r.dhcpStation(t, "/var/lib/dhcp/dhclient*.leases")
 	r.start(t, "dhclient", inSta("dhclient", "-d", "-v", "-lf", "/var/lib/dhcp/dhclient.wlan2.leases", staIface)...)
 	r.waitLog(t, "dhclient", "bound to", 60*time.Second)
 	nm := r.netmon(t)
@@ -432,12 +440,7 @@ func testDHCPDhclient(t *testing.T, r *rig) {
 // take it again on the reconnect, which is a Wi-Fi reconnect, not a DHCP
 // blip.
 func testDHCPDhcpcd(t *testing.T, r *rig) {
-	r.ap(t, "ap1", ap1)
-	r.dhcpServer(t)
-	wpa := r.station(t, "key_mgmt=NONE")
-	wpa.line(t, "CTRL-EVENT-CONNECTED", 30*time.Second)
-	r.unaddressed(t)
-	t.Cleanup(func() { r.unaddressed(t); r.sh(t, "rm -f /var/lib/dhcpcd/*.lease") })
+	wpa := r.dhcpStation(t, "/var/lib/dhcpcd/*.lease")
 	r.start(t, "dhcpcd", inSta("dhcpcd", "-B", "-4", "-d", "--noipv4ll", staIface)...)
 	r.waitLog(t, "dhcpcd", "leased 10.8.0", 60*time.Second)
 	leased := time.Now()
