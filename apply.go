@@ -143,7 +143,7 @@ func (m *Monitor) applyLinkEventLocked(e linkwatch.LinkEvent) {
 	// An associated station's carrier loss may be a roam: hold the
 	// verdict until nl80211 says why (see roamHold).
 	if w := m.wifiInfo[l.Index]; w != nil && e.Prev.Carrier && !l.Carrier && w.Associated && !w.Disconnected {
-		w.startRoamHold(e.At, verdictWait, operUp(e.Prev))
+		w.startRoamHold(e.At, verdictWait, e.Prev.Up())
 	}
 	fields = append(fields, zap.Stringer("changed", e.Changes()))
 	m.emitLocked(Event{Kind: EventLink, At: e.At, Iface: l.Name, Msg: linkChangeMsg(e.Prev, l), Fields: fields})

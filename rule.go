@@ -89,12 +89,6 @@ func (w *WifiInfo) disconnectHold(at time.Time, reason uint16, byAP, linkUp bool
 	w.startRoamHold(at, roamGrace, w.Associated && linkUp)
 }
 
-// operUp reports whether a link is operationally up: carrier, and an
-// operstate of up (or unknown, for drivers that report none).
-func operUp(l linkwatch.Link) bool {
-	return l.Carrier && (l.Oper == linkwatch.OperUp || l.Oper == linkwatch.OperUnknown)
-}
-
 // weak reports whether the signal band is weak or critical.
 func (w *WifiInfo) weak() bool { return w != nil && (w.Band == "weak" || w.Band == "critical") }
 

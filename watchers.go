@@ -255,7 +255,7 @@ func (m *Monitor) applyWifiLocked(ev wifiwatch.Event) {
 			at = now
 		}
 		f := m.ifaces[e.Index]
-		w.disconnectHold(at, e.Reason, e.ByAP, f != nil && operUp(f.link))
+		w.disconnectHold(at, e.Reason, e.ByAP, f != nil && f.link.Up())
 		// An outage that began with the carrier loss a moment before is
 		// this disconnect's: the carrier was its symptom.
 		if o := m.outage; o != nil && o.iface == e.Iface && o.cause == ReasonCarrierLost && at.Sub(o.start) < roamGrace {

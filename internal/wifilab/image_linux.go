@@ -1,7 +1,6 @@
 package wifilab
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -183,7 +182,7 @@ func candidateVersion(ctx context.Context, pkg string) (string, error) {
 	out, err := exec.CommandContext(ctx, "apt-cache", "show", "--no-all-versions", pkg).CombinedOutput()
 	m := versionRE.FindSubmatch(out)
 	if err != nil || m == nil {
-		return "", fmt.Errorf("wifilab: apt-cache show %s: %v: %s (run apt-get update)", pkg, err, lastLines(out, 3))
+		return "", fmt.Errorf("wifilab: apt-cache show %s: %v: %s (run apt-get update)", pkg, err, LastLines(string(out), 3))
 	}
 	return string(m[1]), nil
 }
@@ -247,7 +246,7 @@ func build(ctx context.Context, dir, kpkg string) (string, error) {
 	dl := exec.CommandContext(ctx, "apt-get", "download", kpkg)
 	dl.Dir = dir
 	if out, err := dl.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("wifilab: apt-get download %s: %v: %s (run apt-get update)", kpkg, err, lastLines(out, 5))
+		return "", fmt.Errorf("wifilab: apt-get download %s: %v: %s (run apt-get update)", kpkg, err, LastLines(string(out), 5))
 	}
 	debs, _ := filepath.Glob(filepath.Join(dir, kpkg+"_*.deb"))
 	if len(debs) != 1 {
@@ -255,7 +254,7 @@ func build(ctx context.Context, dir, kpkg string) (string, error) {
 	}
 	kdir := filepath.Join(dir, "kernel")
 	if out, err := exec.CommandContext(ctx, "dpkg-deb", "-x", debs[0], kdir).CombinedOutput(); err != nil {
-		return "", fmt.Errorf("wifilab: dpkg-deb -x %s: %v: %s", debs[0], err, lastLines(out, 5))
+		return "", fmt.Errorf("wifilab: dpkg-deb -x %s: %v: %s", debs[0], err, LastLines(string(out), 5))
 	}
 	os.Remove(debs[0])
 	vmlinuz, _ := filepath.Glob(filepath.Join(kdir, "boot", "vmlinuz-*"))
@@ -533,16 +532,4 @@ func addTree(a *archive, root string) error {
 		}
 		return nil
 	})
-}
-
-func lastLines(b []byte, n int) string {
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	var lines []string
-	for sc.Scan() {
-		lines = append(lines, sc.Text())
-	}
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }

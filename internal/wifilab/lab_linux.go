@@ -307,9 +307,9 @@ func timeoutMS(ctx context.Context, def time.Duration) int64 {
 type Result struct {
 	Stdout, Stderr string
 	Exit           int
-	// Start and End are the guest's clock when the command started and
-	// ended (BusyBox's date has no sub-second format).
-	Start, End time.Time
+	// Start is the guest's clock when the command started (BusyBox's
+	// date has no sub-second format).
+	Start time.Time
 }
 
 // Run runs argv in the guest to completion. A non-zero exit is an error
@@ -321,7 +321,7 @@ func (l *Lab) Run(ctx context.Context, argv ...string) (Result, error) {
 	}
 	res := Result{Stdout: resp.Stdout, Stderr: resp.Stderr, Exit: resp.Exit}
 	if resp.Start != 0 {
-		res.Start, res.End = time.Unix(0, resp.Start), time.Unix(0, resp.EndNS)
+		res.Start = time.Unix(0, resp.Start)
 	}
 	cmd := strings.Join(argv, " ")
 	if len(cmd) > 80 {
@@ -331,7 +331,7 @@ func (l *Lab) Run(ctx context.Context, argv ...string) (Result, error) {
 		return res, fmt.Errorf("wifilab: %s: %s", cmd, resp.Err)
 	}
 	if resp.Exit != 0 {
-		return res, fmt.Errorf("wifilab: %s: exit %d: %s%s", cmd, resp.Exit, lastN(resp.Stderr, 10), lastN(resp.Stdout, 10))
+		return res, fmt.Errorf("wifilab: %s: exit %d: %s%s", cmd, resp.Exit, LastLines(resp.Stderr, 10), LastLines(resp.Stdout, 10))
 	}
 	return res, nil
 }
@@ -399,15 +399,7 @@ func (l *Lab) ConsolePath() string { return filepath.Join(l.dir, "console.log") 
 // Console returns the last n lines of the guest's console.
 func (l *Lab) Console(n int) string {
 	b, _ := os.ReadFile(l.ConsolePath())
-	return lastN(string(b), n)
-}
-
-func lastN(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
+	return LastLines(string(b), n)
 }
 
 // Close kills the VM and removes its files.
@@ -429,17 +421,6 @@ func GoBuild(ctx context.Context, out, pkg string) error {
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("wifilab: go build %s: %v: %s", pkg, err, b)
-	}
-	return nil
-}
-
-// GoTestBuild builds the tests of the Go package pkg into out (go test -c),
-// static as GoBuild.
-func GoTestBuild(ctx context.Context, out, pkg string) error {
-	cmd := exec.CommandContext(ctx, "go", "test", "-c", "-o", out, pkg)
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("wifilab: go test -c %s: %v: %s", pkg, err, b)
 	}
 	return nil
 }

@@ -1,5 +1,7 @@
 package wifilab
 
+import "strings"
+
 // The host and the guest agent speak newline-delimited JSON over the VM's
 // second serial port: one Request per line from the host, one Response per
 // line from the agent, matched by ID. Requests run concurrently in the guest,
@@ -34,10 +36,9 @@ type Response struct {
 	// Line is the matching line of a wait; End is the offset just past it.
 	Line string `json:"line,omitempty"`
 	End  int64  `json:"end,omitempty"`
-	// Start and End are the guest's clock (Unix nanoseconds) when a run
-	// began and ended, to set guest events against the command.
+	// Start is the guest's clock (Unix nanoseconds) when a run began, to
+	// set guest events against the command.
 	Start int64 `json:"start,omitempty"`
-	EndNS int64 `json:"end_ns,omitempty"`
 	// Err says why the request failed (an unknown op, a timeout, a process
 	// that could not start); empty on success.
 	Err string `json:"err,omitempty"`
@@ -45,3 +46,13 @@ type Response struct {
 
 // Hello is the first line the agent writes once the guest is up.
 const Hello = `{"hello":"netmon-wifilab"}`
+
+// LastLines returns the last n lines of s, for the tail of a log or console
+// in an error message.
+func LastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}

@@ -178,7 +178,6 @@ func (a *agent) run(req wifilab.Request, timeout time.Duration, resp *wifilab.Re
 		err = <-done
 		resp.Err = fmt.Sprintf("%s: still running after %v, killed", strings.Join(req.Argv, " "), timeout)
 	}
-	resp.EndNS = time.Now().UnixNano()
 	resp.Exit = exitCode(err)
 	resp.Stdout, resp.Stderr = stdout.String(), stderr.String()
 }
@@ -274,17 +273,9 @@ func (a *agent) wait(req wifilab.Request, timeout time.Duration, resp *wifilab.R
 		}
 		if time.Now().After(deadline) {
 			resp.Err = fmt.Sprintf("no line matching %q in %s within %v", req.Pattern, req.Path, timeout)
-			resp.Stdout = tail(b, 20)
+			resp.Stdout = wifilab.LastLines(string(b), 20)
 			return
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-}
-
-func tail(b []byte, n int) string {
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }

@@ -52,7 +52,7 @@ func TestMediumInTheLab(t *testing.T) {
 		if t.Failed() {
 			for _, n := range []string{"medium", "hostapd0", "hostapd1", "wpa"} {
 				s, _ := lab.ReadFile(ctx, wifilab.LogPath(n))
-				t.Logf("%s log:\n%s", n, lastLines(s, 40))
+				t.Logf("%s log:\n%s", n, wifilab.LastLines(s, 40))
 			}
 		}
 	}()
@@ -191,13 +191,5 @@ func TestMediumInTheLab(t *testing.T) {
 	st := run("/bin/medium", "show")
 	t.Logf("medium:\n%s", st)
 	mlog, _ := lab.ReadFile(ctx, wifilab.LogPath("medium"))
-	t.Logf("medium log, last lines:\n%s", lastLines(mlog, 15))
-}
-
-func lastLines(s string, n int) string {
-	l := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(l) > n {
-		l = l[len(l)-n:]
-	}
-	return strings.Join(l, "\n")
+	t.Logf("medium log, last lines:\n%s", wifilab.LastLines(mlog, 15))
 }

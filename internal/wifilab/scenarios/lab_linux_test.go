@@ -80,6 +80,18 @@ ip netns exec `+staNS+` ip addr replace 10.8.0.2/24 dev `+staIface+`
 ip netns exec `+staNS+` ip route replace default via 10.8.0.1 dev `+staIface)
 }
 
+// online associates the station with an open network, gives it its static
+// address and starts netmon (with args), up at its baseline.
+func (r *rig) online(t testing.TB, args ...string) (wpa, nm *journal) {
+	t.Helper()
+	wpa = r.station(t, "key_mgmt=NONE")
+	wpa.line(t, "CTRL-EVENT-CONNECTED", 30*time.Second)
+	r.connectStatic(t)
+	nm = r.netmon(t, args...)
+	nm.entry(t, `"event":"baseline".*"state":"up"`, 30*time.Second)
+	return wpa, nm
+}
+
 // testAssociation: wpa_supplicant (with its P2P-device wdev, which has no
 // network interface) runs before netmon starts; netmon runs, and status
 // and the baseline line carry the association.
@@ -128,11 +140,7 @@ var wpaDisconnectRE = regexp.MustCompile(`CTRL-EVENT-DISCONNECTED bssid=(\S+) re
 // latency from the AP's command to netmon's state line.
 func testDeauthentication(t *testing.T, r *rig) {
 	r.ap(t, "ap1", ap1)
-	wpa := r.station(t, "key_mgmt=NONE")
-	wpa.line(t, "CTRL-EVENT-CONNECTED", 30*time.Second)
-	r.connectStatic(t)
-	nm := r.netmon(t)
-	nm.entry(t, `"event":"baseline".*"state":"up"`, 30*time.Second)
+	wpa, nm := r.online(t)
 	// ip monitor beside netmon: when the kernel's own link message came.
 	r.start(t, "ipmon", inSta("ip", "-ts", "monitor", "link")...)
 	ipmon := &journal{r: r, name: "ipmon"}
@@ -246,11 +254,7 @@ func testFade(t *testing.T, r *rig) {
 	r.resetMedium(t)
 	r.medium(t, "signal", "phy0", "phy2", "-40")
 	r.ap(t, "ap1", ap1)
-	wpa := r.station(t, "key_mgmt=NONE")
-	wpa.line(t, "CTRL-EVENT-CONNECTED", 30*time.Second)
-	r.connectStatic(t)
-	nm := r.netmon(t)
-	nm.entry(t, `"event":"baseline".*"state":"up"`, 30*time.Second)
+	wpa, nm := r.online(t)
 	r.medium(t, "ramp", "phy0", "phy2", "-40", "-88", "12s")
 	for _, band := range []string{"good -> fair", "fair -> weak", "weak -> critical"} {
 		e := nm.entry(t, `"wifi":"signal"`, 30*time.Second)
@@ -322,11 +326,7 @@ func testRoam(t *testing.T, r *rig) {
 // connection across the Wi-Fi link, correlated with the station's state.
 func testSockwatch(t *testing.T, r *rig) {
 	r.ap(t, "ap1", ap1)
-	wpa := r.station(t, "key_mgmt=NONE")
-	wpa.line(t, "CTRL-EVENT-CONNECTED", 30*time.Second)
-	r.connectStatic(t)
-	nm := r.netmon(t, "--sockerr=on")
-	nm.entry(t, `"event":"baseline".*"state":"up"`, 30*time.Second)
+	_, nm := r.online(t, "--sockerr=on")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	// Nothing listens on port 9 of the AP's network: the connection is

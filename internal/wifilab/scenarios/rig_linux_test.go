@@ -56,17 +56,9 @@ func (r *rig) start(t testing.TB, name string, argv ...string) {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			log, _ := r.lab.ReadFile(ctx, wifilab.LogPath(name))
-			t.Logf("%s's log, last lines:\n%s", name, lastLines(log, 60))
+			t.Logf("%s's log, last lines:\n%s", name, wifilab.LastLines(log, 60))
 		}
 	})
-}
-
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 // stop ends the process started under name, if it still runs.
