@@ -2,6 +2,7 @@ package netmon
 
 import (
 	"context"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -73,34 +74,98 @@ func (m *Monitor) ReportContext(ctx context.Context, err error) Explanation {
 }
 
 func (m *Monitor) report(now time.Time, class classify.Class, err error) Explanation {
-	ex := Explanation{At: now, Class: class}
-	ex.Errno, _ = classify.Errno(err)
-	ev := evidenceOf(class, ex.Errno, class == classify.DNS && classify.NotFound(err))
-	var text string
-	subscribed := m.subscribed.Load() // read once: the text exists only if the event will
-	if subscribed && class != classify.None && class != classify.Canceled && class != classify.Other {
-		text = err.Error() // outside the lock: Error methods may be slow
+	f := Failure{Class: class}
+	f.Errno, _ = classify.Errno(err)
+	f.NotFound = class == classify.DNS && classify.NotFound(err)
+	if m.subscribed.Load() && reportable(class) {
+		f.Text = err.Error() // outside the lock: Error methods may be slow; only if an event will carry it
 	}
+	return m.explain(now, f, err)
+}
+
+// Failure is a failed send described by what is known about it rather
+// than by a Go error: what another process reports through the local API
+// of `netmon watch --socket` (its errno, class, text, destination, and who
+// it is). [Monitor.ReportFailure] explains it exactly as [Monitor.Report]
+// explains an error with the same class, errno and destination.
+type Failure struct {
+	// Class is the failure's class. When it is classify.None and Errno is
+	// set, the class is the errno's.
+	Class classify.Class
+	// Errno is the system error number, 0 if none is known.
+	Errno unix.Errno
+	// NotFound reports a DNS failure in which a resolver said the name
+	// does not exist (an answer came back, see [Monitor.Report]).
+	NotFound bool
+	// Dst is the destination the send failed towards, zero if unknown.
+	// It counts towards the data-stall detector as an error's
+	// *net.OpError address does.
+	Dst netip.Addr
+	// Text is the error's text, carried by the sock-error event.
+	Text string
+	// PID and Comm name the process that failed, for the sock-error
+	// event; zero means this process.
+	PID  int
+	Comm string
+}
+
+// ReportFailure is [Monitor.Report] for a failure known by its facts
+// rather than a Go error: a report from another process (the local API).
+func (m *Monitor) ReportFailure(f Failure) Explanation {
+	if f.Class == classify.None && f.Errno != 0 {
+		f.Class = classify.Classify(f.Errno)
+	}
+	if f.Class != classify.DNS {
+		f.NotFound = false
+	}
+	return m.explain(time.Now(), f, nil)
+}
+
+// reportable reports whether a failure of this class is a failed send the
+// Monitor explains and counts against the network.
+func reportable(class classify.Class) bool {
+	return class != classify.None && class != classify.Canceled && class != classify.Other
+}
+
+// explain correlates f with the timeline; err, when not nil, is the
+// error f was read from, whose destination is looked up only if the
+// failure counts towards the data-stall detector.
+func (m *Monitor) explain(now time.Time, f Failure, err error) Explanation {
+	class := f.Class
+	ex := Explanation{At: now, Class: class, Errno: f.Errno}
+	ev := evidenceOf(class, f.Errno, class == classify.DNS && f.NotFound)
+	subscribed := m.subscribed.Load()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if now.Before(m.evalAt) {
 		now = m.evalAt // never before what the state already judged
 	}
 	ex.Status = m.status
-	if class == classify.None || class == classify.Canceled || class == classify.Other {
+	if !reportable(class) {
 		m.stats.Reports[class][CauseNone]++
 		return ex
 	}
 	ex.Cause = m.correlateLocked(now, m.statusIdx, class, ev, &ex)
 	m.stats.Reports[class][ex.Cause]++
 	if m.stallEvidenceLocked(class, ex.Cause) {
-		m.recordFailureLocked(now, errDestination(err))
+		dst := f.Dst
+		if err != nil {
+			dst = errDestination(err)
+		}
+		m.recordFailureLocked(now, dst)
 	}
 	if subscribed && !m.done {
+		pid, comm := f.PID, f.Comm
+		if pid == 0 {
+			pid, comm = os.Getpid(), selfComm()
+		}
+		fields := []zap.Field{zap.String("source", "report"), zap.Int("pid", pid), zap.String("comm", comm),
+			zap.String("error", f.Text)}
+		if f.Dst.IsValid() {
+			fields = append(fields, zap.String("dst", f.Dst.String()))
+		}
 		exCopy := ex
-		m.emitLocked(Event{Kind: EventSockErr, At: now, Iface: ex.iface(), Msg: "send failed",
-			Fields: []zap.Field{zap.String("source", "report"), zap.Int("pid", os.Getpid()), zap.String("comm", selfComm()),
-				zap.String("error", text)}, Explanation: &exCopy})
+		m.emitLocked(Event{Kind: EventSockErr, At: now, Iface: ex.iface(), Msg: "send failed", Fields: fields, Explanation: &exCopy})
 		m.wakeLocked()
 	}
 	return ex

@@ -1,6 +1,7 @@
 package netmon
 
 import (
+	"encoding/json"
 	"strconv"
 	"time"
 
@@ -202,6 +203,38 @@ func appendDur(b []byte, d time.Duration) []byte {
 	b = append(b, '.')
 	b = strconv.AppendInt(b, tenths%10, 10)
 	return append(b, 's')
+}
+
+// MarshalJSON encodes the explanation as the local API's POST /v1/report
+// answers: class, errno (its name; left out when none), cause, the
+// explanation's text, the interface with its signal and lease phase
+// (each left out when unknown), the state and reason then, how long the
+// outage had lasted (into_seconds, left out when zero), whether the class
+// is a connection error and retryable ([classify.Class]), and when.
+func (e Explanation) MarshalJSON() ([]byte, error) {
+	v := struct {
+		Class           string    `json:"class"`
+		Errno           string    `json:"errno,omitempty"`
+		Cause           string    `json:"cause"`
+		Explanation     string    `json:"explanation"`
+		Iface           string    `json:"iface,omitempty"`
+		Signal          int       `json:"signal_dbm,omitempty"`
+		DHCPPhase       string    `json:"dhcp_phase,omitempty"`
+		State           State     `json:"state"`
+		Reason          Reason    `json:"reason"`
+		IntoSec         float64   `json:"into_seconds,omitempty"`
+		ConnectionError bool      `json:"connection_error"`
+		Retryable       bool      `json:"retryable"`
+		At              time.Time `json:"at"`
+	}{
+		Class: e.Class.String(), Cause: e.Cause.String(), Explanation: e.String(), Iface: e.iface(),
+		Signal: e.Signal, DHCPPhase: e.DHCPPhase, State: e.Status.State, Reason: e.Status.Reason,
+		IntoSec: e.Into.Seconds(), ConnectionError: e.Class.IsConnectionError(), Retryable: e.Class.Retryable(), At: e.At,
+	}
+	if e.Errno != 0 {
+		v.Errno = unix.ErrnoName(e.Errno)
+	}
+	return json.Marshal(v)
 }
 
 // MarshalLogObject writes the explanation's fields for a zap log line.

@@ -103,3 +103,14 @@ func (c Class) Retryable() bool {
 // link, route, Wi-Fi and DHCP state; a refused or reset connection
 // concerns one peer and says nothing about the link.
 func (c Class) LinkRelated() bool { return c == Network }
+
+// ParseClass returns the class whose [Class.String] is name ("network",
+// "tls", ...), and false for any other text.
+func ParseClass(name string) (Class, bool) {
+	for c, n := range classNames {
+		if n == name {
+			return Class(c), true
+		}
+	}
+	return 0, false
+}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"time"
@@ -16,6 +17,17 @@ import (
 // follow). No caller or stack keys: the lines describe the network, not
 // netmon's code.
 func newLogger(format string, level zapcore.Level, w io.Writer) (*zap.Logger, error) {
+	enc, err := newEncoder(format)
+	if err != nil {
+		return nil, err
+	}
+	// zapcore.Lock serialises writes: the metrics server and the event
+	// loop may log at the same time.
+	return zap.New(zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(w)), level)), nil
+}
+
+// newEncoder returns the encoder of a log format: "console" or "json".
+func newEncoder(format string) (zapcore.Encoder, error) {
 	ec := zapcore.EncoderConfig{
 		TimeKey:        "ts",
 		LevelKey:       "level",
@@ -27,20 +39,30 @@ func newLogger(format string, level zapcore.Level, w io.Writer) (*zap.Logger, er
 		EncodeDuration: zapcore.StringDurationEncoder, // "1.25s": the unit travels with the value
 		EncodeName:     zapcore.FullNameEncoder,
 	}
-	var enc zapcore.Encoder
 	switch format {
 	case "json":
-		enc = zapcore.NewJSONEncoder(ec)
+		return zapcore.NewJSONEncoder(ec), nil
 	case "console":
 		ec.EncodeLevel = zapcore.CapitalLevelEncoder
 		ec.EncodeTime = zapcore.TimeEncoderOfLayout("2006-01-02T15:04:05.000Z07:00")
-		enc = zapcore.NewConsoleEncoder(ec)
-	default:
-		return nil, fmt.Errorf("log format %q, want console or json", format)
+		return zapcore.NewConsoleEncoder(ec), nil
 	}
-	// zapcore.Lock serialises writes: the metrics server and the event
-	// loop may log at the same time.
-	return zap.New(zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(w)), level)), nil
+	return nil, fmt.Errorf("log format %q, want console or json", format)
+}
+
+// eventLine encodes ev with enc as logEvent writes it: one line with its
+// newline, in a new slice.
+func eventLine(enc zapcore.Encoder, ev netmon.Event) ([]byte, error) {
+	ent := zapcore.Entry{Level: eventLevel(ev), Time: ev.At, Message: eventMsg(ev)}
+	if ent.Time.IsZero() {
+		ent.Time = time.Now()
+	}
+	buf, err := enc.EncodeEntry(ent, []zapcore.Field{zap.Inline(ev)})
+	if err != nil {
+		return nil, err
+	}
+	defer buf.Free()
+	return bytes.Clone(buf.Bytes()), nil
 }
 
 // eventLevel is the level an event is logged at: losing the path (all of

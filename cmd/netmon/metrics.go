@@ -208,14 +208,29 @@ func listenMetrics(addr string) (net.Listener, error) {
 // the server down and returns once it has stopped.
 func serveMetrics(ctx context.Context, ln net.Listener, reg *prometheus.Registry) error {
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	mux.Handle("/metrics", metricsHandler(reg))
+	return serveHTTP(ctx, &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}, ln, nil)
+}
+
+// metricsHandler serves reg's metrics.
+func metricsHandler(reg *prometheus.Registry) http.Handler {
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
+}
+
+// serveHTTP serves srv on ln until ctx ends; then it calls stop (when not
+// nil: it ends requests that would otherwise run on, such as long polls),
+// shuts the server down, giving requests in flight 5 s, and returns once
+// the server has stopped.
+func serveHTTP(ctx context.Context, srv *http.Server, ln net.Listener, stop func()) error {
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
 	case err := <-errc:
 		return err
 	case <-ctx.Done():
+	}
+	if stop != nil {
+		stop()
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -37,6 +38,10 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	level := zapcore.InfoLevel
 	fs.Var(&level, "log-level", "lowest `LEVEL` logged: debug, info (the default), warn or error")
 	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus metrics at http://`ADDR`/metrics, e.g. 127.0.0.1:9810 (default: off)")
+	socketPath := fs.String("socket", "", "serve the local API (HTTP with JSON: /v1/state, /v1/wait, /v1/events, /v1/report; /metrics without --metrics-addr) on the Unix socket `PATH`, e.g. /run/netmon/netmon.sock (default: off)")
+	sockMode := socketMode(0o660)
+	fs.Var(&sockMode, "socket-mode", "permission bits of the --socket file, in octal (`MODE`): who may connect")
+	socketGroup := fs.String("socket-group", "", "group of the --socket file (`NAME` or ID), whose members may connect with the default mode (default: netmon's own group)")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: netmon watch [flags]")
 		fmt.Fprintln(fs.Output(), "\nLogs the baseline state, then every link, address, route, Wi-Fi, DHCP and")
@@ -53,6 +58,18 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	if err := checkCgroups(sockCgroups); err != nil {
 		return fail(stderr, "watch", err)
+	}
+
+	gid := -1
+	if *socketGroup != "" {
+		if *socketPath == "" {
+			fmt.Fprintln(stderr, "netmon watch: --socket-group needs --socket")
+			return exitUsage
+		}
+		var err error
+		if gid, err = lookupGroup(*socketGroup); err != nil {
+			return fail(stderr, "watch", usageError{err})
+		}
 	}
 
 	log, err := newLogger(format.v, level, stdout)
@@ -95,6 +112,19 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		}
 		g.Go(func() error { return serveMetrics(gctx, l, met.registry()) })
 	}
+	var hub *eventHub
+	if *socketPath != "" {
+		l, err := listenSocket(*socketPath, os.FileMode(sockMode), gid)
+		if err != nil {
+			return fail(stderr, "watch", usageError{err})
+		}
+		hub = newEventHub()
+		a := &api{m: m, targets: mf.targets, hub: hub}
+		if *metricsAddr == "" {
+			a.metrics = metricsHandler(met.registry())
+		}
+		g.Go(func() error { return serveAPI(gctx, l, a) })
+	}
 
 	start := time.Now()
 	events := m.Events()
@@ -120,6 +150,9 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		}
 		if ev.Kind == netmon.EventBaseline || ev.Kind == netmon.EventState {
 			last = ev.Status
+		}
+		if hub != nil {
+			hub.publish(ev)
 		}
 		w.add(ev)
 	}
