@@ -135,15 +135,14 @@ class Sender:
                 if err is None:
                     continue
                 if isinstance(err, PathLost):
-                    log("connection dropped: %s; waiting for the path", err)
+                    log("connection dropped: %s; %d written and unacknowledged", err, self.inflight)
                     continue
                 cls = classify(err)
                 why = await self.report(err)
                 if cls not in RETRYABLE:
                     raise err
-                log("connection failed (class %s%s): %s%s; resending %d unacknowledged",
-                    cls, why and "; netmon: " + why, type(err).__name__, _text(err),
-                    self.count - self.n_acked)
+                log("connection failed (class %s%s): %s%s; %d written and unacknowledged",
+                    cls, why and "; netmon: " + why, type(err).__name__, _text(err), self.inflight)
                 if progress:
                     failures = 0
                     continue
