@@ -163,6 +163,7 @@ class Proc:
 
     def __init__(self, test, ns, name, args, env=None):
         self.name = name
+        self.quiet = False  # True: keep the output, but stop echoing it to the log
         cmd = list(args) if ns is None else ["ip", "netns", "exec", ns.name] + list(args)
         log("$ " + " ".join(cmd))
         self.p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -182,7 +183,7 @@ class Proc:
     def _pump(self, f, lines, echo):
         for raw in iter(f.readline, b""):
             line = raw.decode("utf-8", "replace").rstrip("\n")
-            if echo:
+            if echo and not self.quiet:
                 log("%s: %s" % (self.name, line))
             with self._cond:
                 lines.append(line)

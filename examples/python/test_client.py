@@ -190,6 +190,33 @@ class TestClient(unittest.TestCase):
         t.join(5)
         self.assertFalse(t.is_alive(), "events() did not end after close()")
 
+    def test_events_slow_reader_cut_off(self):
+        """A subscriber that reads nothing is cut off, and the generator yields
+        the final "dropped" line (cut_off) before it ends."""
+        events = self.client.events()
+        exc = ConnectionRefusedError(errno.ECONNREFUSED, os.strerror(errno.ECONNREFUSED))
+        self.lab.netmon.quiet = True  # thousands of sockerr lines
+        try:
+            # Each report is an event; more than the socket's buffer and
+            # netmon's 1024-line queue hold.
+            for _ in range(4000):
+                self.client.report(exc)
+        finally:
+            self.lab.netmon.quiet = False
+        got = []
+        t = threading.Thread(target=lambda: got.extend(events), daemon=True)
+        t.start()
+        t.join(15)
+        if t.is_alive():
+            self.client.close()
+            self.fail("the cut-off stream did not end within 15s")
+        self.assertEqual(got[0]["event"], "baseline")
+        last = got[-1]
+        self.assertEqual(last["event"], "dropped", "the last line: %r" % (last,))
+        self.assertIs(last["cut_off"], True)
+        self.assertGreater(last["count"], 0)
+        sys.stderr.write("\nslow reader: %d lines read, then cut off having missed %d\n" % (len(got) - 1, last["count"]))
+
     def test_events_end_when_netmon_stops(self):
         events = self.client.events()
         first = next(events)
