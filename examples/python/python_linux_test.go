@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -50,6 +51,10 @@ func TestPython(t *testing.T) {
 		"PYTHONDONTWRITEBYTECODE=1", // no __pycache__ left in the source tree
 		"PYTHONUNBUFFERED=1",
 	)
+	// If this test binary dies (a -timeout panic), python3 dies too, and
+	// with it the programs it runs (they have their own death signal); the
+	// namespaces it leaves are swept by the next run (_nslab).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	t.Logf("$ %s", cmd)
