@@ -117,6 +117,23 @@ class TestClient(unittest.TestCase):
         sys.stderr.write("\nwait_online released %.1f ms after `ip link set va up` returned\n"
                          % ((at - returned) * 1000))
 
+    def test_wait_online_forever_is_several_polls(self):
+        """timeout=None waits across long polls (shortened here from 30 s to 0.2 s)."""
+        import netmon_client
+        self.addCleanup(setattr, netmon_client, "_MAX_POLL", netmon_client._MAX_POLL)
+        netmon_client._MAX_POLL = 0.2
+        self.lab.peer_down()
+        self.lab.wait_state(("down",))
+        result = queue.Queue()
+        t = threading.Thread(target=lambda: result.put(self.client.wait_online()), daemon=True)
+        t.start()
+        time.sleep(1.0)  # five polls' worth
+        self.assertTrue(result.empty(), "wait_online() answered while the link was down")
+        self.assertEqual(self.client.last_wait["state"], "down")  # at least one poll ended in a 504
+        self.lab.peer_up()
+        self.assertIs(result.get(timeout=15), True)
+        t.join(5)
+
     def test_report_enetunreach_while_down(self):
         self.lab.peer_down()
         self.lab.wait_state(("down",))
