@@ -143,5 +143,31 @@ class TestRobotSender(unittest.TestCase):
                                                         ended - began))
 
 
+class TestRobotSenderWithoutNetmon(unittest.TestCase):
+    """No netmon socket: robot_sender says so and still delivers everything,
+    through server resets, on loopback. No privileges needed."""
+
+    def test_delivers_without_netmon(self):
+        count = 2000
+        srv = Proc(self, None, "ackserver", [ackserver_bin(), "--listen", "127.0.0.1:0"])
+        line = srv.wait_line(lambda l: "listening" in l, 30)
+        addr = re.search(r'"addr": "([0-9.]+:[0-9]+)"', line).group(1)
+        missing = os.path.join(tempdir(self), "netmon.sock")
+        snd = Proc(self, None, "robot_sender", [
+            sys.executable, os.path.join(HERE, "robot_sender.py"), "--addr", addr,
+            "--count", str(count), "--rate", "2000", "--socket", missing])
+        snd.wait_line(lambda l: "netmon is not running: no socket at " + missing in l, 30)
+        for _ in range(2):
+            time.sleep(0.3)  # a schedule, not a wait for an event
+            srv.signal(signal.SIGUSR1)
+        self.assertEqual(snd.wait(60), 0, "robot_sender's exit status")
+        srv.signal(signal.SIGTERM)
+        self.assertEqual(srv.wait(30), 0, "ackserver's exit status")
+        self.assertRegex(snd.stdout(), r"(?m)^sent %d, acked %d, resent \d+, held 0.000s, dial-failures 0$" % (count, count))
+        self.assertRegex(srv.stdout(), r"(?m)^received %d unique, \d+ duplicates$" % count)
+        self.assertTrue(any("connection failed (class connection)" in l for l in snd.err),
+                        "no reset reached the sender: it finished too soon to prove anything")
+
+
 if __name__ == "__main__":
     unittest.main()
