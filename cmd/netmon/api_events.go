@@ -31,6 +31,9 @@ type eventHub struct {
 	// one the events that follow change.
 	last    netmon.Event
 	hasLast bool
+	// dropped counts the events streams missed because they were cut off
+	// (netmon_events_dropped_total{queue="api"}).
+	dropped atomic.Uint64
 }
 
 // eventStream is one client's subscription.
@@ -75,12 +78,14 @@ func (h *eventHub) publish(ev netmon.Event) {
 	for s := range h.subs {
 		if s.missed > 0 {
 			s.missed++
+			h.dropped.Add(1)
 			continue
 		}
 		select {
 		case s.lines <- line:
 		default:
 			s.missed = 1
+			h.dropped.Add(1)
 			close(s.cut)
 		}
 	}
@@ -118,6 +123,7 @@ func (h *eventHub) unsubscribe(s *eventStream) uint64 {
 	if s.missed == 0 {
 		return 0
 	}
+	h.dropped.Add(uint64(len(s.lines)))
 	return s.missed + uint64(len(s.lines))
 }
 

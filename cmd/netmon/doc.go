@@ -25,6 +25,28 @@
 // event lines only. On SIGINT or SIGTERM, watch logs a summary line (event
 // `summary`: outages, total down time, outages by cause) and exits 0.
 //
+// # Local API
+//
+// `netmon watch --socket PATH` also serves HTTP/1.1 with JSON on a Unix
+// socket, for senders in any language (examples/python/netmon_client.py is
+// a client). Access is the socket file's: owner root (or netmon's user),
+// group --socket-group, mode --socket-mode (0660); no TCP listener.
+//
+//	GET  /v1/state                        the snapshot, as `status --json` prints it
+//	GET  /v1/wait?timeout=30s[&target=A]  200 once traffic can flow, 504 at the timeout:
+//	                                      {"online", "state", "reason", "target", "waited_seconds", "snapshot"}
+//	GET  /v1/events                       the JSON lines of `watch --log-format json`, from a baseline;
+//	                                      a client 1024 lines behind is cut off with a "dropped" line
+//	                                      (cut_off true, count)
+//	POST /v1/report                       {"errno": 101} or {"class": "tls"} or {"error": "text"}, optional
+//	                                      "not_found", "dst", "pid", "comm": the explanation, as
+//	                                      Monitor.Report gives it; logged as a sockerr line (source report)
+//	GET  /metrics                         the metrics, when --metrics-addr is not given
+//
+// Errors are {"error": "...", "valid": "..."} with a 4xx or 5xx status.
+// Headers must arrive within 5 s, bodies are at most 64 KiB, every write
+// has a 10 s deadline, and at most 4096 connections are served at once.
+//
 // # Exit codes
 //
 //	0  success: watch ended by a signal, status up or degraded, wait-online online
@@ -32,7 +54,8 @@
 //	2  usage error: unknown flag or command, malformed value, unknown interface
 //	   (watch and status; wait-online waits for an --iface to appear, until its
 //	   --timeout), a metrics address that cannot be bound, a --sockerr-cgroup
-//	   that is not a cgroup v2 directory
+//	   that is not a cgroup v2 directory, a --socket that cannot be created
+//	   or that another netmon serves, a --socket-group that does not exist
 //
 // # Privileges
 //

@@ -26,7 +26,7 @@ type pair struct {
 	a, b *netnstest.NS
 }
 
-func newPair(t *testing.T) pair {
+func newPair(t testing.TB) pair {
 	t.Helper()
 	a, b := netnstest.New(t), netnstest.New(t)
 	netnstest.Veth(t, a, "va", b, "vb")
@@ -209,7 +209,7 @@ func startWatch(t *testing.T, ns *netnstest.NS, args ...string) watchProc {
 
 // waitLine returns the first line that matches, failing the test if none
 // arrives within waitTimeout or the output ends.
-func waitLine(t *testing.T, lines <-chan map[string]any, what string, match func(map[string]any) bool) map[string]any {
+func waitLine(t testing.TB, lines <-chan map[string]any, what string, match func(map[string]any) bool) map[string]any {
 	t.Helper()
 	deadline := time.After(waitTimeout)
 	for {

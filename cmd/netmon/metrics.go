@@ -42,6 +42,9 @@ type metrics struct {
 	// logDropped, when set, counts the events `netmon watch` could not
 	// log because stdout fell behind.
 	logDropped func() uint64
+	// apiDropped, when set, counts the events the local API's event
+	// streams missed because they fell behind and were cut off.
+	apiDropped func() uint64
 
 	flaps  *prometheus.CounterVec
 	outage prometheus.Histogram
@@ -99,7 +102,7 @@ func newMetrics(src source) *metrics {
 			"1 when the kernel's path to the target can carry traffic (--target, or internet-ipv4 and internet-ipv6 without targets); iface is the interface judged (the underlay of a tunnel).",
 			[]string{"target", "iface"}, nil),
 		eventDrops: prometheus.NewDesc("netmon_events_dropped_total",
-			"Events lost because their reader fell behind: queue=\"monitor\" those the Monitor dropped for its subscriber, queue=\"log\" those not logged because stdout fell behind. The state and these metrics never wait for either.",
+			"Events lost because their reader fell behind: queue=\"monitor\" those the Monitor dropped for its subscriber, queue=\"log\" those not logged because stdout fell behind, queue=\"api\" those the local API's event streams missed when they fell behind and were cut off. The state and these metrics never wait for any of them.",
 			[]string{"queue"}, nil),
 	}
 }
@@ -175,6 +178,9 @@ func (x *metrics) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(x.eventDrops, prometheus.CounterValue, float64(st.EventsDropped), "monitor")
 	if x.logDropped != nil {
 		ch <- prometheus.MustNewConstMetric(x.eventDrops, prometheus.CounterValue, float64(x.logDropped()), "log")
+	}
+	if x.apiDropped != nil {
+		ch <- prometheus.MustNewConstMetric(x.eventDrops, prometheus.CounterValue, float64(x.apiDropped()), "api")
 	}
 }
 

@@ -119,6 +119,7 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			return fail(stderr, "watch", usageError{err})
 		}
 		hub = newEventHub()
+		met.apiDropped = hub.dropped.Load
 		a := &api{m: m, targets: mf.targets, hub: hub}
 		if *metricsAddr == "" {
 			a.metrics = metricsHandler(met.registry())
