@@ -50,10 +50,6 @@ func goError(name string) (error, bool) {
 		return &tls.CertificateVerificationError{Err: x509.CertificateInvalidError{Reason: x509.Expired}}, true
 	case "tls.RecordHeaderError":
 		return tls.RecordHeaderError{Msg: "first record does not look like a TLS handshake"}, true
-	case "tls-remote-alert":
-		// crypto/tls reports a peer's alert on TCP as an OpError around
-		// its unexported alert type.
-		return &net.OpError{Op: "remote error", Err: errors.New("tls: internal error")}, true
 	case "net.DNSError(not-found)":
 		return &net.DNSError{Err: "no such host", Name: "robot.example", IsNotFound: true}, true
 	case "net.DNSError(temporary)":
@@ -61,15 +57,26 @@ func goError(name string) (error, bool) {
 	case "net.DNSError(network-unreachable)":
 		return &net.DNSError{Err: "dial udp 10.0.0.53:53: connect: network is unreachable", Name: "robot.example", IsTemporary: true}, true
 	case "io.ErrUnexpectedEOF":
-		return fmt.Errorf("read reply: %w", io.ErrUnexpectedEOF), true
+		// As crypto/tls and io.ReadFull return it: bare.
+		return io.ErrUnexpectedEOF, true
 	case "io.EOF":
-		return io.EOF, true
+		return &net.OpError{Op: "read", Net: "tcp", Err: io.EOF}, true
+	case "fmt.Errorf(%w, io.EOF)":
+		// Not a connection's: the caller's own end of file.
+		return fmt.Errorf("parse config: %w", io.EOF), true
 	case "net.ErrClosed":
 		return &net.OpError{Op: "write", Net: "tcp", Err: net.ErrClosed}, true
 	case "fmt.Errorf(%w, ECONNRESET)":
 		return fmt.Errorf("send failed: %w", reset), true
 	case "errors.New":
 		return errors.New("invalid value"), true
+	}
+	// A TLS alert by code (tls.AlertError is how QUIC reports them; over
+	// TCP crypto/tls uses an unexported type of the same codes, which
+	// classify reads the same way).
+	var code uint8
+	if _, err := fmt.Sscanf(name, "tls.AlertError(%d)", &code); err == nil {
+		return tls.AlertError(code), true
 	}
 	return nil, false
 }

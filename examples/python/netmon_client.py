@@ -42,6 +42,7 @@ import ipaddress
 import json
 import os
 import random
+import re
 import socket
 import ssl
 import threading
@@ -333,7 +334,7 @@ class Client:
 
 # The classes, as netmon's Go classifier names them.
 NONE, OTHER, CANCELED, CONNECTION, NETWORK = "none", "other", "canceled", "connection", "network"
-DNS, TIMEOUT, TLS, CERTIFICATE, POLICY = "dns", "timeout", "tls", "certificate", "policy"
+DNS, TIMEOUT, TLS, CERTIFICATE, POLICY, REJECTED = "dns", "timeout", "tls", "certificate", "policy", "rejected"
 
 #: Classes where resending after the path is back may succeed.
 RETRYABLE = frozenset([CONNECTION, NETWORK, DNS, TIMEOUT, TLS])
@@ -352,6 +353,27 @@ _CONNECTION_ERRNOS = _errnos("ECONNREFUSED", "ECONNRESET", "ECONNABORTED", "EPIP
 _TIMEOUT_ERRNOS = _errnos("ETIMEDOUT", "EAGAIN", "EWOULDBLOCK")
 _POLICY_ERRNOS = _errnos("EACCES", "EPERM")
 
+# OpenSSL's reason codes (ssl.SSLError.reason, or "[SSL: REASON]" in its
+# text) for the TLS alerts that netmon's Go classifier does not call "tls"
+# (classify/alert.go): the certificate alerts, and those that say the two
+# ends cannot agree whatever is resent (version, security level, cipher
+# suites, extensions, ALPN, access, server name), with OpenSSL's local
+# failures of the same kind.
+_CERTIFICATE_REASONS = frozenset([
+    "CERTIFICATE_VERIFY_FAILED", "SSLV3_ALERT_BAD_CERTIFICATE", "SSLV3_ALERT_UNSUPPORTED_CERTIFICATE",
+    "SSLV3_ALERT_CERTIFICATE_REVOKED", "SSLV3_ALERT_CERTIFICATE_EXPIRED", "SSLV3_ALERT_CERTIFICATE_UNKNOWN",
+    "TLSV1_ALERT_UNKNOWN_CA", "TLSV1_BAD_CERTIFICATE_STATUS_RESPONSE", "TLSV1_BAD_CERTIFICATE_HASH_VALUE",
+    "TLSV13_ALERT_CERTIFICATE_REQUIRED", "PEER_DID_NOT_RETURN_A_CERTIFICATE",
+])
+_REJECTED_REASONS = frozenset([
+    "SSLV3_ALERT_HANDSHAKE_FAILURE", "TLSV1_ALERT_ACCESS_DENIED", "TLSV1_ALERT_PROTOCOL_VERSION",
+    "TLSV1_ALERT_INSUFFICIENT_SECURITY", "TLSV1_ALERT_INAPPROPRIATE_FALLBACK", "TLSV13_ALERT_MISSING_EXTENSION",
+    "TLSV1_UNSUPPORTED_EXTENSION", "TLSV1_ALERT_NO_APPLICATION_PROTOCOL", "TLSV1_UNRECOGNIZED_NAME",
+    "UNSUPPORTED_PROTOCOL", "NO_PROTOCOLS_AVAILABLE", "NO_SHARED_CIPHER", "NO_CIPHERS_AVAILABLE",
+    "NO_SUITABLE_SIGNATURE_ALGORITHM", "INSUFFICIENT_SECURITY", "NO_APPLICATION_PROTOCOL",
+])
+_SSL_REASON = re.compile(r"\[SSL: ([A-Z0-9_]+)\]")
+
 _CANCELLED = (asyncio.CancelledError, concurrent.futures.CancelledError)
 _TIMEOUTS = (socket.timeout, asyncio.TimeoutError, concurrent.futures.TimeoutError, TimeoutError)
 _NOT_FOUND_EAI = frozenset(getattr(socket, n) for n in ("EAI_NONAME", "EAI_NODATA") if hasattr(socket, n))
@@ -366,27 +388,34 @@ def classify(exc):
                    pipe, not connected, an end of stream before the reply
     "timeout"      ETIMEDOUT, socket.timeout, TimeoutError, asyncio.TimeoutError
     "dns"          socket.gaierror (name not found, or no answer)
-    "tls"          an ssl.SSLError other than a certificate failure
-    "certificate"  ssl.SSLCertVerificationError: not fixed by resending
+    "tls"          an ssl.SSLError that is neither of the next two: a reply
+                   that is not TLS (a captive portal), a mangled record
+    "certificate"  ssl.SSLCertVerificationError, or a certificate alert
+                   from the peer: not fixed by resending
+    "rejected"     the peer refused this client at the TLS level for good
+                   (protocol version, cipher suites, ALPN, access denied)
     "policy"       EACCES/EPERM from connect or send: a prohibit route or a
                    firewall rule, not a broken link
     "canceled"     asyncio.CancelledError: the caller gave up
     "other"        anything else; "none" for None
 
     An exception raised `from` another (its __cause__) is classified by
-    the cause when it is not a network failure itself.
+    the cause when it is not a network failure itself; an end of stream
+    (EOFError) counts only as the outermost exception, as netmon's Go
+    classifier counts io.EOF only where a connection returned it.
     """
+    outermost = True
     for _ in range(16):  # bounded: a cause chain could loop
         if exc is None:
             return NONE
-        c = _classify_one(exc)
+        c = _classify_one(exc, outermost)
         if c != OTHER or exc.__cause__ is None:
             return c
-        exc = exc.__cause__
+        exc, outermost = exc.__cause__, False
     return OTHER
 
 
-def _classify_one(exc):
+def _classify_one(exc, outermost):
     # Order matters: ssl.SSLError, socket.gaierror and socket.timeout are
     # OSErrors whose errno is not the kernel's, so they come first.
     if isinstance(exc, _CANCELLED):
@@ -394,7 +423,7 @@ def _classify_one(exc):
     if isinstance(exc, ssl.SSLCertVerificationError):
         return CERTIFICATE
     if isinstance(exc, ssl.SSLError):
-        return TLS
+        return _ssl_class(exc)
     if isinstance(exc, (socket.gaierror, socket.herror)):
         return DNS
     n = _os_errno(exc)
@@ -410,12 +439,24 @@ def _classify_one(exc):
         return OTHER
     if isinstance(exc, _TIMEOUTS):
         return TIMEOUT
-    # asyncio.IncompleteReadError is an EOFError: the stream ended before
-    # the reply. A ConnectionError without errno is asyncio's "connection
-    # lost" and its kin.
-    if isinstance(exc, (EOFError, ConnectionError)):
+    # A ConnectionError without errno is asyncio's "connection lost" and
+    # its kin. asyncio.IncompleteReadError is an EOFError: the stream
+    # ended before the reply.
+    if isinstance(exc, ConnectionError) or (outermost and isinstance(exc, EOFError)):
         return CONNECTION
     return OTHER
+
+
+def _ssl_class(exc):
+    reason = getattr(exc, "reason", None)
+    if not reason:
+        m = _SSL_REASON.search(str(exc))
+        reason = m.group(1) if m else ""
+    if reason in _CERTIFICATE_REASONS:
+        return CERTIFICATE
+    if reason in _REJECTED_REASONS:
+        return REJECTED
+    return TLS
 
 
 def is_connection_error(exc):
@@ -424,7 +465,8 @@ def is_connection_error(exc):
     This is the seed's is_connection_err, corrected with what netmon's Go
     classifier learned: EHOSTUNREACH, EHOSTDOWN, EADDRNOTAVAIL, ENOBUFS and
     an end of stream count; certificate failures, EACCES/EPERM (policy) and
-    cancellation do not. See classify.
+    cancellation do not, nor a TLS handshake the peer rejects for good.
+    See classify.
     """
     return classify(exc) in RETRYABLE
 
@@ -505,8 +547,8 @@ def send_important(client, send, *, timeout=None, dst=None, target=None):
     2. Call send(). If it raises, classify the exception:
        - connection, network, dns, timeout, tls: tell netmon (report), wait
          for the path, and call send() again;
-       - anything else (certificate, policy, other; cancellation is never
-         caught): raise it at once, since resending cannot help.
+       - anything else (certificate, rejected, policy, other; cancellation
+         is never caught): raise it at once, since resending cannot help.
     3. `timeout` (seconds, None: no limit) bounds the whole thing: when it
        passes, the last send error is raised (or TimeoutError if send was
        never called because the path stayed down).

@@ -11,6 +11,7 @@ import os
 import socket
 import ssl
 import sys
+import threading
 import unittest
 
 import netmon_client
@@ -30,6 +31,16 @@ def _wrapped_reset():
         return exc
 
 
+def _raised_from(outer, cause):
+    try:
+        try:
+            raise cause
+        except type(cause) as exc:
+            raise outer from exc
+    except type(outer) as exc:
+        return exc
+
+
 def _cert_error(text):
     e = ssl.SSLCertVerificationError(1, "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: " + text)
     return e
@@ -45,6 +56,9 @@ PYTHON = {
     "ssl.SSLCertVerificationError(expired)": lambda: _cert_error("certificate has expired"),
     "ssl.SSLError(WRONG_VERSION_NUMBER)": lambda: ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number"),
     "ssl.SSLError(TLSV1_ALERT_INTERNAL_ERROR)": lambda: ssl.SSLError(1, "[SSL: TLSV1_ALERT_INTERNAL_ERROR] tlsv1 alert internal error"),
+    "ssl.SSLError(SSLV3_ALERT_BAD_CERTIFICATE)": lambda: ssl.SSLError(1, "[SSL: SSLV3_ALERT_BAD_CERTIFICATE] sslv3 alert bad certificate"),
+    "ssl.SSLError(TLSV1_ALERT_PROTOCOL_VERSION)": lambda: ssl.SSLError(1, "[SSL: TLSV1_ALERT_PROTOCOL_VERSION] tlsv1 alert protocol version"),
+    "ssl.SSLError(SSLV3_ALERT_HANDSHAKE_FAILURE)": lambda: ssl.SSLError(1, "[SSL: SSLV3_ALERT_HANDSHAKE_FAILURE] sslv3 alert handshake failure"),
     "ssl.SSLEOFError": lambda: ssl.SSLEOFError(8, "EOF occurred in violation of protocol"),
     "socket.gaierror(EAI_NONAME)": lambda: socket.gaierror(socket.EAI_NONAME, "Name or service not known"),
     "socket.gaierror(EAI_AGAIN)": lambda: socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution"),
@@ -52,6 +66,7 @@ PYTHON = {
     "EOFError": lambda: EOFError(),
     "ConnectionResetError(no errno)": lambda: ConnectionResetError("Connection lost"),
     "RuntimeError from ECONNRESET": _wrapped_reset,
+    "RuntimeError from EOFError": lambda: _raised_from(RuntimeError("parse config"), EOFError()),
     "ValueError": lambda: ValueError("invalid value"),
 }
 
@@ -148,6 +163,84 @@ class TestSharedTable(unittest.TestCase):
         self.assertEqual(f("2001:db8::1"), "2001:db8::1")
         self.assertIsNone(f(("robot.example", 80)))
         self.assertIsNone(f(None))
+
+
+class TestRealFailures(unittest.TestCase):
+    """Failures the real kernel and OpenSSL produce on loopback, classified."""
+
+    def listener(self):
+        srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.addCleanup(srv.close)
+        srv.bind(("127.0.0.1", 0))
+        return srv
+
+    def serve_once(self, srv, fn):
+        srv.listen(1)
+
+        def run():
+            c, _ = srv.accept()
+            with c:
+                fn(c)
+
+        t = threading.Thread(target=run, daemon=True)
+        t.start()
+        self.addCleanup(t.join, 5)
+
+    def check(self, exc, cls):
+        self.assertEqual(classify(exc), cls, repr(exc))
+        self.assertEqual(is_connection_error(exc), cls in netmon_client.RETRYABLE, repr(exc))
+
+    def test_refused(self):
+        srv = self.listener()  # bound, not listening
+        with self.assertRaises(ConnectionRefusedError) as cm:
+            socket.create_connection(srv.getsockname(), timeout=2)
+        self.check(cm.exception, "connection")
+
+    def test_plain_text_answer_to_tls(self):
+        """A captive portal's answer to a TLS client."""
+        srv = self.listener()
+        self.serve_once(srv, lambda c: (c.recv(4096), c.sendall(b"HTTP/1.1 400 Bad Request\r\n\r\n")))
+        ctx = ssl.create_default_context()
+        with socket.create_connection(srv.getsockname(), timeout=5) as raw:
+            with self.assertRaises(ssl.SSLError) as cm:
+                ctx.wrap_socket(raw, server_hostname="robot.example")
+        self.check(cm.exception, "tls")
+
+    def test_read_timeout(self):
+        srv = self.listener()
+        self.serve_once(srv, lambda c: c.recv(1))  # reads until the client closes, never writes
+        with socket.create_connection(srv.getsockname(), timeout=5) as c:
+            c.settimeout(0.05)
+            with self.assertRaises(socket.timeout) as cm:
+                c.recv(1)
+        self.check(cm.exception, "timeout")
+
+    def test_eof_before_reply(self):
+        srv = self.listener()
+        self.serve_once(srv, lambda c: c.recv(100))  # reads the request, closes without a reply
+
+        async def ask():
+            reader, writer = await asyncio.open_connection(*srv.getsockname())
+            writer.write(b"1 hello\n")
+            try:
+                await reader.readuntil(b"\n")
+            finally:
+                writer.close()
+
+        loop = asyncio.new_event_loop()
+        try:
+            with self.assertRaises(asyncio.IncompleteReadError) as cm:
+                loop.run_until_complete(asyncio.wait_for(ask(), 5))
+        finally:
+            loop.close()
+        self.check(cm.exception, "connection")
+
+    def test_broadcast_without_so_broadcast(self):
+        """EACCES from the kernel: local policy, not a broken link."""
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            with self.assertRaises(PermissionError) as cm:
+                s.sendto(b"x", ("127.255.255.255", 9))
+        self.check(cm.exception, "policy")
 
 
 class TestSyntax(unittest.TestCase):
