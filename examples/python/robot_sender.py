@@ -325,7 +325,13 @@ class Sender:
         """Follow netmon's events; tell the loop when the path goes away."""
         while not stop.is_set():
             try:
-                for ev in self.client.events():
+                events = self.client.events()
+                if stop.is_set():
+                    # run() ended while we subscribed, and its close() may
+                    # have come before this stream existed: end it, so that
+                    # the loop below ends at once (and closes it).
+                    self.client.close()
+                for ev in events:
                     if stop.is_set():
                         return
                     kind = ev.get("event")
