@@ -57,6 +57,7 @@ __all__ = [
     "is_connection_error",
     "send_important",
     "DEFAULT_SOCKET",
+    "RETRYABLE",
 ]
 
 #: Where `netmon watch` listens when run by its systemd unit
