@@ -20,16 +20,15 @@ import (
 // pythonCase is one row of testdata/python_cases.json, the table that
 // examples/python/test_classify.py checks the Python client against.
 type pythonCase struct {
-	Name         string `json:"name"`
-	Errno        int    `json:"errno"`
-	Python       string `json:"python"`
-	Go           string `json:"go"`
-	Class        string `json:"class"`
-	Connection   bool   `json:"connection"`
-	GoConnection *bool  `json:"go_connection"`
-	NotFound     bool   `json:"not_found"`
-	Seed         bool   `json:"seed"`
-	Differs      string `json:"differs_from_seed"`
+	Name       string `json:"name"`
+	Errno      int    `json:"errno"`
+	Python     string `json:"python"`
+	Go         string `json:"go"`
+	Class      string `json:"class"`
+	Connection bool   `json:"connection"`
+	NotFound   bool   `json:"not_found"`
+	Seed       bool   `json:"seed"`
+	Differs    string `json:"differs_from_seed"`
 }
 
 // goError builds the Go error a row names. The names are the table's
@@ -138,9 +137,6 @@ func TestPythonCases(t *testing.T) {
 				t.Skipf("Python-only case (%s)", c.Python)
 			}
 			wantConn := c.Connection
-			if c.GoConnection != nil {
-				wantConn = *c.GoConnection
-			}
 			for _, e := range errs {
 				cl := classify.Classify(e)
 				if cl.String() != c.Class {
