@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -32,11 +33,17 @@ func testConfig(t testing.TB, args ...string) config {
 // startServer serves on a loopback port until the test ends.
 func startServer(t testing.TB, cfg config) (*server, string) {
 	t.Helper()
+	return startServerWith(t, cfg, zap.NewNop(), nil)
+}
+
+// startServerWith is startServer with a logger and TLS.
+func startServerWith(t testing.TB, cfg config, log *zap.Logger, tlsConf *tls.Config) (*server, string) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := newServer(zap.NewNop(), nil, cfg)
+	s := newServer(log, tlsConf, cfg)
 	done := make(chan error, 1)
 	go func() { done <- s.serve(ln) }()
 	t.Cleanup(func() {
