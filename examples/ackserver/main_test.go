@@ -8,6 +8,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"syscall"
@@ -18,7 +19,21 @@ import (
 	"go.uber.org/zap"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// envChild makes the test binary run the program itself, with the
+// arguments in envChildArgs (newline-separated): tests that need the real
+// process (its own descriptor limit) start it that way.
+const (
+	envChild     = "ACKSERVER_TEST_RUN_MAIN"
+	envChildArgs = "ACKSERVER_TEST_ARGS"
+)
+
+func TestMain(m *testing.M) {
+	if os.Getenv(envChild) == "1" {
+		os.Args = append([]string{"ackserver"}, strings.Split(os.Getenv(envChildArgs), "\n")...)
+		main()
+	}
+	goleak.VerifyTestMain(m)
+}
 
 // testConfig is the default configuration with args applied.
 func testConfig(t testing.TB, args ...string) config {
