@@ -3,7 +3,6 @@ package main
 import (
 	"container/list"
 	"math"
-	"math/bits"
 	"slices"
 	"time"
 
@@ -211,18 +210,4 @@ func (e *epochs) size() (epochs int, bytes int) {
 		bytes += 8*cap(st.bits) + 8*cap(st.holes)
 	}
 	return len(e.m), bytes
-}
-
-// inWindow counts the numbers received above the mark of the epoch (for
-// tests).
-func (e *epochs) inWindow(k epochKey) int {
-	st := e.m[k]
-	if st == nil {
-		return 0
-	}
-	n := 0
-	for _, w := range st.bits {
-		n += bits.OnesCount64(w)
-	}
-	return n
 }
