@@ -54,12 +54,15 @@
 // neither counted nor acknowledged: the sender resends it later, when the
 // messages before it have arrived. It is never acknowledged and dropped.
 // An epoch idle for --forget-after is forgotten (so is the least recently
-// used one past --max-epochs); if its sender comes back, the server starts
-// the epoch again from the message it sees: numbers up to --max-holes+1
-// are de-duplicated exactly, messages below a larger first N are counted
-// and acknowledged without de-duplication ("unverified" in the log), since
-// dropping one could lose it. Choose --forget-after longer than any sender
-// keeps resending a message.
+// used one past --max-epochs). If its sender comes back, the server starts
+// the epoch again from the first message it sees, and what arrived before
+// the forget is not remembered: a late copy of it is counted again, never
+// dropped. With that first N at most --max-holes+1 the mark starts at 0
+// and the numbers below N become holes; with a larger N the mark starts at
+// N-1 and a message below it is counted and acknowledged as "unverified"
+// (logged at exit). Choose --forget-after longer than any sender keeps
+// resending a message; the same holds after a restart of the server, which
+// remembers nothing.
 //
 // # Deadlines
 //

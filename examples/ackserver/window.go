@@ -54,14 +54,15 @@ const (
 // An epoch idle for forgetAfter is forgotten, and so is the least recently
 // used one when more than maxEpochs are kept. The first message of an epoch
 // the server does not know (a new one, a forgotten one, or one from before
-// the server restarted) starts it: with N <= maxHoles+1 the mark starts at
-// 0, as for a new epoch, and the numbers below N become holes once the
-// window moves past them (a resumed epoch: holes that will never fill, at
-// most maxHoles of them). With a larger N the epoch must have been running
-// before: the mark starts at N-1 and everything below it is unverified,
-// counted and acknowledged, since the server cannot know whether it was
-// received before. Forgetting is what bounds memory; choose forgetAfter
-// longer than a sender keeps resending one message (its longest outage).
+// the server restarted) starts it, and nothing from before is remembered:
+// with N <= maxHoles+1 the mark starts at 0, as for a new epoch, and the
+// numbers below N become holes once the window moves past them (for a
+// resumed epoch, holes that never fill: at most maxHoles). With a larger N
+// the epoch must have been running before: the mark starts at N-1 and
+// everything below it is unverified, counted and acknowledged, since the
+// server cannot know whether it was received before. Forgetting is what
+// bounds memory; choose forgetAfter longer than a sender keeps resending
+// one message (its longest outage).
 type epochs struct {
 	window      uint64 // W, a multiple of 64
 	maxHoles    int
