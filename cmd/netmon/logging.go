@@ -4,11 +4,16 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"strconv"
+	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/seed-a56be422/netmon"
 	"github.com/seed-a56be422/netmon/internal/dropq"
 	"go.uber.org/zap"
+	"go.uber.org/zap/buffer"
 	"go.uber.org/zap/zapcore"
 )
 
@@ -45,9 +50,54 @@ func newEncoder(format string) (zapcore.Encoder, error) {
 	case "console":
 		ec.EncodeLevel = zapcore.CapitalLevelEncoder
 		ec.EncodeTime = zapcore.TimeEncoderOfLayout("2006-01-02T15:04:05.000Z07:00")
-		return zapcore.NewConsoleEncoder(ec), nil
+		return escaping{zapcore.NewConsoleEncoder(ec)}, nil
 	}
 	return nil, fmt.Errorf("log format %q, want console or json", format)
+}
+
+// escaping is a console encoder whose messages cannot forge a line: every
+// rune that is not printable (a newline, an escape sequence, invalid
+// UTF-8) is written as Go's %q writes it (\n, \x1b), so a process that
+// names itself "ok\nFAKE" or an SSID with control characters stays inside
+// its own line. The fields are JSON, which escapes them already.
+type escaping struct{ zapcore.Encoder }
+
+func (e escaping) Clone() zapcore.Encoder { return escaping{e.Encoder.Clone()} }
+
+func (e escaping) EncodeEntry(ent zapcore.Entry, fields []zapcore.Field) (*buffer.Buffer, error) {
+	ent.Message = escapeText(ent.Message)
+	return e.Encoder.EncodeEntry(ent, fields)
+}
+
+// escapeText returns s with every rune that is not printable (and every
+// byte that is not UTF-8) escaped as strconv.Quote escapes it, without the
+// quotes; s itself when there is none, without allocating.
+func escapeText(s string) string {
+	clean := true
+	for _, r := range s {
+		if r == utf8.RuneError || !unicode.IsPrint(r) {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && n <= 1:
+			fmt.Fprintf(&b, `\x%02x`, s[i])
+		case unicode.IsPrint(r):
+			b.WriteString(s[i : i+n])
+		default:
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+		}
+		i += n
+	}
+	return b.String()
 }
 
 // eventLine encodes ev with enc as logEvent writes it: one line with its

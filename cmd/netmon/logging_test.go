@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/seed-a56be422/netmon"
+	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 )
 
@@ -82,5 +83,48 @@ func TestLogWriterStalledOutput(t *testing.T) {
 	}
 	if kinds[2] != "state" || kinds[len(kinds)-1] != "flap" {
 		t.Errorf("state and flap lines: third line %s, last %s; want both kept in order", kinds[2], kinds[len(kinds)-1])
+	}
+}
+
+func TestEscapeText(t *testing.T) {
+	for in, want := range map[string]string{
+		"carrier lost":                   "carrier lost",
+		"ok\nFAKE\x1b[31m[1234] connect": `ok\nFAKE\x1b[31m[1234] connect`,
+		"café ☕ wlan0":                   "café ☕ wlan0",
+		"bad\xffutf8":                    `bad\xffutf8`,
+		"tab\there\r":                    `tab\there\r`,
+		"c1 \u009b31m":                   `c1 \u009b31m`,
+		"ssid \u202egnp.exe":             `ssid \u202egnp.exe`,
+	} {
+		if got := escapeText(in); got != want {
+			t.Errorf("escapeText(%q) = %q, want %q", in, got, want)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { escapeText("carrier lost on wlan0") }); n != 0 {
+		t.Errorf("a clean message allocated %v times", n)
+	}
+}
+
+// TestConsoleLineCannotBeForged: an event whose message carries a process
+// name with a newline and an escape sequence is one console line, the
+// name escaped; its fields stay JSON-escaped.
+func TestConsoleLineCannotBeForged(t *testing.T) {
+	var out bytes.Buffer
+	log, err := newLogger("console", zapcore.InfoLevel, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	evil := "ok\nFAKE\x1b[31m"
+	logEvent(log, netmon.Event{Kind: netmon.EventSockErr, At: time.Now(), Msg: evil + "[42] connect: ECONNREFUSED",
+		Fields: []zapcore.Field{zap.String("comm", evil)}})
+	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+	if len(lines) != 1 {
+		t.Fatalf("%d lines, want 1: %q", len(lines), out.String())
+	}
+	if strings.ContainsRune(lines[0], 0x1b) {
+		t.Fatalf("raw escape in %q", lines[0])
+	}
+	if !strings.Contains(lines[0], `ok\nFAKE\x1b[31m[42] connect`) || !strings.Contains(lines[0], `"comm": "ok\nFAKE\u001b[31m"`) {
+		t.Fatalf("line %q does not show the name escaped", lines[0])
 	}
 }
