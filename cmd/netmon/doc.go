@@ -18,7 +18,10 @@
 // document: one object per line on standard output, each with `ts`,
 // `level`, `msg` and `event`; baseline and state lines add `state`,
 // `reason`, `iface` and the snapshot fields that explain the state (the
-// uplink's lease phase and time left, its SSID and signal). The baseline,
+// uplink's lease phase and time left, its SSID and signal). Every duration
+// is written twice, as a string ("1.25s") and in seconds under the key with
+// "_s" appended (1.25). Console lines escape every character of a message
+// that is not printable, so no process name or SSID can forge a line. The baseline,
 // like the snapshot `netmon status` prints, waits for every watcher's own
 // baseline, at most 2 s for Wi-Fi and the lease files. The
 // Monitor's own diagnostics go to standard error, so standard output holds

@@ -46,7 +46,7 @@ func newEncoder(format string) (zapcore.Encoder, error) {
 	}
 	switch format {
 	case "json":
-		return zapcore.NewJSONEncoder(ec), nil
+		return seconds{zapcore.NewJSONEncoder(ec)}, nil
 	case "console":
 		ec.EncodeLevel = zapcore.CapitalLevelEncoder
 		ec.EncodeTime = zapcore.TimeEncoderOfLayout("2006-01-02T15:04:05.000Z07:00")
@@ -54,6 +54,58 @@ func newEncoder(format string) (zapcore.Encoder, error) {
 	}
 	return nil, fmt.Errorf("log format %q, want console or json", format)
 }
+
+// seconds is a JSON encoder that writes every duration twice: as the
+// human string ("duration": "724.798441ms") and as a number of seconds
+// under the key with "_s" appended ("duration_s": 0.724798441), so that a
+// log pipeline can graph outage lengths without parsing Go's duration
+// syntax. It reaches the durations inside the event objects too.
+type seconds struct{ zapcore.Encoder }
+
+func (e seconds) Clone() zapcore.Encoder { return seconds{e.Encoder.Clone()} }
+
+func (e seconds) EncodeEntry(ent zapcore.Entry, fields []zapcore.Field) (*buffer.Buffer, error) {
+	out := make([]zapcore.Field, 0, len(fields)+2)
+	for _, f := range fields {
+		switch f.Type {
+		case zapcore.DurationType:
+			out = append(out, f, zap.Float64(f.Key+"_s", secondsOf(time.Duration(f.Integer))))
+			continue
+		case zapcore.InlineMarshalerType, zapcore.ObjectMarshalerType:
+			if m, ok := f.Interface.(zapcore.ObjectMarshaler); ok {
+				f.Interface = secondsObject{m}
+			}
+		}
+		out = append(out, f)
+	}
+	return e.Encoder.EncodeEntry(ent, out)
+}
+
+// secondsOf is d in seconds, rounded once (3.514, where d.Seconds() adds
+// the fraction to the whole seconds and gives 3.5140000000000002).
+func secondsOf(d time.Duration) float64 { return float64(d) / float64(time.Second) }
+
+// secondsObject marshals an object through secondsEncoder.
+type secondsObject struct{ zapcore.ObjectMarshaler }
+
+func (o secondsObject) MarshalLogObject(enc zapcore.ObjectEncoder) error {
+	return o.ObjectMarshaler.MarshalLogObject(secondsEncoder{enc})
+}
+
+// secondsEncoder adds key_s beside every duration an object writes, and
+// reaches the objects inside it.
+type secondsEncoder struct{ zapcore.ObjectEncoder }
+
+func (e secondsEncoder) AddDuration(key string, d time.Duration) {
+	e.ObjectEncoder.AddDuration(key, d)
+	e.ObjectEncoder.AddFloat64(key+"_s", secondsOf(d))
+}
+
+func (e secondsEncoder) AddObject(key string, m zapcore.ObjectMarshaler) error {
+	return e.ObjectEncoder.AddObject(key, secondsObject{m})
+}
+
+func (e secondsEncoder) OpenNamespace(key string) { e.ObjectEncoder.OpenNamespace(key) }
 
 // escaping is a console encoder whose messages cannot forge a line: every
 // rune that is not printable (a newline, an escape sequence, invalid

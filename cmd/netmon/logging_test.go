@@ -128,3 +128,45 @@ func TestConsoleLineCannotBeForged(t *testing.T) {
 		t.Fatalf("line %q does not show the name escaped", lines[0])
 	}
 }
+
+// TestJSONDurationsInSeconds: every duration of a JSON line also comes as
+// a number of seconds under key_s, in the event's fields, in its flap and
+// in plain fields; console lines keep the string only.
+func TestJSONDurationsInSeconds(t *testing.T) {
+	var out bytes.Buffer
+	log, err := newLogger("json", zapcore.InfoLevel, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 11, 30, 6, 16, 56, 0, time.UTC)
+	logEvent(log, netmon.Event{Kind: netmon.EventFlap, At: at, Iface: "wlan0", Msg: "outage ended",
+		Flap: &netmon.Flap{Iface: "wlan0", Cause: netmon.ReasonCarrierLost, Start: at, End: at.Add(724798441), Duration: 724798441}})
+	logEvent(log, netmon.Event{Kind: netmon.EventDHCP, At: at, Iface: "wlan0", Msg: "renewed",
+		Fields: []zapcore.Field{zap.Duration("time_left", 2*time.Minute)}})
+	log.Info("stopped", zap.Duration("watched", 3514*time.Millisecond))
+	var got []map[string]any
+	for _, l := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("%q: %v", l, err)
+		}
+		got = append(got, m)
+	}
+	for i, want := range []map[string]any{
+		{"duration": "724.798441ms", "duration_s": 0.724798441},
+		{"time_left": "2m0s", "time_left_s": 120.0},
+		{"watched": "3.514s", "watched_s": 3.514},
+	} {
+		for k, v := range want {
+			if got[i][k] != v {
+				t.Errorf("line %d: %s = %v, want %v (%v)", i, k, got[i][k], v, got[i])
+			}
+		}
+	}
+	out.Reset()
+	clog, _ := newLogger("console", zapcore.InfoLevel, &out)
+	clog.Info("stopped", zap.Duration("watched", time.Second))
+	if strings.Contains(out.String(), "watched_s") {
+		t.Errorf("console line has seconds: %q", out.String())
+	}
+}
