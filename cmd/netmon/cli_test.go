@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"os/exec"
 	"runtime"
 	"strings"
 	"testing"
@@ -104,7 +106,9 @@ func TestUnknownInterfaceIsOneLine(t *testing.T) {
 }
 
 // TestMetricsAddrInUse checks that an address that cannot be bound is a
-// one-line usage error naming the flag, reported before watching starts.
+// one-line failure to run (exit 1: the flag's value is well formed)
+// naming the flag, reported before watching starts; a malformed one is a
+// usage error (exit 2).
 func TestMetricsAddrInUse(t *testing.T) {
 	ln, err := listenMetrics("127.0.0.1:0")
 	if err != nil {
@@ -113,8 +117,12 @@ func TestMetricsAddrInUse(t *testing.T) {
 	defer ln.Close()
 	var stdout, stderr bytes.Buffer
 	got := run(context.Background(), []string{"watch", "--sockerr=off", "--wifi=off", "--metrics-addr", ln.Addr().String()}, &stdout, &stderr)
-	if got != exitUsage {
-		t.Errorf("exit %d, want %d; stderr: %s", got, exitUsage, stderr.String())
+	if got != exitFail {
+		t.Errorf("exit %d, want %d; stderr: %s", got, exitFail, stderr.String())
+	}
+	var e2, o2 bytes.Buffer
+	if got := run(context.Background(), []string{"watch", "--sockerr=off", "--wifi=off", "--metrics-addr", "127.0.0.1"}, &o2, &e2); got != exitUsage {
+		t.Errorf("--metrics-addr without a port: exit %d, want %d; stderr: %s", got, exitUsage, e2.String())
 	}
 	want := "netmon watch: --metrics-addr " + ln.Addr().String() + ": listen tcp"
 	if !strings.HasPrefix(stderr.String(), want) || !strings.Contains(stderr.String(), "address already in use") {
@@ -154,4 +162,34 @@ func manyTargets(n int) []string {
 		args = append(args, "--target", fmt.Sprintf("10.0.0.%d", i))
 	}
 	return args
+}
+
+// TestStatusUnreadable: status exits 3 when it cannot read the network's
+// state (here: the Monitor stops before its first read), 1 when
+// interrupted.
+func TestStatusExitCodes(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if got := run(ctx, []string{"status", "--wifi=off"}, &stdout, &stderr); got != exitFail {
+		t.Errorf("interrupted status: exit %d, want %d; stderr %q", got, exitFail, stderr.String())
+	}
+}
+
+// TestStatusUnreadable: with no file descriptor left for a netlink socket
+// (RLIMIT_NOFILE 4: the three standard streams and the runtime's epoll),
+// status cannot read the network and exits 3, not 1 (down) or 2 (usage).
+func TestStatusUnreadable(t *testing.T) {
+	bin := buildNetmon(t)
+	cmd := exec.Command("sh", "-c", `ulimit -n 4 && exec "$0" status`, bin)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != exitUnreadable {
+		t.Fatalf("status without descriptors: %v, want exit %d; stderr %q", err, exitUnreadable, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "too many open files") {
+		t.Errorf("stderr %q does not say why", stderr.String())
+	}
 }

@@ -52,13 +52,16 @@
 //
 // # Exit codes
 //
-//	0  success: watch ended by a signal, status up or degraded, wait-online online
-//	1  down (status), timeout (wait-online), or a failure while running
-//	2  usage error: unknown flag or command, malformed value, unknown interface
-//	   (watch and status; wait-online waits for an --iface to appear, until its
-//	   --timeout), a metrics address that cannot be bound, a --sockerr-cgroup
-//	   that is not a cgroup v2 directory, a --socket that cannot be created
-//	   or that another netmon serves, a --socket-group that does not exist
+//	0    success: watch ended by a signal, status up or degraded, wait-online online
+//	1    down (status), timeout (wait-online), a failure while running (a
+//	     --metrics-addr or --socket that cannot be bound or created, another
+//	     netmon serving the socket), or status interrupted
+//	2    usage error: unknown flag or command, malformed value, unknown interface
+//	     (watch and status; wait-online waits for an --iface to appear, until its
+//	     --timeout), a malformed --metrics-addr, a --sockerr-cgroup that is not a
+//	     cgroup v2 directory, a --socket-group that does not exist
+//	3    status: the network's state could not be read
+//	130  a second SIGINT while stopping (143 for SIGTERM): exit at once
 //
 // # Privileges
 //

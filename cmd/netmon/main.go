@@ -13,17 +13,31 @@ import (
 
 // Exit codes; see the package documentation.
 const (
-	exitOK    = 0
-	exitFail  = 1 // down, timeout, or a failure while running
-	exitUsage = 2
+	exitOK         = 0
+	exitFail       = 1 // down, timeout, or a failure while running
+	exitUsage      = 2
+	exitUnreadable = 3 // status: the network's state could not be read
 )
 
 func main() {
-	// SIGINT and SIGTERM end the context: watch then prints its summary
-	// and returns, so the deferred log flushes run before the exit.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// The first SIGINT or SIGTERM ends the context: watch then prints its
+	// summary and returns, so the deferred log flushes run before the
+	// exit. A second one exits at once with 128 + the signal's number
+	// (130, 143), so that a shutdown that hangs (a stdout nobody reads)
+	// can still be interrupted.
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		s := <-sigs
+		fmt.Fprintf(os.Stderr, "netmon: %v: stopping (a second one exits at once)\n", s)
+		cancel()
+		s = <-sigs
+		fmt.Fprintf(os.Stderr, "netmon: second %v: exiting at once\n", s)
+		os.Exit(128 + int(s.(syscall.Signal)))
+	}()
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
+	cancel()
 	os.Exit(code)
 }
 

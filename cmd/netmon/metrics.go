@@ -201,11 +201,18 @@ func (x *metrics) registry() *prometheus.Registry {
 }
 
 // listenMetrics binds addr now, so that an address that cannot be bound
-// is reported before watching starts.
+// is reported before watching starts. A malformed address is a usage
+// error; one that is well formed but cannot be bound (in use, not an
+// address of this machine, a privileged port) is a failure to run.
 func listenMetrics(addr string) (net.Listener, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, usageError{err}
+		var ae *net.AddrError
+		var de *net.DNSError
+		if errors.As(err, &ae) || errors.As(err, &de) {
+			return nil, usageError{err}
+		}
+		return nil, err
 	}
 	return ln, nil
 }

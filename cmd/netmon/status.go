@@ -30,8 +30,9 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: netmon status [flags]")
 		fmt.Fprintln(fs.Output(), "\nPrints one snapshot of the connectivity state. Exit status: 0 when traffic")
-		fmt.Fprintln(fs.Output(), "can flow (up or degraded; with --target, to every target), 1 when it cannot,")
-		fmt.Fprintln(fs.Output(), "2 on a usage error.")
+		fmt.Fprintln(fs.Output(), "can flow (up or degraded; with --target, to every target), 1 when it cannot")
+		fmt.Fprintln(fs.Output(), "(or when interrupted), 2 on a usage error, 3 when the network's state could not")
+		fmt.Fprintln(fs.Output(), "be read (as systemctl is-active says 3 for a state it cannot tell).")
 		fmt.Fprintln(fs.Output(), "\nThe snapshot is taken once the kernel has been read and every watcher that")
 		fmt.Fprintln(fs.Output(), "runs has given its baseline (Wi-Fi associations, DHCP leases, lease files),")
 		fmt.Fprintf(fs.Output(), "waiting at most %v for the latter. Each watcher is reported as on, off, or\n", netmon.DefaultBaselineWait)
@@ -48,7 +49,10 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	o.Stabilize = -1
 	m, err := newMonitor(o)
 	if err != nil {
-		return fail(stderr, "status", err)
+		if code := fail(stderr, "status", err); code == exitUsage {
+			return code
+		}
+		return exitUnreadable
 	}
 	r := start(ctx, m)
 	ok := r.untilBaseline()
@@ -57,7 +61,11 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		if err == nil {
 			err = context.Cause(ctx)
 		}
-		return fail(stderr, "status", fmt.Errorf("no snapshot: %w", err))
+		fail(stderr, "status", fmt.Errorf("no snapshot: %w", err))
+		if ctx.Err() != nil {
+			return exitFail // interrupted
+		}
+		return exitUnreadable
 	}
 	if *asJSON {
 		b, err := json.Marshal(snap)

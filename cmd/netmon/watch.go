@@ -116,7 +116,7 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if *socketPath != "" {
 		l, err := listenSocket(*socketPath, os.FileMode(sockMode), gid)
 		if err != nil {
-			return fail(stderr, "watch", usageError{err})
+			return fail(stderr, "watch", err) // the path is well formed: a failure to run, not a usage error
 		}
 		hub = newEventHub()
 		met.apiDropped = hub.dropped.Load
