@@ -46,6 +46,10 @@ type sock struct {
 	seq atomic.Uint32
 	// deadline is the read deadline set last (zero: none).
 	deadline time.Time
+	// rcvbuf is the receive buffer the kernel granted, in the bytes
+	// SO_RCVBUF was asked for (half what getsockopt reports: the kernel
+	// doubles the value for its bookkeeping); 0 when unknown.
+	rcvbuf int
 }
 
 // openSocket opens a NETLINK_ROUTE socket in namespace ns (0: the current
@@ -69,6 +73,9 @@ func openSocket(ns netns.NsHandle, mask uint32, rcvbuf int) (*sock, error) {
 		return nil, err
 	}
 	s := &sock{f: os.NewFile(uintptr(fd), "rtnetlink"), buf: make([]byte, receiveSize)}
+	if n, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF); err == nil {
+		s.rcvbuf = n / 2
+	}
 	if s.rc, err = s.f.SyscallConn(); err != nil {
 		s.f.Close()
 		return nil, fmt.Errorf("linkwatch: netlink socket: %w", err)

@@ -24,6 +24,11 @@ import (
 // rmem_max.
 const DefaultReceiveBuffer = 4 << 20
 
+// notificationBytes is about what one address notification costs the
+// receive buffer (the 4 MiB default holds about 5,000): for the warning
+// when the kernel grants less.
+const notificationBytes = 800
+
 // EventBuffer is the capacity of the channel [Watcher.Events] returns. A
 // consumer that falls further behind stalls the watcher; the kernel then
 // drops messages and the watcher recovers with a [GapEvent].

@@ -35,6 +35,14 @@ func (w *Watcher) run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	if sub.rcvbuf > 0 && sub.rcvbuf < w.cfg.ReceiveBuffer {
+		// Without CAP_NET_ADMIN (SO_RCVBUFFORCE) the kernel caps the
+		// buffer at net.core.rmem_max: say so once, with what it granted,
+		// because a storm then overflows sooner (and is re-read).
+		w.log.Warn(fmt.Sprintf("linkwatch: netlink receive buffer %d KiB, not the %d KiB asked (no CAP_NET_ADMIN: capped at net.core.rmem_max); about %d address changes at once fit before a re-read (a gap)",
+			sub.rcvbuf>>10, w.cfg.ReceiveBuffer>>10, sub.rcvbuf/notificationBytes),
+			zap.Int("granted_bytes", sub.rcvbuf), zap.Int("asked_bytes", w.cfg.ReceiveBuffer))
+	}
 	w.joinNexthop(sub)
 	dump, err := openSocket(w.cfg.NetNS, 0, 0)
 	if err != nil {

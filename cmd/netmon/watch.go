@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net"
 	"os"
 	"slices"
 	"strings"
@@ -109,6 +110,9 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		l, err := listenMetrics(*metricsAddr)
 		if err != nil {
 			return fail(stderr, "watch", fmt.Errorf("--metrics-addr %s: %w", *metricsAddr, err))
+		}
+		if a, ok := l.Addr().(*net.TCPAddr); ok && !a.IP.IsLoopback() {
+			diag.Warn(fmt.Sprintf("--metrics-addr %s: the metrics are served beyond loopback, to every host that can reach %v; bind 127.0.0.1 unless a remote Prometheus scrapes them", *metricsAddr, a))
 		}
 		g.Go(func() error { return serveMetrics(gctx, l, met.registry()) })
 	}
