@@ -58,12 +58,23 @@ func BenchmarkSnapshot(b *testing.B) {
 	}
 }
 
+// BenchmarkAnnotate annotates an error with an empty flap journal and with
+// a full one (256 flaps, some in the last 5 minutes).
 func BenchmarkAnnotate(b *testing.B) {
-	m := benchMonitor(b)
-	err := unreach()
-	b.ReportAllocs()
-	for b.Loop() {
-		_ = m.Annotate(err).Error()
+	for _, flaps := range []int{0, 256} {
+		b.Run(fmt.Sprintf("flaps=%d", flaps), func(b *testing.B) {
+			m := benchMonitor(b)
+			now := time.Now()
+			for i := range flaps {
+				end := now.Add(-time.Duration(flaps-i) * 10 * time.Second)
+				m.journal.add(Flap{Start: end.Add(-time.Second), End: end, Duration: time.Second, Cause: ReasonCarrierLost})
+			}
+			err := unreach()
+			b.ReportAllocs()
+			for b.Loop() {
+				_ = m.Annotate(err).Error()
+			}
+		})
 	}
 }
 

@@ -286,6 +286,28 @@ func TestJournalKeepsLastN(t *testing.T) {
 	if n := j.since(t0.Add(3 * time.Minute)); n != 2 {
 		t.Fatalf("since = %d, want 2", n)
 	}
+	// Every count, across the ring's wrap, against a plain count of the
+	// list; and before the ring is full.
+	for k := range 7 {
+		from := t0.Add(time.Duration(k) * time.Minute)
+		want := 0
+		for _, f := range j.list() {
+			if !f.End.Before(from) {
+				want++
+			}
+		}
+		if n := j.since(from); n != want {
+			t.Errorf("since(minute %d) = %d, want %d", k, n, want)
+		}
+	}
+	j2 := newJournal(3)
+	j2.add(Flap{End: t0})
+	if n := j2.since(t0.Add(-time.Second)); n != 1 {
+		t.Errorf("one flap kept: since = %d, want 1", n)
+	}
+	if n := newJournal(0); n.since(t0) != 0 {
+		t.Error("an empty journal counted a flap")
+	}
 }
 
 // unreachN counts unreach calls, so that they alternate between two

@@ -113,13 +113,24 @@ func (j *journal) last() (Flap, bool) {
 	return j.ring[i], true
 }
 
-// since counts the kept flaps that ended at or after t.
+// since counts the kept flaps that ended at or after t. Flaps are added as
+// they end, so it walks back from the newest and stops at the first older
+// one: the cost is the flaps in the window, not the journal, and nothing
+// is copied.
 func (j *journal) since(t time.Time) int {
-	n := 0
-	for _, f := range j.list() {
-		if !f.End.Before(t) {
-			n++
+	n, kept := 0, j.next
+	if j.full {
+		kept = len(j.ring)
+	}
+	for k := 1; k <= kept; k++ {
+		i := j.next - k
+		if i < 0 {
+			i += len(j.ring)
 		}
+		if j.ring[i].End.Before(t) {
+			break
+		}
+		n++
 	}
 	return n
 }
