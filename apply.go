@@ -127,6 +127,10 @@ func (m *Monitor) applyLinkEventLocked(e linkwatch.LinkEvent) {
 			}
 		}
 		delete(m.ifaces, l.Index)
+		// Its Wi-Fi and lease facts go with it: the kernel may give its
+		// index to the next link, which must not inherit them.
+		delete(m.wifiInfo, l.Index)
+		delete(m.dhcpInfo, l.Index)
 		m.emitLocked(Event{Kind: EventLink, At: e.At, Iface: l.Name, Msg: "link removed", Fields: fields})
 		return
 	case linkwatch.LinkAdded:

@@ -271,6 +271,25 @@ func TestMonitorFlapJournal(t *testing.T) {
 	}
 }
 
+// TestMonitorPrunesFactsOfRemovedLinks: a removed link's Wi-Fi and lease
+// facts go with it, so that a link that gets its index next does not
+// inherit an SSID or a lease.
+func TestMonitorPrunesFactsOfRemovedLinks(t *testing.T) {
+	m := newTestMonitor(t, Options{})
+	m.apply(baselineUp())
+	m.mu.Lock()
+	m.wifiInfo[2] = &WifiInfo{Associated: true, SSID: "robots"}
+	m.dhcpInfo[2] = &DHCPInfo{Phase: "bound"}
+	m.mu.Unlock()
+	m.apply(linkwatch.LinkEvent{At: t0, Op: linkwatch.LinkRemoved, Link: upLink(2, "wlan0")})
+	m.apply(linkwatch.LinkEvent{At: t0, Op: linkwatch.LinkAdded, Link: upLink(2, "eth9")})
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if w, d := m.wifiInfo[2], m.dhcpInfo[2]; w != nil || d != nil {
+		t.Fatalf("index 2 after its link went: wifi %+v, dhcp %+v; want none", w, d)
+	}
+}
+
 func TestJournalKeepsLastN(t *testing.T) {
 	j := newJournal(3)
 	for i := range 5 {
