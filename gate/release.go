@@ -1,0 +1,153 @@
+package gate
+
+// This file holds the release: what Open does with the held waiters (all
+// at once, paced by Rate and Spread, or behind a probe) and the probe
+// rounds of Release.Probe. The waiter list itself is in waiters.go.
+
+import (
+	"math/rand/v2"
+	"time"
+)
+
+// probe is one round of Release.Probe: one held Do call went first, and
+// the others wait for done, which closes when a send succeeded or the probe
+// gave up (then a new round begins).
+type probe struct {
+	done chan struct{}
+}
+
+// Open opens the gate and releases every held sender, at once or paced as
+// [Config.Release] says. Opening an open or shut down gate does nothing.
+func (g *Gate) Open() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	s := g.cur.Load()
+	if s.Open || s.Shutdown {
+		return
+	}
+	now := time.Now()
+	if r := g.cfg.Release; r.immediate() {
+		// Settle every waiter here, so that a released waiter returns
+		// without taking the lock again: 10,000 of them waking at once
+		// would otherwise queue on mu.
+		for w := g.head; w != nil; {
+			next := w.next
+			w.outcome = released
+			w.prev, w.next, w.inList = nil, nil, false
+			w = next
+		}
+		g.n.releases.Add(uint64(g.nheld))
+		g.head, g.tail, g.nheld = nil, nil, 0
+	} else {
+		// Paced: give each waiter, oldest first, the moment it may go. The
+		// waiters stay in the list until they leave; if the gate closes
+		// before their moment, they are held again and the next Open
+		// gives them a new one.
+		var first *waiter // the probe, if Release.Probe is set
+		if r.Probe {
+			for w := g.head; w != nil; w = w.next {
+				if w.forDo {
+					first = w
+					break
+				}
+			}
+		}
+		i := 0
+		for w := g.head; w != nil; w = w.next {
+			w.probe = nil // from a round that ended with the last Close
+			switch {
+			case w == first:
+				w.slot, w.awaiting = now, false
+			case first != nil && w.forDo:
+				w.awaiting = true
+			default:
+				w.slot, w.awaiting = g.slot(now, i), false
+				i++
+			}
+		}
+		if first != nil {
+			g.probe = &probe{done: make(chan struct{})}
+			first.probe = g.probe
+			g.probing.Store(true)
+		}
+	}
+	g.n.opens.Add(1)
+	g.publishLocked(&snapshot{State: State{Open: true, Since: now, Seq: s.Seq + 1}})
+	close(s.period.done)
+}
+
+// slot returns when the i-th paced sender may go, for a release that
+// began at start.
+func (g *Gate) slot(start time.Time, i int) time.Time {
+	r := g.cfg.Release
+	var d time.Duration
+	if r.Rate > 0 {
+		d = time.Duration(float64(i) / r.Rate * float64(time.Second))
+	}
+	if r.Spread > 0 {
+		d += rand.N(r.Spread)
+	}
+	return start.Add(d)
+}
+
+// confirm ends the current probe round because a send succeeded: the Do
+// calls that waited for it are released, paced.
+func (g *Gate) confirm() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	p := g.probe
+	if p == nil {
+		return
+	}
+	now := time.Now()
+	i := 0
+	for w := g.head; w != nil; w = w.next {
+		if w.awaiting {
+			w.slot, w.awaiting = g.slot(now, i), false
+			i++
+		}
+	}
+	g.endProbeLocked()
+	close(p.done)
+}
+
+// abandonLocked hands the probe of round p, whose Do call gave up without
+// a success, to the oldest Do call still waiting. g.mu must be held.
+func (g *Gate) abandonLocked(p *probe) {
+	if p == nil || g.probe != p {
+		return // the round already ended
+	}
+	var next *waiter
+	for w := g.head; w != nil; w = w.next {
+		if w.awaiting {
+			next = w
+			break
+		}
+	}
+	g.endProbeLocked()
+	if next != nil {
+		next.slot, next.awaiting = time.Now(), false
+		g.probe = &probe{done: make(chan struct{})}
+		next.probe = g.probe
+		g.probing.Store(true)
+	}
+	close(p.done) // wakes the waiters: the new probe goes, the rest wait on
+}
+
+// abandon is abandonLocked for a Do call that does not hold g.mu.
+func (g *Gate) abandon(p *probe) {
+	if p == nil {
+		return
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.abandonLocked(p)
+}
+
+// endProbeLocked forgets the current probe round. g.mu must be held.
+func (g *Gate) endProbeLocked() {
+	g.probe = nil
+	g.probing.Store(false)
+}
+
+// Close closes the gate for reason r: from now on, senders are held (or

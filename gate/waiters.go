@@ -1,0 +1,232 @@
+package gate
+
+// This file holds the waiter list: how a sender is held while the gate is
+// closed, woken, and taken off the list. Release pacing and the probe
+// (release.go) decide only when a held waiter may go.
+
+import (
+	"context"
+	"sync/atomic"
+	"time"
+)
+
+// outcome is how a held sender's wait was settled by the gate.
+type outcome uint8
+
+const (
+	held     outcome = iota // still held (or being paced)
+	released                // Open let it go
+	shut                    // Shutdown ended it
+)
+
+// waiter is one held sender. The gate keeps them in a list in order of
+// arrival, so that the oldest gives the longest current hold and paced
+// release goes first come, first served.
+type waiter struct {
+	start time.Time
+	// reason is why the gate was closed when the waiter was last held, for
+	// its error if it gives up while being paced on an open gate.
+	reason Reason
+	since  time.Time // when that close began
+	// All fields below are guarded by Gate.mu.
+	prev, next *waiter
+	inList     bool
+	outcome    outcome
+	slot       time.Time // when a paced release lets it go
+	// forDo marks a hold by Gate.Do, which may be the probe of
+	// Release.Probe; awaiting marks one that waits for the probe's success.
+	forDo, awaiting bool
+	// probe is set when w was released as the probe.
+	probe *probe
+}
+
+// hold is the slow path of a wait: it holds the caller while the gate is
+// closed. limit bounds the hold (zero: no bound); forDo marks a hold by
+// Gate.Do, which may become the probe of Release.Probe. It returns how long
+// the caller was held and, if the caller was released as the probe, the
+// probe round, which Do must end with confirm or abandon.
+func (g *Gate) hold(ctx context.Context, failFast bool, limit time.Duration, forDo bool) (time.Duration, *probe, error) {
+	s := g.cur.Load()
+	switch {
+	case s.Open:
+		return 0, nil, nil
+	case s.Shutdown:
+		return 0, nil, g.waitError(s, 0, ErrShutdown)
+	case failFast:
+		g.n.failFasts.Add(1)
+		return 0, nil, g.waitError(s, 0, ErrDown)
+	case ctx.Err() != nil:
+		// Not held, so not counted: Canceled counts holds.
+		return 0, nil, g.waitError(s, 0, context.Cause(ctx))
+	}
+
+	g.mu.Lock()
+	s = g.cur.Load()
+	if s.Open || s.Shutdown {
+		g.mu.Unlock()
+		return g.hold(ctx, false, limit, forDo)
+	}
+	w := &waiter{start: time.Now(), reason: s.Reason, since: s.Since, forDo: forDo}
+	g.pushLocked(w)
+	g.n.holds.Add(1)
+	g.mu.Unlock()
+
+	var expire <-chan time.Time
+	if limit > 0 {
+		t := time.NewTimer(limit)
+		defer t.Stop()
+		expire = t.C
+	}
+	var pace *time.Timer // armed while a paced release makes w wait its turn
+	defer func() {
+		if pace != nil {
+			pace.Stop()
+		}
+	}()
+	var paceC <-chan time.Time
+	var wake <-chan struct{} = s.period.done // fires when the gate settles or may have
+	var probeDone <-chan struct{}            // fires when a probe round ends
+	immediate := g.cfg.Release.immediate()
+	for {
+		select {
+		case <-wake:
+			if immediate {
+				// Open or Shutdown settled w before closing wake, and
+				// nothing writes w.outcome after that: it can be read
+				// without the lock, so that thousands of released
+				// waiters do not queue on g.mu.
+				switch w.outcome {
+				case released:
+					return time.Since(w.start), nil, nil
+				case shut:
+					h := time.Since(w.start)
+					return h, nil, g.waitError(g.cur.Load(), h, ErrShutdown)
+				}
+			}
+		case <-paceC:
+		case <-probeDone:
+		case <-ctx.Done():
+			h, err := g.leave(w, context.Cause(ctx), &g.n.canceled)
+			return h, nil, err
+		case <-expire:
+			h, err := g.leave(w, ErrHoldExpired, &g.n.expired)
+			return h, nil, err
+		}
+		st := g.step(w)
+		if st.next == nil {
+			return st.held, st.probe, st.err
+		}
+		wake, probeDone, paceC = st.next, st.probeDone, nil
+		if st.delay > 0 {
+			if pace == nil {
+				pace = time.NewTimer(st.delay)
+			} else {
+				pace.Reset(st.delay)
+			}
+			paceC = pace.C
+		}
+	}
+}
+
+// stepResult is what step found: either the wait is over (next is nil;
+// held and err are its result), or the waiter must wait for next to close
+// and, if delay > 0, for its paced turn, or, if probeDone is not nil, for
+// the probe round to end.
+type stepResult struct {
+	held      time.Duration
+	err       error
+	probe     *probe
+	next      <-chan struct{}
+	probeDone <-chan struct{}
+	delay     time.Duration
+}
+
+// step looks at the gate for a held waiter that was woken.
+func (g *Gate) step(w *waiter) stepResult {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	now := time.Now()
+	switch w.outcome {
+	case released:
+		return stepResult{held: now.Sub(w.start)}
+	case shut:
+		h := now.Sub(w.start)
+		return stepResult{held: h, err: g.waitError(g.cur.Load(), h, ErrShutdown)}
+	}
+	s := g.cur.Load()
+	if !s.Open {
+		// Closed again before this waiter's paced turn: hold it again.
+		w.reason, w.since = s.Reason, s.Since
+		return stepResult{next: s.period.done}
+	}
+	if w.awaiting {
+		if g.probe != nil {
+			// Wait for the probe's verdict, or for the gate to close.
+			return stepResult{next: s.changed, probeDone: g.probe.done}
+		}
+		w.slot, w.awaiting = now, false // defensive: no round to wait for
+	}
+	if d := w.slot.Sub(now); d > 0 {
+		// Wait for the turn, but wake at once if the gate closes.
+		return stepResult{next: s.changed, delay: d}
+	}
+	g.removeLocked(w)
+	g.n.releases.Add(1)
+	p := w.probe
+	w.probe = nil
+	return stepResult{held: now.Sub(w.start), probe: p}
+}
+
+// leave ends a hold that the caller gave up (cause), counting it in c,
+// unless the gate settled the wait first: then that result stands.
+func (g *Gate) leave(w *waiter, cause error, c *atomic.Uint64) (time.Duration, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	s := g.cur.Load()
+	heldFor := time.Since(w.start)
+	switch w.outcome {
+	case released:
+		// Open released it in the same instant; the gate was open, so
+		// the wait succeeded.
+		return heldFor, nil
+	case shut:
+		return heldFor, g.waitError(s, heldFor, ErrShutdown)
+	}
+	// A probe that gives up before it was told it is one hands over.
+	g.abandonLocked(w.probe)
+	g.removeLocked(w)
+	c.Add(1)
+	return heldFor, &WaitError{Reason: w.reason, Since: w.since, Held: heldFor, Err: cause}
+}
+
+// pushLocked appends w to the held list. g.mu must be held.
+func (g *Gate) pushLocked(w *waiter) {
+	w.inList = true
+	w.prev = g.tail
+	if g.tail == nil {
+		g.head = w
+	} else {
+		g.tail.next = w
+	}
+	g.tail = w
+	g.nheld++
+}
+
+// removeLocked takes w out of the held list. g.mu must be held.
+func (g *Gate) removeLocked(w *waiter) {
+	if !w.inList {
+		return
+	}
+	if w.prev == nil {
+		g.head = w.next
+	} else {
+		w.prev.next = w.next
+	}
+	if w.next == nil {
+		g.tail = w.prev
+	} else {
+		w.next.prev = w.prev
+	}
+	w.prev, w.next, w.inList = nil, nil, false
+	g.nheld--
+}
