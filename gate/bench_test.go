@@ -19,7 +19,7 @@ func BenchmarkWaitOpen(b *testing.B) {
 		g := mustNew(b, Config{})
 		b.ReportAllocs()
 		for b.Loop() {
-			_ = g.Wait(ctx)
+			_ = g.Sender().Wait(ctx)
 		}
 	})
 	b.Run("open/parallel", func(b *testing.B) {
@@ -27,7 +27,7 @@ func BenchmarkWaitOpen(b *testing.B) {
 		b.ReportAllocs()
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
-				_ = g.Wait(ctx)
+				_ = g.Sender().Wait(ctx)
 			}
 		})
 	})
@@ -76,7 +76,7 @@ func benchRelease(b *testing.B, n int) {
 			g := mustNew(b, Config{StartClosed: Reason{Code: "bench"}})
 			var wg sync.WaitGroup
 			for range n {
-				wg.Go(func() { _ = g.Wait(context.Background()) })
+				wg.Go(func() { _ = g.Sender().Wait(context.Background()) })
 			}
 			for g.Stats().HeldNow < n {
 				time.Sleep(100 * time.Microsecond)
@@ -136,7 +136,7 @@ func benchRelease(b *testing.B, n int) {
 			g := mustNew(b, Config{StartClosed: Reason{Code: "bench"}})
 			var wg sync.WaitGroup
 			for range n {
-				wg.Go(func() { _ = g.Wait(ctx) })
+				wg.Go(func() { _ = g.Sender().Wait(ctx) })
 			}
 			for g.Stats().HeldNow < n {
 				time.Sleep(100 * time.Microsecond)
@@ -203,7 +203,7 @@ func BenchmarkDoOpen(b *testing.B) {
 		g := mustNew(b, Config{})
 		b.ReportAllocs()
 		for b.Loop() {
-			_ = g.Do(ctx, nopSend)
+			_ = g.Sender().Do(ctx, nopSend)
 		}
 	})
 	b.Run("open/hooks", func(b *testing.B) {
@@ -211,7 +211,7 @@ func BenchmarkDoOpen(b *testing.B) {
 		g := mustNew(b, Config{OnSuccess: func(Attempt) { n++ }})
 		b.ReportAllocs()
 		for b.Loop() {
-			_ = g.Do(ctx, nopSend)
+			_ = g.Sender().Do(ctx, nopSend)
 		}
 	})
 	b.Run("open/parallel", func(b *testing.B) {
@@ -219,7 +219,7 @@ func BenchmarkDoOpen(b *testing.B) {
 		b.ReportAllocs()
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
-				_ = g.Do(ctx, nopSend)
+				_ = g.Sender().Do(ctx, nopSend)
 			}
 		})
 	})

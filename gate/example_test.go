@@ -13,7 +13,7 @@ import (
 
 // A sender waits on the gate before an important send; the owner opens it
 // when the network is back. Best-effort telemetry fails fast instead.
-func ExampleGate_Wait() {
+func ExampleSender_Wait() {
 	g, err := gate.New(gate.Config{StartClosed: gate.Reason{Code: "unknown"}})
 	if err != nil {
 		panic(err)
@@ -23,7 +23,7 @@ func ExampleGate_Wait() {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		if err := g.Wait(ctx); err != nil {
+		if err := g.Sender().Wait(ctx); err != nil {
 			fmt.Println(err)
 			return
 		}
@@ -33,7 +33,7 @@ func ExampleGate_Wait() {
 	<-done
 
 	g.Close(gate.Reason{Code: "carrier-lost", Iface: "wlan0"})
-	telemetry := g.With(gate.Policy{FailFast: true})
+	telemetry := g.Sender().With(gate.Policy{FailFast: true})
 	err = telemetry.Wait(ctx)
 	fmt.Println(errors.Is(err, gate.ErrDown))
 	fmt.Println(err)
@@ -47,7 +47,7 @@ func ExampleGate_Wait() {
 // after a connection error. Delivery is at least once: here the peer got
 // message 1 but the connection broke before its acknowledgement, so Do sent
 // it again, and the receiver drops the duplicate by its sequence number.
-func ExampleGate_Do() {
+func ExampleSender_Do() {
 	g, err := gate.New(gate.Config{
 		Backoff: gate.Backoff{Initial: time.Millisecond, Max: 10 * time.Millisecond},
 		OnError: func(a gate.Attempt) { fmt.Printf("attempt %d failed (%v)\n", a.N, a.Class) },
@@ -81,7 +81,7 @@ func ExampleGate_Do() {
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := g.Do(ctx, send(1, "arm stopped")); err != nil {
+	if err := g.Sender().Do(ctx, send(1, "arm stopped")); err != nil {
 		fmt.Println(err)
 	}
 
@@ -94,7 +94,7 @@ func ExampleGate_Do() {
 		fmt.Println("owner: link is back")
 		g.Open()
 	}()
-	if err := g.Do(ctx, send(2, "battery 12%")); err != nil {
+	if err := g.Sender().Do(ctx, send(2, "battery 12%")); err != nil {
 		fmt.Println(err)
 	}
 	// Output:

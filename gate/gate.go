@@ -1,7 +1,6 @@
 package gate
 
 import (
-	"context"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -74,6 +73,9 @@ type snapshot struct {
 	// period is the current outage while the gate is closed; nil while it
 	// is open or shut down.
 	period *period
+	// While the gate is open: the contexts of the send attempts that began
+	// in this state (attempt.go), cancelled when the state ends.
+	attempts attempts
 }
 
 // period is one outage: from a close of an open gate to the next Open or
@@ -83,9 +85,12 @@ type period struct {
 }
 
 // Gate holds important sends while the network is down and releases them
-// when it returns. It is driven by its owner through [Gate.Open],
-// [Gate.Close] and [Gate.Shutdown]; senders call [Gate.Wait] or [Gate.Do].
-// A Gate is safe for concurrent use and must be made with [New].
+// when it returns. A *Gate is the owner's handle: its owner (the Monitor,
+// or a test) drives it with [Gate.Open], [Gate.Close] and [Gate.Shutdown],
+// and hands senders [Gate.Sender], a view that can wait and send but not
+// open, close or shut the gate down, as the context package keeps a
+// context's CancelFunc apart from the Context. A Gate is safe for
+// concurrent use and must be made with [New].
 //
 // Waiting on an open gate costs one atomic load: no lock, no allocation,
 // no system call. A closed gate parks its waiters on a channel that Open
@@ -96,11 +101,16 @@ type Gate struct {
 
 	cfg     Config  // read-only after New
 	backoff Backoff // cfg.Backoff with defaults
+	// view is the Sender that [Gate.Sender] returns: the gate under
+	// Config.Policy. Read-only after New.
+	view Sender
 
-	mu sync.Mutex // guards head, tail, nheld, probe and every transition of cur
+	mu sync.Mutex // guards head, tail, nheld, heldBytes, probe, the snapshots' attempts and every transition of cur
 	// head and tail are the held senders, oldest first.
 	head, tail *waiter
 	nheld      int
+	// heldBytes is the sum of the held senders' Call.Size.
+	heldBytes int64
 	// probe is the current round of Release.Probe, nil when none.
 	probe *probe
 	// probing is probe != nil, readable without mu: Do checks it after
@@ -114,8 +124,10 @@ type Gate struct {
 // on slow paths, never by a wait on an open gate.
 type counters struct {
 	holds, releases, failFasts, expired, canceled atomic.Uint64
+	rejected, dropped                             atomic.Uint64
 	opens, closes                                 atomic.Uint64
-	sendErrors, retries, exhausted                atomic.Uint64
+	sendErrors, retries, exhausted, interrupted   atomic.Uint64
+	stopped                                       atomic.Uint64
 }
 
 // New returns a gate configured by cfg, which it checks first: the error
@@ -125,6 +137,7 @@ func New(cfg Config) (*Gate, error) {
 		return nil, err
 	}
 	g := &Gate{cfg: cfg, backoff: cfg.Backoff.withDefaults()}
+	g.view = Sender{g: g, p: cfg.Policy}
 	s := &snapshot{State: State{Open: true, Since: time.Now(), changed: make(chan struct{})}}
 	if cfg.StartClosed != (Reason{}) {
 		s.Open = false
@@ -137,6 +150,12 @@ func New(cfg Config) (*Gate, error) {
 
 // State returns the gate's current state.
 func (g *Gate) State() State { return g.cur.Load().State }
+
+// Sender returns the view of g that senders get: it waits and sends under
+// [Config.Policy] ([Sender.With] gives other policies), and has no method
+// that opens, closes or shuts down the gate. It returns the same *Sender
+// on every call.
+func (g *Gate) Sender() *Sender { return &g.view }
 
 // fail fast). Closing a closed gate with a different reason records the new
 // reason and keeps the time the outage began. Closing a shut down gate does
@@ -153,6 +172,9 @@ func (g *Gate) Close(r Reason) {
 		// a new one. Waiters of this one wake on the state change.
 		g.endProbeLocked()
 		g.n.closes.Add(1)
+		// Sends under way on the link that just went away return at once
+		// instead of waiting out their own deadlines.
+		s.attempts.interruptLocked(&interruptedError{reason: r})
 		g.publishLocked(&snapshot{
 			State:  State{Reason: r, Since: time.Now(), Seq: s.Seq + 1},
 			period: &period{done: make(chan struct{})},
@@ -183,8 +205,9 @@ func (g *Gate) Shutdown() {
 		w.prev, w.next, w.inList = nil, nil, false
 		w = next
 	}
-	g.head, g.tail, g.nheld = nil, nil, 0
+	g.head, g.tail, g.nheld, g.heldBytes = nil, nil, 0, 0
 	g.endProbeLocked()
+	s.attempts.interruptLocked(&interruptedError{reason: s.Reason, shutdown: true})
 	g.publishLocked(&snapshot{State: State{Shutdown: true, Reason: s.Reason, Since: time.Now(), Seq: s.Seq + 1}})
 	if s.period != nil {
 		close(s.period.done)
@@ -197,32 +220,6 @@ func (g *Gate) publishLocked(next *snapshot) {
 	next.changed = make(chan struct{})
 	old := g.cur.Swap(next)
 	close(old.changed)
-}
-
-// Wait returns nil when the gate is open. While it is closed, Wait holds
-// the caller until the gate opens, or returns a [*WaitError] (which says
-// why the gate was closed and for how long the caller was held) when the
-// caller's context ends, when the gate is shut down, or as the gate's
-// [Config.Policy] says (fail fast, maximum hold). Use [Gate.With] to wait
-// under another policy.
-//
-// On an open gate Wait is one atomic load. Waiting says nothing about
-// whether the send that follows will succeed; the link can drop between
-// the two. [Gate.Do] owns the whole loop.
-func (g *Gate) Wait(ctx context.Context) error {
-	if g.cur.Load().Open {
-		return nil
-	}
-	return g.waitSlow(ctx)
-}
-
-// waitSlow is Wait on a gate that was closed a moment ago, kept out of
-// Wait so that Wait stays small enough to be inlined into the sender.
-//
-//go:noinline
-func (g *Gate) waitSlow(ctx context.Context) error {
-	_, _, err := g.hold(ctx, g.cfg.Policy.FailFast, g.cfg.Policy.MaxHold, false)
-	return err
 }
 
 // waitError builds the error of a wait that ended while s was current.

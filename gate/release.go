@@ -10,10 +10,26 @@ import (
 )
 
 // probe is one round of Release.Probe: one held Do call went first, and
-// the others wait for done, which closes when a send succeeded or the probe
-// gave up (then a new round begins).
+// the others wait for done, which closes when a send succeeded or the
+// probe role passed on (its attempt failed, it gave up, or ProbeTimeout
+// passed: then a new round begins with the next oldest).
 type probe struct {
 	done chan struct{}
+	// timer passes the role on after Release.ProbeTimeout; nil without.
+	timer *time.Timer
+}
+
+// startProbeLocked makes w the probe of a new round. g.mu must be held.
+func (g *Gate) startProbeLocked(w *waiter, now time.Time) {
+	p := &probe{done: make(chan struct{})}
+	if d := g.cfg.Release.ProbeTimeout; d > 0 {
+		// The timer's goroutine only passes the role on; it is the one
+		// goroutine the package ever causes, and only with ProbeTimeout.
+		p.timer = time.AfterFunc(d, func() { g.abandon(p) })
+	}
+	w.slot, w.awaiting, w.probe = now, false, p
+	g.probe = p
+	g.probing.Store(true)
 }
 
 // Open opens the gate and releases every held sender, at once or paced as
@@ -37,7 +53,7 @@ func (g *Gate) Open() {
 			w = next
 		}
 		g.n.releases.Add(uint64(g.nheld))
-		g.head, g.tail, g.nheld = nil, nil, 0
+		g.head, g.tail, g.nheld, g.heldBytes = nil, nil, 0, 0
 	} else {
 		// Paced: give each waiter, oldest first, the moment it may go. The
 		// waiters stay in the list until they leave; if the gate closes
@@ -66,9 +82,7 @@ func (g *Gate) Open() {
 			}
 		}
 		if first != nil {
-			g.probe = &probe{done: make(chan struct{})}
-			first.probe = g.probe
-			g.probing.Store(true)
+			g.startProbeLocked(first, now)
 		}
 	}
 	g.n.opens.Add(1)
@@ -111,8 +125,9 @@ func (g *Gate) confirm() {
 	close(p.done)
 }
 
-// abandonLocked hands the probe of round p, whose Do call gave up without
-// a success, to the oldest Do call still waiting. g.mu must be held.
+// abandonLocked passes the probe role of round p, whose Do call failed an
+// attempt, gave up, or ran past ProbeTimeout, to the oldest Do call still
+// waiting. g.mu must be held.
 func (g *Gate) abandonLocked(p *probe) {
 	if p == nil || g.probe != p {
 		return // the round already ended
@@ -126,10 +141,7 @@ func (g *Gate) abandonLocked(p *probe) {
 	}
 	g.endProbeLocked()
 	if next != nil {
-		next.slot, next.awaiting = time.Now(), false
-		g.probe = &probe{done: make(chan struct{})}
-		next.probe = g.probe
-		g.probing.Store(true)
+		g.startProbeLocked(next, time.Now())
 	}
 	close(p.done) // wakes the waiters: the new probe goes, the rest wait on
 }
@@ -146,6 +158,9 @@ func (g *Gate) abandon(p *probe) {
 
 // endProbeLocked forgets the current probe round. g.mu must be held.
 func (g *Gate) endProbeLocked() {
+	if g.probe != nil && g.probe.timer != nil {
+		g.probe.timer.Stop()
+	}
 	g.probe = nil
 	g.probing.Store(false)
 }

@@ -36,9 +36,9 @@ func TestGateFlappingLosesNoWakeupAndReleasesNobodyWhileClosed(t *testing.T) {
 				iterations = 200 // waits per waiter
 			)
 			g := mustNew(t, Config{StartClosed: lost, Release: tt.release})
-			wait := g.Wait
+			wait := g.Sender().Wait
 			if tt.useDo {
-				wait = func(ctx context.Context) error { return g.Do(ctx, nopSend) }
+				wait = func(ctx context.Context) error { return g.Sender().Do(ctx, nopSend) }
 			}
 			var (
 				opensBegun atomic.Uint64 // incremented before every Open

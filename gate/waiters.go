@@ -17,6 +17,7 @@ const (
 	held     outcome = iota // still held (or being paced)
 	released                // Open let it go
 	shut                    // Shutdown ended it
+	dropped                 // a call of a higher priority took its place
 )
 
 // waiter is one held sender. The gate keeps them in a list in order of
@@ -38,21 +39,87 @@ type waiter struct {
 	forDo, awaiting bool
 	// probe is set when w was released as the probe.
 	probe *probe
+	// priority and size are the call's Policy.Priority and Call.Size,
+	// for MaxHeld; read-only after the waiter is made.
+	priority int
+	size     int64
+	// drop is closed when the waiter was dropped to make room.
+	drop chan struct{}
+}
+
+// holdReq is what one hold needs to know about its call.
+type holdReq struct {
+	p *Policy
+	// limit bounds the hold (zero: no bound beyond the context).
+	limit time.Duration
+	// forDo marks a hold by Do, which may become the probe of
+	// Release.Probe.
+	forDo bool
+	// c is the call's options, nil for none.
+	c *Call
+}
+
+// full reports whether holding one more call of size bytes would pass
+// p's bounds. g.mu must be held.
+func (g *Gate) fullLocked(p *Policy, size int64) bool {
+	return p.MaxHeld > 0 && g.nheld >= p.MaxHeld ||
+		p.MaxHeldBytes > 0 && g.heldBytes+size > p.MaxHeldBytes
+}
+
+// makeRoomLocked drops the oldest held calls that p's Overflow lets a call
+// of size bytes displace, until it fits, and reports whether it fits.
+// Nothing is dropped unless enough can be to make it fit. g.mu must be
+// held.
+func (g *Gate) makeRoomLocked(p *Policy, size int64) bool {
+	if p.Overflow == Reject {
+		return false
+	}
+	droppable := func(w *waiter) bool {
+		return w.outcome == held && (w.priority < p.Priority || p.Overflow == DropOldest && w.priority == p.Priority)
+	}
+	// Count first: dropping calls and then rejecting anyway would lose
+	// messages for nothing.
+	n, bytes := g.nheld, g.heldBytes
+	var last *waiter
+	for w := g.head; w != nil && (p.MaxHeld > 0 && n >= p.MaxHeld || p.MaxHeldBytes > 0 && bytes+size > p.MaxHeldBytes); w = w.next {
+		if droppable(w) {
+			n--
+			bytes -= w.size
+			last = w
+		}
+	}
+	if p.MaxHeld > 0 && n >= p.MaxHeld || p.MaxHeldBytes > 0 && bytes+size > p.MaxHeldBytes {
+		return false
+	}
+	for w := g.head; w != nil; {
+		next := w.next
+		if droppable(w) {
+			g.abandonLocked(w.probe)
+			g.removeLocked(w)
+			w.outcome = dropped
+			close(w.drop)
+			g.n.dropped.Add(1)
+		}
+		if w == last {
+			break
+		}
+		w = next
+	}
+	return true
 }
 
 // hold is the slow path of a wait: it holds the caller while the gate is
-// closed. limit bounds the hold (zero: no bound); forDo marks a hold by
-// Gate.Do, which may become the probe of Release.Probe. It returns how long
-// the caller was held and, if the caller was released as the probe, the
-// probe round, which Do must end with confirm or abandon.
-func (g *Gate) hold(ctx context.Context, failFast bool, limit time.Duration, forDo bool) (time.Duration, *probe, error) {
+// closed, as r says. It returns how long the caller was held and, if the
+// caller was released as the probe, the probe round, which Do must end
+// with confirm or abandon.
+func (g *Gate) hold(ctx context.Context, r holdReq) (time.Duration, *probe, error) {
 	s := g.cur.Load()
 	switch {
 	case s.Open:
 		return 0, nil, nil
 	case s.Shutdown:
 		return 0, nil, g.waitError(s, 0, ErrShutdown)
-	case failFast:
+	case r.p.FailFast:
 		g.n.failFasts.Add(1)
 		return 0, nil, g.waitError(s, 0, ErrDown)
 	case ctx.Err() != nil:
@@ -60,20 +127,36 @@ func (g *Gate) hold(ctx context.Context, failFast bool, limit time.Duration, for
 		return 0, nil, g.waitError(s, 0, context.Cause(ctx))
 	}
 
+	var size int64
+	var onWaiting func(State)
+	if r.c != nil {
+		size, onWaiting = max(r.c.Size, 0), r.c.OnWaiting
+	}
 	g.mu.Lock()
 	s = g.cur.Load()
 	if s.Open || s.Shutdown {
 		g.mu.Unlock()
-		return g.hold(ctx, false, limit, forDo)
+		return g.hold(ctx, r)
 	}
-	w := &waiter{start: time.Now(), reason: s.Reason, since: s.Since, forDo: forDo}
+	if g.fullLocked(r.p, size) && !g.makeRoomLocked(r.p, size) {
+		g.mu.Unlock()
+		g.n.rejected.Add(1)
+		return 0, nil, g.waitError(s, 0, ErrFull)
+	}
+	w := &waiter{start: time.Now(), reason: s.Reason, since: s.Since, forDo: r.forDo,
+		priority: r.p.Priority, size: size, drop: make(chan struct{})}
 	g.pushLocked(w)
 	g.n.holds.Add(1)
 	g.mu.Unlock()
+	if onWaiting != nil {
+		// As URLSession's taskIsWaitingForConnectivity: the caller
+		// learns that it is held, and why, before it parks.
+		onWaiting(s.State)
+	}
 
 	var expire <-chan time.Time
-	if limit > 0 {
-		t := time.NewTimer(limit)
+	if r.limit > 0 {
+		t := time.NewTimer(r.limit)
 		defer t.Stop()
 		expire = t.C
 	}
@@ -92,7 +175,8 @@ func (g *Gate) hold(ctx context.Context, failFast bool, limit time.Duration, for
 		case <-wake:
 			if immediate {
 				// Open or Shutdown settled w before closing wake, and
-				// nothing writes w.outcome after that: it can be read
+				// nothing writes w.outcome after that (a dropped
+				// waiter is off the list before): it can be read
 				// without the lock, so that thousands of released
 				// waiters do not queue on g.mu.
 				switch w.outcome {
@@ -103,6 +187,7 @@ func (g *Gate) hold(ctx context.Context, failFast bool, limit time.Duration, for
 					return h, nil, g.waitError(g.cur.Load(), h, ErrShutdown)
 				}
 			}
+		case <-w.drop:
 		case <-paceC:
 		case <-probeDone:
 		case <-ctx.Done():
@@ -152,6 +237,9 @@ func (g *Gate) step(w *waiter) stepResult {
 	case shut:
 		h := now.Sub(w.start)
 		return stepResult{held: h, err: g.waitError(g.cur.Load(), h, ErrShutdown)}
+	case dropped:
+		h := now.Sub(w.start)
+		return stepResult{held: h, err: &WaitError{Reason: w.reason, Since: w.since, Held: h, Err: ErrDropped}}
 	}
 	s := g.cur.Load()
 	if !s.Open {
@@ -191,6 +279,8 @@ func (g *Gate) leave(w *waiter, cause error, c *atomic.Uint64) (time.Duration, e
 		return heldFor, nil
 	case shut:
 		return heldFor, g.waitError(s, heldFor, ErrShutdown)
+	case dropped:
+		return heldFor, &WaitError{Reason: w.reason, Since: w.since, Held: heldFor, Err: ErrDropped}
 	}
 	// A probe that gives up before it was told it is one hands over.
 	g.abandonLocked(w.probe)
@@ -210,6 +300,7 @@ func (g *Gate) pushLocked(w *waiter) {
 	}
 	g.tail = w
 	g.nheld++
+	g.heldBytes += w.size
 }
 
 // removeLocked takes w out of the held list. g.mu must be held.
@@ -229,4 +320,5 @@ func (g *Gate) removeLocked(w *waiter) {
 	}
 	w.prev, w.next, w.inList = nil, nil, false
 	g.nheld--
+	g.heldBytes -= w.size
 }
