@@ -192,7 +192,7 @@ const (
 // the name does not exist.
 func evidenceOf(class classify.Class, errno unix.Errno, nxdomain bool) evidence {
 	switch class {
-	case classify.TLS, classify.Certificate:
+	case classify.TLS, classify.Certificate, classify.Rejected:
 		return answered
 	case classify.DNS:
 		if nxdomain {

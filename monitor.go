@@ -171,7 +171,7 @@ type Stats struct {
 const EventQueueSize = 4096
 
 const (
-	classCount = int(classify.Policy) + 1
+	classCount = int(classify.Rejected) + 1
 	causeCount = int(numCauses)
 )
 

@@ -48,6 +48,13 @@ const (
 	// without SO_BROADCAST). The link is fine; resending will not help
 	// until the policy changes.
 	Policy
+	// Rejected means the peer refused this client for good at the
+	// protocol level: a TLS alert for the protocol version, insufficient
+	// security, a handshake failure (no common cipher suite), a missing
+	// or unsupported extension, no common application protocol (ALPN),
+	// an unrecognised server name or access denied. Resending changes
+	// nothing until one side's configuration does.
+	Rejected
 
 	numClasses
 )
@@ -63,6 +70,7 @@ var classNames = [numClasses]string{
 	TLS:         "tls",
 	Certificate: "certificate",
 	Policy:      "policy",
+	Rejected:    "rejected",
 }
 
 // String returns the class's lower-case name, e.g. "network". These names
@@ -76,10 +84,11 @@ func (c Class) String() string {
 
 // IsConnectionError reports whether the class is one the seed's
 // is_connection_err accepts, extended as the package documentation says:
-// Connection, Network, DNS, Timeout, TLS and Certificate.
+// Connection, Network, DNS, Timeout, TLS, Certificate and Rejected (the
+// seed counts any SSL error).
 func (c Class) IsConnectionError() bool {
 	switch c {
-	case Connection, Network, DNS, Timeout, TLS, Certificate:
+	case Connection, Network, DNS, Timeout, TLS, Certificate, Rejected:
 		return true
 	}
 	return false

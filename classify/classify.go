@@ -7,13 +7,12 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"reflect"
 	"slices"
 	"strings"
 	"syscall"
-
-	"golang.org/x/sys/unix"
 )
 
 // maxDepth bounds the walk of an error chain, so that a cyclic or absurdly
@@ -32,7 +31,7 @@ func Classify(err error) Class {
 	if err == nil {
 		return None
 	}
-	return walk(err, 0)
+	return walk(err, 0, false)
 }
 
 // ClassifyContext is [Classify] for an error returned by an operation that
@@ -47,7 +46,7 @@ func ClassifyContext(ctx context.Context, err error) Class {
 	if ctx.Err() != nil {
 		return Canceled
 	}
-	return walk(err, 0)
+	return walk(err, 0, false)
 }
 
 // IsConnectionError reports whether err is a connection error in the sense
@@ -121,18 +120,24 @@ func findErrno(err error, depth int) (syscall.Errno, bool) {
 // walk classifies err by looking at each error in its chain, outermost
 // first. Wrappers that only add context (*net.OpError, *os.SyscallError,
 // *url.Error, crypto/tls's permanentError, fmt's %w) are passed through; the
-// first error that says what happened decides.
-func walk(err error, depth int) Class {
+// first error that says what happened decides. An end of stream counts as
+// a connection error only where a network read can have returned it: as
+// the outermost error (net.Conn's Read returns io.EOF bare), or below a
+// *net.OpError or *url.Error.
+func walk(err error, depth int, netAbove bool) Class {
+	fromNet := netAbove || depth == 0
 	for ; err != nil; depth++ {
 		if depth >= maxDepth {
 			return Other
 		}
-		if c, ok := decide(err); ok {
+		if c, ok := decide(err, fromNet); ok {
 			return c
 		}
+		netAbove = netAbove || netWrapper(err)
+		fromNet = netAbove
 		switch e := err.(type) {
 		case interface{ Unwrap() []error }:
-			return joined(e.Unwrap(), depth+1)
+			return joined(e.Unwrap(), depth+1, netAbove)
 		case interface{ Unwrap() error }:
 			next := e.Unwrap()
 			if next == nil {
@@ -146,15 +151,26 @@ func walk(err error, depth int) Class {
 	return Other
 }
 
+// netWrapper reports whether err is a wrapper that the network packages
+// put around what a connection returned: below it, an end of stream is a
+// connection's.
+func netWrapper(err error) bool {
+	switch err.(type) {
+	case *net.OpError, *url.Error:
+		return true
+	}
+	return false
+}
+
 // joined classifies the branches of a joined error and keeps the most
 // telling class: see rank.
-func joined(errs []error, depth int) Class {
+func joined(errs []error, depth int, netAbove bool) Class {
 	best := None
 	for _, e := range errs {
 		if e == nil {
 			continue
 		}
-		if c := walk(e, depth); rank[c] > rank[best] {
+		if c := walk(e, depth, netAbove); rank[c] > rank[best] {
 			best = c
 		}
 	}
@@ -171,17 +187,18 @@ var rank = [numClasses]uint8{
 	Other:       1,
 	Canceled:    2,
 	Policy:      3,
-	Certificate: 4,
-	TLS:         5,
-	DNS:         6,
-	Timeout:     7,
-	Connection:  8,
-	Network:     9,
+	Rejected:    4,
+	Certificate: 5,
+	TLS:         6,
+	DNS:         7,
+	Timeout:     8,
+	Connection:  9,
+	Network:     10,
 }
 
 // decide reports the class of err itself, if err is an error whose type or
 // value says what happened. It does not look at wrapped errors.
-func decide(err error) (Class, bool) {
+func decide(err error, fromNet bool) (Class, bool) {
 	switch e := err.(type) {
 	case syscall.Errno:
 		return errnoClass(e), true
@@ -189,9 +206,11 @@ func decide(err error) (Class, bool) {
 		// crypto/tls reports alerts over TCP as an OpError around an
 		// unexported alert type; the Op is the only handle on them.
 		if e.Op == "remote error" || e.Op == "local error" {
-			return TLS, true
+			return alertClass(e.Err), true
 		}
 		return 0, false
+	case tls.AlertError:
+		return alertCodeClass(uint8(e)), true
 	case *net.DNSError:
 		return dnsClass(e)
 	case *tls.CertificateVerificationError,
@@ -199,7 +218,7 @@ func decide(err error) (Class, bool) {
 		x509.SystemRootsError, x509.ConstraintViolationError, x509.UnhandledCriticalExtension,
 		x509.InsecureAlgorithmError:
 		return Certificate, true
-	case tls.RecordHeaderError, tls.AlertError, *tls.ECHRejectionError:
+	case tls.RecordHeaderError, *tls.ECHRejectionError:
 		return TLS, true
 	}
 	// Sentinels, compared by identity: each is a distinct value, and errors
@@ -209,7 +228,16 @@ func decide(err error) (Class, bool) {
 		return Canceled, true
 	case context.DeadlineExceeded, os.ErrDeadlineExceeded:
 		return Timeout, true
-	case io.EOF, io.ErrUnexpectedEOF, net.ErrClosed, io.ErrClosedPipe:
+	case io.EOF, io.ErrUnexpectedEOF:
+		// A stream ended where a reply was due, if it was a connection's:
+		// bare (net.Conn's Read returns io.EOF unwrapped) or below a
+		// network wrapper. Wrapped by anything else, it is the caller's
+		// own end of file, and resending will not change it.
+		if fromNet {
+			return Connection, true
+		}
+		return Other, true
+	case net.ErrClosed, io.ErrClosedPipe:
 		return Connection, true
 	}
 	return 0, false
@@ -285,15 +313,15 @@ var unreachableTexts = [...]string{
 // where it is.
 func errnoClass(n syscall.Errno) Class {
 	switch n {
-	case unix.ENETUNREACH, unix.ENETDOWN, unix.ENETRESET,
-		unix.EHOSTUNREACH, unix.EHOSTDOWN, unix.ENOLINK, unix.EADDRNOTAVAIL:
+	case syscall.ENETUNREACH, syscall.ENETDOWN, syscall.ENETRESET,
+		syscall.EHOSTUNREACH, syscall.EHOSTDOWN, syscall.ENOLINK, syscall.EADDRNOTAVAIL:
 		return Network
-	case unix.ECONNREFUSED, unix.ECONNRESET, unix.ECONNABORTED, unix.EPIPE,
-		unix.ESHUTDOWN, unix.ENOTCONN, unix.ENOBUFS, unix.EPROTO:
+	case syscall.ECONNREFUSED, syscall.ECONNRESET, syscall.ECONNABORTED, syscall.EPIPE,
+		syscall.ESHUTDOWN, syscall.ENOTCONN, syscall.ENOBUFS, syscall.EPROTO:
 		return Connection
-	case unix.ETIMEDOUT, unix.EAGAIN:
+	case syscall.ETIMEDOUT, syscall.EAGAIN:
 		return Timeout
-	case unix.EACCES, unix.EPERM:
+	case syscall.EACCES, syscall.EPERM:
 		return Policy
 	}
 	if osNetworkErrno(n) {

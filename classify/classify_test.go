@@ -84,7 +84,16 @@ func TestClassify(t *testing.T) {
 		{"context canceled", context.Canceled, Canceled},
 		{"canceled-like", &net.OpError{Op: "dial", Err: canceledLike{}}, Canceled},
 		{"eof", io.EOF, Connection},
-		{"unexpected eof wrapped", fmt.Errorf("read reply: %w", io.ErrUnexpectedEOF), Connection},
+		// An end of stream is a connection's only bare (net.Conn's Read
+		// returns io.EOF so) or below a network wrapper: wrapped by the
+		// caller, it is the caller's own (a file's).
+		{"unexpected eof wrapped", fmt.Errorf("read reply: %w", io.ErrUnexpectedEOF), Other},
+		{"file eof wrapped", fmt.Errorf("reading config: %w", io.EOF), Other},
+		{"eof path error", &os.PathError{Op: "read", Path: "/etc/robot.conf", Err: io.EOF}, Other},
+		{"eof bare", io.EOF, Connection},
+		{"eof under op error", &net.OpError{Op: "read", Net: "tcp", Err: io.EOF}, Connection},
+		{"eof under url error", fmt.Errorf("upload: %w", &url.Error{Op: "Post", URL: "http://robot/", Err: io.EOF}), Connection},
+		{"eof under url and fmt", &url.Error{Op: "Post", URL: "http://robot/", Err: fmt.Errorf("read: %w", io.ErrUnexpectedEOF)}, Connection},
 		{"net closed", &net.OpError{Op: "write", Err: net.ErrClosed}, Connection},
 		{"http idle connection closed", &url.Error{Op: "Post", URL: "http://robot/", Err: errors.New("http: server closed idle connection")}, Connection},
 		{"http2 connection lost", fmt.Errorf("upload: %w", &url.Error{Op: "Post", URL: "https://robot/", Err: errors.New("http2: client connection lost")}), Connection},
@@ -99,7 +108,14 @@ func TestClassify(t *testing.T) {
 		{"dns offline in dial", &net.OpError{Op: "dial", Err: &net.DNSError{Err: "connect: no route to host"}}, Network},
 		{"dns canceled", &net.DNSError{Err: "operation was canceled", UnwrapErr: context.Canceled}, Canceled},
 		{"tls record header", tls.RecordHeaderError{Msg: "first record does not look like a TLS handshake"}, TLS},
-		{"tls alert quic", tls.AlertError(40), TLS},
+		// Alerts by code: certificate alerts are Certificate, those no
+		// resend changes are Rejected, the rest TLS.
+		{"tls alert quic handshake failure", tls.AlertError(40), Rejected},
+		{"tls alert quic protocol version", tls.AlertError(70), Rejected},
+		{"tls alert quic bad certificate", tls.AlertError(42), Certificate},
+		{"tls alert quic certificate required", tls.AlertError(116), Certificate},
+		{"tls alert quic internal error", tls.AlertError(80), TLS},
+		{"tls alert quic bad record mac", tls.AlertError(20), TLS},
 		{"tls remote alert over tcp", &net.OpError{Op: "remote error", Err: errors.New("tls: bad certificate")}, TLS},
 		{"tls local alert", &net.OpError{Op: "local error", Err: errors.New("tls: bad record MAC")}, TLS},
 		{"cert unknown authority", &tls.CertificateVerificationError{Err: x509.UnknownAuthorityError{}}, Certificate},
@@ -107,7 +123,8 @@ func TestClassify(t *testing.T) {
 		{"cert hostname", x509.HostnameError{Host: "robot"}, Certificate},
 		{"cert behind proxyconnect", &net.OpError{Op: "proxyconnect", Err: &tls.CertificateVerificationError{Err: x509.UnknownAuthorityError{}}}, Certificate},
 		{"joined network wins", errors.Join(opErr("read", "read", unix.ECONNRESET), opErr("dial", "connect", unix.ENETUNREACH)), Network},
-		{"joined with nil", errors.Join(nil, io.EOF), Connection},
+		{"joined with nil", errors.Join(nil, io.EOF), Other},
+		{"joined net eof", errors.Join(nil, &net.OpError{Op: "read", Net: "tcp", Err: io.EOF}), Connection},
 		{"joined other only", errors.Join(errors.New("a"), errors.New("b")), Other},
 		{"multi %w", fmt.Errorf("%w and %w", errors.New("x"), opErr("dial", "connect", unix.EHOSTUNREACH)), Network},
 		{"nested join", fmt.Errorf("outer: %w", errors.Join(errors.New("x"), fmt.Errorf("in: %w", context.Canceled))), Canceled},
@@ -274,5 +291,25 @@ func TestNotFoundTellsNXDOMAINFromATimeout(t *testing.T) {
 	// Both are DNS to Classify; only NotFound tells them apart.
 	if c := Classify(nx); c != DNS {
 		t.Errorf("Classify(nxdomain) = %v, want dns", c)
+	}
+}
+
+func TestCertificateTime(t *testing.T) {
+	expired := x509.CertificateInvalidError{Reason: x509.Expired, Detail: "current time 1970-01-01 is before 2026-11-30"}
+	for _, c := range []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"expired or not yet valid", &tls.CertificateVerificationError{Err: expired}, true},
+		{"wrapped", &net.OpError{Op: "remote error", Err: fmt.Errorf("x: %w", &tls.CertificateVerificationError{Err: expired})}, true},
+		{"unknown authority", &tls.CertificateVerificationError{Err: x509.UnknownAuthorityError{}}, false},
+		{"other invalid", x509.CertificateInvalidError{Reason: x509.NotAuthorizedToSign}, false},
+		{"the peer's alert", tls.AlertError(alertCertificateExpired), false},
+		{"nil", nil, false},
+	} {
+		if got := CertificateTime(c.err); got != c.want {
+			t.Errorf("%s: CertificateTime(%v) = %v, want %v", c.name, c.err, got, c.want)
+		}
 	}
 }

@@ -13,8 +13,10 @@
 //
 //   - [None]: nil.
 //   - [Connection]: ECONNREFUSED, ECONNRESET, ECONNABORTED, EPIPE, ESHUTDOWN,
-//     ENOTCONN, ENOBUFS, EPROTO; io.EOF, io.ErrUnexpectedEOF,
-//     io.ErrClosedPipe and net.ErrClosed. One peer or one connection failed.
+//     ENOTCONN, ENOBUFS, EPROTO; io.ErrClosedPipe and net.ErrClosed; io.EOF
+//     and io.ErrUnexpectedEOF where a network read returned them: bare (as
+//     net.Conn's Read returns io.EOF) or below a *net.OpError or *url.Error.
+//     One peer or one connection failed.
 //   - [Network]: ENETUNREACH, ENETDOWN, ENETRESET, ENONET, EHOSTUNREACH,
 //     EHOSTDOWN, ENOLINK, EADDRNOTAVAIL, and a *net.DNSError whose text
 //     names one of them. The local path is gone ([Class.LinkRelated]).
@@ -26,18 +28,29 @@
 //     Timeout method reports true (net's dial timeout, http's client
 //     timeout).
 //   - [TLS]: tls.RecordHeaderError (a plain-text answer, typically a captive
-//     portal), alerts (tls.AlertError on QUIC; on TCP a *net.OpError whose Op
-//     is "remote error" or "local error"), *tls.ECHRejectionError.
+//     portal), *tls.ECHRejectionError, and the TLS alerts not named below
+//     (close_notify, bad_record_mac, decode_error, internal_error, ...).
+//     Alerts are read by code, from tls.AlertError on QUIC and, on TCP, from
+//     the *net.OpError whose Op is "remote error" or "local error".
 //   - [Certificate]: *tls.CertificateVerificationError and the x509 errors
-//     (unknown authority, host name, expired or not yet valid, no roots).
+//     (unknown authority, host name, expired or not yet valid, no roots), and
+//     the certificate alerts: bad_certificate, unsupported_certificate,
+//     certificate_revoked, certificate_expired, certificate_unknown,
+//     unknown_ca, certificate_required (a server refusing the client's
+//     certificate). [CertificateTime] tells a certificate refused for its
+//     validity period, which an unset clock causes.
+//   - [Rejected]: the alerts that say the two ends cannot agree whatever is
+//     resent: handshake_failure, access_denied, protocol_version,
+//     insufficient_security, inappropriate_fallback, missing_extension,
+//     unsupported_extension, unrecognized_name, no_application_protocol.
 //   - [Policy]: EACCES and EPERM.
 //   - [Canceled]: context.Canceled, and everything [ClassifyContext] sees
 //     after the caller's context ended.
 //   - [Other]: everything else (ENOENT, EADDRINUSE, EINVAL, EMSGSIZE, ...).
 //
 // When errors are joined, the most telling branch wins, in this order:
-// Network, Connection, Timeout, DNS, TLS, Certificate, Policy, Canceled,
-// Other. A network that is gone explains a peer that reset.
+// Network, Connection, Timeout, DNS, TLS, Certificate, Rejected, Policy,
+// Canceled, Other. A network that is gone explains a peer that reset.
 //
 // # Where this package differs from the seed
 //
@@ -60,14 +73,20 @@
 //     causes them), but [Class.Retryable] is false for them, because a
 //     missing CA or a clock not yet set after boot does not heal by
 //     resending.
-//   - A plain-text answer to a TLS client and TLS alerts are TLS errors. The
-//     seed meant "any SSL error" to count; in Python ssl.SSLError subclasses
+//   - A plain-text answer to a TLS client and TLS alerts are connection
+//     errors (TLS, Certificate or Rejected by the alert's code). The seed
+//     meant "any SSL error" to count; in Python ssl.SSLError subclasses
 //     OSError, so its SSL branch is never reached. This package follows the
-//     intent, not the accident.
-//   - net.ErrClosed, io.EOF and io.ErrUnexpectedEOF are Connection errors:
-//     a stream ended where a reply was due. Only the caller knows whether an
-//     EOF was expected; a sender that got one before its acknowledgement must
-//     resend.
+//     intent, not the accident. Only TLS is [Class.Retryable]: a revoked
+//     client certificate or a version mismatch never heals by resending.
+//   - net.ErrClosed is a Connection error, and so are io.EOF and
+//     io.ErrUnexpectedEOF from a network read: a stream ended where a reply
+//     was due. Only the caller knows whether an EOF was expected; a sender
+//     that got one before its acknowledgement must resend. An EOF wrapped
+//     by anything but the network's own wrappers (fmt's %w, an
+//     *fs.PathError, errors.Join) is the caller's (a file's end) and Other:
+//     return a connection's read error as it is, or wrap it in a
+//     *net.OpError, so that it stays retryable.
 //   - ENOLINK is Network (the link under the socket is gone); ENOBUFS and
 //     EPROTO are Connection (a full qdisc or device queue while the link
 //     flaps, a protocol failure on one connection); EAGAIN is Timeout (it is

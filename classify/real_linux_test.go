@@ -3,11 +3,13 @@ package classify
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"io"
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -162,6 +164,28 @@ func TestRealTLS(t *testing.T) {
 			t.Fatal("certificate errors must not be retryable")
 		}
 	})
+	t.Run("clock before the certificate", func(t *testing.T) {
+		t.Parallel()
+		kit := testcert.New(t, "netmon.test", "netmon.test")
+		addr := serveOnce(t, "tcp", func(c net.Conn) {
+			tc := tls.Server(c, kit.Server)
+			_ = tc.Handshake()
+			tc.Close()
+		})
+		roots := x509.NewCertPool()
+		roots.AppendCertsFromPEM(kit.PEM)
+		client := &tls.Config{RootCAs: roots, ServerName: "netmon.test",
+			Time: func() time.Time { return time.Unix(0, 0) }} // a robot whose clock is not set after boot
+		c, err := tls.Dial("tcp", addr.String(), client)
+		if err == nil {
+			c.Close()
+			t.Fatal("handshake succeeded at 1970")
+		}
+		assertClass(t, err, Certificate)
+		if !CertificateTime(err) {
+			t.Fatalf("CertificateTime(%v) = false, want true", err)
+		}
+	})
 	t.Run("server rejects client alert", func(t *testing.T) {
 		t.Parallel()
 		cfg := testcert.New(t, "netmon.test", "netmon.test").Server
@@ -177,8 +201,48 @@ func TestRealTLS(t *testing.T) {
 			_, err = c.Read(make([]byte, 1))
 			c.Close()
 		}
-		assertClass(t, err, TLS)
+		// bad_certificate (TLS 1.2) or certificate_required (TLS 1.3):
+		// the client's certificate was refused, and resending the same
+		// one will not help.
+		assertClass(t, err, Certificate)
 	})
+	for _, c := range []struct {
+		name  string
+		alert string
+		class Class
+		mod   func(client, server *tls.Config)
+	}{
+		{"protocol version", "protocol version", Rejected, func(c, s *tls.Config) {
+			c.MaxVersion, s.MinVersion = tls.VersionTLS12, tls.VersionTLS13
+		}},
+		{"no application protocol", "no application protocol", Rejected, func(c, s *tls.Config) {
+			c.NextProtos, s.NextProtos = []string{"robot/1"}, []string{"robot/2"}
+		}},
+	} {
+		t.Run("server rejects "+c.name, func(t *testing.T) {
+			t.Parallel()
+			cfg := testcert.New(t, "netmon.test", "netmon.test").Server
+			client := &tls.Config{InsecureSkipVerify: true}
+			c.mod(client, cfg)
+			addr := serveOnce(t, "tcp", func(conn net.Conn) {
+				tc := tls.Server(conn, cfg)
+				_ = tc.Handshake()
+				tc.Close()
+			})
+			conn, err := tls.Dial("tcp", addr.String(), client)
+			if err == nil {
+				conn.Close()
+				t.Fatal("handshake succeeded")
+			}
+			if !strings.Contains(err.Error(), c.alert) {
+				t.Fatalf("error %q does not carry the alert %q", err, c.alert)
+			}
+			assertClass(t, err, c.class)
+			if Classify(err).Retryable() {
+				t.Fatalf("%v must not be retryable", Classify(err))
+			}
+		})
+	}
 }
 
 // TestIntegrationRealPathFailures runs in fresh namespaces: a namespace
@@ -300,4 +364,26 @@ func TestIntegrationRealPathFailures(t *testing.T) {
 			t.Fatalf("got %v, want ENETDOWN", err)
 		}
 	})
+}
+
+// TestTLSAlertNoAlloc: an alert crypto/tls received over TCP (its
+// unexported type, read by reflect) is classified without allocating.
+// Not parallel: AllocsPerRun needs the process to itself.
+func TestTLSAlertNoAlloc(t *testing.T) {
+	cfg := testcert.New(t, "netmon.test", "netmon.test").Server
+	cfg.MinVersion = tls.VersionTLS13
+	addr := serveOnce(t, "tcp", func(conn net.Conn) {
+		tc := tls.Server(conn, cfg)
+		_ = tc.Handshake()
+		tc.Close()
+	})
+	conn, err := tls.Dial("tcp", addr.String(), &tls.Config{InsecureSkipVerify: true, MaxVersion: tls.VersionTLS12})
+	if err == nil {
+		conn.Close()
+		t.Fatal("handshake succeeded")
+	}
+	if n := testing.AllocsPerRun(100, func() { Classify(err) }); n != 0 {
+		t.Errorf("classifying %v allocated %v times", err, n)
+	}
+	assertClass(t, err, Rejected)
 }

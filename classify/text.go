@@ -30,8 +30,10 @@ type Text struct {
 //     "Temporary failure in name resolution" and other resolver failures
 //     are DNS;
 //  5. certificate texts ("certificate verify failed", "x509:",
-//     "certificate has expired"), then TLS and SSL texts ("SSL:", "tls:",
-//     "handshake failure", "alert"): Certificate before TLS;
+//     "certificate has expired", a certificate alert), then the alerts no
+//     resend changes ("protocol version", "handshake failure", "no
+//     application protocol", ...: Rejected), then TLS and SSL texts
+//     ("SSL:", "tls:", "alert");
 //  6. timeouts ("timed out", "timeout", "deadline exceeded");
 //  7. a stream that ended ("EOF", "connection closed", "connection
 //     lost"): Connection; a cancellation ("canceled", "cancelled"):
@@ -175,8 +177,11 @@ var textClasses = []textClass{
 	{DNS, []string{"temporary failure in name resolution", "name resolution", "getaddrinfo", "resolve host", "dns"}},
 	{Certificate, []string{"certificate verify failed", "certificate_verify_failed", "x509:", "certificate has expired",
 		"certificate is not yet valid", "self-signed certificate", "self signed certificate", "unknown authority",
-		"hostname mismatch", "certificate"}},
-	{TLS, []string{"[ssl", "ssl:", "sslerror", "tls:", "tls alert", "handshake failure", "wrong version number",
+		"hostname mismatch", "unknown ca", "unknown_ca", "certificate"}},
+	{Rejected, []string{"protocol version", "protocol_version", "handshake failure", "handshake_failure", "insufficient security",
+		"insufficient_security", "no application protocol", "no_application_protocol", "inappropriate fallback",
+		"unsupported extension", "missing extension", "unrecognized name", "access denied", "access_denied"}},
+	{TLS, []string{"[ssl", "ssl:", "sslerror", "tls:", "tls alert", "wrong version number",
 		"alert", "ssl", "tls"}},
 	{Timeout, []string{"timed out", "timeout", "deadline exceeded"}},
 	{Connection, []string{"unexpected eof", "eof", "connection closed", "connection lost", "closed by peer",

