@@ -5,7 +5,6 @@ package gate
 // and the default by class.
 
 import (
-	"crypto/x509"
 	"errors"
 	"time"
 
@@ -112,7 +111,7 @@ func (g *Gate) decide(p *Policy, err error, c classify.Class) Decision {
 	if c.Retryable() {
 		return Decision{Retry: true, Reason: c.String()}
 	}
-	if c == classify.Certificate && certificateTime(err) && !g.clockSynced() {
+	if c == classify.Certificate && classify.CertificateTime(err) && !g.clockSynced() {
 		return Decision{Retry: true, Reason: ReasonClockUnsynchronized}
 	}
 	return Decision{Reason: c.String()}
@@ -122,11 +121,4 @@ func (g *Gate) decide(p *Policy, err error, c classify.Class) Decision {
 // is assumed to be synchronised.
 func (g *Gate) clockSynced() bool {
 	return g.cfg.ClockSynced == nil || g.cfg.ClockSynced()
-}
-
-// certificateTime reports whether err rejects a certificate for its
-// validity period (expired or not yet valid).
-func certificateTime(err error) bool {
-	var ie x509.CertificateInvalidError
-	return errors.As(err, &ie) && ie.Reason == x509.Expired
 }
