@@ -70,18 +70,9 @@ func (s State) Changed() <-chan struct{} { return s.changed }
 // with one atomic load; transitions publish a new one under Gate.mu.
 type snapshot struct {
 	State
-	// period is the current outage while the gate is closed; nil while it
-	// is open or shut down.
-	period *period
 	// While the gate is open: the contexts of the send attempts that began
 	// in this state (attempt.go), cancelled when the state ends.
 	attempts attempts
-}
-
-// period is one outage: from a close of an open gate to the next Open or
-// Shutdown. Held senders park on done; a new reason does not wake them.
-type period struct {
-	done chan struct{}
 }
 
 // Gate holds important sends while the network is down and releases them
@@ -142,7 +133,6 @@ func New(cfg Config) (*Gate, error) {
 	if cfg.StartClosed != (Reason{}) {
 		s.Open = false
 		s.Reason = cfg.StartClosed
-		s.period = &period{done: make(chan struct{})}
 	}
 	g.cur.Store(s)
 	return g, nil
@@ -175,17 +165,10 @@ func (g *Gate) Close(r Reason) {
 		// Sends under way on the link that just went away return at once
 		// instead of waiting out their own deadlines.
 		s.attempts.interruptLocked(&interruptedError{reason: r})
-		g.publishLocked(&snapshot{
-			State:  State{Reason: r, Since: time.Now(), Seq: s.Seq + 1},
-			period: &period{done: make(chan struct{})},
-		})
+		g.publishLocked(&snapshot{State: State{Reason: r, Since: time.Now(), Seq: s.Seq + 1}})
 	case s.Reason != r:
-		// Same outage, better explanation: held senders stay parked on
-		// the same period.
-		g.publishLocked(&snapshot{
-			State:  State{Reason: r, Since: s.Since, Seq: s.Seq + 1},
-			period: s.period,
-		})
+		// Same outage, better explanation: held senders stay parked.
+		g.publishLocked(&snapshot{State: State{Reason: r, Since: s.Since, Seq: s.Seq + 1}})
 	}
 }
 
@@ -199,19 +182,18 @@ func (g *Gate) Shutdown() {
 	if s.Shutdown {
 		return
 	}
+	// Publish first: a waiter woken below must find the gate shut down.
+	g.publishLocked(&snapshot{State: State{Shutdown: true, Reason: s.Reason, Since: time.Now(), Seq: s.Seq + 1}})
 	for w := g.head; w != nil; {
 		next := w.next
 		w.outcome = shut
 		w.prev, w.next, w.inList = nil, nil, false
+		w.wakeLocked()
 		w = next
 	}
 	g.head, g.tail, g.nheld, g.heldBytes = nil, nil, 0, 0
 	g.endProbeLocked()
 	s.attempts.interruptLocked(&interruptedError{reason: s.Reason, shutdown: true})
-	g.publishLocked(&snapshot{State: State{Shutdown: true, Reason: s.Reason, Since: time.Now(), Seq: s.Seq + 1}})
-	if s.period != nil {
-		close(s.period.done)
-	}
 }
 
 // publishLocked makes next the current state and tells watchers of the old

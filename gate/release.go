@@ -42,14 +42,24 @@ func (g *Gate) Open() {
 		return
 	}
 	now := time.Now()
+	// Publish first: a waiter woken below must find the gate open, as
+	// its Wait's nil says it is.
+	g.n.opens.Add(1)
+	g.publishLocked(&snapshot{State: State{Open: true, Since: now, Seq: s.Seq + 1}})
 	if r := g.cfg.Release; r.immediate() {
 		// Settle every waiter here, so that a released waiter returns
 		// without taking the lock again: 10,000 of them waking at once
 		// would otherwise queue on mu.
+		//
+		// Each waiter parks on its own channel: closing them one by one
+		// costs what closing one shared channel does (the runtime wakes
+		// each parked goroutine either way), and a waiter's wake-up then
+		// touches no lock that 10,000 others contend for.
 		for w := g.head; w != nil; {
 			next := w.next
 			w.outcome = released
 			w.prev, w.next, w.inList = nil, nil, false
+			w.wakeLocked()
 			w = next
 		}
 		g.n.releases.Add(uint64(g.nheld))
@@ -84,10 +94,10 @@ func (g *Gate) Open() {
 		if first != nil {
 			g.startProbeLocked(first, now)
 		}
+		for w := g.head; w != nil; w = w.next {
+			w.wakeLocked() // to look at its slot
+		}
 	}
-	g.n.opens.Add(1)
-	g.publishLocked(&snapshot{State: State{Open: true, Since: now, Seq: s.Seq + 1}})
-	close(s.period.done)
 }
 
 // slot returns when the i-th paced sender may go, for a release that

@@ -43,8 +43,21 @@ type waiter struct {
 	// for MaxHeld; read-only after the waiter is made.
 	priority int
 	size     int64
-	// drop is closed when the waiter was dropped to make room.
-	drop chan struct{}
+	// wake is the channel the waiter parks on while the gate is closed.
+	// The gate closes it (once: woken) when it settles the waiter
+	// (released, shut, dropped) or when a paced release gives it a slot;
+	// step gives a waiter that is held again a new one.
+	wake  chan struct{}
+	woken bool
+}
+
+// wakeLocked closes w's wake channel unless it is closed already. Gate.mu
+// must be held.
+func (w *waiter) wakeLocked() {
+	if !w.woken {
+		w.woken = true
+		close(w.wake)
+	}
 }
 
 // holdReq is what one hold needs to know about its call.
@@ -97,7 +110,7 @@ func (g *Gate) makeRoomLocked(p *Policy, size int64) bool {
 			g.abandonLocked(w.probe)
 			g.removeLocked(w)
 			w.outcome = dropped
-			close(w.drop)
+			w.wakeLocked()
 			g.n.dropped.Add(1)
 		}
 		if w == last {
@@ -144,7 +157,7 @@ func (g *Gate) hold(ctx context.Context, r holdReq) (time.Duration, *probe, erro
 		return 0, nil, g.waitError(s, 0, ErrFull)
 	}
 	w := &waiter{start: time.Now(), reason: s.Reason, since: s.Since, forDo: r.forDo,
-		priority: r.p.Priority, size: size, drop: make(chan struct{})}
+		priority: r.p.Priority, size: size, wake: make(chan struct{})}
 	g.pushLocked(w)
 	g.n.holds.Add(1)
 	g.mu.Unlock()
@@ -167,35 +180,41 @@ func (g *Gate) hold(ctx context.Context, r holdReq) (time.Duration, *probe, erro
 		}
 	}()
 	var paceC <-chan time.Time
-	var wake <-chan struct{} = s.period.done // fires when the gate settles or may have
-	var probeDone <-chan struct{}            // fires when a probe round ends
+	var wake <-chan struct{} = w.wake // fires when the gate settles w or may have
+	var probeDone <-chan struct{}     // fires when a probe round ends
 	immediate := g.cfg.Release.immediate()
 	for {
-		select {
-		case <-wake:
-			if immediate {
-				// Open or Shutdown settled w before closing wake, and
-				// nothing writes w.outcome after that (a dropped
-				// waiter is off the list before): it can be read
-				// without the lock, so that thousands of released
-				// waiters do not queue on g.mu.
-				switch w.outcome {
-				case released:
-					return time.Since(w.start), nil, nil
-				case shut:
-					h := time.Since(w.start)
-					return h, nil, g.waitError(g.cur.Load(), h, ErrShutdown)
-				}
+		done := ctx.Done()
+		if done == nil && expire == nil && paceC == nil && probeDone == nil {
+			// Nothing but the gate can end this wait: a plain receive
+			// is cheaper to wake than a select.
+			<-wake
+		} else {
+			select {
+			case <-wake:
+			case <-paceC:
+			case <-probeDone:
+			case <-done:
+				h, err := g.leave(w, context.Cause(ctx), &g.n.canceled)
+				return h, nil, err
+			case <-expire:
+				h, err := g.leave(w, ErrHoldExpired, &g.n.expired)
+				return h, nil, err
 			}
-		case <-w.drop:
-		case <-paceC:
-		case <-probeDone:
-		case <-ctx.Done():
-			h, err := g.leave(w, context.Cause(ctx), &g.n.canceled)
-			return h, nil, err
-		case <-expire:
-			h, err := g.leave(w, ErrHoldExpired, &g.n.expired)
-			return h, nil, err
+		}
+		if immediate {
+			// Without pacing only Open, Shutdown or a drop close w.wake
+			// (a timer or the context returned above), and each settled
+			// w before, under g.mu: w.outcome can be read without the
+			// lock, so that thousands of released waiters do not queue
+			// on g.mu.
+			switch w.outcome {
+			case released:
+				return time.Since(w.start), nil, nil
+			case shut:
+				h := time.Since(w.start)
+				return h, nil, g.waitError(g.cur.Load(), h, ErrShutdown)
+			}
 		}
 		st := g.step(w)
 		if st.next == nil {
@@ -243,9 +262,13 @@ func (g *Gate) step(w *waiter) stepResult {
 	}
 	s := g.cur.Load()
 	if !s.Open {
-		// Closed again before this waiter's paced turn: hold it again.
+		// Closed again before this waiter's paced turn: hold it again,
+		// on a new channel if its old one was closed.
 		w.reason, w.since = s.Reason, s.Since
-		return stepResult{next: s.period.done}
+		if w.woken {
+			w.wake, w.woken = make(chan struct{}), false
+		}
+		return stepResult{next: w.wake}
 	}
 	if w.awaiting {
 		if g.probe != nil {
