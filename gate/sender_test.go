@@ -73,7 +73,7 @@ func TestSenderWithNormalisesThePolicy(t *testing.T) {
 	if got.MaxHold != 0 || got.MaxAttempts != 0 || got.MaxHeld != 0 || got.MaxHeldBytes != 0 || got.Overflow != Reject {
 		t.Errorf("With(negative limits).Policy() = %+v, want zero limits and Reject", got)
 	}
-	if g.Sender() != g.Sender() {
+	if s1, s2 := g.Sender(), g.Sender(); s1 != s2 {
 		t.Error("Gate.Sender returns a new view on every call, want the same")
 	}
 }
