@@ -57,6 +57,7 @@ type attempt struct {
 	ctx    context.Context
 	cancel context.CancelCauseFunc
 	shared bool
+	s      *snapshot // the open state it began in
 }
 
 // attemptSlots is how many caller contexts an open state shares attempt
@@ -92,7 +93,7 @@ func (g *Gate) attemptFor(ctx context.Context, s *snapshot) *attempt {
 // free slot if there is one.
 func (g *Gate) newAttempt(ctx context.Context, s *snapshot) *attempt {
 	actx, cancel := context.WithCancelCause(ctx)
-	a := &attempt{parent: ctx, ctx: actx, cancel: cancel}
+	a := &attempt{parent: ctx, ctx: actx, cancel: cancel, s: s}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if s.attempts.ended {
@@ -125,13 +126,13 @@ func (g *Gate) newAttempt(ctx context.Context, s *snapshot) *attempt {
 }
 
 // done ends a private attempt context once its send has returned.
-func (g *Gate) done(a *attempt, s *snapshot) {
+func (g *Gate) done(a *attempt) {
 	if a.shared {
 		return
 	}
 	a.cancel(errAttemptOver)
 	g.mu.Lock()
-	delete(s.attempts.live, a)
+	delete(a.s.attempts.live, a)
 	g.mu.Unlock()
 }
 

@@ -188,10 +188,21 @@ func schedMetric(name string) uint64 {
 	return s[0].Value.Uint64()
 }
 
-// BenchmarkDoOpen measures Do around a no-op send on an open gate: the
-// overhead an important send pays when the network is fine.
+// BenchmarkDoOpen measures Do through the sender view around a no-op
+// send on an open gate: the overhead an important send pays when the
+// network is fine.
 func BenchmarkDoOpen(b *testing.B) {
 	ctx := context.Background()
+	b.Run("open/cancelable-ctx", func(b *testing.B) {
+		// A caller context that can end, as a real sender's does.
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		g := mustNew(b, Config{})
+		b.ReportAllocs()
+		for b.Loop() {
+			_ = g.Sender().Do(ctx, nopSend)
+		}
+	})
 	b.Run("open", func(b *testing.B) {
 		g := mustNew(b, Config{})
 		b.ReportAllocs()

@@ -11,8 +11,10 @@ import (
 )
 
 // do is Sender.Do and Sender.DoCall under policy p, with the call's
-// options c (nil for none).
-func (g *Gate) do(ctx context.Context, p *Policy, c *Call, send func(context.Context) error) (Result, error) {
+// options c (nil for none). When pre is not nil, the first attempt was
+// already made, under pre, on Sender.Do's fast path, and failed with
+// preErr: do goes on from there.
+func (g *Gate) do(ctx context.Context, p *Policy, c *Call, send func(context.Context) error, pre *attempt, preErr error) (Result, error) {
 	var (
 		r         Result
 		retry     int // retries since the gate last held this call
@@ -25,8 +27,16 @@ func (g *Gate) do(ctx context.Context, p *Policy, c *Call, send func(context.Con
 		backoffUntil, afterUntil time.Time
 	)
 	for {
-		s := g.cur.Load()
-		if !s.Open {
+		var (
+			a   *attempt
+			err error
+		)
+		if pre != nil {
+			a, err, pre = pre, preErr, nil
+			r.Attempts = 1
+			goto failed
+		}
+		if s := g.cur.Load(); !s.Open {
 			h, pr, err := g.holdFor(ctx, p, c, r.Held)
 			r.Held += h
 			if err != nil {
@@ -41,8 +51,7 @@ func (g *Gate) do(ctx context.Context, p *Policy, c *Call, send func(context.Con
 				retry, backoffUntil = 0, time.Time{}
 			}
 			continue // look again: the gate may have closed since
-		}
-		if !backoffUntil.IsZero() || !afterUntil.IsZero() {
+		} else if !backoffUntil.IsZero() || !afterUntil.IsZero() {
 			// Back off only while the gate is open: the peer may be
 			// down, or the owner may not have seen the outage yet. If
 			// the gate closes meanwhile, stop sleeping and hold instead.
@@ -65,29 +74,23 @@ func (g *Gate) do(ctx context.Context, p *Policy, c *Call, send func(context.Con
 			}
 			backoffUntil, afterUntil = time.Time{}, time.Time{}
 			continue
+		} else {
+			r.Attempts++
+			if r.Attempts > 1 {
+				g.n.retries.Add(1)
+			}
+			a = g.attemptFor(ctx, s)
+			err = send(a.ctx)
+			if !a.shared {
+				g.done(a)
+			}
+			if err == nil {
+				g.succeeded(r.Attempts, r.Held)
+				return r, nil
+			}
 		}
 
-		r.Attempts++
-		if r.Attempts > 1 {
-			g.n.retries.Add(1)
-		}
-		a := g.attemptFor(ctx, s)
-		err := send(a.ctx)
-		if !a.shared {
-			g.done(a, s)
-		}
-		if err == nil {
-			if g.probing.Load() {
-				// The path works: release the Do calls that waited for
-				// a probe to succeed (this one's or another's).
-				g.confirm()
-			}
-			if g.cfg.OnSuccess != nil {
-				g.cfg.OnSuccess(Attempt{N: r.Attempts, Held: r.Held})
-			}
-			return r, nil
-		}
-
+	failed:
 		var cl classify.Class
 		var d Decision
 		switch {
@@ -129,6 +132,19 @@ func (g *Gate) do(ctx context.Context, p *Policy, c *Call, send func(context.Con
 			backoffUntil = now.Add(g.delay(retry))
 			retry++
 		}
+	}
+}
+
+// succeeded tells the probe and the owner that attempt n of a Do call,
+// held for held in all, succeeded.
+func (g *Gate) succeeded(n int, held time.Duration) {
+	if g.probing.Load() {
+		// The path works: release the Do calls that waited for a probe
+		// to succeed (this one's or another's).
+		g.confirm()
+	}
+	if g.cfg.OnSuccess != nil {
+		g.cfg.OnSuccess(Attempt{N: n, Held: held})
 	}
 }
 
