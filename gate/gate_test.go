@@ -84,6 +84,10 @@ func TestNewRejectsBadConfig(t *testing.T) {
 	}{
 		{"negative MaxHold", Config{Policy: Policy{MaxHold: -1}}, "Config.Policy.MaxHold"},
 		{"negative MaxAttempts", Config{Policy: Policy{MaxAttempts: -1}}, "Config.Policy.MaxAttempts"},
+		{"negative MaxHeld", Config{Policy: Policy{MaxHeld: -1}}, "Config.Policy.MaxHeld"},
+		{"negative MaxHeldBytes", Config{Policy: Policy{MaxHeldBytes: -1}}, "Config.Policy.MaxHeldBytes"},
+		{"unknown Overflow", Config{Policy: Policy{Overflow: DropOldest + 1}}, "Config.Policy.Overflow"},
+		{"negative ProbeTimeout", Config{Release: Release{Probe: true, ProbeTimeout: -1}}, "Config.Release.ProbeTimeout"},
 		{"negative Rate", Config{Release: Release{Rate: -1}}, "Config.Release.Rate"},
 		{"infinite Rate", Config{Release: Release{Rate: float64Inf()}}, "Config.Release.Rate"},
 		{"negative Spread", Config{Release: Release{Spread: -1}}, "Config.Release.Spread"},

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -275,5 +276,85 @@ func TestDoHTTP503RetryAfter(t *testing.T) {
 	}
 	if gap := times[1].Sub(times[0]); gap < time.Second {
 		t.Errorf("the retry came %v after the 503, want no sooner than its Retry-After, 1s", gap)
+	}
+}
+
+// TestDoProbeToADeadDestinationDoesNotHoldTheHealthyOnes: with
+// Release.Probe, the oldest held call goes to a destination that refuses
+// connections (a closed port on loopback); calls to a healthy TCP server
+// wait behind it. The probe's failure passes the role on, a healthy call
+// succeeds, and every healthy call is released and delivered while the
+// call to the dead destination keeps retrying.
+func TestDoProbeToADeadDestinationDoesNotHoldTheHealthyOnes(t *testing.T) {
+	dead, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadAddr := dead.Addr().String()
+	dead.Close() // connections to it are refused from now on
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const healthy = 5
+	srv := startFlakyServer(t, ln, healthy)
+
+	g := mustNew(t, Config{
+		StartClosed: lost,
+		Release:     Release{Probe: true},
+		Backoff:     Backoff{Initial: 10 * time.Millisecond, Max: 50 * time.Millisecond},
+	})
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	deadCtx, stopDead := context.WithCancel(ctx)
+	deadDone := make(chan error, 1)
+	go func() {
+		c := &ackClient{dial: dialTCP(deadAddr)}
+		defer c.close()
+		deadDone <- g.Sender().Do(deadCtx, func(ctx context.Context) error { return c.send(ctx, 999) })
+	}()
+	for g.Stats().HeldNow < 1 {
+		if ctx.Err() != nil {
+			t.Fatal("the call to the dead destination was never held")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, healthy)
+	for i := range healthy {
+		wg.Go(func() {
+			c := &ackClient{dial: dialTCP(ln.Addr().String())}
+			defer c.close()
+			if err := g.Sender().Do(ctx, func(ctx context.Context) error { return c.send(ctx, uint64(i)) }); err != nil {
+				errs <- fmt.Errorf("healthy call %d: %w", i, err)
+			}
+		})
+	}
+	for g.Stats().HeldNow < 1+healthy {
+		if ctx.Err() != nil {
+			t.Fatalf("only %d calls held", g.Stats().HeldNow)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	g.Open() // the oldest, the dead destination's call, probes first
+
+	select {
+	case <-srv.reach:
+	case <-ctx.Done():
+		t.Fatalf("the healthy calls were not delivered: %v; stats %+v", ctx.Err(), g.Stats())
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	select {
+	case err := <-deadDone:
+		t.Fatalf("the call to the dead destination ended (%v), want it retrying", err)
+	default:
+	}
+	stopDead()
+	if err := <-deadDone; !errors.Is(err, context.Canceled) || !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Errorf("dead destination's Do = %v, want canceled after refusals", err)
 	}
 }

@@ -34,7 +34,7 @@ type waiter struct {
 	inList     bool
 	outcome    outcome
 	slot       time.Time // when a paced release lets it go
-	// forDo marks a hold by Gate.Do, which may be the probe of
+	// forDo marks a hold by Sender.Do, which may be the probe of
 	// Release.Probe; awaiting marks one that waits for the probe's success.
 	forDo, awaiting bool
 	// probe is set when w was released as the probe.
