@@ -83,15 +83,14 @@ func (c Class) String() string {
 }
 
 // IsConnectionError reports whether the class is one the seed's
-// is_connection_err accepts, extended as the package documentation says:
-// Connection, Network, DNS, Timeout, TLS, Certificate and Rejected (the
-// seed counts any SSL error).
+// is_connection_err accepts, corrected as the package documentation says:
+// Connection, Network, DNS, Timeout and TLS. These are the failures that
+// resending after the path is back may cure, the question the seed's
+// function answers for its sender; Certificate and Rejected are not among
+// them (a certificate the client does not trust, a version the server
+// refuses). It is the same set as [Class.Retryable].
 func (c Class) IsConnectionError() bool {
-	switch c {
-	case Connection, Network, DNS, Timeout, TLS, Certificate, Rejected:
-		return true
-	}
-	return false
+	return c.Retryable()
 }
 
 // Retryable reports whether resending after the network returns may

@@ -68,17 +68,19 @@
 //     errors: a prohibit route or a firewall, not link loss. They are
 //     checked as errnos before anything could call them os.ErrPermission.
 //   - context.Canceled is not a connection error: the caller gave up.
-//   - Certificate failures have their own class. They count as connection
-//     errors (the seed's SSL branch intends that: a captive portal on Wi-Fi
-//     causes them), but [Class.Retryable] is false for them, because a
-//     missing CA or a clock not yet set after boot does not heal by
-//     resending.
-//   - A plain-text answer to a TLS client and TLS alerts are connection
-//     errors (TLS, Certificate or Rejected by the alert's code). The seed
-//     meant "any SSL error" to count; in Python ssl.SSLError subclasses
-//     OSError, so its SSL branch is never reached. This package follows the
-//     intent, not the accident. Only TLS is [Class.Retryable]: a revoked
-//     client certificate or a version mismatch never heals by resending.
+//   - Certificate failures have their own class and are not connection
+//     errors, although the seed's "any SSL error" branch meant them to be
+//     (a captive portal on Wi-Fi causes them): a missing CA, a revoked
+//     client certificate or a clock not yet set after boot does not heal
+//     by resending at once. [CertificateTime] tells the clock's case,
+//     which a sender may retry until the clock is set (the gate does).
+//   - A plain-text answer to a TLS client and TLS alerts other than the
+//     certificate alerts and the permanent ones ([Rejected]: version,
+//     security level, ALPN, access denied) are TLS errors, and connection
+//     errors. The seed meant "any SSL error" to count; in Python
+//     ssl.SSLError subclasses OSError, so its SSL branch is never reached.
+//     This package follows the intent, not the accident, except where
+//     resending cannot help.
 //   - net.ErrClosed is a Connection error, and so are io.EOF and
 //     io.ErrUnexpectedEOF from a network read: a stream ended where a reply
 //     was due. Only the caller knows whether an EOF was expected; a sender
