@@ -167,9 +167,40 @@ func (g *Gate) hold(ctx context.Context, r holdReq) (time.Duration, *probe, erro
 		onWaiting(s.State)
 	}
 
+	if g.cfg.Release.immediate() && r.limit == 0 {
+		// The common case, kept free of timers and defers: 10,000
+		// waiters released at once each pay only this.
+		if done := ctx.Done(); done == nil {
+			<-w.wake
+		} else {
+			select {
+			case <-w.wake:
+			case <-done:
+				h, err := g.leave(w, context.Cause(ctx), &g.n.canceled)
+				return h, nil, err
+			}
+		}
+		// Only Open, Shutdown or a drop close w.wake here, and each
+		// settled w before, under g.mu: w.outcome can be read without
+		// the lock, so that the released waiters do not queue on g.mu.
+		h := time.Since(w.start)
+		switch w.outcome {
+		case released:
+			return h, nil, nil
+		case shut:
+			return h, nil, g.waitError(g.cur.Load(), h, ErrShutdown)
+		}
+		return h, nil, &WaitError{Reason: w.reason, Since: w.since, Held: h, Err: ErrDropped}
+	}
+	return g.park(ctx, w, r.limit)
+}
+
+// park is the rest of hold for a held waiter w whose wait is paced, probed
+// or bounded by limit (when > 0).
+func (g *Gate) park(ctx context.Context, w *waiter, limit time.Duration) (time.Duration, *probe, error) {
 	var expire <-chan time.Time
-	if r.limit > 0 {
-		t := time.NewTimer(r.limit)
+	if limit > 0 {
+		t := time.NewTimer(limit)
 		defer t.Stop()
 		expire = t.C
 	}
