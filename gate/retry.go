@@ -28,17 +28,28 @@ type Decision struct {
 	Reason string
 }
 
-// The reasons of the decisions this package makes.
+// The reasons of the decisions this package makes, besides class names.
 const (
-	ReasonPermanent           = "permanent"
-	ReasonRetryAfter          = "retry-after"
-	ReasonInterrupted         = "interrupted"
+	// ReasonPermanent: the send marked its error with [Permanent].
+	ReasonPermanent = "permanent"
+	// ReasonRetryAfter: the send marked its error with [Retryable].
+	ReasonRetryAfter = "retry-after"
+	// ReasonInterrupted: the gate closed during the attempt; Do holds.
+	ReasonInterrupted = "interrupted"
+	// ReasonClockUnsynchronized: a certificate was rejected for its
+	// validity period while the system clock is not synchronised.
 	ReasonClockUnsynchronized = "clock-unsynchronized"
+)
+
+var (
+	_ interface{ Unwrap() error } = (*PermanentError)(nil)
+	_ interface{ Unwrap() error } = (*RetryableError)(nil)
 )
 
 // PermanentError marks an error that no retry can mend: [Sender.Do]
 // returns at once whatever its class. Make one with [Permanent].
 type PermanentError struct {
+	// Err is the error that no retry can mend.
 	Err error
 }
 
@@ -61,6 +72,7 @@ func (e *PermanentError) Unwrap() error { return e.Err }
 // RetryableError marks an error that a later attempt may mend, whatever
 // its class, and when to try again. Make one with [Retryable].
 type RetryableError struct {
+	// Err is the error a later attempt may mend.
 	Err error
 	// After is the least time before the next attempt; zero means the
 	// usual backoff.
