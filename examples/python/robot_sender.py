@@ -5,8 +5,12 @@ The seed robot's asynchronous sender, made reliable with netmon (Python 3.7+,
 standard library and netmon_client.py only). It is the pattern to copy:
 
   * Every message stays in memory until the server acknowledges it: the
-    protocol is "SEQ PAYLOAD\\n" one way and "ACK SEQ\\n" the other, SEQ from
-    1, and the server de-duplicates by SEQ (at-least-once delivery).
+    protocol is "SEQ PAYLOAD\\n" one way and "ACK SEQ\\n" the other, SEQ the
+    token ID:EPOCH:N (this robot's --id, a random epoch chosen at start, the
+    message's number from 1), and the server de-duplicates per ID and
+    EPOCH (at-least-once delivery; see examples/ackserver's documentation).
+    A restarted robot takes a new epoch, so none of its messages is mistaken
+    for a copy of the last run's.
   * Before each connection the sender waits until netmon says traffic can
     flow (Client.wait_online, run in a thread so the event loop keeps
     going): while the link is down it makes no connection attempts at all.
@@ -44,12 +48,22 @@ import argparse
 import asyncio
 import os
 import random
+import re
 import signal
+import socket
 import sys
 import threading
 import time
 
 from netmon_client import RETRYABLE, Client, NetmonError, NetmonUnavailable, classify
+
+
+ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def safe_id(name):
+    """name with every character outside the token's set replaced by '-', at most 64."""
+    return (re.sub(r"[^A-Za-z0-9._-]", "-", name)[:64]) or "robot"
 
 
 class PathLost(Exception):
@@ -75,8 +89,9 @@ class Sender:
     """Delivers messages 1..count at least once; the state lives on the event loop."""
 
     def __init__(self, host, port, count, rate=0.0, window=256, payload=b"",
-                 ack_timeout=5.0, dial_timeout=5.0, client=None):
+                 ack_timeout=5.0, dial_timeout=5.0, client=None, sender_id="robot", epoch=1):
         self.host, self.port, self.count = host, port, count
+        self.prefix = ("%s:%d:" % (sender_id, epoch)).encode("ascii")  # SEQ is prefix + N
         self.interval = 1.0 / rate if rate > 0 else 0.0
         self.window, self.payload = window, payload
         self.ack_timeout, self.dial_timeout = ack_timeout, dial_timeout
@@ -212,7 +227,7 @@ class Sender:
                 now = time.monotonic()
                 seq = self.next_to_write()
                 if seq and now >= self.next:
-                    writer.write(b"%d %s\n" % (seq, self.payload))
+                    writer.write(b"%s%d %s\n" % (self.prefix, seq, self.payload))
                     self.mark_written(seq, now)
                     if self.interval:
                         # A token bucket with a small burst: timer lateness is
@@ -257,10 +272,13 @@ class Sender:
         """Read "ACK SEQ" lines until the connection ends (raises)."""
         while True:
             line = await reader.readuntil(b"\n")  # IncompleteReadError at EOF
+            if line.startswith(b"ERR "):
+                raise ProtocolError("sender: the server refused a line: %s" % line[4:].strip().decode("utf-8", "replace"))
             parts = line.split()
-            if len(parts) != 2 or parts[0] != b"ACK" or not parts[1].isdigit():
-                raise ProtocolError("sender: malformed acknowledgement %r" % line[:40])
-            seq = int(parts[1])
+            n = parts[1][len(self.prefix):] if len(parts) == 2 and parts[1].startswith(self.prefix) else b""
+            if parts[:1] != [b"ACK"] or not n.isdigit():
+                raise ProtocolError("sender: malformed acknowledgement %r" % line[:80])
+            seq = int(n)
             if not 1 <= seq <= self.count:
                 raise ProtocolError("sender: acknowledgement of unknown message %d" % seq)
             if not self.acked[seq]:
@@ -380,7 +398,7 @@ def main(argv=None):
     p.add_argument("--rate", type=float, default=0.0, help="at most this many messages per second (0: no limit)")
     p.add_argument("--socket", default=None,
                    help="netmon's socket (default: $NETMON_SOCKET or /run/netmon/netmon.sock)")
-    p.add_argument("--id", default="", help="a name carried in every payload")
+    p.add_argument("--id", default="", help="this robot's name in every SEQ: 1-64 of A-Z a-z 0-9 . _ - (default: the host name)")
     p.add_argument("--window", type=int, default=256, help="most unacknowledged messages on one connection")
     p.add_argument("--ack-timeout", type=float, default=5.0,
                    help="redial when no acknowledgement comes for this many seconds")
@@ -388,12 +406,16 @@ def main(argv=None):
     a = p.parse_args(argv)
     if a.count <= 0 or a.rate < 0 or a.window <= 0 or a.ack_timeout <= 0 or a.dial_timeout <= 0:
         p.error("--count, --window, --ack-timeout and --dial-timeout must be > 0, --rate >= 0")
-    if any(c in a.id for c in "\r\n"):
-        p.error("--id must be one line")
-
-    payload = (a.id or "robot-%d" % os.getpid()).encode("utf-8")
-    s = Sender(a.addr[0], a.addr[1], a.count, rate=a.rate, window=a.window, payload=payload,
-               ack_timeout=a.ack_timeout, dial_timeout=a.dial_timeout, client=Client(a.socket))
+    sender_id = a.id or safe_id(socket.gethostname())
+    if not ID_RE.match(sender_id):
+        p.error("--id %r: want 1-64 of A-Z a-z 0-9 . _ -" % sender_id)
+    # A random epoch, not the clock: a robot without a real-time clock can
+    # boot twice at the same time.
+    epoch = random.SystemRandom().randrange(1, 1 << 64)
+    log("sending %s:%d:1 to %s:%d:%d", sender_id, epoch, sender_id, epoch, a.count)
+    s = Sender(a.addr[0], a.addr[1], a.count, rate=a.rate, window=a.window, payload=b"telemetry",
+               ack_timeout=a.ack_timeout, dial_timeout=a.dial_timeout, client=Client(a.socket),
+               sender_id=sender_id, epoch=epoch)
 
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)

@@ -1,28 +1,46 @@
 // Sender sends numbered messages to examples/ackserver and does not lose
 // one while the network drops, changes address or loses its route, or the
 // server resets its connections. It is the pattern a robot engineer copies:
-// at-least-once delivery through netmon's Gate, with de-duplication by
-// sequence number at the receiver.
+// at-least-once delivery through netmon's Gate, with de-duplication per
+// sender and run at the receiver.
 //
 // Usage:
 //
-//	sender --addr HOST:PORT --count N [--rate R] [--tls [--ca FILE] [--server-name NAME]]
+//	sender --addr HOST:PORT --count N [--id ID] [--rate R] [--tls [--ca FILE] [--server-name NAME]]
 //
-// It exits 0 only when every message has been acknowledged, after printing
+// Every message carries the token ID:EPOCH:N (see examples/ackserver for
+// the protocol): ID is --id (default the host name, with bytes outside
+// A-Z a-z 0-9 . _ - made '-'), EPOCH a random 64-bit number chosen at
+// start, so that a restarted sender numbering from 1 again is not taken
+// for duplicates of its last run, and N counts from 1. It prints first
+//
+//	sending ID:EPOCH:1 to ID:EPOCH:N
+//
+// and exits 0 only when every message has been acknowledged, after printing
 //
 //	sent N, acked N, resent K, held T, dial-failures F
 //
 // where K counts copies written again after a reconnect, T is the total
-// time spent held at the Gate, and F counts failed connection attempts.
+// time spent held at the Gate (in Do but neither dialling nor backing off
+// between attempts, measured per call), and F counts failed connection
+// attempts.
 // It exits 1 when it stops before that (an error no retry can fix, such as
 // a certificate the CA does not sign, or SIGINT/SIGTERM), after printing
 // the same line, and 2 on a usage error.
 //
 // # How it keeps every message
 //
+// At-least-once holds only if a message counts as sent when the receiver
+// has acknowledged it, never when a write returned: a write that
+// succeeded put the bytes in the kernel's buffer, which dies with the
+// connection. If you send through [gate.Gate.Do] one message per call,
+// your send function must return nil only after it read the receiver's
+// acknowledgement of that message; this sender dials through Do and keeps
+// the acknowledgement bookkeeping itself:
+//
 //   - Every message stays in memory until the server acknowledges it
-//     ("ACK SEQ"). A connection carries at most --window unacknowledged
-//     messages.
+//     ("ACK ID:EPOCH:N"). A connection carries at most --window
+//     unacknowledged messages; keep it at most the server's --window.
 //   - Connections are made through [gate.Gate.Do]: while the netmon
 //     Monitor says the network is down the dial is held (no connection
 //     attempts, no failures), and a failed dial is classified by
@@ -35,6 +53,13 @@
 //     or when no acknowledgement arrives for --ack-timeout while messages
 //     are outstanding. Every unacknowledged message is then written again,
 //     oldest first, on the next connection.
+//   - The rebind channel ([netmon.Monitor.RebindC]) is taken inside the
+//     function given to Do, right before the dial: a rebind while the dial
+//     was held must not end the connection made after it.
+//   - A failed read of acknowledgements keeps its network identity (a
+//     *net.OpError, an EOF put inside one), so that classify calls it a
+//     connection error and the messages are resent; an "ERR" answer (the
+//     server cannot parse what we send) ends the run.
 //   - After an outage the sender redials rather than waiting for the old
 //     connection's retransmission timer, which may be seconds out; a fresh
 //     connection costs one round trip and the receiver drops duplicates.
@@ -44,4 +69,5 @@
 //
 // [gate.Gate.Do]: https://pkg.go.dev/github.com/seed-a56be422/netmon/gate#Gate.Do
 // [classify]: https://pkg.go.dev/github.com/seed-a56be422/netmon/classify
+// [netmon.Monitor.RebindC]: https://pkg.go.dev/github.com/seed-a56be422/netmon#Monitor.RebindC
 package main

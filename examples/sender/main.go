@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/binary"
 	"errors"
 	"flag"
 	"fmt"
@@ -15,6 +17,7 @@ import (
 	"time"
 
 	"github.com/seed-a56be422/netmon"
+	"github.com/seed-a56be422/netmon/examples/internal/wire"
 	"github.com/seed-a56be422/netmon/gate"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -42,6 +45,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs := flag.NewFlagSet("sender", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.addr, "addr", "", "ackserver `host:port` (required)")
+	fs.StringVar(&c.id, "id", "", "this sender's `ID` in every message: 1-64 of A-Z a-z 0-9 . _ - (default: the host name)")
 	fs.IntVar(&c.count, "count", 0, "number of messages to send, numbered from 1 (required, > 0)")
 	fs.Float64Var(&c.rate, "rate", 0, "at most this many messages per `second`; 0 means as fast as acknowledgements allow")
 	fs.IntVar(&c.window, "window", 256, "most unacknowledged messages on one connection")
@@ -55,9 +59,10 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.Var(&ifaces, "iface", "watch only interfaces matching this `glob` (repeatable; default all but loopback)")
 	level := fs.String("log-level", "info", "log `level` on standard error: debug, info, warn, error")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: sender --addr HOST:PORT --count N [--rate R] [--tls] [flags]\n\n"+
-			"Sends N numbered messages to ackserver through netmon's Gate and exits 0 once every one\n"+
-			"is acknowledged, printing \"sent N, acked N, resent K, held T, dial-failures F\".\n\n")
+		fmt.Fprintf(fs.Output(), "usage: sender --addr HOST:PORT --count N [--id ID] [--rate R] [--tls] [flags]\n\n"+
+			"Sends N messages ID:EPOCH:1 to ID:EPOCH:N (EPOCH random, new every run) to ackserver through\n"+
+			"netmon's Gate and exits 0 once every one is acknowledged, printing\n"+
+			"\"sent N, acked N, resent K, held T, dial-failures F\".\n\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -68,11 +73,17 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	if c.level, err = zapcore.ParseLevel(*level); err != nil {
 		return c, fmt.Errorf("sender: --log-level: %w", err)
 	}
+	if c.id == "" {
+		host, _ := os.Hostname()
+		c.id = wire.SafeID(host)
+	}
 	switch {
 	case fs.NArg() > 0:
 		return c, fmt.Errorf("sender: unexpected argument %q", fs.Arg(0))
 	case c.addr == "":
 		return c, errors.New("sender: --addr is required")
+	case wire.ValidID(c.id) != nil:
+		return c, fmt.Errorf("sender: --id %q: want 1 to %d bytes of A-Z a-z 0-9 . _ -", c.id, wire.MaxIDLen)
 	case c.count <= 0:
 		return c, fmt.Errorf("sender: --count is %d, want > 0", c.count)
 	case c.rate < 0:
@@ -114,6 +125,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 	}
+	if cfg.epoch, err = newEpoch(); err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	first, last := wire.Seq{ID: cfg.id, Epoch: cfg.epoch, N: 1}, wire.Seq{ID: cfg.id, Epoch: cfg.epoch, N: uint64(cfg.count)}
+	fmt.Fprintf(stdout, "sending %s to %s\n", first, last)
 	s := newSender(cfg, log)
 	err = s.runWithMonitor(ctx)
 	fmt.Fprintln(stdout, s.summary())
@@ -124,18 +141,26 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// newEpoch returns a random EPOCH, from 1. Random rather than the clock:
+// a robot without a real-time clock may boot twice at the same time.
+func newEpoch() (uint64, error) {
+	var b [8]byte
+	for {
+		if _, err := rand.Read(b[:]); err != nil {
+			return 0, fmt.Errorf("sender: epoch: %w", err)
+		}
+		if e := binary.LittleEndian.Uint64(b[:]); e != 0 {
+			return e, nil
+		}
+	}
+}
+
 // runWithMonitor starts the Monitor (unless --monitor=false), delivers
 // every message through its Gate and stops the Monitor again. It returns
 // only after the Monitor's goroutines have ended.
 func (s *sender) runWithMonitor(ctx context.Context) error {
-	hooks := gate.Config{
-		// The Gate tells how long each Do call was held in every attempt
-		// it reports; the last report of a call has the call's total.
-		OnError:   func(a gate.Attempt) { s.lastHeld.Store(int64(a.Held)) },
-		OnSuccess: func(a gate.Attempt) { s.lastHeld.Store(int64(a.Held)) },
-	}
 	if !s.cfg.monitor {
-		g, err := gate.New(hooks)
+		g, err := gate.New(gate.Config{})
 		if err != nil {
 			return err
 		}
@@ -148,7 +173,6 @@ func (s *sender) runWithMonitor(ctx context.Context) error {
 		// The sender reports its own errors; it does not need eBPF to see
 		// them, nor the privileges eBPF needs.
 		SockErrors: "off",
-		Gate:       hooks,
 	})
 	if err != nil {
 		return err

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/seed-a56be422/netmon/examples/internal/wire"
 	"github.com/seed-a56be422/netmon/internal/testcert"
 
 	"go.uber.org/goleak"
@@ -32,7 +33,7 @@ type fakeServer struct {
 
 	mu    sync.Mutex // guards the fields below
 	n     int        // connections accepted
-	seen  map[uint64]bool
+	seen  map[wire.Seq]bool
 	dups  int
 	conns []net.Conn
 }
@@ -46,7 +47,7 @@ func newFakeServer(t testing.TB, tlsConf *tls.Config, behave func(int) (int, boo
 	if tlsConf != nil {
 		ln = tls.NewListener(ln, tlsConf)
 	}
-	s := &fakeServer{ln: ln, behave: behave, seen: map[uint64]bool{}}
+	s := &fakeServer{ln: ln, behave: behave, seen: map[wire.Seq]bool{}}
 	s.wg.Go(s.accept)
 	t.Cleanup(func() {
 		_ = ln.Close()
@@ -82,13 +83,14 @@ func (s *fakeServer) serve(c net.Conn, resetAfter int, silent bool) {
 	defer c.Close()
 	r := bufio.NewReader(c)
 	for n := 1; ; n++ {
-		line, err := r.ReadString('\n')
+		line, err := r.ReadSlice('\n')
 		if err != nil {
 			return
 		}
-		seq, err := strconv.ParseUint(strings.Fields(line)[0], 10, 64)
+		seq, _, err := wire.ParseMessage(line)
 		if err != nil {
-			return
+			_, _ = c.Write(wire.AppendErr(nil, err.Error()))
+			continue
 		}
 		s.mu.Lock()
 		if s.seen[seq] {
@@ -105,7 +107,7 @@ func (s *fakeServer) serve(c net.Conn, resetAfter int, silent bool) {
 		if silent {
 			continue
 		}
-		if _, err := c.Write([]byte("ACK " + strconv.FormatUint(seq, 10) + "\n")); err != nil {
+		if _, err := c.Write(wire.AppendAck(nil, seq)); err != nil {
 			return
 		}
 	}
@@ -117,16 +119,18 @@ func (s *fakeServer) counts() (unique, dups, conns int) {
 	return len(s.seen), s.dups, s.n
 }
 
-var summaryRE = regexp.MustCompile(`^sent (\d+), acked (\d+), resent (\d+), held (\S+), dial-failures (\d+)\n$`)
+var summaryRE = regexp.MustCompile(`^sending ([A-Za-z0-9._-]+):(\d+):1 to ([A-Za-z0-9._-]+):(\d+):(\d+)\n` +
+	`sent (\d+), acked (\d+), resent (\d+), held (\S+), dial-failures (\d+)\n$`)
 
-// summaryOf parses the summary line into sent, acked, resent and
-// dial-failures.
+// summaryOf parses the output, the first and the summary line, into sent,
+// acked, resent and dial-failures.
 func summaryOf(t *testing.T, out string) (sent, acked, resent, dialFailures int) {
 	t.Helper()
 	m := summaryRE.FindStringSubmatch(out)
-	if m == nil {
-		t.Fatalf("output %q is not one summary line", out)
+	if m == nil || m[1] != m[3] || m[2] != m[4] {
+		t.Fatalf("output %q is not the first line and the summary", out)
 	}
+	m = m[5:]
 	n := func(s string) int { v, _ := strconv.Atoi(s); return v }
 	return n(m[1]), n(m[2]), n(m[3]), n(m[5])
 }
@@ -241,6 +245,9 @@ func TestParseFlags(t *testing.T) {
 		{"bad level", []string{"--addr", "h:1", "--count", "1", "--log-level", "loud"}, "--log-level"},
 		{"bad duration", []string{"--addr", "h:1", "--count", "1", "--ack-timeout", "soon"}, "invalid value"},
 		{"argument", []string{"--addr", "h:1", "--count", "1", "extra"}, "unexpected argument"},
+		{"id", []string{"--addr", "h:1", "--count", "1", "--id", "robot-7.lab_A"}, ""},
+		{"bad id", []string{"--addr", "h:1", "--count", "1", "--id", "robot:7"}, "--id"},
+		{"long id", []string{"--addr", "h:1", "--count", "1", "--id", strings.Repeat("r", 65)}, "--id"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

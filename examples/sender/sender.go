@@ -7,12 +7,11 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"os"
-	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/seed-a56be422/netmon"
@@ -25,6 +24,8 @@ import (
 
 // config is what the flags say.
 type config struct {
+	id          string // the sender's ID in every SEQ
+	epoch       uint64 // this run's EPOCH, chosen at start
 	addr        string
 	count       int
 	rate        float64
@@ -55,18 +56,24 @@ var (
 // timeout, which is retryable.
 var errStall = fmt.Errorf("sender: no acknowledgement within --ack-timeout: %w", os.ErrDeadlineExceeded)
 
+// sendGate is what the sender uses of a Gate: [gate.Gate] has it, and so
+// has a sender's view of the Monitor's Gate.
+type sendGate interface {
+	Do(ctx context.Context, send func(context.Context) error) error
+	State() gate.State
+}
+
 // sender holds every message until it is acknowledged. One goroutine, the
 // one in deliver, writes; one per connection reads acknowledgements.
 type sender struct {
 	cfg        config
 	log        *zap.Logger
-	g          *gate.Gate
+	g          sendGate
 	report     func(error)            // tells the Monitor that a send failed
 	rebindC    func() <-chan struct{} // the Monitor's rebind signal
 	lastRebind func() netmon.Rebind   // what the last rebind was, for the log
 	payload    []byte
 
-	lastHeld     atomic.Int64  // Held of the current Do call's last attempt (set by the Gate's hooks)
 	held         time.Duration // total time held at the Gate; deliver's goroutine only
 	dialFailures int           // deliver's goroutine only
 	next         time.Time     // earliest time of the next write under --rate; deliver's goroutine only
@@ -116,10 +123,7 @@ func (s *sender) done() bool {
 func (s *sender) deliver(ctx context.Context) error {
 	var failures int // connections in a row that failed without progress
 	for !s.done() {
-		// Take the rebind channel before dialling, so that a rebind during
-		// the dial still ends the connection it produced.
-		rebind := s.rebindC()
-		conn, err := s.connect(ctx)
+		conn, rebind, err := s.connect(ctx)
 		if err != nil {
 			return err
 		}
@@ -181,11 +185,35 @@ func (s *sender) pause(ctx context.Context, n int) error {
 
 // connect dials through the Gate: held while the network is down, retried
 // with backoff on retryable errors, given up on others (a certificate the
-// CA does not sign will not sign itself on the next attempt).
-func (s *sender) connect(ctx context.Context) (net.Conn, error) {
-	var conn net.Conn
-	s.lastHeld.Store(0)
+// CA does not sign will not sign itself on the next attempt). It returns
+// the connection and the rebind channel taken right before its dial: a
+// rebind during that dial still ends the connection, and one during a hold
+// before it (an address that came and went while the gate was closed) does
+// not end the connection made after it.
+//
+// The time held is measured around this call, per call: the time in Do
+// outside send, less the backoff between attempts while the gate stayed
+// open (the gate's State.Seq did not move).
+func (s *sender) connect(ctx context.Context) (net.Conn, <-chan struct{}, error) {
+	var (
+		conn     net.Conn
+		rebind   <-chan struct{}
+		start    = time.Now()
+		busy     time.Duration // in send, or backing off between attempts
+		lastEnd  time.Time     // when the last attempt ended
+		lastSeq  uint64        // the gate's State.Seq then
+		attempts int
+	)
 	err := s.g.Do(ctx, func(ctx context.Context) error {
+		begin := time.Now()
+		if attempts++; attempts > 1 && s.g.State().Seq == lastSeq {
+			busy += begin.Sub(lastEnd) // Do's backoff: the gate stayed open
+		}
+		defer func() {
+			lastEnd, lastSeq = time.Now(), s.g.State().Seq
+			busy += lastEnd.Sub(begin)
+		}()
+		rebind = s.rebindC()
 		c, err := s.dial(ctx)
 		if err != nil {
 			s.dialFailures++
@@ -195,15 +223,11 @@ func (s *sender) connect(ctx context.Context) (net.Conn, error) {
 		conn = c
 		return nil
 	})
-	s.held += time.Duration(s.lastHeld.Load())
+	s.held += max(time.Since(start)-busy, 0)
 	if err != nil {
-		var we *gate.WaitError
-		if errors.As(err, &we) && s.lastHeld.Load() == 0 {
-			s.held += we.Held // held before any attempt, so no hook saw it
-		}
-		return nil, fmt.Errorf("sender: connect to %s: %w", s.cfg.addr, err)
+		return nil, nil, fmt.Errorf("sender: connect to %s: %w", s.cfg.addr, err)
 	}
-	return conn, nil
+	return conn, rebind, nil
 }
 
 // dial makes one connection attempt, with TLS if asked.
@@ -268,7 +292,7 @@ func (s *sender) session(ctx context.Context, conn net.Conn, rebind <-chan struc
 	if s.cfg.rate > 0 {
 		interval = time.Duration(float64(time.Second) / s.cfg.rate)
 	}
-	line := make([]byte, 0, 32+len(s.payload))
+	line := make([]byte, 0, 128+len(s.payload))
 
 	for {
 		now := time.Now()
@@ -277,10 +301,7 @@ func (s *sender) session(ctx context.Context, conn net.Conn, rebind <-chan struc
 			return progress, nil
 		}
 		if seq > 0 && (interval == 0 || !now.Before(s.next)) {
-			line = strconv.AppendInt(line[:0], int64(seq), 10)
-			line = append(line, ' ')
-			line = append(line, s.payload...)
-			line = append(line, '\n')
+			line = wire.AppendMessage(line[:0], s.seq(seq), s.payload)
 			if w.Available() < len(line) {
 				// This write flushes: give it a fresh deadline too.
 				_ = conn.SetWriteDeadline(time.Now().Add(s.cfg.ackTimeout))
@@ -401,29 +422,58 @@ func (s *sender) outstanding() int {
 	return s.inflight
 }
 
+// seq is message n's SEQ.
+func (s *sender) seq(n int) wire.Seq {
+	return wire.Seq{ID: s.cfg.id, Epoch: s.cfg.epoch, N: uint64(n)}
+}
+
 // readAcks reads "ACK SEQ" lines from conn and marks the messages
 // acknowledged, signalling acks (without blocking) after each new one. It
 // returns the error that ended the connection; a clean EOF is an error
 // too, since the server closed a connection that still had a purpose.
+//
+// A read error keeps its network identity, so that classify sees a
+// connection error and the messages are resent: it is returned as is, and
+// an EOF (which a TLS connection returns bare) inside a *net.OpError. An
+// EOF wrapped by fmt.Errorf would be an error of class Other, as from a
+// file, and not be retried.
 func (s *sender) readAcks(conn net.Conn, acks chan<- struct{}) error {
 	r := bufio.NewReaderSize(conn, 16<<10)
 	for {
 		line, err := r.ReadSlice('\n')
 		if err != nil {
-			return fmt.Errorf("sender: read acknowledgements: %w", err)
+			if errors.Is(err, bufio.ErrBufferFull) {
+				return fmt.Errorf("sender: an acknowledgement longer than %d bytes: not our server", r.Size())
+			}
+			return readError(conn, err)
 		}
-		seq, ok := wire.ParseAck(line)
-		if !ok || seq > uint64(s.cfg.count) {
+		seq, err := wire.ParseAck(line)
+		var refused *wire.ErrLine
+		switch {
+		case errors.As(err, &refused):
+			// The server cannot parse what we send: no retry fixes that.
+			return fmt.Errorf("sender: the server refused a message: %w", err)
+		case err != nil || seq.ID != s.cfg.id || seq.Epoch != s.cfg.epoch || seq.N > uint64(s.cfg.count):
 			// Not our server, or not our protocol: no retry fixes that.
-			return fmt.Errorf("sender: malformed acknowledgement %.40q", line)
+			return fmt.Errorf("sender: acknowledgement %.60q is not for %s:%d:1..%d", line, s.cfg.id, s.cfg.epoch, s.cfg.count)
 		}
-		if s.ack(int(seq)) {
+		if s.ack(int(seq.N)) {
 			select {
 			case acks <- struct{}{}:
 			default:
 			}
 		}
 	}
+}
+
+// readError gives a failed read of conn its network identity: a
+// *net.OpError is returned as is, an EOF is put inside one.
+func readError(conn net.Conn, err error) error {
+	var oe *net.OpError
+	if errors.As(err, &oe) || !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+		return err
+	}
+	return &net.OpError{Op: "read", Net: "tcp", Source: conn.LocalAddr(), Addr: conn.RemoteAddr(), Err: err}
 }
 
 // ack marks seq acknowledged and reports whether that is news.

@@ -1,0 +1,197 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"io"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/seed-a56be422/netmon/classify"
+	"github.com/seed-a56be422/netmon/gate"
+	"github.com/seed-a56be422/netmon/internal/testcert"
+	"go.uber.org/zap"
+)
+
+// testSender is a sender of count messages as robot-1:77, on the gate g.
+func testSender(addr string, count int, g sendGate) *sender {
+	s := newSender(config{id: "robot-1", epoch: 77, addr: addr, count: count, window: 16,
+		dialTimeout: 5 * time.Second, ackTimeout: 5 * time.Second}, zap.NewNop())
+	s.g = g
+	return s
+}
+
+// TestReadErrorsKeepNetworkIdentity: a server that closes the connection
+// before every acknowledgement came (a FIN, or a TLS close_notify, whose
+// EOF tls returns bare). readAcks must return an error that classify calls
+// a connection error, with the EOF inside a *net.OpError: an EOF wrapped
+// by fmt.Errorf is class Other once classify judges EOF by where it came
+// from, and would not be retried.
+func TestReadErrorsKeepNetworkIdentity(t *testing.T) {
+	cert := testcert.New(t, "server", "127.0.0.1")
+	for _, useTLS := range []bool{false, true} {
+		name := map[bool]string{false: "tcp", true: "tls"}[useTLS]
+		t.Run(name, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			if useTLS {
+				ln = tls.NewListener(ln, cert.Server)
+			}
+			served := make(chan struct{})
+			go func() {
+				defer close(served)
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				// One acknowledgement, then a clean close.
+				line, _ := bufio.NewReader(c).ReadString('\n')
+				if strings.HasPrefix(line, "robot-1:77:1") {
+					_, _ = io.WriteString(c, "ACK robot-1:77:1\n")
+				}
+				_ = c.Close()
+			}()
+			var conn net.Conn
+			if useTLS {
+				pool := x509.NewCertPool()
+				pool.AppendCertsFromPEM(cert.PEM)
+				conn, err = tls.Dial("tcp", ln.Addr().String(), &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})
+			} else {
+				conn, err = net.Dial("tcp", ln.Addr().String())
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			s := testSender(ln.Addr().String(), 2, nil)
+			if _, err := io.WriteString(conn, "robot-1:77:1 x\n"); err != nil {
+				t.Fatal(err)
+			}
+			err = s.readAcks(conn, make(chan struct{}, 1))
+			<-served
+			var oe *net.OpError
+			if !errors.As(err, &oe) || !errors.Is(err, io.EOF) {
+				t.Fatalf("readAcks: %#v, want io.EOF inside a *net.OpError", err)
+			}
+			if c := classify.Classify(err); c != classify.Connection {
+				t.Errorf("class %v, want Connection: %v", c, err)
+			}
+			if s.nAcked != 1 {
+				t.Errorf("acked %d, want 1", s.nAcked)
+			}
+		})
+	}
+}
+
+// TestServerRefusalEndsTheRun: a server that answers ERR (it cannot parse
+// what the sender sends) ends the run with its text; resending cannot help.
+func TestServerRefusalEndsTheRun(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	defer func() { _ = ln.Close(); <-done }()
+	go func() {
+		defer close(done)
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		_, _ = bufio.NewReader(c).ReadString('\n')
+		_, _ = io.WriteString(c, "ERR wire: SEQ \"1\": a bare number is not a SEQ any more\n")
+		_, _ = io.Copy(io.Discard, c)
+	}()
+	var stdout, stderr bytes.Buffer
+	code := run(t.Context(), []string{"--addr", ln.Addr().String(), "--count", "3", "--monitor=false"}, &stdout, &stderr)
+	if code != 1 || !strings.Contains(stderr.String(), "the server refused a message: server: wire: SEQ") {
+		t.Errorf("exit %d, want 1 with the server's text; stderr:\n%s", code, stderr.String())
+	}
+}
+
+// waitHeld waits, with a deadline, until n calls are held at g.
+func waitHeld(t *testing.T, g *gate.Gate, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for g.Stats().HeldNow != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d calls held, want %d", g.Stats().HeldNow, n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestRebindDuringHoldSparesTheNextConnection: connect is held at a closed
+// gate; a rebind comes (the address changed while the link was down); the
+// gate opens. The connection made after the rebind must not be ended by
+// it: connect takes the rebind channel right before dialling. A rebind
+// after the dial ends the connection, as it must. The time held is
+// measured per call.
+func TestRebindDuringHoldSparesTheNextConnection(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	g, err := gate.New(gate.Config{StartClosed: gate.Reason{Code: "carrier-lost", Iface: "wlan0"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := testSender(ln.Addr().String(), 1, g)
+	rebinds := []chan struct{}{make(chan struct{})}
+	current := make(chan chan struct{}, 1)
+	current <- rebinds[0]
+	s.rebindC = func() <-chan struct{} { c := <-current; current <- c; return c }
+	rebind := func() {
+		c := <-current
+		close(c)
+		current <- make(chan struct{})
+	}
+
+	type result struct {
+		conn   net.Conn
+		rebind <-chan struct{}
+		err    error
+	}
+	res := make(chan result, 1)
+	go func() {
+		c, rb, err := s.connect(context.Background())
+		res <- result{c, rb, err}
+	}()
+	waitHeld(t, g, 1)
+	heldFrom := time.Now()
+	rebind() // during the hold
+	time.Sleep(50 * time.Millisecond)
+	heldFor := time.Since(heldFrom)
+	g.Open()
+	r := <-res
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	defer r.conn.Close()
+	select {
+	case <-r.rebind:
+		t.Fatal("the connection made after the rebind would be ended by it")
+	default:
+	}
+	rebind() // after the dial
+	select {
+	case <-r.rebind:
+	default:
+		t.Fatal("a rebind after the dial does not reach the connection")
+	}
+	if s.held < heldFor {
+		t.Errorf("held %v, but the call was held at least %v", s.held, heldFor)
+	}
+	t.Logf("held %v (at least %v)", s.held, heldFor)
+}
