@@ -1,6 +1,7 @@
 package gate
 
 import (
+	"context"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -146,6 +147,26 @@ func (g *Gate) State() State { return g.cur.Load().State }
 // that opens, closes or shuts down the gate. It returns the same *Sender
 // on every call.
 func (g *Gate) Sender() *Sender { return &g.view }
+
+// The owner can also wait and send: these are [Gate.Sender]'s methods,
+// for an owner that is its own sender (a test, a program without a
+// Monitor). Hand senders g.Sender(), never g.
+
+// Wait is g.Sender().Wait: see [Sender.Wait].
+func (g *Gate) Wait(ctx context.Context) error {
+	if g.cur.Load().Open {
+		return nil
+	}
+	return g.view.waitSlow(ctx)
+}
+
+// Do is g.Sender().Do: see [Sender.Do].
+func (g *Gate) Do(ctx context.Context, send func(context.Context) error) error {
+	return g.view.Do(ctx, send)
+}
+
+// With is g.Sender().With: see [Sender.With].
+func (g *Gate) With(p Policy) *Sender { return g.view.With(p) }
 
 // fail fast). Closing a closed gate with a different reason records the new
 // reason and keeps the time the outage began. Closing a shut down gate does
