@@ -183,6 +183,9 @@ func (g *Gate) hold(ctx context.Context, r holdReq) (time.Duration, *probe, erro
 		// Only Open, Shutdown or a drop close w.wake here, and each
 		// settled w before, under g.mu: w.outcome can be read without
 		// the lock, so that the released waiters do not queue on g.mu.
+		if w.outcome == released && !r.forDo {
+			return 0, nil, nil // Wait does not report how long it held
+		}
 		h := time.Since(w.start)
 		switch w.outcome {
 		case released:
