@@ -39,7 +39,7 @@ func socketDir(t *testing.T) string {
 }
 
 // unixClient returns an HTTP client that dials path.
-func unixClient(t *testing.T, path string) *http.Client {
+func unixClient(t testing.TB, path string) *http.Client {
 	tr := &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer

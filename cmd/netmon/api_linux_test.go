@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"path/filepath"
 	"regexp"
@@ -62,19 +61,13 @@ func startAPILab(t testing.TB, targets ...string) *apiLab {
 		t.Fatal(err)
 	}
 	go func() { apiDone <- serveAPI(ctx, l, &api{m: m, targets: targets, hub: hub}) }()
-	tr := &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", path)
-		},
-		MaxIdleConnsPerHost: 2000,
-	}
+	client := unixClient(t, path)
 	ph := p.b.NetlinkHandle()
 	peer, err := ph.LinkByName("vb")
 	if err != nil {
 		t.Fatal(err)
 	}
-	lab := &apiLab{p: p, m: m, path: path, client: &http.Client{Transport: tr}, peer: peer, ph: ph}
+	lab := &apiLab{p: p, m: m, path: path, client: client, peer: peer, ph: ph}
 	t.Cleanup(func() {
 		cancel()
 		<-runDone
@@ -82,7 +75,6 @@ func startAPILab(t testing.TB, targets ...string) *apiLab {
 		if err := <-apiDone; err != nil {
 			t.Errorf("API server: %v", err)
 		}
-		tr.CloseIdleConnections()
 	})
 	lab.waitState(t, netmon.Up)
 	return lab
@@ -364,12 +356,7 @@ func TestAPIStopsWaitsAndStreams(t *testing.T) {
 	}
 	apiDone := make(chan error, 1)
 	go func() { apiDone <- serveAPI(ctx, ln, &api{m: m, hub: hub}) }()
-	tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, "unix", path)
-	}}
-	defer tr.CloseIdleConnections()
-	c := &http.Client{Transport: tr}
+	c := unixClient(t, path)
 	for m.Status().State != netmon.Down {
 		time.Sleep(time.Millisecond)
 	}
