@@ -183,10 +183,11 @@ func (g *Gate) Close(r Reason) {
 		// a new one. Waiters of this one wake on the state change.
 		g.endProbeLocked()
 		g.n.closes.Add(1)
-		// Sends under way on the link that just went away return at once
-		// instead of waiting out their own deadlines.
-		s.attempts.interruptLocked(&interruptedError{reason: r})
 		g.publishLocked(&snapshot{State: State{Reason: r, Since: time.Now(), Seq: s.Seq + 1}})
+		// Sends under way on the link that just went away return at once
+		// instead of waiting out their own deadlines. After the publish:
+		// an interrupted Do must find the gate closed, and hold.
+		s.attempts.interruptLocked(&interruptedError{reason: r})
 	case s.Reason != r:
 		// Same outage, better explanation: held senders stay parked.
 		g.publishLocked(&snapshot{State: State{Reason: r, Since: s.Since, Seq: s.Seq + 1}})
