@@ -141,7 +141,7 @@ func BenchmarkDoThroughMonitor(b *testing.B) {
 		g.Open()
 		b.ReportAllocs()
 		for b.Loop() {
-			if err := g.Do(ctx, send); err != nil {
+			if err := g.Sender().Do(ctx, send); err != nil {
 				b.Fatal(err)
 			}
 		}

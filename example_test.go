@@ -1,12 +1,14 @@
 package netmon_test
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"net"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/seed-a56be422/netmon"
 	"go.uber.org/zap"
@@ -25,14 +27,33 @@ func ExampleMonitor() {
 	}
 	go func() { _ = m.Run(ctx) }()
 
+	// The message's ID (sender, epoch, number) lets the receiver drop
+	// the duplicates that at-least-once delivery brings.
+	seq := fmt.Sprintf("%s:%d:%d", "robot-7", time.Now().Unix(), 1)
 	send := func(ctx context.Context) error {
-		c, err := net.Dial("tcp", "127.0.0.1:7000")
+		var d net.Dialer
+		c, err := d.DialContext(ctx, "tcp", "127.0.0.1:7000")
 		if err != nil {
 			return err
 		}
 		defer c.Close()
-		_, err = c.Write([]byte("battery 41%\n"))
-		return err
+		// ctx ends when the caller gives up, or when the Gate closes
+		// during the attempt: the write or read below returns at once.
+		stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Now()) })
+		defer stop()
+		if _, err := fmt.Fprintf(c, "%s battery 41%%\n", seq); err != nil {
+			return err
+		}
+		// Writing is not delivering: Do's at-least-once holds only when
+		// send returns nil after the receiver's acknowledgement.
+		ack, err := bufio.NewReader(c).ReadString('\n')
+		if err != nil {
+			return err
+		}
+		if ack != "ACK "+seq+"\n" {
+			return fmt.Errorf("ack: got %q, want ACK %s", ack, seq)
+		}
+		return nil
 	}
 	// Do waits while the gate is closed, runs send, and retries connection
 	// errors after the network returns, until ctx ends.

@@ -247,6 +247,9 @@ func New(o Options) (*Monitor, error) {
 	}
 	gc := o.Gate
 	gc.StartClosed = gate.Reason{Code: string(ReasonStarting)}
+	if gc.ClockSynced == nil {
+		gc.ClockSynced = clockSynced
+	}
 	userErr, userOK := gc.OnError, gc.OnSuccess
 	gc.OnError = func(a gate.Attempt) {
 		m.report(time.Now(), a.Class, a.Err)
@@ -269,9 +272,11 @@ func New(o Options) (*Monitor, error) {
 	return m, nil
 }
 
-// Gate returns the Gate the Monitor drives: open exactly while the state is
-// up or degraded.
-func (m *Monitor) Gate() *gate.Gate { return m.gate }
+// Gate returns the sender's view of the Gate the Monitor drives: open
+// exactly while the state is up or degraded. Senders wait and send through
+// it ([gate.Sender.Wait], [gate.Sender.Do]); only the Monitor opens,
+// closes and shuts down the Gate, so no sender can hold the others.
+func (m *Monitor) Gate() *gate.Sender { return m.gate.Sender() }
 
 // Events returns the channel of events, starting with a baseline. Events
 // are queued only for a subscriber that exists, so call it before

@@ -139,10 +139,13 @@ type Options struct {
 	// Monitor watches its own network namespace.
 	LeaseFiles []dhcpwatch.FilePattern
 	// Gate configures the Gate: its default policy (hold, fail fast,
-	// maximum hold), paced release and retry backoff. The Monitor sets
-	// StartClosed (the Gate is closed until the first state is known) and
-	// wires OnError to [Monitor.Report] and OnSuccess to
-	// [Monitor.ReportSuccess]; hooks given here run after the Monitor's.
+	// maximum hold, MaxHeld, retry decisions), paced or probed release
+	// and retry backoff. The Monitor sets StartClosed (the Gate is closed
+	// until the first state is known), wires OnError to [Monitor.Report]
+	// and OnSuccess to [Monitor.ReportSuccess] (hooks given here run after
+	// the Monitor's), and, when ClockSynced is nil, sets it to an
+	// adjtimex(2) check of the system clock (on Linux; elsewhere the clock
+	// is assumed to be synchronised).
 	Gate gate.Config
 
 	// SockErrors selects the eBPF socket-error watcher: "" or "auto" runs it

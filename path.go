@@ -241,12 +241,13 @@ func (m *Monitor) ifaceName(index int) string {
 // (its Spec): open while the kernel's path to that target is usable and
 // the overall state lets traffic flow, so that a sender to the on-site
 // server is not held because the cloud is unreachable, and the other way
-// round. It returns nil for a name that is not a target. [Monitor.Gate]
-// follows the overall state.
-func (m *Monitor) GateFor(target string) *gate.Gate {
+// round. It returns the sender's view, as [Monitor.Gate] does, and nil
+// for a name that is not a target. [Monitor.Gate] follows the overall
+// state.
+func (m *Monitor) GateFor(target string) *gate.Sender {
 	for _, p := range m.paths {
 		if p.gate != nil && p.t.Spec == target {
-			return p.gate
+			return p.gate.Sender()
 		}
 	}
 	return nil

@@ -68,7 +68,7 @@ func (r *rig) waitTarget(t *testing.T, target, want string, ok func(TargetSnapsh
 
 // waitGate waits until g's state satisfies ok, reading the events
 // meanwhile.
-func (r *rig) waitGate(t *testing.T, g *gate.Gate, ok func(gate.State) bool) {
+func (r *rig) waitGate(t *testing.T, g *gate.Sender, ok func(gate.State) bool) {
 	t.Helper()
 	deadline := time.NewTimer(10 * time.Second)
 	defer deadline.Stop()

@@ -10,7 +10,7 @@ import (
 
 // waitGate follows the Gate through its changes until it is open (or
 // closed, open false), under one deadline.
-func waitGate(t *testing.T, g *gate.Gate, open bool) gate.State {
+func waitGate(t *testing.T, g *gate.Sender, open bool) gate.State {
 	t.Helper()
 	deadline := time.NewTimer(20 * time.Second)
 	defer deadline.Stop()

@@ -3,6 +3,7 @@ package gate
 import (
 	"context"
 	"runtime"
+	"runtime/metrics"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -19,7 +20,7 @@ func BenchmarkWaitOpen(b *testing.B) {
 		g := mustNew(b, Config{})
 		b.ReportAllocs()
 		for b.Loop() {
-			_ = g.Wait(ctx)
+			_ = g.Sender().Wait(ctx)
 		}
 	})
 	b.Run("open/parallel", func(b *testing.B) {
@@ -27,7 +28,7 @@ func BenchmarkWaitOpen(b *testing.B) {
 		b.ReportAllocs()
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
-				_ = g.Wait(ctx)
+				_ = g.Sender().Wait(ctx)
 			}
 		})
 	})
@@ -60,150 +61,153 @@ func BenchmarkWaitOpen(b *testing.B) {
 }
 
 // BenchmarkRelease measures the time from Open until all of 1,000 or
-// 10,000 held waiters have returned, against a sync.Cond broadcast and a bare
-// channel close doing the same. Parking the waiters is not timed.
+// 10,000 held waiters have returned, against a sync.Cond broadcast and a
+// bare channel close doing the same. Parking the waiters is not timed.
+//
+// Every variant parks its waiters and settles the same way (settle): each
+// waiter counts itself just before it blocks, and the release begins only
+// once all have counted and the scheduler reports them all waiting, with
+// nothing runnable, and after a GC. (Before issue 16 each variant counted
+// at another moment: the gate when a waiter joined its list, before it
+// parked; the Cond under its mutex inside the wait; the channels before
+// the receive, without waiting for it to park; so a channel's release
+// could include waiters that were still on their way, and the ratios
+// compared different things.)
 func BenchmarkRelease(b *testing.B) {
 	for _, n := range []int{1000, 10000} {
 		benchRelease(b, n)
 	}
 }
 
-func benchRelease(b *testing.B, n int) {
-	b.Run("gate/waiters="+strconv.Itoa(n), func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			b.StopTimer()
-			g := mustNew(b, Config{StartClosed: Reason{Code: "bench"}})
-			var wg sync.WaitGroup
-			for range n {
-				wg.Go(func() { _ = g.Wait(context.Background()) })
-			}
-			for g.Stats().HeldNow < n {
-				time.Sleep(100 * time.Microsecond)
-			}
-			runtime.GC() // keep the setup's garbage out of the timed part
-			b.StartTimer()
-			g.Open()
-			wg.Wait()
-		}
-	})
-	b.Run("baseline=cond/waiters="+strconv.Itoa(n), func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			b.StopTimer()
-			var (
-				mu     sync.Mutex
-				cond   = sync.NewCond(&mu)
-				open   bool
-				parked int
-				wg     sync.WaitGroup
-			)
-			for range n {
-				wg.Go(func() {
-					mu.Lock()
-					parked++
-					for !open {
-						cond.Wait()
-					}
-					mu.Unlock()
-				})
-			}
-			for {
-				mu.Lock()
-				p := parked
-				mu.Unlock()
-				if p == n {
-					break // all are in cond.Wait: they counted under mu
-				}
-				time.Sleep(100 * time.Microsecond)
-			}
-			runtime.GC()
-			b.StartTimer()
-			mu.Lock()
-			open = true
-			cond.Broadcast()
-			mu.Unlock()
-			wg.Wait()
-		}
-	})
-	b.Run("gate/ctx/waiters="+strconv.Itoa(n), func(b *testing.B) {
-		// As "gate", with contexts that can end, as real senders have.
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		b.ReportAllocs()
-		for b.Loop() {
-			b.StopTimer()
-			g := mustNew(b, Config{StartClosed: Reason{Code: "bench"}})
-			var wg sync.WaitGroup
-			for range n {
-				wg.Go(func() { _ = g.Wait(ctx) })
-			}
-			for g.Stats().HeldNow < n {
-				time.Sleep(100 * time.Microsecond)
-			}
-			runtime.GC()
-			b.StartTimer()
-			g.Open()
-			wg.Wait()
-		}
-	})
-	b.Run("baseline=chan-select-ctx/waiters="+strconv.Itoa(n), func(b *testing.B) {
-		// A bare channel that also honours a context, as the gate does.
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		b.ReportAllocs()
-		for b.Loop() {
-			b.StopTimer()
-			ch := make(chan struct{})
-			var wg, parked sync.WaitGroup
-			parked.Add(n)
-			for range n {
-				wg.Go(func() {
-					parked.Done()
-					select {
-					case <-ch:
-					case <-ctx.Done():
-					}
-				})
-			}
-			parked.Wait()
-			runtime.GC()
-			b.StartTimer()
-			close(ch)
-			wg.Wait()
-		}
-	})
-	b.Run("baseline=chan/waiters="+strconv.Itoa(n), func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			b.StopTimer()
-			ch := make(chan struct{})
-			var wg, parked sync.WaitGroup
-			parked.Add(n)
-			for range n {
-				wg.Go(func() {
-					parked.Done()
-					<-ch
-				})
-			}
-			parked.Wait()
-			runtime.GC()
-			b.StartTimer()
-			close(ch)
-			wg.Wait()
-		}
-	})
+// releaseCase is one variant: make returns how a waiter parks and how all
+// are released, fresh for each iteration.
+type releaseCase struct {
+	name string
+	make func() (park, release func())
 }
 
-// BenchmarkDoOpen measures Do around a no-op send on an open gate: the
-// overhead an important send pays when the network is fine.
+func benchRelease(b *testing.B, n int) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cases := []releaseCase{
+		{"gate", func() (func(), func()) {
+			g := mustNew(b, Config{StartClosed: Reason{Code: "bench"}})
+			s := g.Sender()
+			return func() { _ = s.Wait(context.Background()) }, g.Open
+		}},
+		{"baseline=cond", func() (func(), func()) {
+			var (
+				mu   sync.Mutex
+				cond = sync.NewCond(&mu)
+				open bool
+			)
+			park := func() {
+				mu.Lock()
+				for !open {
+					cond.Wait()
+				}
+				mu.Unlock()
+			}
+			release := func() {
+				mu.Lock()
+				open = true
+				cond.Broadcast()
+				mu.Unlock()
+			}
+			return park, release
+		}},
+		{"gate/ctx", func() (func(), func()) {
+			// As "gate", with a context that can end, as real senders have.
+			g := mustNew(b, Config{StartClosed: Reason{Code: "bench"}})
+			s := g.Sender()
+			return func() { _ = s.Wait(ctx) }, g.Open
+		}},
+		{"baseline=chan-select-ctx", func() (func(), func()) {
+			// A bare channel that also honours a context, as the gate does.
+			ch := make(chan struct{})
+			return func() {
+				select {
+				case <-ch:
+				case <-ctx.Done():
+				}
+			}, func() { close(ch) }
+		}},
+		{"baseline=chan", func() (func(), func()) {
+			ch := make(chan struct{})
+			return func() { <-ch }, func() { close(ch) }
+		}},
+	}
+	for _, c := range cases {
+		b.Run(c.name+"/waiters="+strconv.Itoa(n), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				b.StopTimer()
+				park, release := c.make()
+				base := schedWaiting()
+				var arrived atomic.Int64
+				var wg sync.WaitGroup
+				for range n {
+					wg.Go(func() {
+						arrived.Add(1)
+						park()
+					})
+				}
+				settle(b, n, &arrived, base)
+				b.StartTimer()
+				release()
+				wg.Wait()
+			}
+		})
+	}
+}
+
+// settle returns once n waiters have counted themselves in arrived and the
+// scheduler reports n more goroutines waiting than base and none runnable,
+// then collects the setup's garbage, so that the timed part begins with
+// every waiter parked, whatever it parks on.
+func settle(b *testing.B, n int, arrived *atomic.Int64, base uint64) {
+	b.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for arrived.Load() < int64(n) || schedWaiting() < base+uint64(n) || schedRunnable() > 0 {
+		if time.Now().After(deadline) {
+			b.Fatalf("waiters did not park within a minute: %d arrived, %d waiting (base %d), %d runnable",
+				arrived.Load(), schedWaiting(), base, schedRunnable())
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+	runtime.GC()
+}
+
+// schedWaiting and schedRunnable read the scheduler's goroutine counts.
+func schedWaiting() uint64  { return schedMetric("/sched/goroutines/waiting:goroutines") }
+func schedRunnable() uint64 { return schedMetric("/sched/goroutines/runnable:goroutines") }
+
+func schedMetric(name string) uint64 {
+	s := []metrics.Sample{{Name: name}}
+	metrics.Read(s)
+	return s[0].Value.Uint64()
+}
+
+// BenchmarkDoOpen measures Do through the sender view around a no-op
+// send on an open gate: the overhead an important send pays when the
+// network is fine.
 func BenchmarkDoOpen(b *testing.B) {
 	ctx := context.Background()
+	b.Run("open/cancelable-ctx", func(b *testing.B) {
+		// A caller context that can end, as a real sender's does.
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		g := mustNew(b, Config{})
+		b.ReportAllocs()
+		for b.Loop() {
+			_ = g.Sender().Do(ctx, nopSend)
+		}
+	})
 	b.Run("open", func(b *testing.B) {
 		g := mustNew(b, Config{})
 		b.ReportAllocs()
 		for b.Loop() {
-			_ = g.Do(ctx, nopSend)
+			_ = g.Sender().Do(ctx, nopSend)
 		}
 	})
 	b.Run("open/hooks", func(b *testing.B) {
@@ -211,7 +215,7 @@ func BenchmarkDoOpen(b *testing.B) {
 		g := mustNew(b, Config{OnSuccess: func(Attempt) { n++ }})
 		b.ReportAllocs()
 		for b.Loop() {
-			_ = g.Do(ctx, nopSend)
+			_ = g.Sender().Do(ctx, nopSend)
 		}
 	})
 	b.Run("open/parallel", func(b *testing.B) {
@@ -219,7 +223,7 @@ func BenchmarkDoOpen(b *testing.B) {
 		b.ReportAllocs()
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
-				_ = g.Do(ctx, nopSend)
+				_ = g.Sender().Do(ctx, nopSend)
 			}
 		})
 	})

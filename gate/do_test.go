@@ -49,7 +49,7 @@ func TestDoRetriesRetryableErrorsUntilSuccess(t *testing.T) {
 		var h hooks
 		g := mustNew(t, h.config(Config{}))
 		s := &script{errs: []error{errRefused, errUnreach, errRefused}}
-		if err := g.Do(context.Background(), s.send); err != nil {
+		if err := g.Sender().Do(context.Background(), s.send); err != nil {
 			t.Fatalf("Do = %v, want nil", err)
 		}
 		if len(s.calls) != 4 {
@@ -82,7 +82,7 @@ func TestDoBackoffIsFullJitterCappedExponential(t *testing.T) {
 			errs[i] = errRefused
 		}
 		s := &script{errs: errs}
-		if err := g.Do(context.Background(), s.send); err != nil {
+		if err := g.Sender().Do(context.Background(), s.send); err != nil {
 			t.Fatal(err)
 		}
 		var total time.Duration
@@ -114,7 +114,7 @@ func TestDoStopsAtOnceOnOtherErrors(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			g := mustNew(t, Config{})
 			s := &script{errs: []error{tt.err, tt.err}}
-			err := g.Do(context.Background(), s.send)
+			err := g.Sender().Do(context.Background(), s.send)
 			if len(s.calls) != 1 {
 				t.Errorf("send called %d times, want 1", len(s.calls))
 			}
@@ -132,7 +132,7 @@ func TestDoStopsWhenContextEndsDuringBackoff(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
 		defer cancel()
 		always := func(context.Context) error { return errRefused }
-		err := g.Do(ctx, always)
+		err := g.Sender().Do(ctx, always)
 		var se *SendError
 		if !errors.As(err, &se) || !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, syscall.ECONNREFUSED) {
 			t.Fatalf("Do = %v, want a *SendError wrapping DeadlineExceeded and ECONNREFUSED", err)
@@ -150,7 +150,7 @@ func TestDoContextEndedDuringSendIsNotRetried(t *testing.T) {
 	g := mustNew(t, Config{})
 	ctx, cancel := context.WithCancel(context.Background())
 	calls := 0
-	err := g.Do(ctx, func(context.Context) error {
+	err := g.Sender().Do(ctx, func(context.Context) error {
 		calls++
 		cancel()
 		return errRefused // would be retryable, but the caller gave up
@@ -165,7 +165,7 @@ func TestDoMaxAttemptsIsLoud(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		g := mustNew(t, Config{Policy: Policy{MaxAttempts: 3}})
 		s := &script{errs: []error{errRefused, errRefused, errRefused, errRefused}}
-		err := g.Do(context.Background(), s.send)
+		err := g.Sender().Do(context.Background(), s.send)
 		if !errors.Is(err, ErrAttemptsExhausted) || !errors.Is(err, syscall.ECONNREFUSED) || len(s.calls) != 3 {
 			t.Fatalf("Do = %v after %d calls, want ErrAttemptsExhausted and ECONNREFUSED after 3", err, len(s.calls))
 		}
@@ -174,7 +174,7 @@ func TestDoMaxAttemptsIsLoud(t *testing.T) {
 		}
 		// Per call, the default (no limit) can be restored.
 		s = &script{errs: []error{errRefused, errRefused, errRefused, errRefused}}
-		if err := g.With(Policy{}).Do(context.Background(), s.send); err != nil {
+		if err := g.Sender().With(Policy{}).Do(context.Background(), s.send); err != nil {
 			t.Errorf("With(Policy{}).Do = %v, want nil after 5 attempts", err)
 		}
 	})
@@ -195,7 +195,7 @@ func TestDoHoldsWhenGateClosesAndRetriesAtOnceOnOpen(t *testing.T) {
 			return nil
 		}
 		done := make(chan error, 1)
-		go func() { done <- g.Do(context.Background(), send) }()
+		go func() { done <- g.Sender().Do(context.Background(), send) }()
 		<-sends // first attempt failed; Do now backs off (up to an hour)
 		synctest.Wait()
 		g.Close(lost) // the owner saw the outage: Do stops sleeping and holds
@@ -221,7 +221,7 @@ func TestDoHoldsWhenGateClosesAndRetriesAtOnceOnOpen(t *testing.T) {
 func TestDoWaitFailureBeforeFirstAttemptIsWaitError(t *testing.T) {
 	g := mustNew(t, Config{StartClosed: lost})
 	called := false
-	err := g.With(Policy{FailFast: true}).Do(context.Background(), func(context.Context) error {
+	err := g.Sender().With(Policy{FailFast: true}).Do(context.Background(), func(context.Context) error {
 		called = true
 		return nil
 	})
@@ -246,7 +246,7 @@ func TestDoMaxHoldBoundsTheSumOfHolds(t *testing.T) {
 		}
 		done := make(chan error, 1)
 		start := time.Now()
-		go func() { done <- g.Do(context.Background(), send) }()
+		go func() { done <- g.Sender().Do(context.Background(), send) }()
 		time.Sleep(6 * time.Second) // first hold: 6 s
 		g.Open()
 		synctest.Wait() // attempt 1 fails and closes; second hold may last only 4 s

@@ -23,10 +23,21 @@ var (
 	// gate did not open in that time.
 	ErrHoldExpired = errors.New("gate: held for the policy's MaxHold")
 
-	// ErrAttemptsExhausted means [Gate.Do] stopped retrying a retryable
+	// ErrAttemptsExhausted means [Sender.Do] stopped retrying a retryable
 	// error because [Policy.MaxAttempts] was reached. It is returned only
 	// when a limit was set: by default important sends never give up.
 	ErrAttemptsExhausted = errors.New("gate: attempt limit reached")
+
+	// ErrFull means the gate held as many calls (or bytes) as the
+	// policy's [Policy.MaxHeld] (or MaxHeldBytes) allows, so the call was
+	// not held: the message was not taken. Calls dropped to make room
+	// fail with [ErrDropped], which wraps ErrFull.
+	ErrFull = errors.New("gate: full: the policy's MaxHeld is reached")
+
+	// ErrDropped means a held call was dropped to make room for a call of
+	// a higher (or, with [DropOldest], the same) [Policy.Priority]. It
+	// wraps [ErrFull].
+	ErrDropped = fmt.Errorf("%w: dropped for a newer call", ErrFull)
 )
 
 // WaitError is the error of a wait that did not end with the gate open. It
@@ -34,8 +45,9 @@ var (
 // deadline reads "held 12.4s: carrier-lost on wlan0: context deadline
 // exceeded" rather than a bare context.DeadlineExceeded.
 //
-// Err is [ErrDown], [ErrHoldExpired], [ErrShutdown], or the cause of the
-// caller's context (context.Cause); errors.Is sees through to it.
+// Err is [ErrDown], [ErrHoldExpired], [ErrShutdown], [ErrFull],
+// [ErrDropped], or the cause of the caller's context (context.Cause);
+// errors.Is sees through to it.
 type WaitError struct {
 	// Reason is why the gate was closed when the wait ended.
 	Reason Reason
@@ -70,15 +82,19 @@ func roundHeld(d time.Duration) time.Duration {
 	return d.Round(time.Microsecond)
 }
 
-// SendError is the error of a [Gate.Do] call that failed after sending at
+// SendError is the error of a [Sender.Do] call that failed after sending at
 // least once. It carries the number of attempts, the last send error and
 // its class, and, when the call ended while held for a retry, the
 // [*WaitError] that ended it. errors.Is and errors.As see both.
 type SendError struct {
 	// Attempts is how many times send was called.
 	Attempts int
-	// Class is the class of Err.
+	// Class is the class of Err (or [classify.Network] when the gate
+	// closed during the attempt).
 	Class classify.Class
+	// Decision is why Do did not send again after Err, when it decided
+	// so; the zero Decision when a wait (Wait) ended the call.
+	Decision Decision
 	// Err is the error of the last send.
 	Err error
 	// Wait, if not nil, is why Do stopped waiting to retry (the context
@@ -91,6 +107,9 @@ type SendError struct {
 // stopped retrying.
 func (e *SendError) Error() string {
 	if e.Wait == nil {
+		if r := e.Decision.Reason; r != "" && r != e.Class.String() {
+			return fmt.Sprintf("gate: send failed after %d attempt(s) (%v, %s): %v", e.Attempts, e.Class, r, e.Err)
+		}
 		return fmt.Sprintf("gate: send failed after %d attempt(s) (%v): %v", e.Attempts, e.Class, e.Err)
 	}
 	return fmt.Sprintf("gate: gave up after %d attempt(s): %v; last send error (%v): %v", e.Attempts, e.Wait, e.Class, e.Err)

@@ -13,14 +13,15 @@ import (
 // FuzzNew checks that New never panics and returns exactly one of a gate
 // and an error, and that an accepted config yields a working gate.
 func FuzzNew(f *testing.F) {
-	f.Add(int64(0), 0, 0.0, int64(0), int64(0), int64(0))
-	f.Add(int64(time.Second), 3, 10.0, int64(time.Second), int64(time.Millisecond), int64(time.Second))
-	f.Add(int64(-1), -1, -1.0, int64(-1), int64(-1), int64(-1))
-	f.Add(int64(0), 0, 1e308, int64(1<<62), int64(1<<62), int64(1<<63-1))
-	f.Fuzz(func(t *testing.T, maxHold int64, maxAttempts int, rate float64, spread, initial, maxB int64) {
+	f.Add(int64(0), 0, 0.0, int64(0), int64(0), int64(0), 0, int64(0), uint8(0), int64(0))
+	f.Add(int64(time.Second), 3, 10.0, int64(time.Second), int64(time.Millisecond), int64(time.Second), 1000, int64(1<<20), uint8(DropOldest), int64(time.Second))
+	f.Add(int64(-1), -1, -1.0, int64(-1), int64(-1), int64(-1), -1, int64(-1), uint8(9), int64(-1))
+	f.Add(int64(0), 0, 1e308, int64(1<<62), int64(1<<62), int64(1<<63-1), 1<<62, int64(1<<63-1), uint8(DropLower), int64(1<<63-1))
+	f.Fuzz(func(t *testing.T, maxHold int64, maxAttempts int, rate float64, spread, initial, maxB int64, maxHeld int, maxHeldBytes int64, overflow uint8, probeTimeout int64) {
 		cfg := Config{
-			Policy:  Policy{MaxHold: time.Duration(maxHold), MaxAttempts: maxAttempts},
-			Release: Release{Rate: rate, Spread: time.Duration(spread)},
+			Policy: Policy{MaxHold: time.Duration(maxHold), MaxAttempts: maxAttempts,
+				MaxHeld: maxHeld, MaxHeldBytes: maxHeldBytes, Overflow: Overflow(overflow)},
+			Release: Release{Rate: rate, Spread: time.Duration(spread), Probe: probeTimeout != 0, ProbeTimeout: time.Duration(probeTimeout)},
 			Backoff: Backoff{Initial: time.Duration(initial), Max: time.Duration(maxB)},
 		}
 		g, err := New(cfg)

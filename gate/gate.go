@@ -2,7 +2,6 @@ package gate
 
 import (
 	"context"
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -72,58 +71,18 @@ func (s State) Changed() <-chan struct{} { return s.changed }
 // with one atomic load; transitions publish a new one under Gate.mu.
 type snapshot struct {
 	State
-	// period is the current outage while the gate is closed; nil while it
-	// is open or shut down.
-	period *period
-}
-
-// period is one outage: from a close of an open gate to the next Open or
-// Shutdown. Held senders park on done; a new reason does not wake them.
-type period struct {
-	done chan struct{}
-}
-
-// outcome is how a held sender's wait was settled by the gate.
-type outcome uint8
-
-const (
-	held     outcome = iota // still held (or being paced)
-	released                // Open let it go
-	shut                    // Shutdown ended it
-)
-
-// waiter is one held sender. The gate keeps them in a list in order of
-// arrival, so that the oldest gives the longest current hold and paced
-// release goes first come, first served.
-type waiter struct {
-	start time.Time
-	// reason is why the gate was closed when the waiter was last held, for
-	// its error if it gives up while being paced on an open gate.
-	reason Reason
-	since  time.Time // when that close began
-	// All fields below are guarded by Gate.mu.
-	prev, next *waiter
-	inList     bool
-	outcome    outcome
-	slot       time.Time // when a paced release lets it go
-	// forDo marks a hold by Gate.Do, which may be the probe of
-	// Release.Probe; awaiting marks one that waits for the probe's success.
-	forDo, awaiting bool
-	// probe is set when w was released as the probe.
-	probe *probe
-}
-
-// probe is one round of Release.Probe: one held Do call went first, and
-// the others wait for done, which closes when a send succeeded or the probe
-// gave up (then a new round begins).
-type probe struct {
-	done chan struct{}
+	// While the gate is open: the contexts of the send attempts that began
+	// in this state (attempt.go), cancelled when the state ends.
+	attempts attempts
 }
 
 // Gate holds important sends while the network is down and releases them
-// when it returns. It is driven by its owner through [Gate.Open],
-// [Gate.Close] and [Gate.Shutdown]; senders call [Gate.Wait] or [Gate.Do].
-// A Gate is safe for concurrent use and must be made with [New].
+// when it returns. A *Gate is the owner's handle: its owner (the Monitor,
+// or a test) drives it with [Gate.Open], [Gate.Close] and [Gate.Shutdown],
+// and hands senders [Gate.Sender], a view that can wait and send but not
+// open, close or shut the gate down, as the context package keeps a
+// context's CancelFunc apart from the Context. A Gate is safe for
+// concurrent use and must be made with [New].
 //
 // Waiting on an open gate costs one atomic load: no lock, no allocation,
 // no system call. A closed gate parks its waiters on a channel that Open
@@ -134,11 +93,16 @@ type Gate struct {
 
 	cfg     Config  // read-only after New
 	backoff Backoff // cfg.Backoff with defaults
+	// view is the Sender that [Gate.Sender] returns: the gate under
+	// Config.Policy. Read-only after New.
+	view Sender
 
-	mu sync.Mutex // guards head, tail, nheld, probe and every transition of cur
+	mu sync.Mutex // guards head, tail, nheld, heldBytes, probe, the snapshots' attempts and every transition of cur
 	// head and tail are the held senders, oldest first.
 	head, tail *waiter
 	nheld      int
+	// heldBytes is the sum of the held senders' Call.Size.
+	heldBytes int64
 	// probe is the current round of Release.Probe, nil when none.
 	probe *probe
 	// probing is probe != nil, readable without mu: Do checks it after
@@ -152,8 +116,10 @@ type Gate struct {
 // on slow paths, never by a wait on an open gate.
 type counters struct {
 	holds, releases, failFasts, expired, canceled atomic.Uint64
+	rejected, dropped                             atomic.Uint64
 	opens, closes                                 atomic.Uint64
-	sendErrors, retries, exhausted                atomic.Uint64
+	sendErrors, retries, exhausted, interrupted   atomic.Uint64
+	stopped                                       atomic.Uint64
 }
 
 // New returns a gate configured by cfg, which it checks first: the error
@@ -163,11 +129,11 @@ func New(cfg Config) (*Gate, error) {
 		return nil, err
 	}
 	g := &Gate{cfg: cfg, backoff: cfg.Backoff.withDefaults()}
+	g.view = Sender{g: g, p: cfg.Policy}
 	s := &snapshot{State: State{Open: true, Since: time.Now(), changed: make(chan struct{})}}
 	if cfg.StartClosed != (Reason{}) {
 		s.Open = false
 		s.Reason = cfg.StartClosed
-		s.period = &period{done: make(chan struct{})}
 	}
 	g.cur.Store(s)
 	return g, nil
@@ -176,141 +142,32 @@ func New(cfg Config) (*Gate, error) {
 // State returns the gate's current state.
 func (g *Gate) State() State { return g.cur.Load().State }
 
-// Open opens the gate and releases every held sender, at once or paced as
-// [Config.Release] says. Opening an open or shut down gate does nothing.
-func (g *Gate) Open() {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	s := g.cur.Load()
-	if s.Open || s.Shutdown {
-		return
+// Sender returns the view of g that senders get: it waits and sends under
+// [Config.Policy] ([Sender.With] gives other policies), and has no method
+// that opens, closes or shuts down the gate. It returns the same *Sender
+// on every call.
+func (g *Gate) Sender() *Sender { return &g.view }
+
+// The owner can also wait and send: these are [Gate.Sender]'s methods,
+// for an owner that is its own sender (a test, a program without a
+// Monitor). Hand senders g.Sender(), never g.
+
+// Wait is g.Sender().Wait: see [Sender.Wait].
+func (g *Gate) Wait(ctx context.Context) error {
+	if g.cur.Load().Open {
+		return nil
 	}
-	now := time.Now()
-	if r := g.cfg.Release; r.immediate() {
-		// Settle every waiter here, so that a released waiter returns
-		// without taking the lock again: 10,000 of them waking at once
-		// would otherwise queue on mu.
-		for w := g.head; w != nil; {
-			next := w.next
-			w.outcome = released
-			w.prev, w.next, w.inList = nil, nil, false
-			w = next
-		}
-		g.n.releases.Add(uint64(g.nheld))
-		g.head, g.tail, g.nheld = nil, nil, 0
-	} else {
-		// Paced: give each waiter, oldest first, the moment it may go. The
-		// waiters stay in the list until they leave; if the gate closes
-		// before their moment, they are held again and the next Open
-		// gives them a new one.
-		var first *waiter // the probe, if Release.Probe is set
-		if r.Probe {
-			for w := g.head; w != nil; w = w.next {
-				if w.forDo {
-					first = w
-					break
-				}
-			}
-		}
-		i := 0
-		for w := g.head; w != nil; w = w.next {
-			w.probe = nil // from a round that ended with the last Close
-			switch {
-			case w == first:
-				w.slot, w.awaiting = now, false
-			case first != nil && w.forDo:
-				w.awaiting = true
-			default:
-				w.slot, w.awaiting = g.slot(now, i), false
-				i++
-			}
-		}
-		if first != nil {
-			g.probe = &probe{done: make(chan struct{})}
-			first.probe = g.probe
-			g.probing.Store(true)
-		}
-	}
-	g.n.opens.Add(1)
-	g.publishLocked(&snapshot{State: State{Open: true, Since: now, Seq: s.Seq + 1}})
-	close(s.period.done)
+	return g.view.waitSlow(ctx)
 }
 
-// slot returns when the i-th paced sender may go, for a release that
-// began at start.
-func (g *Gate) slot(start time.Time, i int) time.Time {
-	r := g.cfg.Release
-	var d time.Duration
-	if r.Rate > 0 {
-		d = time.Duration(float64(i) / r.Rate * float64(time.Second))
-	}
-	if r.Spread > 0 {
-		d += rand.N(r.Spread)
-	}
-	return start.Add(d)
+// Do is g.Sender().Do: see [Sender.Do].
+func (g *Gate) Do(ctx context.Context, send func(context.Context) error) error {
+	return g.view.Do(ctx, send)
 }
 
-// confirm ends the current probe round because a send succeeded: the Do
-// calls that waited for it are released, paced.
-func (g *Gate) confirm() {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	p := g.probe
-	if p == nil {
-		return
-	}
-	now := time.Now()
-	i := 0
-	for w := g.head; w != nil; w = w.next {
-		if w.awaiting {
-			w.slot, w.awaiting = g.slot(now, i), false
-			i++
-		}
-	}
-	g.endProbeLocked()
-	close(p.done)
-}
+// With is g.Sender().With: see [Sender.With].
+func (g *Gate) With(p Policy) *Sender { return g.view.With(p) }
 
-// abandonLocked hands the probe of round p, whose Do call gave up without
-// a success, to the oldest Do call still waiting. g.mu must be held.
-func (g *Gate) abandonLocked(p *probe) {
-	if p == nil || g.probe != p {
-		return // the round already ended
-	}
-	var next *waiter
-	for w := g.head; w != nil; w = w.next {
-		if w.awaiting {
-			next = w
-			break
-		}
-	}
-	g.endProbeLocked()
-	if next != nil {
-		next.slot, next.awaiting = time.Now(), false
-		g.probe = &probe{done: make(chan struct{})}
-		next.probe = g.probe
-		g.probing.Store(true)
-	}
-	close(p.done) // wakes the waiters: the new probe goes, the rest wait on
-}
-
-// abandon is abandonLocked for a Do call that does not hold g.mu.
-func (g *Gate) abandon(p *probe) {
-	if p == nil {
-		return
-	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.abandonLocked(p)
-}
-
-// endProbeLocked forgets the current probe round. g.mu must be held.
-func (g *Gate) endProbeLocked() {
-	g.probe = nil
-	g.probing.Store(false)
-}
-
-// Close closes the gate for reason r: from now on, senders are held (or
 // fail fast). Closing a closed gate with a different reason records the new
 // reason and keeps the time the outage began. Closing a shut down gate does
 // nothing.
@@ -326,17 +183,14 @@ func (g *Gate) Close(r Reason) {
 		// a new one. Waiters of this one wake on the state change.
 		g.endProbeLocked()
 		g.n.closes.Add(1)
-		g.publishLocked(&snapshot{
-			State:  State{Reason: r, Since: time.Now(), Seq: s.Seq + 1},
-			period: &period{done: make(chan struct{})},
-		})
+		g.publishLocked(&snapshot{State: State{Reason: r, Since: time.Now(), Seq: s.Seq + 1}})
+		// Sends under way on the link that just went away return at once
+		// instead of waiting out their own deadlines. After the publish:
+		// an interrupted Do must find the gate closed, and hold.
+		s.attempts.interruptLocked(&interruptedError{reason: r})
 	case s.Reason != r:
-		// Same outage, better explanation: held senders stay parked on
-		// the same period.
-		g.publishLocked(&snapshot{
-			State:  State{Reason: r, Since: s.Since, Seq: s.Seq + 1},
-			period: s.period,
-		})
+		// Same outage, better explanation: held senders stay parked.
+		g.publishLocked(&snapshot{State: State{Reason: r, Since: s.Since, Seq: s.Seq + 1}})
 	}
 }
 
@@ -350,18 +204,18 @@ func (g *Gate) Shutdown() {
 	if s.Shutdown {
 		return
 	}
+	// Publish first: a waiter woken below must find the gate shut down.
+	g.publishLocked(&snapshot{State: State{Shutdown: true, Reason: s.Reason, Since: time.Now(), Seq: s.Seq + 1}})
 	for w := g.head; w != nil; {
 		next := w.next
 		w.outcome = shut
 		w.prev, w.next, w.inList = nil, nil, false
+		w.wakeLocked()
 		w = next
 	}
-	g.head, g.tail, g.nheld = nil, nil, 0
+	g.head, g.tail, g.nheld, g.heldBytes = nil, nil, 0, 0
 	g.endProbeLocked()
-	g.publishLocked(&snapshot{State: State{Shutdown: true, Reason: s.Reason, Since: time.Now(), Seq: s.Seq + 1}})
-	if s.period != nil {
-		close(s.period.done)
-	}
+	s.attempts.interruptLocked(&interruptedError{reason: s.Reason, shutdown: true})
 }
 
 // publishLocked makes next the current state and tells watchers of the old
@@ -372,224 +226,7 @@ func (g *Gate) publishLocked(next *snapshot) {
 	close(old.changed)
 }
 
-// Wait returns nil when the gate is open. While it is closed, Wait holds
-// the caller until the gate opens, or returns a [*WaitError] (which says
-// why the gate was closed and for how long the caller was held) when the
-// caller's context ends, when the gate is shut down, or as the gate's
-// [Config.Policy] says (fail fast, maximum hold). Use [Gate.With] to wait
-// under another policy.
-//
-// On an open gate Wait is one atomic load. Waiting says nothing about
-// whether the send that follows will succeed; the link can drop between
-// the two. [Gate.Do] owns the whole loop.
-func (g *Gate) Wait(ctx context.Context) error {
-	if g.cur.Load().Open {
-		return nil
-	}
-	return g.waitSlow(ctx)
-}
-
-// waitSlow is Wait on a gate that was closed a moment ago, kept out of
-// Wait so that Wait stays small enough to be inlined into the sender.
-//
-//go:noinline
-func (g *Gate) waitSlow(ctx context.Context) error {
-	_, _, err := g.hold(ctx, g.cfg.Policy.FailFast, g.cfg.Policy.MaxHold, false)
-	return err
-}
-
-// hold is the slow path of a wait: it holds the caller while the gate is
-// closed. limit bounds the hold (zero: no bound); forDo marks a hold by
-// Gate.Do, which may become the probe of Release.Probe. It returns how long
-// the caller was held and, if the caller was released as the probe, the
-// probe round, which Do must end with confirm or abandon.
-func (g *Gate) hold(ctx context.Context, failFast bool, limit time.Duration, forDo bool) (time.Duration, *probe, error) {
-	s := g.cur.Load()
-	switch {
-	case s.Open:
-		return 0, nil, nil
-	case s.Shutdown:
-		return 0, nil, g.waitError(s, 0, ErrShutdown)
-	case failFast:
-		g.n.failFasts.Add(1)
-		return 0, nil, g.waitError(s, 0, ErrDown)
-	case ctx.Err() != nil:
-		// Not held, so not counted: Canceled counts holds.
-		return 0, nil, g.waitError(s, 0, context.Cause(ctx))
-	}
-
-	g.mu.Lock()
-	s = g.cur.Load()
-	if s.Open || s.Shutdown {
-		g.mu.Unlock()
-		return g.hold(ctx, false, limit, forDo)
-	}
-	w := &waiter{start: time.Now(), reason: s.Reason, since: s.Since, forDo: forDo}
-	g.pushLocked(w)
-	g.n.holds.Add(1)
-	g.mu.Unlock()
-
-	var expire <-chan time.Time
-	if limit > 0 {
-		t := time.NewTimer(limit)
-		defer t.Stop()
-		expire = t.C
-	}
-	var pace *time.Timer // armed while a paced release makes w wait its turn
-	defer func() {
-		if pace != nil {
-			pace.Stop()
-		}
-	}()
-	var paceC <-chan time.Time
-	var wake <-chan struct{} = s.period.done // fires when the gate settles or may have
-	var probeDone <-chan struct{}            // fires when a probe round ends
-	immediate := g.cfg.Release.immediate()
-	for {
-		select {
-		case <-wake:
-			if immediate {
-				// Open or Shutdown settled w before closing wake, and
-				// nothing writes w.outcome after that: it can be read
-				// without the lock, so that thousands of released
-				// waiters do not queue on g.mu.
-				switch w.outcome {
-				case released:
-					return time.Since(w.start), nil, nil
-				case shut:
-					h := time.Since(w.start)
-					return h, nil, g.waitError(g.cur.Load(), h, ErrShutdown)
-				}
-			}
-		case <-paceC:
-		case <-probeDone:
-		case <-ctx.Done():
-			h, err := g.leave(w, context.Cause(ctx), &g.n.canceled)
-			return h, nil, err
-		case <-expire:
-			h, err := g.leave(w, ErrHoldExpired, &g.n.expired)
-			return h, nil, err
-		}
-		st := g.step(w)
-		if st.next == nil {
-			return st.held, st.probe, st.err
-		}
-		wake, probeDone, paceC = st.next, st.probeDone, nil
-		if st.delay > 0 {
-			if pace == nil {
-				pace = time.NewTimer(st.delay)
-			} else {
-				pace.Reset(st.delay)
-			}
-			paceC = pace.C
-		}
-	}
-}
-
-// stepResult is what step found: either the wait is over (next is nil;
-// held and err are its result), or the waiter must wait for next to close
-// and, if delay > 0, for its paced turn, or, if probeDone is not nil, for
-// the probe round to end.
-type stepResult struct {
-	held      time.Duration
-	err       error
-	probe     *probe
-	next      <-chan struct{}
-	probeDone <-chan struct{}
-	delay     time.Duration
-}
-
-// step looks at the gate for a held waiter that was woken.
-func (g *Gate) step(w *waiter) stepResult {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	now := time.Now()
-	switch w.outcome {
-	case released:
-		return stepResult{held: now.Sub(w.start)}
-	case shut:
-		h := now.Sub(w.start)
-		return stepResult{held: h, err: g.waitError(g.cur.Load(), h, ErrShutdown)}
-	}
-	s := g.cur.Load()
-	if !s.Open {
-		// Closed again before this waiter's paced turn: hold it again.
-		w.reason, w.since = s.Reason, s.Since
-		return stepResult{next: s.period.done}
-	}
-	if w.awaiting {
-		if g.probe != nil {
-			// Wait for the probe's verdict, or for the gate to close.
-			return stepResult{next: s.changed, probeDone: g.probe.done}
-		}
-		w.slot, w.awaiting = now, false // defensive: no round to wait for
-	}
-	if d := w.slot.Sub(now); d > 0 {
-		// Wait for the turn, but wake at once if the gate closes.
-		return stepResult{next: s.changed, delay: d}
-	}
-	g.removeLocked(w)
-	g.n.releases.Add(1)
-	p := w.probe
-	w.probe = nil
-	return stepResult{held: now.Sub(w.start), probe: p}
-}
-
-// leave ends a hold that the caller gave up (cause), counting it in c,
-// unless the gate settled the wait first: then that result stands.
-func (g *Gate) leave(w *waiter, cause error, c *atomic.Uint64) (time.Duration, error) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	s := g.cur.Load()
-	heldFor := time.Since(w.start)
-	switch w.outcome {
-	case released:
-		// Open released it in the same instant; the gate was open, so
-		// the wait succeeded.
-		return heldFor, nil
-	case shut:
-		return heldFor, g.waitError(s, heldFor, ErrShutdown)
-	}
-	// A probe that gives up before it was told it is one hands over.
-	g.abandonLocked(w.probe)
-	g.removeLocked(w)
-	c.Add(1)
-	return heldFor, &WaitError{Reason: w.reason, Since: w.since, Held: heldFor, Err: cause}
-}
-
 // waitError builds the error of a wait that ended while s was current.
 func (g *Gate) waitError(s *snapshot, heldFor time.Duration, err error) error {
 	return &WaitError{Reason: s.Reason, Since: s.Since, Held: heldFor, Err: err}
-}
-
-// pushLocked appends w to the held list. g.mu must be held.
-func (g *Gate) pushLocked(w *waiter) {
-	w.inList = true
-	w.prev = g.tail
-	if g.tail == nil {
-		g.head = w
-	} else {
-		g.tail.next = w
-	}
-	g.tail = w
-	g.nheld++
-}
-
-// removeLocked takes w out of the held list. g.mu must be held.
-func (g *Gate) removeLocked(w *waiter) {
-	if !w.inList {
-		return
-	}
-	if w.prev == nil {
-		g.head = w.next
-	} else {
-		w.prev.next = w.next
-	}
-	if w.next == nil {
-		g.tail = w.prev
-	} else {
-		w.next.prev = w.prev
-	}
-	w.prev, w.next, w.inList = nil, nil, false
-	g.nheld--
 }

@@ -84,6 +84,10 @@ func TestNewRejectsBadConfig(t *testing.T) {
 	}{
 		{"negative MaxHold", Config{Policy: Policy{MaxHold: -1}}, "Config.Policy.MaxHold"},
 		{"negative MaxAttempts", Config{Policy: Policy{MaxAttempts: -1}}, "Config.Policy.MaxAttempts"},
+		{"negative MaxHeld", Config{Policy: Policy{MaxHeld: -1}}, "Config.Policy.MaxHeld"},
+		{"negative MaxHeldBytes", Config{Policy: Policy{MaxHeldBytes: -1}}, "Config.Policy.MaxHeldBytes"},
+		{"unknown Overflow", Config{Policy: Policy{Overflow: DropOldest + 1}}, "Config.Policy.Overflow"},
+		{"negative ProbeTimeout", Config{Release: Release{Probe: true, ProbeTimeout: -1}}, "Config.Release.ProbeTimeout"},
 		{"negative Rate", Config{Release: Release{Rate: -1}}, "Config.Release.Rate"},
 		{"infinite Rate", Config{Release: Release{Rate: float64Inf()}}, "Config.Release.Rate"},
 		{"negative Spread", Config{Release: Release{Spread: -1}}, "Config.Release.Spread"},
@@ -129,7 +133,7 @@ func TestGateWaitOnOpenGateReturnsNil(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	// Even with a context that has ended: an open gate does not look at it.
-	if err := g.Wait(ctx); err != nil {
+	if err := g.Sender().Wait(ctx); err != nil {
 		t.Fatalf("Wait on open gate = %v, want nil", err)
 	}
 	if s := g.Stats(); s.Holds != 0 || s.Canceled != 0 {
@@ -140,10 +144,10 @@ func TestGateWaitOnOpenGateReturnsNil(t *testing.T) {
 func TestGateWaitOnOpenGateDoesNotAllocate(t *testing.T) {
 	g := mustNew(t, Config{})
 	ctx := context.Background()
-	if n := testing.AllocsPerRun(1000, func() { _ = g.Wait(ctx) }); n != 0 {
+	if n := testing.AllocsPerRun(1000, func() { _ = g.Sender().Wait(ctx) }); n != 0 {
 		t.Errorf("Wait on open gate: %v allocs, want 0", n)
 	}
-	if n := testing.AllocsPerRun(1000, func() { _ = g.Do(ctx, nopSend) }); n != 0 {
+	if n := testing.AllocsPerRun(1000, func() { _ = g.Sender().Do(ctx, nopSend) }); n != 0 {
 		t.Errorf("Do on open gate: %v allocs, want 0", n)
 	}
 }
@@ -155,7 +159,7 @@ func TestGateHoldsWhileClosedAndReleasesAllOnOpen(t *testing.T) {
 		g := mustNew(t, Config{})
 		g.Close(lost)
 		const n = 50
-		out := startWaiters(t, n, g.Wait, context.Background())
+		out := startWaiters(t, n, g.Sender().Wait, context.Background())
 
 		time.Sleep(3 * time.Second) // fake time: the outage lasts 3 s
 		synctest.Wait()
@@ -193,7 +197,7 @@ func TestGateWaitErrorCarriesReasonAndHeldTime(t *testing.T) {
 		closedAt := time.Now()
 		ctx, cancel := context.WithTimeout(context.Background(), 12400*time.Millisecond)
 		defer cancel()
-		err := g.Wait(ctx)
+		err := g.Sender().Wait(ctx)
 
 		const want = "gate: held 12.4s: carrier-lost on wlan0: context deadline exceeded"
 		if err == nil || err.Error() != want {
@@ -220,7 +224,7 @@ func TestGateWaitReturnsContextCause(t *testing.T) {
 		g := mustNew(t, Config{StartClosed: lost})
 		cause := errors.New("robot is shutting down")
 		ctx, cancel := context.WithCancelCause(context.Background())
-		out := startWaiters(t, 1, g.Wait, ctx)
+		out := startWaiters(t, 1, g.Sender().Wait, ctx)
 		cancel(cause)
 		r := <-out
 		if !errors.Is(r.err, cause) {
@@ -233,7 +237,7 @@ func TestGateWaitWithEndedContextOnClosedGate(t *testing.T) {
 	g := mustNew(t, Config{StartClosed: lost})
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	err := g.Wait(ctx)
+	err := g.Sender().Wait(ctx)
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("Wait = %v, want context.Canceled", err)
 	}
@@ -271,10 +275,10 @@ func TestGatePolicies(t *testing.T) {
 					if perGate {
 						cfg.Policy = tt.policy
 						g = mustNew(t, cfg)
-						wait = g.Wait
+						wait = g.Sender().Wait
 					} else {
 						g = mustNew(t, cfg)
-						wait = g.With(tt.policy).Wait
+						wait = g.Sender().With(tt.policy).Wait
 					}
 					start := time.Now()
 					err := wait(context.Background())
@@ -299,7 +303,7 @@ func TestGatePolicies(t *testing.T) {
 func TestGateMaxHoldDoesNotFireWhenOpenedInTime(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		g := mustNew(t, Config{StartClosed: lost, Policy: Policy{MaxHold: 5 * time.Second}})
-		out := startWaiters(t, 1, g.Wait, context.Background())
+		out := startWaiters(t, 1, g.Sender().Wait, context.Background())
 		time.Sleep(4 * time.Second)
 		g.Open()
 		if r := <-out; r.err != nil {
@@ -311,7 +315,7 @@ func TestGateMaxHoldDoesNotFireWhenOpenedInTime(t *testing.T) {
 func TestGateShutdown(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		g := mustNew(t, Config{StartClosed: lost})
-		out := startWaiters(t, 3, g.Wait, context.Background())
+		out := startWaiters(t, 3, g.Sender().Wait, context.Background())
 		before := g.State()
 		g.Shutdown()
 		synctest.Wait()
@@ -335,7 +339,7 @@ func TestGateShutdown(t *testing.T) {
 		if s.Open || !s.Shutdown || s.Reason != lost || s.Seq != before.Seq+1 {
 			t.Errorf("State after Shutdown, Open, Close, Shutdown = %+v; want shut down, reason %v, one change", s, lost)
 		}
-		for _, wait := range []func(context.Context) error{g.Wait, g.With(Policy{FailFast: true}).Wait} {
+		for _, wait := range []func(context.Context) error{g.Sender().Wait, g.Sender().With(Policy{FailFast: true}).Wait} {
 			if err := wait(context.Background()); !errors.Is(err, ErrShutdown) {
 				t.Errorf("Wait after Shutdown = %v, want ErrShutdown", err)
 			}
@@ -346,10 +350,10 @@ func TestGateShutdown(t *testing.T) {
 func TestGateShutdownOfOpenGateFailsLaterWaits(t *testing.T) {
 	g := mustNew(t, Config{})
 	g.Shutdown()
-	if err := g.Wait(context.Background()); !errors.Is(err, ErrShutdown) {
+	if err := g.Sender().Wait(context.Background()); !errors.Is(err, ErrShutdown) {
 		t.Errorf("Wait = %v, want ErrShutdown", err)
 	}
-	if err := g.Do(context.Background(), nopSend); !errors.Is(err, ErrShutdown) {
+	if err := g.Sender().Do(context.Background(), nopSend); !errors.Is(err, ErrShutdown) {
 		t.Errorf("Do = %v, want ErrShutdown", err)
 	}
 }
@@ -399,7 +403,7 @@ func TestGateNewReasonKeepsOutageStartAndHolds(t *testing.T) {
 		g := mustNew(t, Config{})
 		g.Close(lost)
 		since := g.State().Since
-		out := startWaiters(t, 2, g.Wait, context.Background())
+		out := startWaiters(t, 2, g.Sender().Wait, context.Background())
 		time.Sleep(time.Second)
 		g.Close(Reason{Code: "lease-expired", Iface: "wlan0"})
 		synctest.Wait()
@@ -461,7 +465,7 @@ func TestGatePacedRelease(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				const n = 20
 				g := mustNew(t, Config{StartClosed: lost, Release: tt.release})
-				out := startWaiters(t, n, g.Wait, context.Background())
+				out := startWaiters(t, n, g.Sender().Wait, context.Background())
 				opened := time.Now()
 				g.Open()
 				delays := make([]time.Duration, n)
@@ -485,7 +489,7 @@ func TestGatePacedReleaseHoldsAgainWhenClosedMidway(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const n = 10
 		g := mustNew(t, Config{StartClosed: lost, Release: Release{Rate: 10}})
-		out := startWaiters(t, n, g.Wait, context.Background())
+		out := startWaiters(t, n, g.Sender().Wait, context.Background())
 		g.Open()
 		// Waiters 0..4 go at +0, +100, ..., +400 ms; close at +450 ms.
 		time.Sleep(450 * time.Millisecond)
@@ -524,8 +528,8 @@ func TestGatePacedWaiterCanGiveUp(t *testing.T) {
 		g := mustNew(t, Config{StartClosed: lost, Release: Release{Rate: 1}})
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
-		startWaiters(t, 1, g.Wait, context.Background()) // goes first
-		out := startWaiters(t, 1, g.Wait, ctx)           // its turn is at +1s
+		startWaiters(t, 1, g.Sender().Wait, context.Background()) // goes first
+		out := startWaiters(t, 1, g.Sender().Wait, ctx)           // its turn is at +1s
 		g.Open()
 		time.Sleep(500 * time.Millisecond)
 		cancel()

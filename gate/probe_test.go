@@ -33,7 +33,7 @@ func newProbeRig(t *testing.T, n int, ctxs []context.Context) *probeRig {
 			ctx = ctxs[i]
 		}
 		go func() {
-			err := r.g.Do(ctx, func(context.Context) error {
+			err := r.g.Sender().Do(ctx, func(context.Context) error {
 				r.sent <- i
 				return <-r.reply[i]
 			})
@@ -56,18 +56,11 @@ func (r *probeRig) drainSent() []int {
 
 func TestProbeOnlyTheOldestGoesFirstAndItsSuccessReleasesTheRest(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		const n = 5
+		const n = 4
 		r := newProbeRig(t, n, nil)
 		r.g.Open()
 		if ids := r.drainSent(); len(ids) != 1 || ids[0] != 0 {
 			t.Fatalf("sends after Open: %v, want only the oldest, [0]", ids)
-		}
-		// The probe fails with a connection error and retries; the others
-		// keep waiting.
-		r.reply[0] <- errRefused
-		time.Sleep(2 * time.Second) // past the probe's backoff
-		if ids := r.drainSent(); len(ids) != 1 || ids[0] != 0 {
-			t.Fatalf("sends after the probe failed once: %v, want only the probe's retry", ids)
 		}
 		if s := r.g.Stats(); s.HeldNow != n-1 {
 			t.Errorf("HeldNow = %d while probing, want %d", s.HeldNow, n-1)
@@ -83,6 +76,90 @@ func TestProbeOnlyTheOldestGoesFirstAndItsSuccessReleasesTheRest(t *testing.T) {
 			if res := <-r.done; res.err != nil {
 				t.Errorf("Do %d = %v", res.id, res.err)
 			}
+		}
+	})
+}
+
+// TestProbeRolePassesOnAfterAFailedAttempt is issue 16's head-of-line
+// case: the oldest held call goes to a dead destination. Its failure
+// passes the probe role to the next oldest, whose success releases the
+// rest, while the failed call backs off and retries on its own.
+func TestProbeRolePassesOnAfterAFailedAttempt(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const n = 5
+		r := newProbeRig(t, n, nil)
+		r.g.Open()
+		if ids := r.drainSent(); len(ids) != 1 || ids[0] != 0 {
+			t.Fatalf("sends after Open: %v, want only the oldest, [0]", ids)
+		}
+		r.reply[0] <- errRefused // the dead destination
+		if ids := r.drainSent(); len(ids) != 1 || ids[0] != 1 {
+			t.Fatalf("sends after the probe failed: %v, want the next oldest, [1], at once", ids)
+		}
+		r.reply[1] <- nil // a healthy destination: the rest go
+		for i := 2; i < n; i++ {
+			r.reply[i] <- nil
+		}
+		if ids := r.drainSent(); len(ids) != n-2 {
+			t.Fatalf("sends after the second probe succeeded: %v, want the other %d", ids, n-2)
+		}
+		for range n - 1 {
+			if res := <-r.done; res.err != nil || res.id == 0 {
+				t.Errorf("Do %d = %v, want nil from the healthy calls first", res.id, res.err)
+			}
+		}
+		time.Sleep(2 * time.Second) // past the failed call's backoff
+		if ids := r.drainSent(); len(ids) != 1 || ids[0] != 0 {
+			t.Fatalf("sends after the backoff: %v, want the first call's retry, [0]", ids)
+		}
+		r.reply[0] <- nil
+		if res := <-r.done; res.err != nil {
+			t.Errorf("Do 0 = %v", res.err)
+		}
+	})
+}
+
+// TestProbeTimeoutPassesTheRoleOn: a probe whose send hangs (no deadline,
+// a destination that swallows packets) holds the others only for
+// Release.ProbeTimeout.
+func TestProbeTimeoutPassesTheRoleOn(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := mustNew(t, Config{StartClosed: lost, Release: Release{Probe: true, ProbeTimeout: 5 * time.Second}})
+		hang := make(chan struct{})
+		sent := make(chan int, 10)
+		done := make(chan result, 3)
+		for i := range 3 {
+			go func() {
+				err := g.Sender().Do(context.Background(), func(context.Context) error {
+					sent <- i
+					if i == 0 {
+						<-hang
+					}
+					return nil
+				})
+				done <- result{id: i, err: err, at: time.Now()}
+			}()
+			synctest.Wait()
+		}
+		opened := time.Now()
+		g.Open()
+		synctest.Wait()
+		if len(sent) != 1 {
+			t.Fatalf("%d sends right after Open, want the probe's only", len(sent))
+		}
+		<-sent
+		time.Sleep(5 * time.Second)
+		synctest.Wait()
+		// Call 1 became the probe at +5s and succeeded, releasing call 2.
+		for range 2 {
+			res := <-done
+			if res.err != nil || res.at.Sub(opened) != 5*time.Second {
+				t.Errorf("Do %d = %v at +%v, want nil at +5s", res.id, res.err, res.at.Sub(opened))
+			}
+		}
+		close(hang)
+		if res := <-done; res.id != 0 || res.err != nil {
+			t.Errorf("Do %d = %v, want the hung probe to finish", res.id, res.err)
 		}
 	})
 }
@@ -163,7 +240,7 @@ func TestProbeRoundEndsWhenTheGateClosesAgain(t *testing.T) {
 func TestProbeLeavesWaitCallersAlone(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		r := newProbeRig(t, 2, nil)
-		waits := startWaiters(t, 3, r.g.Wait, context.Background())
+		waits := startWaiters(t, 3, r.g.Sender().Wait, context.Background())
 		r.g.Open()
 		synctest.Wait()
 		if len(waits) != 3 {

@@ -12,6 +12,9 @@ type Stats struct {
 	// HeldNow is how many senders are held at this moment, including
 	// those released but waiting for their paced turn.
 	HeldNow int
+	// HeldBytes is the sum of the sizes ([Call.Size]) of the senders held
+	// now.
+	HeldBytes int64
 	// LongestHold is how long the oldest sender held now has waited.
 	LongestHold time.Duration
 	// Releases counts held senders that the gate let go when it opened.
@@ -21,19 +24,33 @@ type Stats struct {
 	// Expired counts holds that ended with [ErrHoldExpired].
 	Expired uint64
 	// Canceled counts holds that ended because the caller's context did.
-	// Holds = Releases + Canceled + Expired + HeldNow, plus the holds that
-	// Shutdown ended.
+	// Holds = Releases + Canceled + Expired + Dropped + HeldNow, plus the
+	// holds that Shutdown ended.
 	Canceled uint64
+	// Rejected counts calls that were not held because the gate held as
+	// many calls or bytes as their policy's MaxHeld or MaxHeldBytes
+	// allows ([ErrFull]); they are not in Holds.
+	Rejected uint64
+	// Dropped counts held calls dropped to make room for a call of a
+	// higher (or, with DropOldest, the same) priority ([ErrDropped]).
+	Dropped uint64
 	// Opens and Closes count the transitions between open and closed; a
 	// new reason for a closed gate is not a close.
 	Opens, Closes uint64
 
-	// SendErrors counts calls of send by [Gate.Do] that returned an
+	// SendErrors counts calls of send by [Sender.Do] that returned an
 	// error. Successes are not counted here, to keep Do on an open gate
 	// free of shared writes; [Config.OnSuccess] sees each of them.
 	SendErrors uint64
 	// Retries counts attempts after the first of a Do call.
 	Retries uint64
+	// Interrupted counts attempts whose context the gate cancelled
+	// because it closed (or was shut down) while send ran.
+	Interrupted uint64
+	// Stopped counts Do calls that ended after a failed attempt because
+	// the decision was not to retry (a permanent error, a class that is
+	// not retryable, the caller's context ended during the attempt).
+	Stopped uint64
 	// Exhausted counts Do calls stopped by [Policy.MaxAttempts].
 	Exhausted uint64
 }
@@ -42,7 +59,7 @@ type Stats struct {
 // read the held list; it does not slow down waits on an open gate.
 func (g *Gate) Stats() Stats {
 	g.mu.Lock()
-	heldNow := g.nheld
+	heldNow, heldBytes := g.nheld, g.heldBytes
 	var longest time.Duration
 	if g.head != nil {
 		longest = time.Since(g.head.start)
@@ -51,6 +68,11 @@ func (g *Gate) Stats() Stats {
 	return Stats{
 		Holds:       g.n.holds.Load(),
 		HeldNow:     heldNow,
+		HeldBytes:   heldBytes,
+		Rejected:    g.n.rejected.Load(),
+		Dropped:     g.n.dropped.Load(),
+		Interrupted: g.n.interrupted.Load(),
+		Stopped:     g.n.stopped.Load(),
 		LongestHold: longest,
 		Releases:    g.n.releases.Load(),
 		FailFasts:   g.n.failFasts.Load(),

@@ -21,11 +21,13 @@ func TestGateFlappingLosesNoWakeupAndReleasesNobodyWhileClosed(t *testing.T) {
 	tests := []struct {
 		name    string
 		release Release
-		useDo   bool // wait through Do with a send that succeeds
+		useDo   bool   // wait through Do with a send that succeeds
+		policy  Policy // with MaxHeld, waits may also fail with ErrFull
 	}{
-		{"release all at once", Release{}, false},
-		{"paced release", Release{Rate: 1e6, Spread: 50 * time.Microsecond}, false},
-		{"probe, through Do", Release{Probe: true}, true},
+		{"release all at once", Release{}, false, Policy{}},
+		{"paced release", Release{Rate: 1e6, Spread: 50 * time.Microsecond}, false, Policy{}},
+		{"probe, through Do", Release{Probe: true}, true, Policy{}},
+		{"MaxHeld drops the oldest, through Do", Release{}, true, Policy{MaxHeld: 20, MaxHeldBytes: 100, Overflow: DropOldest}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -35,10 +37,13 @@ func TestGateFlappingLosesNoWakeupAndReleasesNobodyWhileClosed(t *testing.T) {
 				waiters    = 300
 				iterations = 200 // waits per waiter
 			)
-			g := mustNew(t, Config{StartClosed: lost, Release: tt.release})
-			wait := g.Wait
+			g := mustNew(t, Config{StartClosed: lost, Release: tt.release, Policy: tt.policy})
+			wait := g.Sender().Wait
 			if tt.useDo {
-				wait = func(ctx context.Context) error { return g.Do(ctx, nopSend) }
+				wait = func(ctx context.Context) error {
+					_, err := g.Sender().DoCall(ctx, Call{Size: rand.Int64N(10)}, nopSend)
+					return err
+				}
 			}
 			var (
 				opensBegun atomic.Uint64 // incremented before every Open
@@ -46,6 +51,7 @@ func TestGateFlappingLosesNoWakeupAndReleasesNobodyWhileClosed(t *testing.T) {
 				violations atomic.Uint64
 				released   atomic.Uint64 // waits that were closed and then returned nil
 				canceled   atomic.Uint64
+				full       atomic.Uint64 // rejected or dropped under MaxHeld
 			)
 			var flapWG, waitWG sync.WaitGroup
 			for range flappers {
@@ -91,6 +97,8 @@ func TestGateFlappingLosesNoWakeupAndReleasesNobodyWhileClosed(t *testing.T) {
 							if g.State().Seq == st.Seq {
 								violations.Add(1)
 							}
+						case err != nil && tt.policy.MaxHeld > 0 && errors.Is(err, ErrFull):
+							full.Add(1)
 						case err != nil && !errors.Is(err, context.DeadlineExceeded):
 							t.Errorf("Wait = %v, want nil or DeadlineExceeded", err)
 						case err != nil:
@@ -117,8 +125,14 @@ func TestGateFlappingLosesNoWakeupAndReleasesNobodyWhileClosed(t *testing.T) {
 			if s.HeldNow != 0 {
 				t.Errorf("HeldNow = %d after all waiters returned, want 0", s.HeldNow)
 			}
-			if s.Holds != s.Releases+s.Canceled+s.Expired {
-				t.Errorf("Holds %d != Releases %d + Canceled %d + Expired %d: a hold was neither released nor ended", s.Holds, s.Releases, s.Canceled, s.Expired)
+			if s.Holds != s.Releases+s.Canceled+s.Expired+s.Dropped {
+				t.Errorf("Holds %d != Releases %d + Canceled %d + Expired %d + Dropped %d: a hold was neither released nor ended", s.Holds, s.Releases, s.Canceled, s.Expired, s.Dropped)
+			}
+			if s.HeldBytes != 0 || full.Load() != s.Rejected+s.Dropped {
+				t.Errorf("HeldBytes %d after all returned, want 0; %d waits failed with ErrFull, want Rejected %d + Dropped %d", s.HeldBytes, full.Load(), s.Rejected, s.Dropped)
+			}
+			if tt.policy.MaxHeld > 0 && s.Dropped == 0 {
+				t.Error("MaxHeld dropped nothing: the test did not exercise the bound")
 			}
 			t.Logf("flaps %d, waits that found the gate closed and were released %d, canceled %d, stats %+v",
 				flappers*flaps, released.Load(), canceled.Load(), s)

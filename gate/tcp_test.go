@@ -234,7 +234,7 @@ func TestDoHoldsMessagesAcrossAForcedOutage(t *testing.T) {
 			defer c.close()
 			for i := range perSender {
 				n := uint64(id*perSender + i)
-				if err := g.Do(ctx, func(ctx context.Context) error { return c.send(ctx, n) }); err != nil {
+				if err := g.Sender().Do(ctx, func(ctx context.Context) error { return c.send(ctx, n) }); err != nil {
 					errs <- fmt.Errorf("sender %d, message %d: %w", id, n, err)
 					return
 				}

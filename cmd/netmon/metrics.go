@@ -52,6 +52,8 @@ type metrics struct {
 	state, since, carrier, usable, signal, leaseLeft                        *prometheus.Desc
 	held, holds, reports, gaps, downTime, sockErrs, sockDrops, sockFiltered *prometheus.Desc
 	target, eventDrops                                                      *prometheus.Desc
+	// The Gate's bound, release and retries (gate.Stats).
+	heldBytes, longestHold, releases, full, interrupted, retries *prometheus.Desc
 }
 
 // newMetrics returns the collectors for src.
@@ -85,6 +87,19 @@ func newMetrics(src source) *metrics {
 			"Senders held at the Gate now.", nil, nil),
 		holds: prometheus.NewDesc("netmon_gate_holds_total",
 			"Waits at the Gate that found it closed and held the sender.", nil, nil),
+		heldBytes: prometheus.NewDesc("netmon_gate_held_bytes",
+			"Sum of the sizes senders gave (gate.Call.Size) of the sends held at the Gate now.", nil, nil),
+		longestHold: prometheus.NewDesc("netmon_gate_longest_hold_seconds",
+			"How long the oldest sender held at the Gate now has waited; 0 when none is held.", nil, nil),
+		releases: prometheus.NewDesc("netmon_gate_releases_total",
+			"Held senders the Gate let go when it opened.", nil, nil),
+		full: prometheus.NewDesc("netmon_gate_full_total",
+			"Sends the Gate did not keep because its policy's MaxHeld (or MaxHeldBytes) was reached: action=\"rejected\" those refused with ErrFull, action=\"dropped\" held ones dropped for a newer send of the same or a higher priority.",
+			[]string{"action"}, nil),
+		interrupted: prometheus.NewDesc("netmon_gate_interrupted_total",
+			"Send attempts whose context the Gate cancelled because it closed while they ran; each is held and sent again.", nil, nil),
+		retries: prometheus.NewDesc("netmon_gate_retries_total",
+			"Send attempts through the Gate after the first of their call.", nil, nil),
 		reports: prometheus.NewDesc("netmon_send_errors_total",
 			"Failed sends, by error class and by what the network was doing: those senders reported to the Monitor and those eBPF observed in any process.", []string{"class", "cause"}, nil),
 		gaps: prometheus.NewDesc("netmon_netlink_gaps_total",
@@ -118,7 +133,8 @@ func (x *metrics) Describe(ch chan<- *prometheus.Desc) {
 	x.flaps.Describe(ch)
 	x.outage.Describe(ch)
 	for _, d := range []*prometheus.Desc{x.state, x.since, x.carrier, x.usable, x.signal, x.leaseLeft,
-		x.held, x.holds, x.reports, x.gaps, x.downTime, x.sockErrs, x.sockDrops, x.sockFiltered, x.target, x.eventDrops} {
+		x.held, x.holds, x.reports, x.gaps, x.downTime, x.sockErrs, x.sockDrops, x.sockFiltered, x.target, x.eventDrops,
+		x.heldBytes, x.longestHold, x.releases, x.full, x.interrupted, x.retries} {
 		ch <- d
 	}
 }
@@ -157,6 +173,13 @@ func (x *metrics) Collect(ch chan<- prometheus.Metric) {
 	g := x.src.GateStats()
 	ch <- prometheus.MustNewConstMetric(x.held, prometheus.GaugeValue, float64(g.HeldNow))
 	ch <- prometheus.MustNewConstMetric(x.holds, prometheus.CounterValue, float64(g.Holds))
+	ch <- prometheus.MustNewConstMetric(x.heldBytes, prometheus.GaugeValue, float64(g.HeldBytes))
+	ch <- prometheus.MustNewConstMetric(x.longestHold, prometheus.GaugeValue, g.LongestHold.Seconds())
+	ch <- prometheus.MustNewConstMetric(x.releases, prometheus.CounterValue, float64(g.Releases))
+	ch <- prometheus.MustNewConstMetric(x.full, prometheus.CounterValue, float64(g.Rejected), "rejected")
+	ch <- prometheus.MustNewConstMetric(x.full, prometheus.CounterValue, float64(g.Dropped), "dropped")
+	ch <- prometheus.MustNewConstMetric(x.interrupted, prometheus.CounterValue, float64(g.Interrupted))
+	ch <- prometheus.MustNewConstMetric(x.retries, prometheus.CounterValue, float64(g.Retries))
 
 	st := x.src.Stats()
 	for class := range st.Reports {
