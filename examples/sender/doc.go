@@ -33,7 +33,7 @@
 // At-least-once holds only if a message counts as sent when the receiver
 // has acknowledged it, never when a write returned: a write that
 // succeeded put the bytes in the kernel's buffer, which dies with the
-// connection. If you send through [gate.Gate.Do] one message per call,
+// connection. If you send through [gate.Sender.Do] one message per call,
 // your send function must return nil only after it read the receiver's
 // acknowledgement of that message; this sender dials through Do and keeps
 // the acknowledgement bookkeeping itself:
@@ -41,7 +41,7 @@
 //   - Every message stays in memory until the server acknowledges it
 //     ("ACK ID:EPOCH:N"). A connection carries at most --window
 //     unacknowledged messages; keep it at most the server's --window.
-//   - Connections are made through [gate.Gate.Do]: while the netmon
+//   - Connections are made through [gate.Sender.Do]: while the netmon
 //     Monitor says the network is down the dial is held (no connection
 //     attempts, no failures), and a failed dial is classified by
 //     [classify]: retryable classes (connection, network, DNS, timeout,
@@ -67,7 +67,7 @@
 // With --monitor=false the Gate is a plain one that never closes, for a
 // server on loopback, where no link can fail.
 //
-// [gate.Gate.Do]: https://pkg.go.dev/github.com/seed-a56be422/netmon/gate#Gate.Do
+// [gate.Sender.Do]: https://pkg.go.dev/github.com/seed-a56be422/netmon/gate#Sender.Do
 // [classify]: https://pkg.go.dev/github.com/seed-a56be422/netmon/classify
 // [netmon.Monitor.RebindC]: https://pkg.go.dev/github.com/seed-a56be422/netmon#Monitor.RebindC
 package main

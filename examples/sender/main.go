@@ -164,7 +164,7 @@ func (s *sender) runWithMonitor(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		s.g = g
+		s.g = g.Sender()
 		return s.deliver(ctx)
 	}
 	m, err := netmon.New(netmon.Options{

@@ -56,10 +56,10 @@ var (
 // timeout, which is retryable.
 var errStall = fmt.Errorf("sender: no acknowledgement within --ack-timeout: %w", os.ErrDeadlineExceeded)
 
-// sendGate is what the sender uses of a Gate: [gate.Gate] has it, and so
-// has a sender's view of the Monitor's Gate.
+// sendGate is what the sender uses of a Gate: a [gate.Sender], the view
+// the Monitor's Gate() gives (or a bare gate's Sender()).
 type sendGate interface {
-	Do(ctx context.Context, send func(context.Context) error) error
+	DoCall(ctx context.Context, c gate.Call, send func(context.Context) error) (gate.Result, error)
 	State() gate.State
 }
 
@@ -191,28 +191,14 @@ func (s *sender) pause(ctx context.Context, n int) error {
 // before it (an address that came and went while the gate was closed) does
 // not end the connection made after it.
 //
-// The time held is measured around this call, per call: the time in Do
-// outside send, less the backoff between attempts while the gate stayed
-// open (the gate's State.Seq did not move).
+// The time held is this call's own: DoCall's Result says how long the
+// gate held it, with nothing shared between calls.
 func (s *sender) connect(ctx context.Context) (net.Conn, <-chan struct{}, error) {
 	var (
-		conn     net.Conn
-		rebind   <-chan struct{}
-		start    = time.Now()
-		busy     time.Duration // in send, or backing off between attempts
-		lastEnd  time.Time     // when the last attempt ended
-		lastSeq  uint64        // the gate's State.Seq then
-		attempts int
+		conn   net.Conn
+		rebind <-chan struct{}
 	)
-	err := s.g.Do(ctx, func(ctx context.Context) error {
-		begin := time.Now()
-		if attempts++; attempts > 1 && s.g.State().Seq == lastSeq {
-			busy += begin.Sub(lastEnd) // Do's backoff: the gate stayed open
-		}
-		defer func() {
-			lastEnd, lastSeq = time.Now(), s.g.State().Seq
-			busy += lastEnd.Sub(begin)
-		}()
+	res, err := s.g.DoCall(ctx, gate.Call{}, func(ctx context.Context) error {
 		rebind = s.rebindC()
 		c, err := s.dial(ctx)
 		if err != nil {
@@ -223,7 +209,7 @@ func (s *sender) connect(ctx context.Context) (net.Conn, <-chan struct{}, error)
 		conn = c
 		return nil
 	})
-	s.held += max(time.Since(start)-busy, 0)
+	s.held += res.Held
 	if err != nil {
 		return nil, nil, fmt.Errorf("sender: connect to %s: %w", s.cfg.addr, err)
 	}

@@ -147,7 +147,7 @@ func TestRebindDuringHoldSparesTheNextConnection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := testSender(ln.Addr().String(), 1, g)
+	s := testSender(ln.Addr().String(), 1, g.Sender())
 	rebinds := []chan struct{}{make(chan struct{})}
 	current := make(chan chan struct{}, 1)
 	current <- rebinds[0]
