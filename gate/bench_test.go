@@ -227,4 +227,20 @@ func BenchmarkDoOpen(b *testing.B) {
 			}
 		})
 	})
+	// The floor a Do cannot go below: a Wait, then the call of send
+	// through a func value that the compiler cannot inline.
+	b.Run("baseline=wait-then-send", func(b *testing.B) {
+		g := mustNew(b, Config{})
+		s := g.Sender()
+		b.ReportAllocs()
+		for b.Loop() {
+			if s.Wait(ctx) == nil {
+				_ = benchSend(ctx)
+			}
+		}
+	})
 }
+
+// benchSend is nopSend behind a variable, so that its call stays an
+// indirect one, as send's is in Do.
+var benchSend = nopSend
