@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -85,13 +86,24 @@ func TestIntegrationWatchJSON(t *testing.T) {
 
 	// The metrics server is bound before watching starts, so it serves by
 	// the time the baseline is out.
+	// A scrape right after start: every cause of an outage and every
+	// class and cause of a failed send at 0 (so that the first one shows
+	// in increase()), the watchers, the build; no Gate metrics, as
+	// nothing sends through this netmon's Gate (no --socket).
 	body := scrape(t, p.a, metricsAddr)
 	for _, s := range []string{`netmon_state{state="up"} 1`, `netmon_interface_carrier{iface="va"} 1`,
-		`netmon_interface_usable{iface="va"} 1`, "netmon_gate_held_senders 0", "netmon_netlink_gaps_total 0",
-		`netmon_target_reachable{iface="va",target="internet-ipv4"} 1`, `netmon_target_reachable{iface="",target="internet-ipv6"} 0`} {
+		`netmon_interface_usable{iface="va"} 1`, "netmon_netlink_gaps_total 0",
+		`netmon_target_reachable{iface="va",target="internet-ipv4"} 1`, `netmon_target_reachable{iface="",target="internet-ipv6"} 0`,
+		`netmon_flaps_total{cause="carrier-lost"} 0`, `netmon_flaps_total{cause="wifi-disconnected"} 0`, `netmon_flaps_total{cause="lease-expired"} 0`,
+		`netmon_send_errors_total{cause="dhcp-renewing",class="network"} 0`, `netmon_send_errors_total{cause="peer",class="rejected"} 0`,
+		`netmon_watcher_up{watcher="link"} 1`, `netmon_watcher_up{watcher="wifi"} 0`, `netmon_watcher_info{status="off",watcher="wifi"} 1`,
+		`netmon_watcher_up{watcher="sockerr"} 0`, `netmon_build_info{goversion="` + runtime.Version() + `"`} {
 		if !strings.Contains(body, s) {
 			t.Errorf("metrics lack %q", s)
 		}
+	}
+	if strings.Contains(body, "netmon_gate_") {
+		t.Errorf("Gate metrics without a sender at the Gate:\n%s", body)
 	}
 
 	p.b.IP("link", "set", "vb", "down")

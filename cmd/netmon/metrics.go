@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"runtime"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -54,11 +55,46 @@ type metrics struct {
 	target, eventDrops                                                      *prometheus.Desc
 	// The Gate's bound, release and retries (gate.Stats).
 	heldBytes, longestHold, releases, full, interrupted, retries *prometheus.Desc
+
+	// gate, when set, exports the Gate's metrics: only where the Gate has
+	// senders (the local API's waiters); `netmon watch` without --socket
+	// has none, and metrics that are always 0 would say nothing.
+	gate bool
+
+	watcherUp, watcherInfo, buildInfo *prometheus.Desc
 }
+
+// outageCauses are the reasons an outage can begin with: netmon_flaps_total
+// has each from the start, at 0, so that the first flap of a cause shows
+// in increase() and rate() (a counter that appears at 1 has no increase).
+var outageCauses = []netmon.Reason{netmon.ReasonNoInterface, netmon.ReasonAdminDown, netmon.ReasonCarrierLost,
+	netmon.ReasonWifiDisconnect, netmon.ReasonNoAddress, netmon.ReasonNoDefaultRoute, netmon.ReasonLeaseExpired,
+	netmon.ReasonSendErrors, netmon.ReasonGatewayFailed, netmon.ReasonNoRoute, netmon.ReasonNoUnderlay,
+	netmon.ReasonUnresolved}
+
+// numCauses is how many netmon.Cause values exist (CauseNone to
+// CauseUnexplained).
+const numCauses = int(netmon.CauseUnexplained) + 1
 
 // newMetrics returns the collectors for src.
 func newMetrics(src source) *metrics {
+	x := newCollectors(src)
+	for _, c := range outageCauses {
+		x.flaps.WithLabelValues(string(c))
+	}
+	return x
+}
+
+func newCollectors(src source) *metrics {
 	return &metrics{
+		watcherUp: prometheus.NewDesc("netmon_watcher_up",
+			"1 when the watcher runs, 0 when it is off, unavailable or not started yet: link (rtnetlink), wifi (nl80211), dhcp (leases from address lifetimes), lease_files, sockerr (eBPF).",
+			[]string{"watcher"}, nil),
+		watcherInfo: prometheus.NewDesc("netmon_watcher_info",
+			"Always 1; status says why a watcher is not up (\"on\", \"off\", \"starting\", \"unavailable: <reason>\").",
+			[]string{"watcher", "status"}, nil),
+		buildInfo: prometheus.NewDesc("netmon_build_info",
+			"Always 1; the labels say which netmon build runs.", []string{"version", "goversion"}, nil),
 		src: src,
 		flaps: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "netmon_flaps_total",
@@ -133,9 +169,14 @@ func (x *metrics) Describe(ch chan<- *prometheus.Desc) {
 	x.flaps.Describe(ch)
 	x.outage.Describe(ch)
 	for _, d := range []*prometheus.Desc{x.state, x.since, x.carrier, x.usable, x.signal, x.leaseLeft,
-		x.held, x.holds, x.reports, x.gaps, x.downTime, x.sockErrs, x.sockDrops, x.sockFiltered, x.target, x.eventDrops,
-		x.heldBytes, x.longestHold, x.releases, x.full, x.interrupted, x.retries} {
+		x.reports, x.gaps, x.downTime, x.sockErrs, x.sockDrops, x.sockFiltered, x.target, x.eventDrops,
+		x.watcherUp, x.watcherInfo, x.buildInfo} {
 		ch <- d
+	}
+	if x.gate {
+		for _, d := range []*prometheus.Desc{x.held, x.holds, x.heldBytes, x.longestHold, x.releases, x.full, x.interrupted, x.retries} {
+			ch <- d
+		}
 	}
 }
 
@@ -170,24 +211,31 @@ func (x *metrics) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(x.target, prometheus.GaugeValue, b2f(t.Reachable), t.Target, t.Iface)
 	}
 
-	g := x.src.GateStats()
-	ch <- prometheus.MustNewConstMetric(x.held, prometheus.GaugeValue, float64(g.HeldNow))
-	ch <- prometheus.MustNewConstMetric(x.holds, prometheus.CounterValue, float64(g.Holds))
-	ch <- prometheus.MustNewConstMetric(x.heldBytes, prometheus.GaugeValue, float64(g.HeldBytes))
-	ch <- prometheus.MustNewConstMetric(x.longestHold, prometheus.GaugeValue, g.LongestHold.Seconds())
-	ch <- prometheus.MustNewConstMetric(x.releases, prometheus.CounterValue, float64(g.Releases))
-	ch <- prometheus.MustNewConstMetric(x.full, prometheus.CounterValue, float64(g.Rejected), "rejected")
-	ch <- prometheus.MustNewConstMetric(x.full, prometheus.CounterValue, float64(g.Dropped), "dropped")
-	ch <- prometheus.MustNewConstMetric(x.interrupted, prometheus.CounterValue, float64(g.Interrupted))
-	ch <- prometheus.MustNewConstMetric(x.retries, prometheus.CounterValue, float64(g.Retries))
+	// The watchers: the link watcher runs once the kernel has been read.
+	link := "on"
+	if snap.State == netmon.Unknown {
+		link = "starting"
+	}
+	for _, w := range []struct{ name, status string }{{"link", link}, {"wifi", snap.Wifi}, {"dhcp", snap.DHCP},
+		{"lease_files", snap.LeaseFiles}, {"sockerr", snap.SockErrors}} {
+		ch <- prometheus.MustNewConstMetric(x.watcherUp, prometheus.GaugeValue, b2f(w.status == "on"), w.name)
+		ch <- prometheus.MustNewConstMetric(x.watcherInfo, prometheus.GaugeValue, 1, w.name, w.status)
+	}
+	ch <- prometheus.MustNewConstMetric(x.buildInfo, prometheus.GaugeValue, 1, buildVersion(), runtime.Version())
+
+	if x.gate {
+		x.collectGate(ch)
+	}
 
 	st := x.src.Stats()
+	// Every class and cause from the start, at 0 (see outageCauses); the
+	// matrix is small (10 classes, 10 causes).
 	for class := range st.Reports {
-		for cause, n := range st.Reports[class] {
-			if n == 0 {
-				continue // only the pairs seen: most of the matrix never happens
-			}
-			ch <- prometheus.MustNewConstMetric(x.reports, prometheus.CounterValue, float64(n),
+		if classify.Class(class) == classify.None {
+			continue
+		}
+		for cause := range numCauses {
+			ch <- prometheus.MustNewConstMetric(x.reports, prometheus.CounterValue, float64(st.Reports[class][cause]),
 				classify.Class(class).String(), netmon.Cause(cause).String())
 		}
 	}
@@ -205,6 +253,20 @@ func (x *metrics) Collect(ch chan<- prometheus.Metric) {
 	if x.apiDropped != nil {
 		ch <- prometheus.MustNewConstMetric(x.eventDrops, prometheus.CounterValue, float64(x.apiDropped()), "api")
 	}
+}
+
+// collectGate collects the Gate's metrics.
+func (x *metrics) collectGate(ch chan<- prometheus.Metric) {
+	g := x.src.GateStats()
+	ch <- prometheus.MustNewConstMetric(x.held, prometheus.GaugeValue, float64(g.HeldNow))
+	ch <- prometheus.MustNewConstMetric(x.holds, prometheus.CounterValue, float64(g.Holds))
+	ch <- prometheus.MustNewConstMetric(x.heldBytes, prometheus.GaugeValue, float64(g.HeldBytes))
+	ch <- prometheus.MustNewConstMetric(x.longestHold, prometheus.GaugeValue, g.LongestHold.Seconds())
+	ch <- prometheus.MustNewConstMetric(x.releases, prometheus.CounterValue, float64(g.Releases))
+	ch <- prometheus.MustNewConstMetric(x.full, prometheus.CounterValue, float64(g.Rejected), "rejected")
+	ch <- prometheus.MustNewConstMetric(x.full, prometheus.CounterValue, float64(g.Dropped), "dropped")
+	ch <- prometheus.MustNewConstMetric(x.interrupted, prometheus.CounterValue, float64(g.Interrupted))
+	ch <- prometheus.MustNewConstMetric(x.retries, prometheus.CounterValue, float64(g.Retries))
 }
 
 func b2f(b bool) float64 {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -42,6 +43,7 @@ func testSource() fakeSource {
 		snap: netmon.Snapshot{
 			State: netmon.Degraded, Reason: netmon.ReasonWeakSignal, Iface: "wlan0",
 			Since: time.Unix(1700000000, 500_000_000),
+			Wifi:  "on", DHCP: "on", LeaseFiles: "unavailable: no lease directory", SockErrors: "off",
 			Interfaces: []netmon.IfaceSnapshot{
 				{Name: "eth0", Carrier: false, Usable: false},
 				{Name: "wlan0", Carrier: true, Usable: true,
@@ -105,11 +107,36 @@ func gather(t *testing.T, reg *prometheus.Registry) []string {
 // apply, the Gate and the Monitor's counters, and flaps fed by events.
 func TestMetricsFromMonitor(t *testing.T) {
 	x := newMetrics(testSource())
+	x.gate = true // the Gate has senders (watch --socket)
 	x.logDropped = func() uint64 { return 5 }
 	x.observeFlap(netmon.Flap{Cause: netmon.ReasonCarrierLost, Duration: 2 * time.Second})
 	x.observeFlap(netmon.Flap{Cause: netmon.ReasonCarrierLost, Duration: 300 * time.Millisecond})
 	x.observeFlap(netmon.Flap{Cause: netmon.ReasonNoDefaultRoute, Duration: 40 * time.Second})
-	got := gather(t, x.registry())
+	all := gather(t, x.registry())
+	// The zeros every cause and class start with are counted apart, and
+	// the build's version varies.
+	var got []string
+	zeroFlaps, zeroReports := 0, 0
+	for _, l := range all {
+		switch {
+		case strings.HasPrefix(l, "netmon_flaps_total{") && strings.HasSuffix(l, "} 0"):
+			zeroFlaps++
+		case strings.HasPrefix(l, "netmon_send_errors_total{") && strings.HasSuffix(l, "} 0"):
+			zeroReports++
+		case strings.HasPrefix(l, "netmon_build_info{"):
+			if !strings.Contains(l, "goversion="+runtime.Version()) || !strings.HasSuffix(l, "} 1") {
+				t.Errorf("build info %q", l)
+			}
+		default:
+			got = append(got, l)
+		}
+	}
+	if zeroFlaps != len(outageCauses)-2 {
+		t.Errorf("%d causes of outages at 0, want %d (all but the 2 seen)", zeroFlaps, len(outageCauses)-2)
+	}
+	if zeroReports != 10*numCauses-2 {
+		t.Errorf("%d class and cause pairs of failed sends at 0, want %d (10 classes x %d causes, but the 2 seen)", zeroReports, 10*numCauses-2, numCauses)
+	}
 	want := []string{
 		"netmon_dhcp_lease_remaining_seconds{iface=wlan0} 1200",
 		"netmon_down_seconds_total{} 1.5",
@@ -147,6 +174,16 @@ func TestMetricsFromMonitor(t *testing.T) {
 		"netmon_state{state=up} 0",
 		"netmon_target_reachable{iface=,target=broker.example.com:8883} 0",
 		"netmon_target_reachable{iface=wlan0,target=10.1.0.5:8883} 1",
+		"netmon_watcher_info{status=off,watcher=sockerr} 1",
+		"netmon_watcher_info{status=on,watcher=dhcp} 1",
+		"netmon_watcher_info{status=on,watcher=link} 1",
+		"netmon_watcher_info{status=on,watcher=wifi} 1",
+		"netmon_watcher_info{status=unavailable: no lease directory,watcher=lease_files} 1",
+		"netmon_watcher_up{watcher=dhcp} 1",
+		"netmon_watcher_up{watcher=lease_files} 0",
+		"netmon_watcher_up{watcher=link} 1",
+		"netmon_watcher_up{watcher=sockerr} 0",
+		"netmon_watcher_up{watcher=wifi} 1",
 		"netmon_wifi_signal_dbm{iface=wlan0} -78",
 	}
 	if diff := cmp.Diff(want, got); diff != "" {

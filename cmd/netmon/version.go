@@ -23,33 +23,42 @@ func runVersion(_ context.Context, args []string, stdout, stderr io.Writer) int 
 }
 
 // versionString reads the version from the build information the Go
-// toolchain embeds, so there is nothing to stamp with -ldflags.
+// toolchain embeds, so there is nothing to stamp with -ldflags: the
+// version and revision (buildVersion), the commit's time, the Go version
+// and the platform.
 func versionString() string {
-	v, rev, modified, when := "(devel)", "", false, ""
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		if bi.Main.Version != "" {
-			v = bi.Main.Version
-		}
-		for _, s := range bi.Settings {
-			switch s.Key {
-			case "vcs.revision":
-				rev = s.Value
-			case "vcs.modified":
-				modified = s.Value == "true"
-			case "vcs.time":
-				when = s.Value
-			}
-		}
-	}
-	out := "netmon " + v
-	if rev != "" {
-		out += " " + rev[:min(12, len(rev))]
-		if modified {
-			out += "+dirty"
-		}
-	}
-	if when != "" {
+	out := "netmon " + buildVersion()
+	if when := buildSetting("vcs.time"); when != "" {
 		out += " " + when
 	}
 	return out + fmt.Sprintf(" %s %s/%s", runtime.Version(), runtime.GOOS, runtime.GOARCH)
+}
+
+// buildVersion is the module version and VCS revision of this build (also
+// netmon_build_info's version): "v1.2.3", or "(devel)", then the first 12
+// digits of the revision and "+dirty" when the tree was modified.
+func buildVersion() string {
+	v := "(devel)"
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		v = bi.Main.Version
+	}
+	if rev := buildSetting("vcs.revision"); rev != "" {
+		v += " " + rev[:min(12, len(rev))]
+		if buildSetting("vcs.modified") == "true" {
+			v += "+dirty"
+		}
+	}
+	return v
+}
+
+// buildSetting returns one setting of the build information, "" if absent.
+func buildSetting(key string) string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == key {
+				return s.Value
+			}
+		}
+	}
+	return ""
 }

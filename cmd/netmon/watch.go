@@ -124,6 +124,7 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		}
 		hub = newEventHub()
 		met.apiDropped = hub.dropped.Load
+		met.gate = true // the API's waiters are the Gate's senders
 		a := &api{m: m, targets: mf.targets, hub: hub}
 		if *metricsAddr == "" {
 			a.metrics = metricsHandler(met.registry())
