@@ -50,9 +50,11 @@ const (
 	apiWriteTimeout = 10 * time.Second
 	// apiIdleTimeout closes a kept-alive connection nobody uses.
 	apiIdleTimeout = 2 * time.Minute
-	// apiMaxConns bounds the connections served at once; beyond it a new
-	// connection is closed at once.
-	apiMaxConns = 4096
+	// apiMaxConns bounds the connections served at once, apiMaxPerPeer
+	// those of one client process; beyond them a new connection is closed
+	// at once.
+	apiMaxConns   = 8192
+	apiMaxPerPeer = 2048
 	// apiDefaultWait and apiMaxWait are /v1/wait's default and longest
 	// timeout.
 	apiDefaultWait = 30 * time.Second
@@ -398,5 +400,5 @@ func serveAPI(ctx context.Context, ln net.Listener, a *api) error {
 	base, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	srv := newAPIServer(a.handler(), base)
-	return serveHTTP(ctx, srv, limitListener(ln, apiMaxConns), cancel)
+	return serveHTTP(ctx, srv, limitListener(ln, apiMaxConns, apiMaxPerPeer), cancel)
 }

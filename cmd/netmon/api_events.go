@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"sync"
@@ -146,6 +147,10 @@ func (a *api) events(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodHead || rc.Flush() != nil {
 		return
 	}
+	// When the client goes or netmon stops, a write blocked on a client
+	// that reads nothing ends at once, not at its deadline: shutdown never
+	// waits for a stalled stream.
+	defer context.AfterFunc(r.Context(), func() { _ = rc.SetWriteDeadline(time.Now()) })()
 	for {
 		select {
 		case <-r.Context().Done():

@@ -11,7 +11,14 @@ import (
 // request's Unix socket connection (SO_PEERCRED: what the kernel recorded
 // at connect, not what the client claims), 0 if unknown.
 func peerPID(ctx context.Context) int {
-	c, ok := ctx.Value(connKey{}).(*net.UnixConn)
+	c, _ := ctx.Value(connKey{}).(net.Conn)
+	return connPID(c)
+}
+
+// connPID returns the peer process ID of a Unix socket connection, 0 if
+// unknown or not one.
+func connPID(conn net.Conn) int {
+	c, ok := conn.(*net.UnixConn)
 	if !ok {
 		return 0
 	}

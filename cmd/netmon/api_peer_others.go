@@ -2,7 +2,13 @@
 
 package main
 
-import "context"
+import (
+	"context"
+	"net"
+)
 
 // peerPID is unknown without SO_PEERCRED.
 func peerPID(context.Context) int { return 0 }
+
+// connPID is unknown without SO_PEERCRED.
+func connPID(net.Conn) int { return 0 }

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -52,17 +53,29 @@ func listenSocket(path string, mode fs.FileMode, gid int) (*net.UnixListener, er
 		if fi.Mode().Type() != fs.ModeSocket {
 			return nil, fmt.Errorf("--socket %s: exists and is not a socket; remove it or choose another path", path)
 		}
-		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		c, err := net.DialTimeout("unix", path, time.Second)
+		if err == nil {
 			c.Close()
 			return nil, fmt.Errorf("--socket %s: another process serves it (is netmon already running?)", path)
+		}
+		if !errors.Is(err, syscall.ECONNREFUSED) {
+			// A full backlog, a mode that shuts this user out, a timeout:
+			// someone may still serve it; never take a live socket over.
+			return nil, fmt.Errorf("--socket %s: cannot tell whether another process serves it: %w", path, err)
 		}
 		if err := os.Remove(path); err != nil {
 			return nil, fmt.Errorf("--socket %s: removing the stale socket: %w", path, err)
 		}
 	}
 	if dir := filepath.Dir(path); dir != "" {
-		if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		fi, err := os.Stat(dir)
+		if err != nil || !fi.IsDir() {
 			return nil, fmt.Errorf("--socket %s: directory %s does not exist (systemd: RuntimeDirectory=netmon creates /run/netmon)", path, dir)
+		}
+		if fi.Mode().Perm()&0o022 != 0 && fi.Mode()&fs.ModeSticky == 0 {
+			// Another user could swap the socket for a symbolic link
+			// between its creation and the chmod below.
+			return nil, fmt.Errorf("--socket %s: directory %s is writable by others and not sticky; use a directory only netmon's user can write (/run/netmon)", path, dir)
 		}
 	}
 	l, err := listenUmask(path)
@@ -95,16 +108,21 @@ func listenUmask(path string) (*net.UnixListener, error) {
 	return net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
 }
 
-// limitListener accepts at most max connections at once; beyond that a
-// new connection is closed at once, so that a flood costs its sockets
-// nothing beyond the accept and never holds up the clients served.
-func limitListener(l net.Listener, max int) net.Listener {
-	return &limited{Listener: l, sem: make(chan struct{}, max)}
+// limitListener accepts at most max connections at once, and at most
+// perPeer from one process (by the socket's peer credentials); beyond that
+// a new connection is closed at once, so that a flood costs its sockets
+// nothing beyond the accept, and one process that parks thousands of long
+// polls cannot shut the others out.
+func limitListener(l net.Listener, max, perPeer int) net.Listener {
+	return &limited{Listener: l, max: max, perPeer: perPeer, byPeer: map[int]int{}}
 }
 
 type limited struct {
 	net.Listener
-	sem chan struct{}
+	max, perPeer int
+	mu           sync.Mutex
+	n            int
+	byPeer       map[int]int // open connections by peer process ID (0: unknown)
 }
 
 func (l *limited) Accept() (net.Conn, error) {
@@ -113,12 +131,26 @@ func (l *limited) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		select {
-		case l.sem <- struct{}{}:
-			return &limitedConn{Conn: c, release: func() { <-l.sem }}, nil
-		default:
-			c.Close()
+		pid := connPID(c)
+		l.mu.Lock()
+		ok := l.n < l.max && (pid == 0 || l.byPeer[pid] < l.perPeer)
+		if ok {
+			l.n++
+			l.byPeer[pid]++
 		}
+		l.mu.Unlock()
+		if !ok {
+			c.Close()
+			continue
+		}
+		return &limitedConn{Conn: c, release: func() {
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			l.n--
+			if l.byPeer[pid]--; l.byPeer[pid] == 0 {
+				delete(l.byPeer, pid)
+			}
+		}}, nil
 	}
 }
 

@@ -2,12 +2,15 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -302,6 +305,25 @@ func TestListenSocket(t *testing.T) {
 	if _, err := listenSocket(filepath.Join(dir, "no", "such.sock"), 0o660, -1); err == nil || !strings.Contains(err.Error(), "does not exist") {
 		t.Fatalf("in a missing directory: %v", err)
 	}
+	// A directory anyone may write to: refused, unless sticky (as /tmp).
+	open := filepath.Join(dir, "open")
+	if err := os.Mkdir(open, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(open, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := listenSocket(filepath.Join(open, "s"), 0o660, -1); err == nil || !strings.Contains(err.Error(), "writable by others and not sticky") {
+		t.Fatalf("in a world-writable directory: %v", err)
+	}
+	if err := os.Chmod(open, 0o777|os.ModeSticky); err != nil {
+		t.Fatal(err)
+	}
+	l, err = listenSocket(filepath.Join(open, "s"), 0o660, -1)
+	if err != nil {
+		t.Fatalf("in a sticky world-writable directory: %v", err)
+	}
+	l.Close()
 }
 
 func TestSocketModeFlag(t *testing.T) {
@@ -315,5 +337,90 @@ func TestSocketModeFlag(t *testing.T) {
 		if err := m.Set(bad); err == nil {
 			t.Errorf("Set(%q) accepted", bad)
 		}
+	}
+}
+
+// TestStalledStreamDoesNotHoldShutdown: a client of /v1/events that reads
+// nothing, its socket full, does not make stopping the API wait or fail.
+func TestStalledStreamDoesNotHoldShutdown(t *testing.T) {
+	hub := newEventHub()
+	hub.publish(stateEvent(netmon.Up, ""))
+	path := filepath.Join(t.TempDir(), "s")
+	ln, err := listenSocket(path, 0o600, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- serveAPI(ctx, ln, &api{hub: hub}) }()
+	c, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "GET /v1/events HTTP/1.1\r\nHost: netmon\r\n\r\n")
+	for hub.n.Load() != 1 {
+		runtime.Gosched()
+	}
+	big := strings.Repeat("x", 4096)
+	for range 300 { // about 1.2 MB: more than the socket holds
+		hub.publish(netmon.Event{Kind: netmon.EventAddr, At: time.Now(), Msg: big})
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("serveAPI with a stalled stream: %v, want nil", err)
+	}
+}
+
+// TestLimitListenerPerPeer: one process gets at most perPeer connections
+// at once (by the socket's peer credentials); the next is closed at once,
+// and a slot comes back when one of its connections closes.
+func TestLimitListenerPerPeer(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "s")
+	raw, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := limitListener(raw, 10, 3)
+	defer ln.Close()
+	accepted := make(chan net.Conn, 10)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				close(accepted)
+				return
+			}
+			accepted <- c
+		}
+	}()
+	dial := func() net.Conn {
+		c, err := net.Dial("unix", path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	var served []net.Conn
+	for range 3 {
+		dial()
+		served = append(served, <-accepted)
+	}
+	over := dial()
+	defer over.Close()
+	_ = over.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := over.Read(make([]byte, 1)); err == nil || n != 0 || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("the 4th connection of one process: read %d, %v; want it closed by the server", n, err)
+	}
+	served[0].Close()
+	dial()
+	select {
+	case c := <-accepted:
+		c.Close()
+	case <-time.After(5 * time.Second):
+		t.Fatal("no slot came back when a connection closed")
+	}
+	for _, c := range served[1:] {
+		c.Close()
 	}
 }

@@ -333,6 +333,11 @@ func serveHTTP(ctx context.Context, srv *http.Server, ln net.Listener, stop func
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	err := srv.Shutdown(sctx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		// Requests still running after 5 s (a client that stalls its
+		// own connection): close them rather than fail the stop.
+		err = srv.Close()
+	}
 	if serr := <-errc; !errors.Is(serr, http.ErrServerClosed) {
 		err = errors.Join(err, serr)
 	}
