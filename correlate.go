@@ -77,10 +77,11 @@ func (m *Monitor) report(now time.Time, class classify.Class, err error) Explana
 	f := Failure{Class: class}
 	f.Errno, _ = classify.Errno(err)
 	f.NotFound = class == classify.DNS && classify.NotFound(err)
-	if m.subscribed.Load() && reportable(class) {
-		f.Text = err.Error() // outside the lock: Error methods may be slow; only if an event will carry it
+	subscribed := m.subscribed.Load() // read once: the text exists only if the event will
+	if subscribed && reportable(class) {
+		f.Text = err.Error() // outside the lock: Error methods may be slow
 	}
-	return m.explain(now, f, err)
+	return m.explain(now, f, err, subscribed)
 }
 
 // Failure is a failed send described by what is known about it rather
@@ -118,7 +119,7 @@ func (m *Monitor) ReportFailure(f Failure) Explanation {
 	if f.Class != classify.DNS {
 		f.NotFound = false
 	}
-	return m.explain(time.Now(), f, nil)
+	return m.explain(time.Now(), f, nil, m.subscribed.Load())
 }
 
 // reportable reports whether a failure of this class is a failed send the
@@ -129,12 +130,12 @@ func reportable(class classify.Class) bool {
 
 // explain correlates f with the timeline; err, when not nil, is the
 // error f was read from, whose destination is looked up only if the
-// failure counts towards the data-stall detector.
-func (m *Monitor) explain(now time.Time, f Failure, err error) Explanation {
+// failure counts towards the data-stall detector. subscribed is whether an
+// event goes out, as read when f.Text was made.
+func (m *Monitor) explain(now time.Time, f Failure, err error, subscribed bool) Explanation {
 	class := f.Class
 	ex := Explanation{At: now, Class: class, Errno: f.Errno}
 	ev := evidenceOf(class, f.Errno, class == classify.DNS && f.NotFound)
-	subscribed := m.subscribed.Load()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if now.Before(m.evalAt) {

@@ -25,7 +25,8 @@ type Text struct {
 //  2. an errno name such as "ENETUNREACH" (as a word, upper case);
 //  3. the C library's text of an errno this package classifies
 //     ("connection refused", "no route to host"), in any case;
-//  4. resolver texts: getaddrinfo's "Name or service not known", Go's "no
+//  4. resolver texts (a text of letters only, such as "eof" or "tls",
+//     matches as a whole word; phrases anywhere): getaddrinfo's "Name or service not known", Go's "no
 //     such host" and "NXDOMAIN" say the name does not exist (NotFound);
 //     "Temporary failure in name resolution" and other resolver failures
 //     are DNS;
@@ -62,12 +63,33 @@ func ParseText(s string) Text {
 	}
 	for _, c := range textClasses {
 		for _, t := range c.texts {
-			if strings.Contains(lower, t) {
+			if containsText(lower, t) {
 				return Text{Class: c.class}
 			}
 		}
 	}
 	return Text{Class: Other}
+}
+
+// containsText reports whether lower holds t: a text of letters only
+// ("eof", "tls", "alert") as a whole word, so that "whereof", "mdns" and
+// "alerting" do not match; a phrase or a text with punctuation ("timed
+// out", "x509:") anywhere.
+func containsText(lower, t string) bool {
+	if strings.IndexFunc(t, func(r rune) bool { return r < 'a' || r > 'z' }) >= 0 {
+		return strings.Contains(lower, t)
+	}
+	for i := 0; ; {
+		j := strings.Index(lower[i:], t)
+		if j < 0 {
+			return false
+		}
+		start, end := i+j, i+j+len(t)
+		if (start == 0 || !isWordByte(lower[start-1])) && (end == len(lower) || !isWordByte(lower[end])) {
+			return true
+		}
+		i = start + 1
+	}
 }
 
 // pythonErrno finds "[Errno N]" and returns N if it is a valid errno.
@@ -174,17 +196,17 @@ type textClass struct {
 }
 
 var textClasses = []textClass{
-	{DNS, []string{"temporary failure in name resolution", "name resolution", "getaddrinfo", "resolve host", "dns"}},
+	{DNS, []string{"temporary failure in name resolution", "name resolution", "getaddrinfo", "resolve host", "dns", "gaierror"}},
 	{Certificate, []string{"certificate verify failed", "certificate_verify_failed", "x509:", "certificate has expired",
 		"certificate is not yet valid", "self-signed certificate", "self signed certificate", "unknown authority",
-		"hostname mismatch", "unknown ca", "unknown_ca", "certificate"}},
+		"hostname mismatch", "unknown ca", "unknown_ca", "certificate", "sslcertverificationerror"}},
 	{Rejected, []string{"protocol version", "protocol_version", "handshake failure", "handshake_failure", "insufficient security",
 		"insufficient_security", "no application protocol", "no_application_protocol", "inappropriate fallback",
 		"unsupported extension", "missing extension", "unrecognized name", "access denied", "access_denied"}},
 	{TLS, []string{"[ssl", "ssl:", "sslerror", "tls:", "tls alert", "wrong version number",
 		"alert", "ssl", "tls"}},
-	{Timeout, []string{"timed out", "timeout", "deadline exceeded"}},
-	{Connection, []string{"unexpected eof", "eof", "connection closed", "connection lost", "closed by peer",
+	{Timeout, []string{"timed out", "timeout", "timeouterror", "deadline exceeded"}},
+	{Connection, []string{"unexpected eof", "eof", "incompletereaderror", "connection closed", "connection lost", "closed by peer",
 		"connection aborted", "broken pipe"}},
-	{Canceled, []string{"canceled", "cancelled"}},
+	{Canceled, []string{"canceled", "cancelled", "cancellederror"}},
 }

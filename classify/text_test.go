@@ -48,6 +48,14 @@ func TestParseText(t *testing.T) {
 		// Not errno names: part of a longer word, or lower case.
 		{"ENETUNREACHABLE_FOO happened", Other, 0, false},
 		{"the eperm flag", Other, 0, false},
+		// Short texts match whole words only.
+		{"geofence service unavailable", Other, 0, false},
+		{"Errno 5 whereof", Other, 0, false},
+		{"HTTP 503: alerting backend busy", Other, 0, false},
+		{"invalid certificate_id in request", Other, 0, false},
+		{"user not found in mdns cache", Other, 0, false},
+		{"read: EOF", Connection, 0, false},
+		{"dns lookup failed", DNS, 0, false},
 		// An "[Errno" that is not one.
 		{"[Errno x] what", Other, 0, false},
 		{"[Errno 99999] huge", Other, 0, false},

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/seed-a56be422/netmon"
@@ -347,8 +348,8 @@ func checkComm(s string) error {
 		return fmt.Errorf(`"comm" %q is not a process name (at most 15 bytes of UTF-8)`, s)
 	}
 	for _, c := range s {
-		if c < 0x20 || c == 0x7f {
-			return fmt.Errorf(`"comm" %q has a control character`, s)
+		if !unicode.IsPrint(c) {
+			return fmt.Errorf(`"comm" %q has a character that is not printable`, s)
 		}
 	}
 	return nil

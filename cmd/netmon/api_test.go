@@ -82,6 +82,7 @@ func TestReportRequestFailure(t *testing.T) {
 		{`{"errno": 101, "dst": "fe80::1%eth0"}`, netmon.Failure{}, `"dst" "fe80::1%eth0" is not`},
 		{`{"errno": 101, "pid": -1}`, netmon.Failure{}, `"pid" -1 is negative`},
 		{`{"errno": 101, "comm": "a\nfake line"}`, netmon.Failure{}, `"comm" "a\nfake line"`},
+		{`{"errno": 101, "comm": "ok\u202eLIAF"}`, netmon.Failure{}, `is not printable`},
 		{`{"errno": 101, "comm": "sixteen-bytes-xx"}`, netmon.Failure{}, `is not a process name`},
 		{`{"error": "` + strings.Repeat("x", apiMaxText+1) + `"}`, netmon.Failure{}, `"error" has 4097 bytes, more than 4096`},
 	} {

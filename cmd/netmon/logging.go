@@ -107,18 +107,68 @@ func (e secondsEncoder) AddObject(key string, m zapcore.ObjectMarshaler) error {
 
 func (e secondsEncoder) OpenNamespace(key string) { e.ObjectEncoder.OpenNamespace(key) }
 
-// escaping is a console encoder whose messages cannot forge a line: every
-// rune that is not printable (a newline, an escape sequence, invalid
-// UTF-8) is written as Go's %q writes it (\n, \x1b), so a process that
+// escaping is a console encoder whose lines cannot be forged or
+// disguised. In the message, every rune that is not printable (a newline,
+// an escape sequence, a C1 control, a bidirectional override, invalid
+// UTF-8) and every backslash is written as Go's %q writes it (\n, \x1b,
+// \u202e, \\); in string fields, also those inside the event's objects,
+// what JSON leaves raw is escaped too (see escapeField). So a process that
 // names itself "ok\nFAKE" or an SSID with control characters stays inside
-// its own line. The fields are JSON, which escapes them already.
+// its own line, and reads as what it is.
 type escaping struct{ zapcore.Encoder }
 
 func (e escaping) Clone() zapcore.Encoder { return escaping{e.Encoder.Clone()} }
 
 func (e escaping) EncodeEntry(ent zapcore.Entry, fields []zapcore.Field) (*buffer.Buffer, error) {
 	ent.Message = escapeText(ent.Message)
-	return e.Encoder.EncodeEntry(ent, fields)
+	out := make([]zapcore.Field, len(fields))
+	for i, f := range fields {
+		switch f.Type {
+		case zapcore.StringType:
+			f.String = escapeField(f.String)
+		case zapcore.ErrorType:
+			if err, ok := f.Interface.(error); ok && err != nil {
+				f = zap.String(f.Key, escapeField(err.Error()))
+			}
+		case zapcore.InlineMarshalerType, zapcore.ObjectMarshalerType:
+			if m, ok := f.Interface.(zapcore.ObjectMarshaler); ok {
+				f.Interface = escapedObject{m}
+			}
+		}
+		out[i] = f
+	}
+	return e.Encoder.EncodeEntry(ent, out)
+}
+
+// escapedObject marshals an object through escapingEncoder.
+type escapedObject struct{ zapcore.ObjectMarshaler }
+
+func (o escapedObject) MarshalLogObject(enc zapcore.ObjectEncoder) error {
+	return o.ObjectMarshaler.MarshalLogObject(escapingEncoder{enc})
+}
+
+// escapingEncoder escapes the strings an object writes, and reaches the
+// objects inside it.
+type escapingEncoder struct{ zapcore.ObjectEncoder }
+
+func (e escapingEncoder) AddString(key, v string) { e.ObjectEncoder.AddString(key, escapeField(v)) }
+
+// escapeField escapes a field's string for a console line, whose fields
+// are JSON: JSON already escapes the controls below 0x20, quotes and
+// backslashes, so only a string with a rune it leaves raw (DEL, a C1
+// control, a bidirectional override, U+2028) is escaped, whole, as
+// escapeText does (and JSON then doubles its backslashes).
+func escapeField(s string) string {
+	for _, r := range s {
+		if r >= 0x7f && r != utf8.RuneError && !unicode.IsPrint(r) {
+			return escapeText(s)
+		}
+	}
+	return s
+}
+
+func (e escapingEncoder) AddObject(key string, m zapcore.ObjectMarshaler) error {
+	return e.ObjectEncoder.AddObject(key, escapedObject{m})
 }
 
 // escapeText returns s with every rune that is not printable (and every
@@ -127,7 +177,7 @@ func (e escaping) EncodeEntry(ent zapcore.Entry, fields []zapcore.Field) (*buffe
 func escapeText(s string) string {
 	clean := true
 	for _, r := range s {
-		if r == utf8.RuneError || !unicode.IsPrint(r) {
+		if r == utf8.RuneError || r == '\\' || !unicode.IsPrint(r) {
 			clean = false
 			break
 		}
@@ -141,6 +191,8 @@ func escapeText(s string) string {
 		switch {
 		case r == utf8.RuneError && n <= 1:
 			fmt.Fprintf(&b, `\x%02x`, s[i])
+		case r == '\\':
+			b.WriteString(`\\`)
 		case unicode.IsPrint(r):
 			b.WriteString(s[i : i+n])
 		default:

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -168,5 +169,32 @@ func TestJSONDurationsInSeconds(t *testing.T) {
 	clog.Info("stopped", zap.Duration("watched", time.Second))
 	if strings.Contains(out.String(), "watched_s") {
 		t.Errorf("console line has seconds: %q", out.String())
+	}
+}
+
+// TestConsoleFieldsEscaped: what JSON leaves raw in a field (DEL, C1
+// controls, bidirectional overrides) is escaped too, in plain fields and
+// inside the event's objects; a message's backslash is doubled so that a
+// literal "\n" cannot pass for an escaped newline.
+func TestConsoleFieldsEscaped(t *testing.T) {
+	var out bytes.Buffer
+	log, err := newLogger("console", zapcore.InfoLevel, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	disguised := "ok\u202eLIAF\u009b31m\x7f"
+	logEvent(log, netmon.Event{Kind: netmon.EventWifi, At: time.Now(), Msg: `a\nb`, Iface: disguised,
+		Fields: []zapcore.Field{zap.String("ssid", disguised), zap.Error(errors.New(disguised))}})
+	line := out.String()
+	for _, raw := range []string{"\u202e", "\u009b", "\x7f"} {
+		if strings.Contains(line, raw) {
+			t.Errorf("raw %q in %q", raw, line)
+		}
+	}
+	if !strings.Contains(line, `a\\nb`) {
+		t.Errorf("the message's backslash is not doubled: %q", line)
+	}
+	if strings.Count(line, `ok\\u202eLIAF\\u009b31m\\x7f`) != 3 {
+		t.Errorf("iface, ssid and error not all escaped: %q", line)
 	}
 }
