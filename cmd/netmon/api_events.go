@@ -149,8 +149,19 @@ func (a *api) events(w http.ResponseWriter, r *http.Request) {
 	}
 	// When the client goes or netmon stops, a write blocked on a client
 	// that reads nothing ends at once, not at its deadline: shutdown never
-	// waits for a stalled stream.
-	defer context.AfterFunc(r.Context(), func() { _ = rc.SetWriteDeadline(time.Now()) })()
+	// waits for a stalled stream. On the way out the deadline is set
+	// again, so that a client that reads gets the body's proper end.
+	fired := make(chan struct{})
+	stop := context.AfterFunc(r.Context(), func() {
+		_ = rc.SetWriteDeadline(time.Now())
+		close(fired)
+	})
+	defer func() {
+		if !stop() {
+			<-fired // it ran, or runs: after it, not before
+		}
+		_ = rc.SetWriteDeadline(time.Now().Add(time.Second))
+	}()
 	for {
 		select {
 		case <-r.Context().Done():
