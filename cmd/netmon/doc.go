@@ -48,7 +48,8 @@
 //
 // Errors are {"error": "...", "valid": "..."} with a 4xx or 5xx status.
 // Headers must arrive within 5 s, bodies are at most 64 KiB, every write
-// has a 10 s deadline, and at most 4096 connections are served at once.
+// has a 10 s deadline, and at most 8192 connections are served at once,
+// 2048 from one client process.
 //
 // # Exit codes
 //
