@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -63,37 +61,16 @@ func TestReceiveBufferWarning(t *testing.T) {
 		t.Fatal(err)
 	}
 	rmemMax, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-	// The test binary, copied where the user nobody may run it.
-	dir, err := os.MkdirTemp("", "linkwatch-rcvbuf-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(dir)
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin, err := os.ReadFile(self)
-	if err != nil {
-		t.Fatal(err)
-	}
-	exe := filepath.Join(dir, "linkwatch.test")
-	if err := os.WriteFile(exe, bin, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	exe := netnstest.SelfForAnyUser(t) // this test binary, which nobody may run
 	ns := netnstest.New(t)
 	asked := 2 * rmemMax
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cmd := ns.Command(ctx, exe, "-test.run=^TestHelperReceiveBuffer$")
+	// Inside the namespace, setpriv drops to nobody with no capabilities
+	// before it runs the helper.
+	cmd := ns.Command(ctx, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all",
+		exe, "-test.run=^TestHelperReceiveBuffer$")
 	cmd.Env = append(os.Environ(), envRcvbuf+"="+strconv.Itoa(asked))
-	// ip netns exec runs as root and execs the helper; setpriv drops to
-	// nobody with no capabilities in between.
-	cmd.Args = append([]string{"ip", "netns", "exec", ns.Name, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"}, cmd.Args[4:]...)
-	cmd.Path, _ = exec.LookPath("ip")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("helper: %v: %s", err, out)

@@ -391,7 +391,6 @@ func newAPIServer(h http.Handler, base context.Context) *http.Server {
 			}
 			return context.WithValue(ctx, connKey{}, c)
 		},
-		ErrorLog: nil,
 	}
 }
 

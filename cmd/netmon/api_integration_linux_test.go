@@ -22,22 +22,6 @@ import (
 	"github.com/seed-a56be422/netmon/internal/netnstest"
 )
 
-// socketDir returns a new directory that any user may enter, so that the
-// kernel's check of the socket file's own mode is what decides who
-// connects; it is removed when the test ends.
-func socketDir(t *testing.T) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "netmon-api-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
-
 // unixClient returns an HTTP client that dials path.
 func unixClient(t testing.TB, path string) *http.Client {
 	tr := &http.Transport{
@@ -81,7 +65,7 @@ func TestIntegrationAPIPermissions(t *testing.T) {
 	t.Parallel()
 	netnstest.RequirePrivileged(t)
 	p := newPair(t)
-	dir := socketDir(t)
+	dir := netnstest.OpenDir(t)
 	path := filepath.Join(dir, "netmon.sock")
 	const gid = 4242 // a group nobody is in
 	w := startWatch(t, p.a, "watch", "--log-format", "json", "--sockerr=off", "--socket", path, "--socket-group", strconv.Itoa(gid))
@@ -95,19 +79,7 @@ func TestIntegrationAPIPermissions(t *testing.T) {
 		t.Fatalf("socket %v uid %d gid %d, want 0660 root:%d", fi.Mode(), st.Uid, st.Gid, gid)
 	}
 
-	// The test binary, copied where nobody may run it.
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(dir, "client")
-	b, err := os.ReadFile(self)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(bin, b, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	bin := netnstest.SelfForAnyUser(t) // this test binary, which nobody may run
 	dial := func(groups ...uint32) string {
 		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 		defer cancel()
@@ -177,7 +149,7 @@ func TestIntegrationAPIBadClients(t *testing.T) {
 	t.Parallel()
 	netnstest.RequirePrivileged(t)
 	p := newPair(t)
-	path := filepath.Join(socketDir(t), "netmon.sock")
+	path := filepath.Join(netnstest.OpenDir(t), "netmon.sock")
 	w := startWatch(t, p.a, "watch", "--log-format", "json", "--sockerr=off", "--stabilize", "0", "--socket", path)
 	waitLine(t, w.lines, "baseline", func(m map[string]any) bool { return m["event"] == "baseline" })
 	go func() { // the log must not stall the daemon
@@ -374,7 +346,7 @@ func TestIntegrationAPIStreamMemory(t *testing.T) {
 	t.Parallel()
 	netnstest.RequirePrivileged(t)
 	p := newPair(t)
-	path := filepath.Join(socketDir(t), "netmon.sock")
+	path := filepath.Join(netnstest.OpenDir(t), "netmon.sock")
 	w := startWatch(t, p.a, "watch", "--log-format", "json", "--sockerr=off", "--socket", path)
 	waitLine(t, w.lines, "baseline", func(m map[string]any) bool { return m["event"] == "baseline" })
 	go func() {

@@ -28,7 +28,6 @@ import (
 type apiLab struct {
 	p      pair
 	m      *netmon.Monitor
-	path   string
 	client *http.Client
 	peer   netlink.Link // vb, in the peer namespace
 	ph     *netlink.Handle
@@ -67,7 +66,7 @@ func startAPILab(t testing.TB, targets ...string) *apiLab {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lab := &apiLab{p: p, m: m, path: path, client: client, peer: peer, ph: ph}
+	lab := &apiLab{p: p, m: m, client: client, peer: peer, ph: ph}
 	t.Cleanup(func() {
 		cancel()
 		<-runDone
@@ -143,7 +142,6 @@ func (l *apiLab) do(t testing.TB, method, path, body string, v any) int {
 // stream is a client of /v1/events.
 type stream struct {
 	lines chan map[string]any
-	body  io.Closer
 }
 
 func (l *apiLab) events(t testing.TB) *stream {
@@ -155,7 +153,7 @@ func (l *apiLab) events(t testing.TB) *stream {
 	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "application/x-ndjson" {
 		t.Fatalf("/v1/events: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
-	s := &stream{lines: make(chan map[string]any, 4096), body: resp.Body}
+	s := &stream{lines: make(chan map[string]any, 4096)}
 	go func() {
 		defer close(s.lines)
 		sc := bufio.NewScanner(resp.Body)

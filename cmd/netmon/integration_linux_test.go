@@ -219,9 +219,10 @@ func startWatch(t *testing.T, ns *netnstest.NS, args ...string) watchProc {
 	return watchProc{lines: lines, cmd: cmd, exited: exited}
 }
 
-// waitLine returns the first line that matches, failing the test if none
-// arrives within waitTimeout or the output ends.
-func waitLine(t testing.TB, lines <-chan map[string]any, what string, match func(map[string]any) bool) map[string]any {
+// waitLine returns the first line that matches (a parsed JSON line, or a
+// plain one), failing the test if none arrives within waitTimeout or the
+// output ends.
+func waitLine[L any](t testing.TB, lines <-chan L, what string, match func(L) bool) L {
 	t.Helper()
 	deadline := time.After(waitTimeout)
 	for {

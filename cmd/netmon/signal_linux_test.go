@@ -9,7 +9,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/seed-a56be422/netmon/internal/netnstest"
 )
@@ -55,7 +54,7 @@ func TestIntegrationSecondSignalExits(t *testing.T) {
 		if err := cmd.Process.Signal(c.sig); err != nil {
 			t.Fatal(err)
 		}
-		waitStderr(t, lines, "stopping")
+		waitLine(t, lines, "stderr stopping", func(l string) bool { return strings.Contains(l, "stopping") })
 		if err := cmd.Process.Signal(c.sig); err != nil {
 			t.Fatal(err)
 		}
@@ -66,25 +65,5 @@ func TestIntegrationSecondSignalExits(t *testing.T) {
 		}
 		cancel()
 		r.Close()
-	}
-}
-
-// waitStderr waits for a line containing sub.
-func waitStderr(t *testing.T, lines <-chan string, sub string) {
-	t.Helper()
-	deadline := time.After(waitTimeout)
-	for {
-		select {
-		case l, ok := <-lines:
-			if !ok {
-				t.Fatalf("stderr ended before %q", sub)
-			}
-			t.Logf("stderr: %s", l)
-			if strings.Contains(l, sub) {
-				return
-			}
-		case <-deadline:
-			t.Fatalf("no %q on stderr within %v", sub, waitTimeout)
-		}
 	}
 }

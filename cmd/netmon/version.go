@@ -7,6 +7,7 @@ import (
 	"io"
 	"runtime"
 	"runtime/debug"
+	"sync"
 )
 
 func runVersion(_ context.Context, args []string, stdout, stderr io.Writer) int {
@@ -35,9 +36,10 @@ func versionString() string {
 }
 
 // buildVersion is the module version and VCS revision of this build (also
-// netmon_build_info's version): "v1.2.3", or "(devel)", then the first 12
-// digits of the revision and "+dirty" when the tree was modified.
-func buildVersion() string {
+// netmon_build_info's version, read at every scrape, hence computed once):
+// "v1.2.3", or "(devel)", then the first 12 digits of the revision and
+// "+dirty" when the tree was modified.
+var buildVersion = sync.OnceValue(func() string {
 	v := "(devel)"
 	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
 		v = bi.Main.Version
@@ -49,7 +51,7 @@ func buildVersion() string {
 		}
 	}
 	return v
-}
+})
 
 // buildSetting returns one setting of the build information, "" if absent.
 func buildSetting(key string) string {

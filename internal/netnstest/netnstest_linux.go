@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -452,4 +453,41 @@ func Serve(t testing.TB, ln net.Listener, fn func(net.Conn)) {
 		}
 	}()
 	t.Cleanup(func() { ln.Close(); <-done })
+}
+
+// OpenDir returns a new directory that every user may enter and read,
+// removed when the test ends: for what a test hands to another user (a
+// socket whose own mode must decide who connects, a program run as
+// nobody).
+func OpenDir(t testing.TB) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "netmon-open-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// SelfForAnyUser returns a copy of the running test binary in an OpenDir,
+// for a test that runs it (a helper test function) as another user: the
+// go tool keeps the binary in a directory only its owner may enter.
+func SelfForAnyUser(t testing.TB) string {
+	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(OpenDir(t), filepath.Base(self))
+	if err := os.WriteFile(bin, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return bin
 }
