@@ -99,3 +99,13 @@ func TestFilterMatch(t *testing.T) {
 		})
 	}
 }
+
+func TestValidateExported(t *testing.T) {
+	if err := (Config{}).Validate(); err != nil {
+		t.Fatalf("zero Config: %v", err)
+	}
+	err := Config{Comms: []string{"a-name-longer-than-15"}}.Validate()
+	if err == nil || !strings.Contains(err.Error(), "want 1 to 15 bytes") {
+		t.Fatalf("over-long comm: %v, want an error naming the 15-byte limit", err)
+	}
+}

@@ -124,6 +124,14 @@ const commLen = 16
 // find out a list was too long.
 const maxErrnos = 64
 
+// Validate reports whether [New] would accept cfg, without loading
+// anything: a command line can check its flags at parse time. The error
+// names the field and what would be valid.
+func (cfg Config) Validate() error {
+	_, err := cfg.validate()
+	return err
+}
+
 // validate checks cfg and returns a copy with defaults filled in.
 func (cfg Config) validate() (Config, error) {
 	if cfg.RingBufferSize == 0 {
