@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
 	"go.uber.org/zap"
@@ -20,9 +19,11 @@ import (
 
 // watcher is the Linux implementation behind [Watcher].
 type watcher struct {
-	cfg    Config
-	log    *zap.Logger
-	boot   time.Time // wall-clock time at which CLOCK_MONOTONIC was 0
+	cfg Config
+	log *zap.Logger
+	// clock reads the wall clock and CLOCK_MONOTONIC together; run uses it
+	// to convert the kernel's timestamps (systemClock; tests step it).
+	clock  func() (wall time.Time, mono time.Duration)
 	events chan Event
 	done   chan struct{} // closed by close, to stop a Run blocked on events
 	filter filter        // Config.Cgroups and Config.Destinations, applied by run
@@ -48,36 +49,33 @@ type watcher struct {
 // newWatcher loads and attaches everything, or undoes what it did and
 // returns why it could not.
 func newWatcher(cfg Config) (_ *watcher, err error) {
-	spec, err := btf.LoadKernelSpec()
-	if err != nil {
-		return nil, fmt.Errorf("sockwatch: kernel BTF (/sys/kernel/btf/vmlinux, CONFIG_DEBUG_INFO_BTF=y): %w: %w", ErrNotSupported, err)
+	if _, err := os.Stat(kernelBTF); err != nil {
+		return nil, fmt.Errorf("sockwatch: kernel BTF (%s, CONFIG_DEBUG_INFO_BTF=y): %w: %w", kernelBTF, ErrNotSupported, err)
 	}
-	off, err := kernelOffsets(spec)
+	cs, err := collectionSpec(cfg)
 	if err != nil {
 		return nil, err
 	}
-	cs := collectionSpec(cfg, off)
 
 	// The channel buffer only smooths hand-off to the consumer; the ring
 	// buffer is where bursts are absorbed (and counted when it overflows).
-	w := &watcher{cfg: cfg, log: cfg.Logger, events: make(chan Event, 64), done: make(chan struct{}), boot: bootTime(),
-		filter: newFilter(cfg)}
+	w := &watcher{cfg: cfg, log: cfg.Logger, events: make(chan Event, 64), done: make(chan struct{}),
+		clock: systemClock, filter: newFilter(cfg)}
 	defer func() {
 		if err != nil {
 			w.release()
 		}
 	}()
 
-	// KernelTypes reuses the BTF already parsed for the offsets instead of
-	// letting the library parse vmlinux again for the tp_btf targets.
-	w.coll, err = ebpf.NewCollectionWithOptions(cs, ebpf.CollectionOptions{
-		Programs: ebpf.ProgramOptions{KernelTypes: spec},
-	})
+	// The library parses the kernel's BTF (for the CO-RE relocations and
+	// the tp_btf targets) into a cache that lives only as long as this
+	// call; neither it nor cs is kept, so both are garbage afterwards.
+	w.coll, err = ebpf.NewCollection(cs)
 	if err != nil {
 		return nil, explain("load BPF programs", err)
 	}
-	w.drops = w.coll.Maps[mapDrops]
-	if m := w.coll.Maps[mapComms]; m != nil {
+	w.drops = w.coll.Maps[sockwatchMapDrops]
+	if m := w.coll.Maps[sockwatchMapComms]; m != nil {
 		for _, c := range cfg.Comms {
 			var key [commLen]byte
 			copy(key[:], c)
@@ -91,7 +89,7 @@ func newWatcher(cfg Config) (_ *watcher, err error) {
 		return nil, err
 	}
 
-	w.reader, err = ringbuf.NewReader(w.coll.Maps[mapEvents])
+	w.reader, err = ringbuf.NewReader(w.coll.Maps[sockwatchMapEvents])
 	if err != nil {
 		return nil, fmt.Errorf("sockwatch: ring-buffer reader: %w", err)
 	}
@@ -107,11 +105,11 @@ func newWatcher(cfg Config) (_ *watcher, err error) {
 // rather than reported with PID 0.
 func (w *watcher) attach() error {
 	progs := []struct{ prog, name string }{
-		{progOwner, "sock:inet_sock_set_state"},
-		{progError, "sock:inet_sk_error_report"},
+		{sockwatchProgSockwatchOwner, "sock:inet_sock_set_state"},
+		{sockwatchProgSockwatchError, "sock:inet_sk_error_report"},
 	}
 	if w.cfg.SyscallTracing {
-		progs = append(progs, struct{ prog, name string }{progSyscall, "sys_exit"})
+		progs = append(progs, struct{ prog, name string }{sockwatchProgSockwatchSys, "sys_exit"})
 	}
 	for _, tp := range progs {
 		l, err := link.AttachTracing(link.TracingOptions{Program: w.coll.Programs[tp.prog], AttachType: ebpf.AttachTraceRawTp})
@@ -137,15 +135,26 @@ func (w *watcher) detach() error {
 	return errors.Join(errs...)
 }
 
-// bootTime returns the wall-clock time at which CLOCK_MONOTONIC read 0, so
-// that a kernel timestamp t becomes bootTime().Add(t).
-func bootTime() time.Time {
+// kernelBTF is where the running kernel's BTF is, which the CO-RE
+// relocations and the tp_btf attachments need.
+const kernelBTF = "/sys/kernel/btf/vmlinux"
+
+// systemClock returns the wall clock and CLOCK_MONOTONIC, read back to back.
+func systemClock() (time.Time, time.Duration) {
 	var ts unix.Timespec
 	now := time.Now()
 	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
-		return now // cannot happen on Linux; timestamps would be offsets
+		return now, 0 // cannot happen on Linux
 	}
-	return now.Add(-time.Duration(ts.Nano()))
+	return now, time.Duration(ts.Nano())
+}
+
+// bootTime returns the wall-clock time at which CLOCK_MONOTONIC read 0
+// according to clock, so that a kernel timestamp t becomes
+// bootTime(clock).Add(t).
+func bootTime(clock func() (time.Time, time.Duration)) time.Time {
+	wall, mono := clock()
+	return wall.Add(-mono)
 }
 
 // explain turns a load or attach error into one that says what is missing.
@@ -208,7 +217,16 @@ func (w *watcher) run(ctx context.Context) error {
 
 	// One Record is reused: ReadInto grows its buffer once and the
 	// decoder copies out what it keeps, so the loop does not allocate.
+	//
+	// The offset between the kernel's monotonic timestamps and the wall
+	// clock is read again at the start of every batch (the first record
+	// read after the ring buffer was empty): a robot without a real-time
+	// clock steps its wall clock by months at its first NTP sync, and
+	// events after the step must carry the new time. Within a batch the
+	// records were queued moments apart, so one reading serves them all.
 	var rec ringbuf.Record
+	var boot time.Time
+	newBatch := true
 	for {
 		if err := w.reader.ReadInto(&rec); err != nil {
 			if errors.Is(err, os.ErrClosed) {
@@ -216,7 +234,11 @@ func (w *watcher) run(ctx context.Context) error {
 			}
 			return fmt.Errorf("sockwatch: read ring buffer: %w", err)
 		}
-		ev, err := decodeRecord(rec.RawSample, w.boot)
+		if newBatch {
+			boot = bootTime(w.clock)
+		}
+		newBatch = w.reader.AvailableBytes() == 0
+		ev, err := decodeRecord(rec.RawSample, boot)
 		if err != nil {
 			w.malformed.Add(1)
 			w.log.Error("sockwatch: malformed record", zap.Error(err))
