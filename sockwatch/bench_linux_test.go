@@ -3,9 +3,14 @@ package sockwatch
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
+	"os"
+	"os/exec"
 	"runtime"
+	"runtime/debug"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 	"unsafe"
@@ -285,4 +290,98 @@ func monoNow() time.Duration {
 	var ts unix.Timespec
 	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
 	return time.Duration(ts.Nano())
+}
+
+// BenchmarkWatcherNew times New (parse the embedded object, load the
+// kernel's BTF for CO-RE, load and attach the programs) and Close.
+func BenchmarkWatcherNew(b *testing.B) {
+	netnstest.RequirePrivileged(b)
+	for _, m := range []struct {
+		name string
+		cfg  Config
+	}{{"async", Config{}}, {"syscalls", Config{SyscallTracing: true}}} {
+		b.Run(m.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				w, err := New(m.cfg)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := w.Close(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// rssChildEnv makes the test binary a child of BenchmarkWatcherRSS.
+const rssChildEnv = "SOCKWATCH_RSS_CHILD"
+
+// BenchmarkWatcherRSS reports the resident memory of a fresh process (this
+// test binary, re-run) before and after New, each after a garbage
+// collection that returns freed memory to the kernel: what the tracer
+// costs a long-running process once loading is done.
+func BenchmarkWatcherRSS(b *testing.B) {
+	netnstest.RequirePrivileged(b)
+	for _, mode := range []string{"async", "syscalls"} {
+		b.Run(mode, func(b *testing.B) {
+			var before, after float64
+			for b.Loop() {
+				cmd := exec.Command(os.Args[0], "-test.run", "^TestWatcherRSSChild$", "-test.v")
+				cmd.Env = append(os.Environ(), rssChildEnv+"="+mode)
+				out, err := cmd.CombinedOutput()
+				if err != nil {
+					b.Fatalf("%v: %s", err, out)
+				}
+				var kb [2]float64
+				line, _, _ := strings.Cut(string(out[strings.Index(string(out), "rss-kB ")+len("rss-kB "):]), "\n")
+				if _, err := fmt.Sscan(line, &kb[0], &kb[1]); err != nil {
+					b.Fatalf("child output %q: %v", out, err)
+				}
+				before, after = kb[0], kb[1]
+			}
+			b.ReportMetric(before, "kB-rss-before")
+			b.ReportMetric(after, "kB-rss-after")
+		})
+	}
+}
+
+// TestWatcherRSSChild is BenchmarkWatcherRSS's child; it does nothing
+// unless that benchmark started it.
+func TestWatcherRSSChild(t *testing.T) {
+	mode := os.Getenv(rssChildEnv)
+	if mode == "" {
+		t.Skip("runs only as the child process of BenchmarkWatcherRSS")
+	}
+	before := settledRSS(t)
+	w, err := New(Config{SyscallTracing: mode == "syscalls"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	after := settledRSS(t)
+	fmt.Printf("rss-kB %d %d\n", before, after)
+}
+
+// settledRSS collects garbage, returns the freed memory to the kernel and
+// reads VmRSS (kB) from /proc/self/status.
+func settledRSS(t *testing.T) int {
+	runtime.GC()
+	debug.FreeOSMemory()
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			var kb int
+			if _, err := fmt.Sscanf(strings.TrimSpace(v), "%d kB", &kb); err != nil {
+				t.Fatalf("VmRSS %q: %v", v, err)
+			}
+			return kb
+		}
+	}
+	t.Fatal("no VmRSS in /proc/self/status")
+	return 0
 }

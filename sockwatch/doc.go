@@ -62,47 +62,74 @@
 // whose text names it (for example "missing CAP_BPF, CAP_PERFMON"), and
 // nothing stays loaded. The caller runs on without sockwatch.
 //
-// # Programs written with cilium/ebpf's asm package
+// # The programs: C, CO-RE, bpf2go
 //
-// The BPF programs are built at run time with
-// github.com/cilium/ebpf/asm instead of compiled from C with bpf2go. The
-// issue allowed either; asm was chosen because:
+// The three programs are C, in bpf/sockwatch.c, compiled by bpf2go (the
+// cilium/ebpf version go.mod requires) into sockwatch_bpfel.o and
+// sockwatch_bpfeb.o, which are embedded by the generated
+// sockwatch_bpfel.go and sockwatch_bpfeb.go. The objects are committed, so
+// `go build` needs no clang; `go generate ./sockwatch/` rebuilds them
+// (clang, libbpf-dev), and CI rebuilds them and fails if they differ.
+// Kernel structures are read with BPF_CORE_READ against bpf/vmlinux.h,
+// which is trimmed from bpftool's dump of the kernel's BTF to the members
+// the programs read; every access is a CO-RE relocation that cilium/ebpf
+// resolves by name against the running kernel's BTF at load time, so a
+// member that moved is found and one that is missing fails loading with
+// its name. [New] specialises the programs through
+// CollectionSpec.Variables (volatile const in C): the errno set is a
+// 4096-bit bitmap, and the process-name filter, the dedup and the syscall
+// numbers are constants the verifier sees, so unconfigured code is
+// removed at load time.
 //
-//   - There is no toolchain and no generated artefact. bpf2go would need
-//     clang, libbpf headers and a bpf2go tool directive in go.mod, and the
-//     committed objects would have to be regenerated bit-for-bit by CI,
-//     which ties CI to one exact clang version. With asm, `go build` is the
-//     whole build and there is nothing to drift.
-//   - The programs are small (30 to 120 instructions) and fixed-layout, and
-//     asm lets [New] specialise them: the errno set becomes a chain of
-//     compares, and the process-name filter and the dedup are emitted only
-//     when configured, so the default programs carry no dead code.
-//   - The kernel layout is resolved at run time from the kernel's BTF
-//     (btf_linux.go): offsets of struct sock, pt_regs and friends are read
-//     from /sys/kernel/btf/vmlinux, which is CO-RE without a compiler. The
-//     tp_btf programs load struct sock fields directly, and the verifier
-//     checks each load against BTF, so a wrong offset fails loading
-//     instead of reading garbage.
+// Why each hook:
 //
-// The cost is that verifier errors point at instructions, not lines. The
-// record layout is documented once, in record.go, and the Go decoder and
-// the instruction builders share its constants. If the programs grow (for
-// example to parse more of msghdr), C with bpf2go becomes the better
-// trade.
+//   - sock:inet_sk_error_report, as tp_btf: the one place every
+//     asynchronous socket error passes, with the struct sock as a typed
+//     argument. The error is read from the socket (sk_err).
+//   - sock:inet_sock_set_state, as tp_btf: the transition to SYN_SENT
+//     runs inside connect(2), in the connecting thread, which is the only
+//     moment the owner of a client socket is known; the transition to
+//     CLOSE is where its entry is removed. The owners map is keyed by the
+//     socket cookie (bpf_get_socket_cookie), not the struct sock address:
+//     the kernel reuses those addresses for later sockets, and a cookie is
+//     never reused. Most close paths (a reset, a refused or timed-out
+//     connect) store the error, move the socket to CLOSE and then report
+//     the error, so an entry whose socket has an error pending stays for
+//     that report, which removes it.
+//   - the raw tracepoint sys_exit, as tp_btf: it sees the return value and,
+//     in pt_regs, the user's argument registers, so no sys_enter program
+//     and no per-call map update is needed. It is tp_btf rather than
+//     syscalls:sys_exit_connect and friends because those need tracefs
+//     (mounted, and readable only by root), while tp_btf needs only
+//     CAP_BPF and CAP_PERFMON; the cost is the same, since the
+//     per-syscall tracepoints are themselves dispatched from this one. The
+//     struct pt_regs layout is chosen by CO-RE (bpf_core_field_exists on
+//     the amd64 and arm64 flavours). Only AF_INET and AF_INET6 are
+//     reported: the family is read first from the sockaddr the application
+//     passed, or, for a send without one, from the socket behind the file
+//     descriptor, so a connect to a dead local daemon's Unix socket is not
+//     a network error.
+//
+// Events go to user space through one BPF ring buffer (not perf buffers):
+// one buffer shared by all CPUs keeps the order and the memory bounded.
+// Event times: the kernel stamps CLOCK_MONOTONIC; [Watcher.Run] converts
+// it with the wall clock read again for every batch of records it reads,
+// so a wall-clock step (NTP's first sync on a robot without a real-time
+// clock) dates the events after it correctly.
 //
 // # Filters
 //
-// Errnos and Comms are filtered in the kernel: the errno set is a chain of
-// compares emitted into every program, and the process-name filter one
-// hash-map lookup on the thread's comm. Cgroups and Destinations are
+// Errnos and Comms are filtered in the kernel: the errno set is one bitmap
+// test, and the process-name filter one hash-map lookup on the thread's
+// comm. Cgroups and Destinations are
 // filtered in user space, in the ring-buffer reader of [Watcher.Run],
 // before an event is delivered; what they reject is counted in
 // [Stats.Filtered], never in Stats.Events. User space was chosen because it
 // is simpler and costs almost nothing where it runs: only failures reach
 // the ring buffer, and a map lookup and a few prefix compares per failure
 // are small next to reading and decoding its record. In the kernel, the
-// destination filter would need an LPM-trie lookup per address family,
-// written in asm, in each program that writes records, and a per-CPU
+// destination filter would need an LPM-trie lookup per address family
+// in each program that writes records, and a per-CPU
 // counter to keep Filtered exact; the cgroup filter alone would be one more
 // map lookup, but splitting the two filters between kernel and user space
 // would split their accounting too. The price is ring-buffer space: events
@@ -127,7 +154,10 @@
 //   - Asynchronous errors of sockets that never went through TCP connect
 //     while the Watcher ran (accepted connections, connected UDP sockets,
 //     connections opened before New) have PID 0, no name and no cgroup,
-//     and are dropped when [Config.Comms] or [Config.Cgroups] is set.
+//     and are dropped when [Config.Comms] or [Config.Cgroups] is set. So
+//     has the ECONNRESET an application causes itself by closing a
+//     connected socket with SO_LINGER 0: the kernel moves the socket to
+//     CLOSE (and its owner entry goes) before it stores that error.
 //   - [Config.Cgroups] matches the cgroup a process is in, not the
 //     cgroups above it: naming a slice does not select the services in it.
 //   - With SyscallTracing, a connected UDP socket that gets an ICMP

@@ -71,12 +71,21 @@ func uniqueComm() string {
 // stops it at the end of the test, checking that Run returned cleanly.
 func attach(t *testing.T, cfg Config) *harness {
 	t.Helper()
+	return attachWith(t, cfg, nil)
+}
+
+// attachWith is attach, calling before (if not nil) between New and Run.
+func attachWith(t *testing.T, cfg Config, before func(*Watcher)) *harness {
+	t.Helper()
 	netnstest.RequirePrivileged(t)
 	h := &harness{t: t, comm: uniqueComm()}
 	cfg.Comms = append(cfg.Comms, h.comm)
 	w, err := New(cfg)
 	if err != nil {
 		t.Fatalf("New: %v", err)
+	}
+	if before != nil {
+		before(w)
 	}
 	h.w, h.events = w, w.Events()
 	ctx, cancel := context.WithCancel(context.Background())

@@ -11,7 +11,7 @@ import (
 // The ring-buffer record the BPF programs write, in host byte order except
 // where noted. Every program writes every byte (ring-buffer memory is not
 // zeroed by the kernel), and the layout is shared by the Go decoder below
-// and the instruction builders in progs_linux.go through these constants.
+// and bpf/sockwatch.c, whose _Static_asserts check the same offsets.
 //
 //	off  size  field
 //	  0     8  CLOCK_MONOTONIC ns (bpf_ktime_get_ns)

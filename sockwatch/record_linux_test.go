@@ -16,7 +16,7 @@ import (
 )
 
 // encodeRecord is the inverse of decodeRecord, written from the layout
-// table in record.go, so that fixtures round-trip.
+// table in record_linux.go, so that fixtures round-trip.
 func encodeRecord(ev Event) []byte {
 	b := make([]byte, recSize)
 	le := binary.NativeEndian

@@ -119,9 +119,9 @@ func DefaultErrnos() []syscall.Errno {
 // (TASK_COMM_LEN).
 const commLen = 16
 
-// maxErrnos bounds Config.Errnos: each errno is one compare-and-jump in
-// every program, and the verifier's branch budget is not the place to
-// find out a list was too long.
+// maxErrnos bounds Config.Errnos. The programs test a bitmap, so the
+// length costs nothing there; the bound keeps the error for a runaway
+// list clear.
 const maxErrnos = 64
 
 // Validate reports whether [New] would accept cfg, without loading
@@ -202,7 +202,9 @@ func (o Op) String() string {
 // Event is one failed socket operation of some process on the machine.
 type Event struct {
 	// Time is when the error happened, converted from the kernel's
-	// monotonic clock.
+	// monotonic clock with the wall clock as [Watcher.Run] read it when it
+	// read the event (again for each batch), so a wall-clock step dates
+	// the events after it by the new clock.
 	Time time.Time
 	// Mono is the same instant on CLOCK_MONOTONIC, for correlating with
 	// other kernel timestamps without wall-clock jumps.
