@@ -290,7 +290,9 @@ var _ io.Closer = (*Watcher)(nil)
 // system that cannot run them it returns an error wrapping
 // [ErrNotSupported]; without the needed privileges an error wrapping
 // [ErrPermission] that names the missing capabilities. Either way nothing
-// stays loaded.
+// stays loaded. Loading needs a few MB of heap for the kernel's BTF, which
+// New returns to the operating system (debug.FreeOSMemory) before it
+// returns.
 func New(cfg Config) (*Watcher, error) {
 	cfg, err := cfg.validate()
 	if err != nil {

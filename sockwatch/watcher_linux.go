@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -93,6 +94,11 @@ func newWatcher(cfg Config) (_ *watcher, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("sockwatch: ring-buffer reader: %w", err)
 	}
+	// Loading parsed the object and the kernel's BTF into several MB of
+	// heap that is garbage now; the runtime would keep it mapped for a
+	// long while (and a robot's memory budget counts it), so give it back
+	// at once, for the price of one collection at start-up.
+	debug.FreeOSMemory()
 	w.log.Info("sockwatch attached",
 		zap.Int("programs", len(w.links)), zap.Bool("syscall_tracing", cfg.SyscallTracing),
 		zap.Strings("comms", cfg.Comms), zap.Uint64s("cgroups", cfg.Cgroups), zap.Stringers("destinations", cfg.Destinations),
