@@ -335,8 +335,9 @@ func BenchmarkWatcherRSS(b *testing.B) {
 					b.Fatalf("%v: %s", err, out)
 				}
 				var kb [2]float64
-				line, _, _ := strings.Cut(string(out[strings.Index(string(out), "rss-kB ")+len("rss-kB "):]), "\n")
-				if _, err := fmt.Sscan(line, &kb[0], &kb[1]); err != nil {
+				_, rest, found := strings.Cut(string(out), "rss-kB ")
+				line, _, _ := strings.Cut(rest, "\n")
+				if _, err := fmt.Sscan(line, &kb[0], &kb[1]); !found || err != nil {
 					b.Fatalf("child output %q: %v", out, err)
 				}
 				before, after = kb[0], kb[1]
