@@ -1,0 +1,176 @@
+package netmon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/seed-a56be422/netmon/internal/netnstest"
+	"golang.org/x/sys/unix"
+)
+
+// TestOptionsSockErrorsDefaultOff: a library that links netmon and leaves
+// Options.SockErrors empty loads no machine-wide tracer.
+func TestOptionsSockErrorsDefaultOff(t *testing.T) {
+	t.Parallel()
+	netnstest.RequirePrivileged(t)
+	a := netnstest.New(t)
+	m, err := New(Options{NetNS: a.Handle, Wifi: "off", DHCP: "off"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := m.Snapshot().SockErrors; got != "off" {
+		t.Errorf("Snapshot().SockErrors = %q with Options.SockErrors empty, want off", got)
+	}
+	events := m.Events()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		for range events {
+		}
+		<-done
+	})
+	if ev := <-events; ev.Kind != EventBaseline {
+		t.Fatalf("first event %s, want the baseline", ev.Kind)
+	}
+	m.mu.Lock()
+	sock := m.sock
+	m.mu.Unlock()
+	if sock != nil || m.Snapshot().SockErrors != "off" {
+		t.Errorf("after the baseline: tracer %v, sockerr_watcher %q; want none, off", sock, m.Snapshot().SockErrors)
+	}
+}
+
+// TestIntegrationMonitorSockLoadsAfterBaseline: with the tracer asked for,
+// the baseline goes out first, and the tracer loads
+// after it: its "loading" and "on" notices are stamped after the baseline.
+func TestIntegrationMonitorSockLoadsAfterBaseline(t *testing.T) {
+	t.Parallel()
+	netnstest.RequirePrivileged(t)
+	r := newRig(t, Options{SockErrors: "auto"})
+	base := r.waitKind(t, EventBaseline)
+	loading := r.waitKind(t, EventNotice)
+	on := r.waitKind(t, EventNotice)
+	t.Logf("baseline at %v, %q at +%v, %q at +%v", base.At.Format(time.StampMicro),
+		loading.Msg, loading.At.Sub(base.At), on.Msg, on.At.Sub(base.At))
+	if loading.Msg != "socket-error tracer loading" || !strings.HasPrefix(on.Msg, "socket-error tracer on") {
+		t.Fatalf("notices %q, %q; want the tracer loading, then on", loading.Msg, on.Msg)
+	}
+	if loading.At.Before(base.At) {
+		t.Errorf("the tracer began loading at %v, before the baseline at %v", loading.At, base.At)
+	}
+	if got := r.m.Snapshot().SockErrors; got != "on" {
+		t.Errorf("Snapshot().SockErrors = %q after the on notice, want on", got)
+	}
+}
+
+// TestIntegrationReportAndTraceCountOnce: one failed connect that this
+// process reports (Monitor.Report) and that eBPF traces is one send error
+// in Stats.Reports (netmon_send_errors_total), whichever arrives first,
+// and still one failure of its process in SockErrorsByProcess.
+func TestIntegrationReportAndTraceCountOnce(t *testing.T) {
+	t.Parallel()
+	netnstest.RequirePrivileged(t)
+	comm := fmt.Sprintf("nd%x", time.Now().UnixNano()&0xffffffffff)
+	r := newRig(t, Options{SockErrors: "on", SockSyscalls: true, SockComms: []string{comm}, SendErrorThreshold: -1})
+	r.a.IP("route", "add", "unreachable", "198.51.100.0/24")
+	r.waitState(t, Up, ReasonNone)
+	r.waitSockOn(t)
+
+	var dialErr error
+	err := r.a.Do(func() error {
+		restore, err := nameThread(comm)
+		if err != nil {
+			return err
+		}
+		defer restore()
+		_, dialErr = net.DialTimeout("tcp", "198.51.100.1:443", 5*time.Second)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !errors.Is(dialErr, unix.EHOSTUNREACH) {
+		t.Fatalf("dial: %v, want EHOSTUNREACH", dialErr)
+	}
+	ex := r.m.Report(dialErr)
+	// Both events: the report's and the tracer's, in either order.
+	sources := map[string]bool{}
+	for len(sources) < 2 {
+		ev := r.waitKind(t, EventSockErr)
+		for _, f := range ev.Fields {
+			if f.Key == "source" {
+				sources[f.String] = true
+			}
+		}
+	}
+	st := r.m.Stats()
+	var total uint64
+	for _, byCause := range st.Reports {
+		for _, n := range byCause {
+			total += n
+		}
+	}
+	if total != 1 || st.Reports[ex.Class][ex.Cause] != 1 {
+		t.Errorf("Stats.Reports holds %d failures (%d as %v/%v), want the one failure once", total, st.Reports[ex.Class][ex.Cause], ex.Class, ex.Cause)
+	}
+	if got := r.m.SockErrorsByProcess(); len(got) != 1 || got[0].Comm != comm || got[0].Count != 1 {
+		t.Errorf("SockErrorsByProcess = %+v, want one failure of %s", got, comm)
+	}
+}
+
+// TestIntegrationMonitorNoRoutes: in default mode (no syscall tracing),
+// a process that connects in a loop to a destination without a route,
+// while the state is up (an on-link target, no default route), makes the
+// kernel's OutNoRoutes rise: the Monitor reports it in a sockerr event of
+// source "kernel" with the count, and counts every send in
+// Stats.NoRouteSends.
+func TestIntegrationMonitorNoRoutes(t *testing.T) {
+	t.Parallel()
+	netnstest.RequirePrivileged(t)
+	bash := netnstest.RequireCommand(t, "bash", "bash")
+	r := newRigSetup(t, Options{Targets: []string{"10.210.0.2"}, NoRoutePoll: 50 * time.Millisecond}, nil,
+		func(a, _ *netnstest.NS) { a.IP("route", "del", "default") })
+	r.waitState(t, Up, ReasonNone)
+
+	const n = 20
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := r.a.Command(ctx, bash, "-c",
+		fmt.Sprintf(`for i in $(seq %d); do (exec 3<>/dev/tcp/192.0.2.1/80) 2>&1 | grep -q 'unreachable' || exit 1; done`, n)).CombinedOutput()
+	if err != nil {
+		t.Fatalf("the connecting loop: %v: %s (want every connect to fail with ENETUNREACH)", err, out)
+	}
+	ev := r.waitKind(t, EventSockErr)
+	var source string
+	var count uint64
+	for _, f := range ev.Fields {
+		switch f.Key {
+		case "source":
+			source = f.String
+		case "count":
+			count = uint64(f.Integer)
+		}
+	}
+	if source != "kernel" || count == 0 || ev.Msg != fmt.Sprintf("%d %s", count, NoRouteMsg) {
+		t.Fatalf("sockerr event %q source %q count %d, want the kernel's no-route count", ev.Msg, source, count)
+	}
+	// The first event reports the first rise at once; every send is in
+	// the count by the poll after the loop ended.
+	deadline := time.Now().Add(10 * time.Second)
+	for r.m.Stats().NoRouteSends < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("Stats.NoRouteSends = %d within 10s, want %d", r.m.Stats().NoRouteSends, n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := r.m.Stats().NoRouteSends; got != n {
+		t.Errorf("Stats.NoRouteSends = %d, want %d", got, n)
+	}
+}
