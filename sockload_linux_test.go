@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/seed-a56be422/netmon/internal/netnstest"
+	"github.com/seed-a56be422/netmon/sockwatch"
 	"golang.org/x/sys/unix"
 )
 
@@ -172,5 +174,63 @@ func TestIntegrationMonitorNoRoutes(t *testing.T) {
 	}
 	if got := r.m.Stats().NoRouteSends; got != n {
 		t.Errorf("Stats.NoRouteSends = %d, want %d", got, n)
+	}
+}
+
+// envSockOn, when set, makes TestHelperSockOn run.
+const envSockOn = "NETMON_TEST_SOCK_ON"
+
+// TestHelperSockOn is not a test: run as nobody by
+// TestIntegrationSockErrorsOnFailedLoad, it runs a Monitor that requires
+// the tracer, which nobody may load, and prints what Run returned and the
+// events before it.
+func TestHelperSockOn(t *testing.T) {
+	if os.Getenv(envSockOn) == "" {
+		t.Skip("a helper process of TestIntegrationSockErrorsOnFailedLoad")
+	}
+	m, err := New(Options{Wifi: "off", DHCP: "off", SockErrors: "on", NoRoutePoll: -1})
+	if err != nil {
+		fmt.Println("new:", err)
+		return
+	}
+	events := m.Events()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	for ev := range events {
+		fmt.Printf("event %s %s\n", ev.Kind, ev.Msg)
+	}
+	err = <-done
+	fmt.Printf("run: %v\npermission: %v\nsnapshot: %s\n", err, errors.Is(err, sockwatch.ErrPermission), m.Snapshot().SockErrors)
+}
+
+// TestIntegrationSockErrorsOnFailedLoad: with SockErrors "on", a tracer
+// that cannot load (a process without CAP_BPF) ends Run with an error
+// that says why (errors.Is finds sockwatch.ErrPermission), after the
+// baseline, which did not wait for the load.
+func TestIntegrationSockErrorsOnFailedLoad(t *testing.T) {
+	t.Parallel()
+	netnstest.RequirePrivileged(t)
+	exe := netnstest.SelfForAnyUser(t)
+	ns := netnstest.New(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := ns.Command(ctx, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all",
+		exe, "-test.run=^TestHelperSockOn$")
+	cmd.Env = append(os.Environ(), envSockOn+"=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("helper: %v: %s", err, out)
+	}
+	t.Logf("helper:\n%s", out)
+	s := string(out)
+	base, loading := strings.Index(s, "event baseline"), strings.Index(s, "socket-error tracer loading")
+	if base < 0 || loading < base {
+		t.Errorf("want the baseline, then the tracer loading")
+	}
+	if !strings.Contains(s, "run: netmon: socket errors required (SockErrors \"on\"): ") || !strings.Contains(s, "permission: true") ||
+		!strings.Contains(s, "snapshot: unavailable: ") {
+		t.Errorf("want Run to end with the load's permission error and the snapshot to say unavailable")
 	}
 }

@@ -48,13 +48,14 @@ type sockCount struct {
 // goroutine.
 type sockAgg struct {
 	interval time.Duration
+	since    time.Time // when the interval began: the last flush
 	max      int
 	keys     map[sockKey]*sockCount
 	overflow sockCount // failures of keys beyond max
 }
 
 func newSockAgg(interval time.Duration, max int) *sockAgg {
-	return &sockAgg{interval: interval, max: max, keys: map[sockKey]*sockCount{}}
+	return &sockAgg{interval: interval, since: time.Now(), max: max, keys: map[sockKey]*sockCount{}}
 }
 
 // add reports whether ev is to be logged now; a repeat is counted instead.
@@ -106,6 +107,10 @@ func (a *sockAgg) add(ev netmon.Event) bool {
 // it forgets every key.
 func (a *sockAgg) flush(now time.Time, final bool) []netmon.Event {
 	var out []netmon.Event
+	// The interval that ends: a whole one, or the part of one before the
+	// final flush.
+	span := min(now.Sub(a.since), a.interval).Round(time.Millisecond)
+	a.since = now
 	for _, k := range slices.SortedFunc(maps.Keys(a.keys), cmpKeys) {
 		c := a.keys[k]
 		if c.n == 0 || final {
@@ -118,24 +123,25 @@ func (a *sockAgg) flush(now time.Time, final bool) []netmon.Event {
 		if k.dst != "" {
 			msg += " to " + k.dst
 		}
-		msg += " in " + a.interval.String()
-		out = append(out, a.summary(now, msg, c, zap.String("comm", k.comm), zap.String("errno", k.errno), zap.String("dst", k.dst)))
+		msg += " in " + span.String()
+		out = append(out, a.summary(now, span, msg, c, zap.String("comm", k.comm), zap.String("errno", k.errno), zap.String("dst", k.dst)))
 		*c = sockCount{}
 	}
 	if c := &a.overflow; c.n > 0 {
-		msg := fmt.Sprintf("%d more failures of further processes or destinations in %v (more than %d logged apart)", c.n, a.interval, a.max)
-		out = append(out, a.summary(now, msg, c))
+		msg := fmt.Sprintf("%d more failures of further processes or destinations in %v (more than %d logged apart)", c.n, span, a.max)
+		out = append(out, a.summary(now, span, msg, c))
 		*c = sockCount{}
 	}
 	return out
 }
 
 // summary is a summary line: event sockerr, source "summary", the key's
-// comm, errno and dst, count, the interval, the last repeat's pid, cause
-// and the source it came from.
-func (a *sockAgg) summary(now time.Time, msg string, c *sockCount, key ...zapcore.Field) netmon.Event {
+// comm, errno and dst, count, the interval it covers (shorter than
+// --sockerr-log-interval in the last line before watch stops), the last
+// repeat's pid, cause and the source it came from.
+func (a *sockAgg) summary(now time.Time, span time.Duration, msg string, c *sockCount, key ...zapcore.Field) netmon.Event {
 	fields := append([]zapcore.Field{zap.String("source", "summary")}, key...)
-	fields = append(fields, zap.Uint64("count", c.n), zap.Duration("interval", a.interval),
+	fields = append(fields, zap.Uint64("count", c.n), zap.Duration("interval", span),
 		zap.Int64("last_pid", c.pid), zap.String("last_cause", c.cause), zap.String("of", c.source))
 	return netmon.Event{Kind: netmon.EventSockErr, At: now, Iface: c.iface, Msg: msg, Fields: fields}
 }
