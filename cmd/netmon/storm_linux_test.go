@@ -15,8 +15,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// envStorm, when set ("ADDR:PORT,N"), makes TestHelperStorm fail N
-// connects to ADDR:PORT.
+// envStorm, when set ("ADDR:PORT,N,DURATION"), makes TestHelperStorm
+// fail N connects to ADDR:PORT, spread over DURATION.
 const envStorm = "NETMON_TEST_STORM"
 
 // stormComm is the storm helpers' process name.
@@ -24,16 +24,22 @@ const stormComm = "stormer"
 
 // TestHelperStorm is not a test: run by TestIntegrationWatchResetStorm
 // inside a namespace, it names its thread stormComm and connects to the
-// address it is given as fast as it can, n times (each refused by the
-// peer's RST, or timing out after 100 ms while the link is down), then
-// prints how many were refused.
+// address it is given n times, paced over the duration it is given (each refused by the
+// peer's RST, while the link is down once it comes back), then prints how
+// many were refused.
 func TestHelperStorm(t *testing.T) {
 	spec := os.Getenv(envStorm)
 	if spec == "" {
 		t.Skip("a helper process of TestIntegrationWatchResetStorm")
 	}
-	addr, count, _ := strings.Cut(spec, ",")
-	n, _ := strconv.Atoi(count)
+	f := strings.Split(spec, ",")
+	if len(f) != 3 {
+		fmt.Println("want ADDR:PORT,N,DURATION:", spec)
+		return
+	}
+	addr := f[0]
+	n, _ := strconv.Atoi(f[1])
+	over, _ := time.ParseDuration(f[2])
 	runtime.LockOSThread()
 	name := append([]byte(stormComm), 0)
 	if err := unix.Prctl(unix.PR_SET_NAME, uintptrOf(name), 0, 0, 0); err != nil {
@@ -48,15 +54,34 @@ func TestHelperStorm(t *testing.T) {
 	}
 	sa.Port, _ = strconv.Atoi(port)
 	refused := 0
-	for range n {
+	start := time.Now()
+	for i := range n {
+		// Paced: the i-th connect not before i/n of the duration.
+		if d := time.Until(start.Add(over * time.Duration(i) / time.Duration(n))); d > 0 {
+			time.Sleep(d)
+		}
 		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 		if err != nil {
 			fmt.Println("socket:", err)
 			return
 		}
-		// A blocking connect times out after SO_SNDTIMEO.
+		// A blocking connect gives up after SO_SNDTIMEO (EINPROGRESS)
+		// while the link is down, or is interrupted (EINTR); the
+		// connect goes on, and may be refused later, which the kernel
+		// reports too: wait for it.
 		_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &unix.Timeval{Usec: 100000})
-		if err := unix.Connect(fd, &sa); err == unix.ECONNREFUSED {
+		err = unix.Connect(fd, &sa)
+		if err == unix.EINPROGRESS || err == unix.EINTR { // EINTR: the runtime's preemption signal
+			for {
+				if _, perr := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}, 5000); perr != unix.EINTR {
+					break
+				}
+			}
+			if v, gerr := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR); gerr == nil && v != 0 {
+				err = unix.Errno(v)
+			}
+		}
+		if err == unix.ECONNREFUSED {
 			refused++
 		}
 		unix.Close(fd)
@@ -66,7 +91,7 @@ func TestHelperStorm(t *testing.T) {
 
 // TestIntegrationWatchResetStorm: four real processes fail 10,000
 // connects against a real peer (refused: the peer answers each SYN with a
-// reset) within seconds while `netmon watch` traces them with eBPF, and
+// reset) in 5 s while `netmon watch` traces them with eBPF, and
 // the link flaps in the middle of it. The log holds a few dozen sockerr
 // lines at most (the first of each process, errno and destination, then
 // summaries), every state and flap line is there, and the metrics count
@@ -95,7 +120,11 @@ func TestIntegrationWatchResetStorm(t *testing.T) {
 		return m["event"] == "notice" && strings.HasPrefix(m["msg"].(string), "socket-error tracer on")
 	})
 
-	const procs, each = 4, 2500
+	// The storm of the issue: 10,000 failures in 5 s. (Unpaced, four
+	// processes fail about 8,000 connects a second here, and the eBPF
+	// ring buffer then loses some now and then: counted in
+	// netmon_socket_errors_dropped_total.)
+	const procs, each, stormFor = 4, 2500, 5 * time.Second
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	type result struct {
@@ -107,7 +136,7 @@ func TestIntegrationWatchResetStorm(t *testing.T) {
 	for range procs {
 		go func() {
 			h := p.a.Command(ctx, os.Args[0], "-test.run=^TestHelperStorm$")
-			h.Env = append(os.Environ(), envStorm+"=10.9.0.2:1,"+strconv.Itoa(each))
+			h.Env = append(os.Environ(), fmt.Sprintf("%s=10.9.0.2:1,%d,%v", envStorm, each, stormFor))
 			out, err := h.CombinedOutput()
 			var n int
 			if _, serr := fmt.Sscanf(string(regexp.MustCompile(`refused \d+`).Find(out)), "refused %d", &n); err == nil && serr != nil {
@@ -132,12 +161,38 @@ func TestIntegrationWatchResetStorm(t *testing.T) {
 		refused += r.refused
 	}
 	took := time.Since(start)
-	// The metrics catch up with the ring buffer: every refused connect,
-	// none lost.
-	want := fmt.Sprintf(`netmon_socket_errors_total{cause="peer",comm="%s"} %d`, stormComm, refused)
-	body := waitMetric(t, p, metricsAddr, want)
-	if !strings.Contains(body, "netmon_socket_errors_dropped_total 0") {
-		t.Errorf("the ring buffer dropped failures:\n%s", body)
+	// The metrics catch up with the ring buffer: every refused connect
+	// is counted, or (a ring buffer overrun) counted as dropped.
+	counted := regexp.MustCompile(`(?m)^netmon_socket_errors_total\{cause="([a-z-]+)",comm="` + stormComm + `"\} (\d+)$`)
+	droppedRE := regexp.MustCompile(`(?m)^netmon_socket_errors_dropped_total (\d+)$`)
+	var body string
+	var byCause map[string]int
+	var dropped int
+	for deadline := time.Now().Add(waitTimeout); ; {
+		body = scrape(t, p.a, metricsAddr)
+		byCause, dropped = map[string]int{}, 0
+		sum := 0
+		for _, m := range counted.FindAllStringSubmatch(body, -1) {
+			n, _ := strconv.Atoi(m[2])
+			byCause[m[1]] += n
+			sum += n
+		}
+		if m := droppedRE.FindStringSubmatch(body); m != nil {
+			dropped, _ = strconv.Atoi(m[1])
+		}
+		if sum+dropped >= refused {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v the metrics count %v and %d dropped, want %d refused connects:\n%s", waitTimeout, byCause, dropped, refused, body)
+		}
+		time.Sleep(50 * time.Millisecond) // between scrapes; the deadline decides
+	}
+	if byCause["peer"] != refused || len(byCause) != 1 || dropped != 0 {
+		t.Errorf("the metrics count %v and %d dropped, want all %d refused connects as peer, none dropped", byCause, dropped, refused)
+	}
+	if want := fmt.Sprintf(`netmon_send_errors_total{cause="peer",class="connection"} %d`, refused); !strings.Contains(body, want) {
+		t.Errorf("metrics lack %s", want)
 	}
 	if err := w.cmd.Process.Signal(os.Interrupt); err != nil {
 		t.Fatal(err)
@@ -166,6 +221,7 @@ func TestIntegrationWatchResetStorm(t *testing.T) {
 			flaps++
 		}
 	}
+	t.Logf("metrics: netmon_socket_errors_total %v, dropped %d", byCause, dropped)
 	t.Logf("%d refused connects of %d in %v; %d lines in all, %d sockerr lines (%d at once, the rest summaries of %d repeats); %d state lines, %d flap lines",
 		refused, procs*each, took.Round(time.Millisecond), len(all), sockLines, firsts, summarised, states, flaps)
 	if refused < procs*each/2 {
