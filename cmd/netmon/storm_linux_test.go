@@ -24,9 +24,9 @@ const stormComm = "stormer"
 
 // TestHelperStorm is not a test: run by TestIntegrationWatchResetStorm
 // inside a namespace, it names its thread stormComm and connects to the
-// address it is given n times, paced over the duration it is given (each refused by the
-// peer's RST, while the link is down once it comes back), then prints how
-// many were refused.
+// address it is given n times, paced over the duration it is given (each
+// refused by the peer's RST; while the link is down, once it comes back),
+// then prints how many were refused.
 func TestHelperStorm(t *testing.T) {
 	spec := os.Getenv(envStorm)
 	if spec == "" {
