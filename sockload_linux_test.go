@@ -234,3 +234,45 @@ func TestIntegrationSockErrorsOnFailedLoad(t *testing.T) {
 		t.Errorf("want Run to end with the load's permission error and the snapshot to say unavailable")
 	}
 }
+
+// TestNoRouteWindow drives noRouteLocked with readings of the kernel's
+// counters: a rise while up is counted and reported at once, further
+// rises within NoRouteWindow wait for its end and go out together, a rise
+// while down or while syscall tracing names the senders is not counted,
+// and a counter that went back (a namespace made again) is a new start.
+func TestNoRouteWindow(t *testing.T) {
+	m, err := New(Options{Wifi: "off", DHCP: "off", NoRoutePoll: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.gate.Shutdown)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	t0 := time.Now()
+	m.status.State = Up
+	m.noRoute.prev = 100
+	type step struct {
+		at           time.Duration
+		v            uint64
+		state        State
+		named        bool
+		sends, held  uint64 // Stats.NoRouteSends and the count not reported yet after the step
+		reportedLast time.Duration
+	}
+	for i, s := range []step{
+		{at: 0, v: 105, state: Up, sends: 5, held: 0, reportedLast: 0},                                // reported at once
+		{at: 2 * time.Second, v: 110, state: Degraded, sends: 10, held: 5, reportedLast: 0},           // within the window
+		{at: 4 * time.Second, v: 130, state: Down, sends: 10, held: 5, reportedLast: 0},               // the outage explains it
+		{at: 6 * time.Second, v: 140, state: Up, named: true, sends: 10, held: 5},                     // eBPF names them
+		{at: 11 * time.Second, v: 140, state: Up, sends: 10, held: 0, reportedLast: 11 * time.Second}, // the window's end
+		{at: 12 * time.Second, v: 3, state: Up, sends: 10, held: 0, reportedLast: 11 * time.Second},   // the counter went back
+		{at: 13 * time.Second, v: 4, state: Up, sends: 11, held: 1, reportedLast: 11 * time.Second},
+	} {
+		m.status.State = s.state
+		m.noRouteLocked(t0.Add(s.at), s.v, s.named)
+		if m.stats.NoRouteSends != s.sends || m.noRoute.pending != s.held || !m.noRoute.lastAt.Equal(t0.Add(s.reportedLast)) {
+			t.Errorf("step %d (%d at +%v, %v): sends %d, held %d, last reported at +%v; want %d, %d, +%v", i, s.v, s.at, s.state,
+				m.stats.NoRouteSends, m.noRoute.pending, m.noRoute.lastAt.Sub(t0), s.sends, s.held, s.reportedLast)
+		}
+	}
+}
