@@ -244,7 +244,7 @@ func New(o Options) (*Monitor, error) {
 	}
 	if o.SockErrors != "off" {
 		if err := m.sockConfig().Validate(); err != nil {
-			return nil, fmt.Errorf("netmon: Options.Sock*: %w", err)
+			return nil, fmt.Errorf("netmon: Options.SockComms or SockDestinations: %w", err)
 		}
 	}
 	m.wifiNote, m.sockNote = watcherNote(o.Wifi), watcherNote(o.SockErrors)
