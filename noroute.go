@@ -9,14 +9,14 @@ import (
 	"go.uber.org/zap"
 )
 
-// NoRouteWindow is how often a no-route event goes out at most: the sends
+// noRouteWindow is how often a no-route event goes out at most: the sends
 // that found no route within it after the first are reported together,
 // in one event at its end.
-const NoRouteWindow = 10 * time.Second
+const noRouteWindow = 10 * time.Second
 
-// NoRouteMsg ends the message of a no-route event: the kernel counts those
+// noRouteMsg ends the message of a no-route event: the kernel counts those
 // sends, but not who made them.
-const NoRouteMsg = "sends found no route (processes unknown; --sockerr-syscalls names them)"
+const noRouteMsg = "sends found no route (processes unknown; --sockerr-syscalls names them)"
 
 // noRoutes tracks the kernel's no-route counters between polls.
 type noRoutes struct {
@@ -76,7 +76,7 @@ func (m *Monitor) noRouteLoop(ctx context.Context) {
 // state is up or degraded, and while no syscall tracing names the senders,
 // is counted in Stats.NoRouteSends and reported in one sockerr event
 // (source "kernel", errno ENETUNREACH, count), at once when none went out
-// within NoRouteWindow, else at the end of that window with every send
+// within noRouteWindow, else at the end of that window with every send
 // since. A rise while the state is down is not: the outage explains it.
 func (m *Monitor) noRouteLocked(now time.Time, v uint64, named bool) {
 	r := &m.noRoute
@@ -89,11 +89,11 @@ func (m *Monitor) noRouteLocked(now time.Time, v uint64, named bool) {
 		r.pending += d
 		m.stats.NoRouteSends += d
 	}
-	if r.pending == 0 || now.Sub(r.lastAt) < NoRouteWindow {
+	if r.pending == 0 || now.Sub(r.lastAt) < noRouteWindow {
 		return
 	}
 	n := r.pending
 	r.pending, r.lastAt = 0, now
-	m.emitLocked(Event{Kind: EventSockErr, At: now, Iface: m.status.Iface, Msg: fmt.Sprintf("%d %s", n, NoRouteMsg),
+	m.emitLocked(Event{Kind: EventSockErr, At: now, Iface: m.status.Iface, Msg: fmt.Sprintf("%d %s", n, noRouteMsg),
 		Fields: []zap.Field{zap.String("source", "kernel"), zap.String("errno", "ENETUNREACH"), zap.Uint64("count", n)}})
 }

@@ -160,7 +160,7 @@ func TestIntegrationMonitorNoRoutes(t *testing.T) {
 			count = uint64(f.Integer)
 		}
 	}
-	if source != "kernel" || count == 0 || ev.Msg != fmt.Sprintf("%d %s", count, NoRouteMsg) {
+	if source != "kernel" || count == 0 || ev.Msg != fmt.Sprintf("%d %s", count, noRouteMsg) {
 		t.Fatalf("sockerr event %q source %q count %d, want the kernel's no-route count", ev.Msg, source, count)
 	}
 	// The first event reports the first rise at once; every send is in
@@ -237,7 +237,7 @@ func TestIntegrationSockErrorsOnFailedLoad(t *testing.T) {
 
 // TestNoRouteWindow drives noRouteLocked with readings of the kernel's
 // counters: a rise while up is counted and reported at once, further
-// rises within NoRouteWindow wait for its end and go out together, a rise
+// rises within noRouteWindow wait for its end and go out together, a rise
 // while down or while syscall tracing names the senders is not counted,
 // and a counter that went back (a namespace made again) is a new start.
 func TestNoRouteWindow(t *testing.T) {
