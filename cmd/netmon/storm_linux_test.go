@@ -191,8 +191,11 @@ func TestIntegrationWatchResetStorm(t *testing.T) {
 	if byCause["peer"] != refused || len(byCause) != 1 || dropped != 0 {
 		t.Errorf("the metrics count %v and %d dropped, want all %d refused connects as peer, none dropped", byCause, dropped, refused)
 	}
-	if want := fmt.Sprintf(`netmon_send_errors_total{cause="peer",class="connection"} %d`, refused); !strings.Contains(body, want) {
-		t.Errorf("metrics lack %s", want)
+	for _, want := range []string{fmt.Sprintf(`netmon_send_errors_total{cause="peer",class="connection"} %d`, refused),
+		`netmon_watcher_info{status="on",watcher="sockerr"} 1`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %s", want)
+		}
 	}
 	if err := w.cmd.Process.Signal(os.Interrupt); err != nil {
 		t.Fatal(err)
