@@ -9,6 +9,7 @@ import (
 
 	"github.com/seed-a56be422/netmon/gate"
 	"github.com/seed-a56be422/netmon/linkwatch"
+	"github.com/seed-a56be422/netmon/sockwatch"
 	"golang.org/x/sys/unix"
 )
 
@@ -146,4 +147,20 @@ func BenchmarkDoThroughMonitor(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkApplySock measures the Monitor's fold of one failure eBPF
+// observed (a refused connect while up): filters, classification, the
+// route of its destination (cached), correlation, the pairing with
+// reported failures (dedup.go, its list full of unpaired failures of the
+// same process) and the per-process count; no subscriber.
+func BenchmarkApplySock(b *testing.B) {
+	m := benchMonitor(b)
+	e := sockwatch.Event{PID: 4242, TID: 4242, Comm: "client", Errno: unix.ECONNREFUSED, Op: sockwatch.OpAsync,
+		Protocol: unix.IPPROTO_TCP, Dst: netip.MustParseAddrPort("10.0.0.5:443")}
+	b.ReportAllocs()
+	for b.Loop() {
+		e.Time = time.Now()
+		m.applySock(e)
+	}
 }

@@ -147,10 +147,24 @@ func (m *Monitor) explain(now time.Time, f Failure, err error, subscribed bool) 
 		return ex
 	}
 	ex.Cause = m.correlateLocked(now, m.statusIdx, class, ev, &ex)
-	m.stats.Reports[class][ex.Cause]++
+	dst, dstRead := f.Dst, err == nil
+	if m.sock != nil {
+		// The tracer may have seen this failure too: count it once.
+		if !dstRead {
+			dst, dstRead = errDestination(err), true
+		}
+		pid := f.PID
+		if pid == 0 {
+			pid = os.Getpid()
+		}
+		if !m.seen.pair(seenSend{at: now, pid: uint32(pid), errno: f.Errno, dst: dst.Unmap()}) {
+			m.stats.Reports[class][ex.Cause]++
+		}
+	} else {
+		m.stats.Reports[class][ex.Cause]++
+	}
 	if m.stallEvidenceLocked(class, ex.Cause) {
-		dst := f.Dst
-		if err != nil {
+		if !dstRead {
 			dst = errDestination(err)
 		}
 		m.recordFailureLocked(now, dst)

@@ -100,6 +100,8 @@
 // path.go looks the targets' paths up in the kernel and drives their Gates;
 // apply.go folds linkwatch's events in and carries out state changes;
 // watchers.go starts and folds the optional watchers (Wi-Fi, DHCP, eBPF);
+// noroute.go reads the kernel's count of sends that found no route;
+// dedup.go pairs a failure reported and traced, so that it counts once;
 // stall.go is the data-stall detector; damp.go the flap damping;
 // correlate.go and report.go explain a failed send; journal.go keeps the
 // flaps; snapshot.go and annotate.go describe the state; monitor.go holds
@@ -112,7 +114,9 @@
 // ends; it then shuts the Gate (held senders return an error) and closes
 // the [Monitor.Events] channel. Watchers that cannot run here (no Wi-Fi, no
 // eBPF permission) are reported once as notice events; netmon carries on
-// without them.
+// without them. The eBPF socket-error tracer, off unless
+// [Options].SockErrors asks for it, loads after the baseline is out, so
+// that neither the baseline nor the Gate waits for its load.
 //
 // The Monitor never waits for the reader of its events: a subscriber that
 // falls behind by more than EventQueueSize events loses events (counted in

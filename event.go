@@ -20,7 +20,7 @@ const (
 	EventNeigh    EventKind = "neigh"    // a gateway's neighbour entry changed
 	EventWifi     EventKind = "wifi"     // association, disconnect, roam, signal band
 	EventDHCP     EventKind = "dhcp"     // lease acquired, renewed, renewing, rebinding, expired, blip
-	EventSockErr  EventKind = "sockerr"  // a failed send, reported or observed with eBPF
+	EventSockErr  EventKind = "sockerr"  // a failed send, reported or observed with eBPF; or sends the kernel counted as finding no route (source "kernel", count)
 	EventFlap     EventKind = "flap"     // an outage ended: one line with cause and duration
 	EventRebind   EventKind = "rebind"   // connections should be redialled: their local address went away
 	EventGap      EventKind = "gap"      // kernel messages were lost and the state was re-read

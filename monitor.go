@@ -84,8 +84,10 @@ type Monitor struct {
 	sock       *sockwatch.Watcher // nil unless eBPF runs
 	sockCgroup []uint64           // Options.SockCgroups resolved to cgroup IDs
 	sockProcs  sockProcs          // eBPF-observed failures by comm and cause
+	noRoute    noRoutes           // the kernel's no-route counters (noroute.go)
+	seen       seenSends          // failures reported and traced, paired (dedup.go)
 	wifiNote   string             // "on", "off", "starting", or why Wi-Fi is not watched
-	sockNote   string             // "on", "off", or why socket errors are not watched
+	sockNote   string             // "loading", "on", "off", or why socket errors are not watched
 	dhcpNote   string             // "on" or "off": lease tracking from address lifetimes
 	filesNote  string             // "on", "off", "starting", or why lease files are not read
 	// awaiting holds the watchers whose baseline the baseline event waits
@@ -95,6 +97,7 @@ type Monitor struct {
 	awaiting    map[string]bool
 	baselineDue time.Time
 	baselineOut bool
+	baselineC   chan struct{} // closed when baselineOut is set
 
 	// lookup asks the kernel for a path (linkwatch's Lookup; tests
 	// replace it).
@@ -126,7 +129,10 @@ type outage struct {
 
 // Stats are the Monitor's counters.
 type Stats struct {
-	// Reports counts reported send errors by class and cause.
+	// Reports counts send errors by class and cause: those reported
+	// ([Monitor.Report], ReportFailure) and those the eBPF tracer
+	// observed. A failure both reported and traced (same process, errno
+	// and destination within a second) counts once.
 	Reports [classCount][causeCount]uint64
 	// Successes counts the [Monitor.ReportSuccess] calls that found the
 	// data-stall detector holding something (a count of failures, or a
@@ -153,6 +159,11 @@ type Stats struct {
 	// and the cgroup or destination filter (Options.SockCgroups,
 	// Options.SockDestinations) left out; they are in no count above.
 	SockErrorsFiltered uint64
+	// NoRouteSends counts the sends that found no route (the kernel's
+	// OutNoRoutes and Ip6OutNoRoutes in the watched network namespace)
+	// while the state was up or degraded and no syscall tracing named
+	// them: failures of processes unknown (see [Options].NoRoutePoll).
+	NoRouteSends uint64
 	// PathLookups counts the times the targets' paths were looked up
 	// again (once per batch of kernel changes), and RouteLookups the
 	// route lookups they made (one per target, one more per mark for a
@@ -206,18 +217,19 @@ func New(o Options) (*Monitor, error) {
 		return nil, fmt.Errorf("netmon: %w", err)
 	}
 	m := &Monitor{
-		opts:     o,
-		log:      o.Logger,
-		lw:       lw,
-		events:   make(chan Event),
-		queue:    dropq.New(EventQueueSize, func(ev Event) int { return ev.Kind.Rank() }),
-		kick:     make(chan struct{}, 1),
-		ifaces:   map[int]*iface{},
-		status:   Status{State: Unknown, Reason: ReasonStarting, Since: time.Now()},
-		journal:  newJournal(o.Journal),
-		rebind:   make(chan struct{}),
-		wifiInfo: map[int]*WifiInfo{},
-		dhcpInfo: map[int]*DHCPInfo{},
+		opts:      o,
+		log:       o.Logger,
+		lw:        lw,
+		events:    make(chan Event),
+		queue:     dropq.New(EventQueueSize, func(ev Event) int { return ev.Kind.Rank() }),
+		kick:      make(chan struct{}, 1),
+		ifaces:    map[int]*iface{},
+		status:    Status{State: Unknown, Reason: ReasonStarting, Since: time.Now()},
+		journal:   newJournal(o.Journal),
+		rebind:    make(chan struct{}),
+		wifiInfo:  map[int]*WifiInfo{},
+		dhcpInfo:  map[int]*DHCPInfo{},
+		baselineC: make(chan struct{}),
 	}
 	m.queue.Hold() // until the baseline
 	m.netnsIno = netnsInode(o.NetNS)
@@ -230,7 +242,15 @@ func New(o Options) (*Monitor, error) {
 		}
 		m.sockCgroup = append(m.sockCgroup, id)
 	}
+	if o.SockErrors != "off" {
+		if err := m.sockConfig().Validate(); err != nil {
+			return nil, fmt.Errorf("netmon: Options.SockComms or SockDestinations: %w", err)
+		}
+	}
 	m.wifiNote, m.sockNote = watcherNote(o.Wifi), watcherNote(o.SockErrors)
+	if o.SockErrors != "off" {
+		m.sockNote = "loading" // from the baseline on; see loadSockwatch
+	}
 	m.dhcpNote, m.filesNote = watcherNote(o.DHCP), watcherNote(o.DHCP)
 	m.awaiting = map[string]bool{}
 	if o.DHCP != "off" {
@@ -354,7 +374,9 @@ func (m *Monitor) Stats() Stats {
 // shutdown, closes the Events channel and returns context.Cause(ctx). A
 // watcher that fails fatally ends Run with its error; a watcher that is
 // merely unavailable (no Wi-Fi, no eBPF permission) is reported once as a
-// notice event and Run carries on.
+// notice event and Run carries on. The eBPF tracer, when the options ask
+// for it, loads after the baseline; with Options.SockErrors "on", a failed
+// load ends Run with that error.
 func (m *Monitor) Run(ctx context.Context) (err error) {
 	m.mu.Lock()
 	if m.running || m.done {
@@ -467,6 +489,8 @@ func (m *Monitor) loop(ctx context.Context, src sources) error {
 			}
 			m.watcherReadyLocked(time.Now(), "lease files")
 			m.mu.Unlock()
+		case sw := <-src.sockReady:
+			src.sockReady, src.sock = nil, sw.Events()
 		case ev, ok := <-src.sock:
 			if !ok {
 				src.sock = nil
@@ -560,6 +584,7 @@ func (m *Monitor) baselineEventLocked(now time.Time) {
 		m.noticeLocked(now, w, fmt.Sprintf("%s: no baseline within %v; the baseline goes without it", w, m.opts.BaselineWait))
 	}
 	m.baselineOut = true
+	close(m.baselineC)
 	m.emitLocked(Event{Kind: EventBaseline, At: now, Iface: m.status.Iface, Msg: "baseline", Status: m.status,
 		Fields: m.snapshotFieldsLocked(now)})
 }

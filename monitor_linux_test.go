@@ -132,6 +132,21 @@ func (r *rig) waitKind(t *testing.T, kind EventKind) Event {
 	}
 }
 
+// waitSockOn reads events until the notice that the socket-error tracer,
+// which loads after the baseline, is on.
+func (r *rig) waitSockOn(t *testing.T) {
+	t.Helper()
+	for {
+		ev := r.waitKind(t, EventNotice)
+		if strings.HasPrefix(ev.Msg, "socket-error tracer on") {
+			return
+		}
+		if strings.HasPrefix(ev.Msg, "socket errors not watched") {
+			t.Fatalf("the tracer did not load: %s", ev.Msg)
+		}
+	}
+}
+
 func TestIntegrationMonitorCarrierLossClosesGate(t *testing.T) {
 	t.Parallel()
 	r := newRig(t, Options{})

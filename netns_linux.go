@@ -1,6 +1,9 @@
 package netmon
 
 import (
+	"fmt"
+	"runtime"
+
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
@@ -20,4 +23,39 @@ func netnsInode(h netns.NsHandle) uint64 {
 		return 0
 	}
 	return st.Ino
+}
+
+// inNetNS runs fn on a thread in network namespace h (0: this one), for
+// reads that follow the calling thread's namespace (/proc/thread-self/net).
+// The work runs on a fresh goroutine locked to its thread; a thread that
+// cannot be switched back stays locked, so that the runtime discards it
+// rather than run other goroutines in the wrong namespace.
+func inNetNS(h netns.NsHandle, fn func() error) error {
+	if h == 0 {
+		return fn()
+	}
+	c := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			runtime.UnlockOSThread()
+			c <- fmt.Errorf("netmon: current network namespace: %w", err)
+			return
+		}
+		defer orig.Close()
+		if err := netns.Set(h); err != nil {
+			runtime.UnlockOSThread()
+			c <- fmt.Errorf("netmon: enter network namespace (Options.NetNS %d): %w", h, err)
+			return
+		}
+		err = fn()
+		if rerr := netns.Set(orig); rerr != nil {
+			c <- fmt.Errorf("netmon: leave network namespace: %w", rerr) // the thread stays locked and dies
+			return
+		}
+		runtime.UnlockOSThread()
+		c <- err
+	}()
+	return <-c
 }

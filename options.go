@@ -148,9 +148,17 @@ type Options struct {
 	// is assumed to be synchronised).
 	Gate gate.Config
 
-	// SockErrors selects the eBPF socket-error watcher: "" or "auto" runs it
-	// when permitted, "on" requires it (Run fails without it), "off" never
-	// starts it.
+	// SockErrors selects the eBPF socket-error watcher: "" or "off" never
+	// starts it (the default: the tracer reports every process on the
+	// machine, so a library that links netmon does not load one unless
+	// asked); "auto" runs it when permitted and carries on without it;
+	// "on" requires it. The tracer is loaded after Run has started and the
+	// baseline is out (a load parses BTF and verifies programs, which takes
+	// a while), so neither the baseline nor the Gate waits for it; the
+	// Snapshot's SockErrors says "loading" until then, then "on" or
+	// "unavailable: <reason>". With "on", a failed load ends Run with an
+	// error that says why (errors.Is finds sockwatch.ErrPermission or
+	// sockwatch.ErrNotSupported in it).
 	SockErrors string
 	// SockComms limits socket-error events to these process names (nil:
 	// every process).
@@ -172,9 +180,20 @@ type Options struct {
 	SockDestinations []netip.Prefix
 	// SockSyscalls also traces connect/sendto/sendmsg exits, which adds
 	// synchronous errors (ENETUNREACH from connect) at about 54 ns per
-	// system call machine-wide; off by default.
+	// system call machine-wide; off by default. Without it (or without
+	// the tracer), sends that found no route are still counted: see
+	// [EventSockErr]'s no-route events and [Stats].NoRouteSends.
 	SockSyscalls bool
+
+	// NoRoutePoll is how often the kernel's counters of sends that found
+	// no route (OutNoRoutes, Ip6OutNoRoutes) are read, in the watched
+	// network namespace, while syscall tracing does not name those
+	// senders. Zero means 2 s; negative disables the reading.
+	NoRoutePoll time.Duration
 }
+
+// DefaultNoRoutePoll is the zero [Options].NoRoutePoll.
+const DefaultNoRoutePoll = 2 * time.Second
 
 // DefaultBaselineWait is the zero [Options].BaselineWait: how long the
 // baseline waits for the Wi-Fi and lease-file watchers at most.
@@ -216,6 +235,9 @@ func (o Options) withDefaults() (Options, error) {
 	if o.BaselineWait < 0 {
 		o.BaselineWait = 0
 	}
+	if o.NoRoutePoll == 0 {
+		o.NoRoutePoll = DefaultNoRoutePoll
+	}
 	switch {
 	case o.Recent < 0:
 		return o, fmt.Errorf("netmon: Options.Recent is %v, want > 0", o.Recent)
@@ -238,8 +260,12 @@ func (o Options) withDefaults() (Options, error) {
 	if err := o.DHCPTracker.Validate(); err != nil {
 		return o, fmt.Errorf("netmon: Options.DHCPTracker: %w", err)
 	}
-	if o.SockErrors != "" && o.SockErrors != "auto" && o.SockErrors != "on" && o.SockErrors != "off" {
-		return o, fmt.Errorf("netmon: Options.SockErrors is %q, want \"auto\", \"on\" or \"off\"", o.SockErrors)
+	switch o.SockErrors {
+	case "":
+		o.SockErrors = "off"
+	case "auto", "on", "off":
+	default:
+		return o, fmt.Errorf("netmon: Options.SockErrors is %q, want \"off\" (or \"\"), \"auto\" or \"on\"", o.SockErrors)
 	}
 	if len(o.Targets) > MaxTargets {
 		return o, fmt.Errorf("netmon: Options.Targets has %d targets, want at most %d", len(o.Targets), MaxTargets)

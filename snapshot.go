@@ -50,7 +50,9 @@ type Snapshot struct {
 	// not given their baseline yet), or "unavailable: <reason>" (no Wi-Fi
 	// here, no eBPF permission). DHCP is the lease tracking from address
 	// lifetimes, which needs nothing beyond the kernel's addresses;
-	// LeaseFiles the lease files that enrich it.
+	// LeaseFiles the lease files that enrich it. SockErrors, the eBPF
+	// tracer, says "loading" instead of "starting": it loads after the
+	// baseline (see [Options].SockErrors).
 	Wifi       string `json:"wifi_watcher"`
 	DHCP       string `json:"dhcp_watcher"`
 	LeaseFiles string `json:"lease_files_watcher"`

@@ -225,17 +225,14 @@ func TestIntegrationMonitorSockFilters(t *testing.T) {
 	r.a.IP("route", "add", "unreachable", "192.0.2.0/24")
 	r.a.IP("route", "add", "unreachable", "198.51.100.0/24")
 	r.waitState(t, Up, ReasonNone)
+	r.waitSockOn(t)
 
 	err := r.a.Do(func() error {
-		var old [16]byte
-		if err := unix.Prctl(unix.PR_GET_NAME, uintptr(unsafe.Pointer(&old[0])), 0, 0, 0); err != nil {
+		restore, err := nameThread(comm)
+		if err != nil {
 			return err
 		}
-		name := append([]byte(comm), 0)
-		if err := unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&name[0])), 0, 0, 0); err != nil {
-			return err
-		}
-		defer unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&old[0])), 0, 0, 0)
+		defer restore()
 		for _, dst := range [][4]byte{{192, 0, 2, 1}, {198, 51, 100, 1}} {
 			fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 			if err != nil {
@@ -271,6 +268,20 @@ func TestIntegrationMonitorSockFilters(t *testing.T) {
 	if diff := cmp.Diff(want, r.m.SockErrorsByProcess()); diff != "" {
 		t.Errorf("SockErrorsByProcess (-want +got):\n%s", diff)
 	}
+}
+
+// nameThread names the calling (locked) thread comm, as the kernel
+// reports it to eBPF, until restore is called.
+func nameThread(comm string) (restore func(), err error) {
+	var old [16]byte
+	if err := unix.Prctl(unix.PR_GET_NAME, uintptr(unsafe.Pointer(&old[0])), 0, 0, 0); err != nil {
+		return nil, err
+	}
+	name := append([]byte(comm), 0)
+	if err := unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&name[0])), 0, 0, 0); err != nil {
+		return nil, err
+	}
+	return func() { _ = unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&old[0])), 0, 0, 0) }, nil
 }
 
 // selfCgroupDir returns the cgroup v2 directory this process is in, "" if

@@ -26,6 +26,9 @@ type sources struct {
 	// sent on leases (dhcpwatch.LeaseFiles.Ready).
 	filesReady <-chan struct{}
 	sock       <-chan sockwatch.Event
+	// sockReady hands the loop the eBPF watcher once it has loaded (see
+	// loadSockwatch); nil when socket errors are off.
+	sockReady <-chan *sockwatch.Watcher
 }
 
 // startWatchers starts the optional watchers in g. A watcher that is
@@ -87,32 +90,62 @@ func (m *Monitor) startWatchers(ctx context.Context, g *errgroup.Group) (sources
 		})
 	}
 	if o.SockErrors != "off" {
-		sw, err := sockwatch.New(sockwatch.Config{Comms: o.SockComms, Cgroups: m.sockCgroup, Destinations: o.SockDestinations,
-			SyscallTracing: o.SockSyscalls, Logger: o.Logger.Named("sockwatch")})
-		switch {
-		case err != nil && o.SockErrors == "on":
-			return src, fmt.Errorf("netmon: socket errors required (SockErrors \"on\"): %w", err)
-		case err != nil:
-			m.mu.Lock()
-			m.noticeLocked(time.Now(), "sockerr", "socket errors not watched: "+err.Error())
-			m.sockNote = "unavailable: " + err.Error()
-			m.mu.Unlock()
-		default:
-			m.mu.Lock()
-			m.sockNote = "on"
-			m.sock = sw
-			m.mu.Unlock()
-			src.sock = sw.Events()
-			g.Go(func() error {
-				defer sw.Close()
-				if err := sw.Run(ctx); err != nil && ctx.Err() == nil {
-					return fmt.Errorf("netmon: %w", err)
-				}
-				return nil
-			})
-		}
+		ready := make(chan *sockwatch.Watcher, 1)
+		src.sockReady = ready
+		g.Go(func() error { return m.loadSockwatch(ctx, ready) })
+	}
+	if o.NoRoutePoll > 0 {
+		g.Go(func() error { m.noRouteLoop(ctx); return nil })
 	}
 	return src, nil
+}
+
+// sockConfig is the sockwatch configuration the options ask for.
+func (m *Monitor) sockConfig() sockwatch.Config {
+	o := m.opts
+	return sockwatch.Config{Comms: o.SockComms, Cgroups: m.sockCgroup, Destinations: o.SockDestinations,
+		SyscallTracing: o.SockSyscalls, Logger: o.Logger.Named("sockwatch")}
+}
+
+// loadSockwatch loads the eBPF socket-error tracer once the baseline is
+// out, so that neither the baseline nor the Gate waits for the load (BTF
+// parse, verification, attach: tens to hundreds of milliseconds), hands it
+// to the loop through ready and runs it until ctx ends. The snapshot says
+// "loading", then "on" or "unavailable: <reason>", each also a notice
+// event. A failed load is an error only when the options require the
+// tracer (SockErrors "on"): it then ends Run.
+func (m *Monitor) loadSockwatch(ctx context.Context, ready chan<- *sockwatch.Watcher) error {
+	select {
+	case <-m.baselineC:
+	case <-ctx.Done():
+		return nil
+	}
+	m.mu.Lock()
+	m.noticeLocked(time.Now(), "sockerr", "socket-error tracer loading")
+	m.mu.Unlock()
+	start := time.Now()
+	sw, err := sockwatch.New(m.sockConfig())
+	m.mu.Lock()
+	now := time.Now()
+	if err != nil {
+		m.sockNote = "unavailable: " + err.Error()
+		m.noticeLocked(now, "sockerr", "socket errors not watched: "+err.Error())
+		m.mu.Unlock()
+		if m.opts.SockErrors == "on" && ctx.Err() == nil {
+			return fmt.Errorf("netmon: socket errors required (SockErrors \"on\"): %w", err)
+		}
+		return nil
+	}
+	m.sockNote = "on"
+	m.sock = sw
+	m.noticeLocked(now, "sockerr", fmt.Sprintf("socket-error tracer on (loaded in %v)", now.Sub(start).Round(time.Millisecond)))
+	m.mu.Unlock()
+	ready <- sw // buffered: the loop takes it when it can
+	defer sw.Close()
+	if err := sw.Run(ctx); err != nil && ctx.Err() == nil {
+		return fmt.Errorf("netmon: %w", err)
+	}
+	return nil
 }
 
 // noticeLocked emits a notice: a watcher that is unavailable or degraded.
@@ -328,7 +361,13 @@ func (m *Monitor) applySockLocked(e sockwatch.Event) {
 		}
 	}
 	ex.Cause = m.correlateLocked(e.Time, idx, class, evidenceOf(class, e.Errno, false), &ex)
-	m.stats.Reports[class][ex.Cause]++
+	var dst netip.Addr
+	if e.Dst.IsValid() {
+		dst = e.Dst.Addr().Unmap()
+	}
+	if !m.seen.pair(seenSend{at: e.Time, pid: e.PID, errno: e.Errno, dst: dst, traced: true}) {
+		m.stats.Reports[class][ex.Cause]++ // else a sender reported it: counted then
+	}
 	m.stats.SockErrors++
 	m.sockProcs.add(e.Comm, ex.Cause)
 	fields := []zap.Field{zap.String("source", "ebpf"), zap.Uint32("pid", e.PID), zap.String("comm", e.Comm),

@@ -9,6 +9,7 @@ import (
 	"github.com/seed-a56be422/netmon"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+	"golang.org/x/sys/unix"
 )
 
 // BenchmarkLogEvent measures writing one state line, the most common line
@@ -41,4 +42,29 @@ func BenchmarkMetricsCollect(b *testing.B) {
 		ch := make(chan prometheus.Metric, 64)
 		x.Collect(ch)
 	}
+}
+
+// BenchmarkSockAggAdd measures the log's aggregation of one repeated
+// failure (the storm case: counted, not written), against writing its
+// line in JSON (BenchmarkLogEvent's cost for a sockerr line).
+func BenchmarkSockAggAdd(b *testing.B) {
+	ev := sockEvent("client", 4242, unix.ECONNRESET, "10.9.0.2:443")
+	b.Run("repeat", func(b *testing.B) {
+		a := newSockAgg(defaultSockLogInterval, sockAggKeys)
+		a.add(ev)
+		b.ReportAllocs()
+		for b.Loop() {
+			a.add(ev)
+		}
+	})
+	b.Run("line", func(b *testing.B) {
+		log, err := newLogger("json", zapcore.InfoLevel, io.Discard)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportAllocs()
+		for b.Loop() {
+			logEvent(log, ev)
+		}
+	})
 }

@@ -62,6 +62,13 @@ func TestRunExitCodes(t *testing.T) {
 			wantStderr: []string{`invalid value "fe80::1%eth0" for flag -sockerr-dst: want an IP prefix`, "without a zone"}},
 		{name: "second dst bad", args: []string{"watch", "--sockerr-dst", "192.0.2.1", "--sockerr-dst", "2001:db8::/129"}, want: exitUsage,
 			wantStderr: []string{`invalid value "2001:db8::/129" for flag -sockerr-dst`}},
+		// The kernel's comm holds 15 bytes: a longer name would never
+		// match, so it fails the flag instead of the tracer's load.
+		{name: "comm too long", args: []string{"watch", "--sockerr-comm", "robot-telemetry1"}, want: exitUsage,
+			wantStderr: []string{`invalid value "robot-telemetry1" for flag -sockerr-comm: want a process name (the kernel's comm) of 1 to 15 bytes, got 16 bytes`}},
+		{name: "comm empty", args: []string{"watch", "--sockerr-comm="}, want: exitUsage, wantStderr: []string{`for flag -sockerr-comm: want a process name`}},
+		{name: "zero log interval", args: []string{"watch", "--sockerr-log-interval=0s"}, want: exitUsage,
+			wantStderr: []string{"--sockerr-log-interval 0s: want a positive duration"}},
 		{name: "empty cgroup", args: []string{"watch", "--sockerr-cgroup="}, want: exitUsage, wantStderr: []string{`invalid value "" for flag -sockerr-cgroup: empty value`}},
 		// Cgroup paths are checked after parsing: one line naming the flag
 		// and the path, before watching starts.

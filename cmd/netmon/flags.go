@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/seed-a56be422/netmon"
+	"github.com/seed-a56be422/netmon/sockwatch"
 	"go.uber.org/zap"
 )
 
@@ -75,6 +76,21 @@ func checkCgroups(paths []string) error {
 			return usageError{fmt.Errorf("--sockerr-cgroup %s: %w", p, err)}
 		}
 	}
+	return nil
+}
+
+// commList is the repeatable --sockerr-comm flag: each value is checked
+// as sockwatch would check it, so a name longer than the kernel's comm
+// (15 bytes) fails the flag instead of the tracer's load.
+type commList []string
+
+func (l *commList) String() string { return strings.Join(*l, ",") }
+
+func (l *commList) Set(v string) error {
+	if err := (sockwatch.Config{Comms: []string{v}}).Validate(); err != nil {
+		return fmt.Errorf("want a process name (the kernel's comm) of 1 to 15 bytes, got %d bytes", len(v))
+	}
+	*l = append(*l, v)
 	return nil
 }
 

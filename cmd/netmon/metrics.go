@@ -50,9 +50,9 @@ type metrics struct {
 	flaps  *prometheus.CounterVec
 	outage prometheus.Histogram
 
-	state, since, carrier, usable, signal, leaseLeft                        *prometheus.Desc
-	held, holds, reports, gaps, downTime, sockErrs, sockDrops, sockFiltered *prometheus.Desc
-	target, eventDrops                                                      *prometheus.Desc
+	state, since, carrier, usable, signal, leaseLeft                                  *prometheus.Desc
+	held, holds, reports, gaps, downTime, sockErrs, sockDrops, sockFiltered, noRoutes *prometheus.Desc
+	target, eventDrops                                                                *prometheus.Desc
 	// The Gate's bound, release and retries (gate.Stats).
 	heldBytes, longestHold, releases, full, interrupted, retries *prometheus.Desc
 
@@ -137,7 +137,7 @@ func newCollectors(src source) *metrics {
 		retries: prometheus.NewDesc("netmon_gate_retries_total",
 			"Send attempts through the Gate after the first of their call.", nil, nil),
 		reports: prometheus.NewDesc("netmon_send_errors_total",
-			"Failed sends, by error class and by what the network was doing: those senders reported to the Monitor and those eBPF observed in any process.", []string{"class", "cause"}, nil),
+			"Failed sends, by error class and by what the network was doing: those senders reported to the Monitor and those eBPF observed in any process; a failure both reported and observed counts once.", []string{"class", "cause"}, nil),
 		gaps: prometheus.NewDesc("netmon_netlink_gaps_total",
 			"Times kernel messages (rtnetlink, or nl80211 for Wi-Fi) were lost and the state was re-read.", nil, nil),
 		downTime: prometheus.NewDesc("netmon_down_seconds_total",
@@ -149,6 +149,8 @@ func newCollectors(src source) *metrics {
 			"Failed socket operations left out by the --sockerr-cgroup and --sockerr-dst filters.", nil, nil),
 		sockDrops: prometheus.NewDesc("netmon_socket_errors_dropped_total",
 			"Failed socket operations lost because the eBPF ring buffer was full.", nil, nil),
+		noRoutes: prometheus.NewDesc("netmon_no_route_sends_total",
+			"Sends that found no route (the kernel's OutNoRoutes and Ip6OutNoRoutes, ENETUNREACH of any process) while the state was up or degraded and no --sockerr-syscalls tracing named their processes.", nil, nil),
 		target: prometheus.NewDesc("netmon_target_reachable",
 			"1 when the kernel's path to the target can carry traffic (--target, or internet-ipv4 and internet-ipv6 without targets); iface is the interface judged (the underlay of a tunnel).",
 			[]string{"target", "iface"}, nil),
@@ -169,7 +171,7 @@ func (x *metrics) Describe(ch chan<- *prometheus.Desc) {
 	x.flaps.Describe(ch)
 	x.outage.Describe(ch)
 	for _, d := range []*prometheus.Desc{x.state, x.since, x.carrier, x.usable, x.signal, x.leaseLeft,
-		x.reports, x.gaps, x.downTime, x.sockErrs, x.sockDrops, x.sockFiltered, x.target, x.eventDrops,
+		x.reports, x.gaps, x.downTime, x.sockErrs, x.sockDrops, x.sockFiltered, x.noRoutes, x.target, x.eventDrops,
 		x.watcherUp, x.watcherInfo, x.buildInfo} {
 		ch <- d
 	}
@@ -246,6 +248,7 @@ func (x *metrics) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(x.sockDrops, prometheus.CounterValue, float64(st.SockErrorsDropped))
 	ch <- prometheus.MustNewConstMetric(x.sockFiltered, prometheus.CounterValue, float64(st.SockErrorsFiltered))
+	ch <- prometheus.MustNewConstMetric(x.noRoutes, prometheus.CounterValue, float64(st.NoRouteSends))
 	ch <- prometheus.MustNewConstMetric(x.eventDrops, prometheus.CounterValue, float64(st.EventsDropped), "monitor")
 	if x.logDropped != nil {
 		ch <- prometheus.MustNewConstMetric(x.eventDrops, prometheus.CounterValue, float64(x.logDropped()), "log")

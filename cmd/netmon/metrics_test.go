@@ -38,6 +38,7 @@ func testSource() fakeSource {
 	st.Gaps = 2
 	st.DownTime = 1500 * time.Millisecond
 	st.SockErrors, st.SockErrorsDropped, st.SockErrorsFiltered = 7, 2, 3
+	st.NoRouteSends = 5
 	st.EventsDropped = 11
 	return fakeSource{
 		snap: netmon.Snapshot{
@@ -158,6 +159,7 @@ func TestMetricsFromMonitor(t *testing.T) {
 		"netmon_interface_usable{iface=eth0} 0",
 		"netmon_interface_usable{iface=wlan0} 1",
 		"netmon_netlink_gaps_total{} 2",
+		"netmon_no_route_sends_total{} 5",
 		"netmon_outage_duration_seconds{} 3",
 		"netmon_send_errors_total{cause=link-down,class=network} 3",
 		"netmon_send_errors_total{cause=peer,class=connection} 1",

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/seed-a56be422/netmon"
+	"github.com/seed-a56be422/netmon/sockwatch"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"golang.org/x/sync/errgroup"
@@ -28,12 +29,13 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	sockerr := choice{v: "auto", allowed: []string{"auto", "on", "off"}}
 	fs.Var(&sockerr, "sockerr", "trace failed sends of every process with eBPF: `auto|on|off`; auto uses it when permitted (CAP_BPF and CAP_PERFMON), on fails without it")
 	sockSyscalls := fs.Bool("sockerr-syscalls", false, "also trace connect/sendto/sendmsg exits, to see errors returned at once (ENETUNREACH from a UDP send or a connect); costs up to 25% on sends and 2.6x on failing connects, so off by default")
-	var sockComms stringList
+	var sockComms commList
 	fs.Var(&sockComms, "sockerr-comm", "trace only processes with this `NAME` (the kernel's comm, 15 bytes at most); repeatable (default: every process)")
 	var sockCgroups stringList
 	fs.Var(&sockCgroups, "sockerr-cgroup", "trace only processes in the cgroup v2 directory `PATH`, e.g. /sys/fs/cgroup/system.slice/robot.service (processes in that cgroup itself, not in cgroups below it); repeatable (default: every cgroup)")
 	var sockDsts prefixList
 	fs.Var(&sockDsts, "sockerr-dst", "trace only failures towards `PREFIX`, e.g. 10.0.0.0/8 or 2001:db8::/32; an address means that host; repeatable (default: every destination)")
+	sockLogEvery := fs.Duration("sockerr-log-interval", defaultSockLogInterval, "log the first failure of a process, errno and destination at once and its repeats within this `INTERVAL` as one summary line with their count (the metrics count every failure)")
 	format := choice{v: "console", allowed: []string{"console", "json"}}
 	fs.Var(&format, "log-format", "output format: `console|json`; json writes one object per line (the JSON-lines contract)")
 	level := zapcore.InfoLevel
@@ -59,6 +61,20 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	if err := checkCgroups(sockCgroups); err != nil {
 		return fail(stderr, "watch", err)
+	}
+	if *sockLogEvery <= 0 {
+		fmt.Fprintf(stderr, "netmon watch: --sockerr-log-interval %v: want a positive duration, e.g. 10s\n", *sockLogEvery)
+		return exitUsage
+	}
+	if sockerr.v != "off" {
+		// What the tracer would refuse when it loads (after the baseline)
+		// is refused now, as a usage error: a name too long for the
+		// kernel's comm, too many prefixes.
+		cfg := sockwatch.Config{Comms: sockComms, Destinations: sockDsts, SyscallTracing: *sockSyscalls}
+		if err := cfg.Validate(); err != nil {
+			fmt.Fprintf(stderr, "netmon watch: --sockerr-comm/--sockerr-dst: %v\n", err)
+			return exitUsage
+		}
 	}
 
 	gid := -1
@@ -91,7 +107,7 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	o.WifiPollInterval = *wifiPoll
 	o.SockErrors = sockerr.v
 	o.SockSyscalls = *sockSyscalls
-	o.SockComms = sockComms
+	o.SockComms = []string(sockComms)
 	o.SockCgroups = sockCgroups
 	o.SockDestinations = sockDsts
 	m, err := newMonitor(o)
@@ -147,20 +163,44 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	})
 	byCause := map[netmon.Reason]int{}
 	var last netmon.Status // the last state logged; after Run, m.Status() says shutdown
-	for ev := range events {
-		// Metrics first: whoever reads the flap line and then scrapes
-		// must find it counted.
-		if ev.Kind == netmon.EventFlap && ev.Flap != nil {
-			met.observeFlap(*ev.Flap)
-			byCause[ev.Flap.Cause]++
+	// Failed sends are logged through agg: the first of a process, errno
+	// and destination at once, its repeats as one summary line per
+	// interval, so that a reset storm cannot trip journald's rate limit
+	// and take the state and flap lines with it. The API's event stream
+	// and the metrics get every failure.
+	agg := newSockAgg(*sockLogEvery, sockAggKeys)
+	tick := time.NewTicker(*sockLogEvery)
+	defer tick.Stop()
+	for open := true; open; {
+		select {
+		case ev, ok := <-events:
+			if !ok {
+				open = false
+				break
+			}
+			// Metrics first: whoever reads the flap line and then
+			// scrapes must find it counted.
+			if ev.Kind == netmon.EventFlap && ev.Flap != nil {
+				met.observeFlap(*ev.Flap)
+				byCause[ev.Flap.Cause]++
+			}
+			if ev.Kind == netmon.EventBaseline || ev.Kind == netmon.EventState {
+				last = ev.Status
+			}
+			if hub != nil {
+				hub.publish(ev)
+			}
+			if agg.add(ev) {
+				w.add(ev)
+			}
+		case now := <-tick.C:
+			for _, s := range agg.flush(now, false) {
+				w.add(s)
+			}
 		}
-		if ev.Kind == netmon.EventBaseline || ev.Kind == netmon.EventState {
-			last = ev.Status
-		}
-		if hub != nil {
-			hub.publish(ev)
-		}
-		w.add(ev)
+	}
+	for _, s := range agg.flush(time.Now(), true) {
+		w.add(s)
 	}
 	w.close() // the lines still queued go out before the summary, once stdout takes them
 	err = g.Wait()

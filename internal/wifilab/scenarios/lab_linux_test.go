@@ -327,6 +327,7 @@ func testRoam(t *testing.T, r *rig) {
 func testSockwatch(t *testing.T, r *rig) {
 	r.ap(t, "ap1", ap1)
 	_, nm := r.online(t, "--sockerr=on")
+	nm.entry(t, `"msg":"socket-error tracer on`, 30*time.Second) // it loads after the baseline
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	// Nothing listens on port 9 of the AP's network: the connection is
