@@ -510,9 +510,14 @@ func (o *Outbox) commitLocked(ms []Message) error {
 	}
 	err := update(o.db, func(tx *bolt.Tx) error {
 		dropped, dropSize = dropped[:0], 0
+		buf = buf[:0]
 		for i := range ms {
-			buf = encodeRecord(buf[:0], &ms[i])
-			if err := tx.Bucket(bucketOf[ms[i].Class]).Put(putKey(ms[i].N), buf); err != nil {
+			// bbolt keeps the value until the commit: each record gets
+			// its own bytes (an append that grows buf leaves the earlier
+			// ones where they were).
+			start := len(buf)
+			buf = encodeRecord(buf, &ms[i])
+			if err := tx.Bucket(bucketOf[ms[i].Class]).Put(putKey(ms[i].N), buf[start:len(buf):len(buf)]); err != nil {
 				return err
 			}
 		}
