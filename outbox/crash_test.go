@@ -118,9 +118,9 @@ func buildChild(t *testing.T) string {
 // runChild starts the child, reads its stdout into accepted (N: stream)
 // and returns once it has printed kill accepted lines (then SIGKILLs it)
 // or, with kill < 0, once it exits by itself (-drain).
-func runChild(t *testing.T, bin, dir, addr string, kill int, epoch *uint64, accepted map[uint64]string) {
+func runChild(t *testing.T, bin, dir, addr string, kill int, epoch *uint64, accepted map[uint64]string, extra ...string) {
 	t.Helper()
-	args := []string{"-dir", dir, "-addr", addr}
+	args := append([]string{"-dir", dir, "-addr", addr}, extra...)
 	if kill < 0 {
 		args = append(args, "-drain")
 	}

@@ -140,11 +140,17 @@ func isCorrupt(err error) bool {
 // and the records and bytes of each class, checking every record. It
 // removes the records that fail their checks. Called with wmu held.
 func (o *Outbox) load() (err error) {
-	db, err := bolt.Open(o.path, 0o600, &bolt.Options{
-		Timeout:      time.Second,
-		FreelistType: bolt.FreelistMapType,
-	})
+	_, statErr := os.Stat(o.path)
+	db, err := openBolt(o.path)
+	if err == nil && errors.Is(statErr, os.ErrNotExist) {
+		// A new file: its directory entry must be durable too before
+		// anything in it is accepted (bbolt syncs only the file).
+		err = syncDir(filepath.Dir(o.path))
+	}
 	if err != nil {
+		if db != nil {
+			closeQuietly(db)
+		}
 		if errors.Is(err, berrors.ErrTimeout) {
 			return fmt.Errorf("outbox: %s: another process has it open (bbolt's lock): %w", o.path, err)
 		}
@@ -225,6 +231,33 @@ func (o *Outbox) load() (err error) {
 	return nil
 }
 
+// openBolt opens the bbolt store at path. bbolt panics on some corrupt
+// files (an unreadable freelist page) and reads past the end of a
+// truncated one through its memory map; openBolt turns both into an
+// error wrapping ErrCorrupt. The file is then closed, which releases its
+// lock; bbolt's memory map of it is left (it was never returned to us).
+func openBolt(path string) (db *bolt.DB, err error) {
+	var f *os.File
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			db, err = nil, fmt.Errorf("%w: %v", ErrCorrupt, r)
+			if f != nil {
+				_ = f.Close()
+			}
+		}
+	}()
+	return bolt.Open(path, 0o600, &bolt.Options{
+		Timeout:      time.Second,
+		FreelistType: bolt.FreelistMapType,
+		OpenFile: func(name string, flag int, mode os.FileMode) (*os.File, error) {
+			var err error
+			f, err = os.OpenFile(name, flag, mode)
+			return f, err
+		},
+	})
+}
+
 // replaceLocked moves the unreadable store aside, starts a fresh one and
 // records why in o.moved. Called with wmu held.
 func (o *Outbox) replaceLocked(cause error) error {
@@ -237,6 +270,9 @@ func (o *Outbox) replaceLocked(cause error) error {
 	moved := fmt.Sprintf("%s.corrupt-%s", o.path, time.Now().UTC().Format("20060102T150405.000000000Z"))
 	if err := os.Rename(o.path, moved); err != nil {
 		return fmt.Errorf("outbox: store %s is unreadable (%v), and moving it aside failed: %w", o.path, cause, err)
+	}
+	if err := syncDir(filepath.Dir(o.path)); err != nil {
+		o.log.Warn("outbox: the store moved aside may reappear after a power loss", zap.Error(err))
 	}
 	ce := &CorruptError{Path: o.path, MovedTo: moved, Err: cause}
 	o.log.Warn("outbox: store unreadable, moved aside; started a fresh one",
@@ -287,6 +323,20 @@ func run(db *bolt.DB, writable bool, fn func(*bolt.Tx) error) (err error) {
 		return tx.Rollback()
 	}
 	return tx.Commit()
+}
+
+// syncDir fsyncs the directory dir, so that the entries created or
+// renamed in it survive a power loss.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("outbox: fsync directory %s: %w", dir, err)
+	}
+	return nil
 }
 
 // closeQuietly closes db, which may be broken.

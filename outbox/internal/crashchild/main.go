@@ -4,7 +4,9 @@
 // points. It writes lines "EPOCH N STREAM PAYLOAD" to the receiver, reads
 // lines "ACK N", and prints "R EPOCH" once the outbox is open and
 // "A N STREAM" for every accepted message (Append returned nil). With
-// -drain it appends nothing and exits 0 once the outbox is empty.
+// -drain it appends nothing and exits 0 once the outbox is empty; -sync
+// sets the outbox's group commit interval, -pace a pause between appends. The power-loss test runs it
+// too, on a file system on a loop device.
 //
 // It is a separate program, built without the race detector, so that the
 // test can kill and restart it 1,000 times in under a minute even when
@@ -32,15 +34,17 @@ func main() {
 	dir := flag.String("dir", "", "the outbox's directory")
 	addr := flag.String("addr", "", "the receiver's address")
 	drain := flag.Bool("drain", false, "append nothing; exit once the outbox is empty")
+	sync := flag.Duration("sync", 0, "the outbox's Config.SyncInterval (0: fsync every append)")
+	pace := flag.Duration("pace", 0, "pause between appends (so that a group commit's window holds a few, not thousands)")
 	flag.Parse()
-	if err := run(*dir, *addr, *drain); err != nil {
+	if err := run(*dir, *addr, *drain, *sync, *pace); err != nil {
 		fmt.Fprintln(os.Stderr, "crashchild:", err)
 		os.Exit(1)
 	}
 }
 
-func run(dir, addr string, drainOnly bool) error {
-	o, err := outbox.Open(dir, outbox.Config{Window: 16})
+func run(dir, addr string, drainOnly bool, sync, pace time.Duration) error {
+	o, err := outbox.Open(dir, outbox.Config{Window: 16, SyncInterval: sync})
 	if err != nil {
 		return err
 	}
@@ -94,6 +98,9 @@ func run(dir, addr string, drainOnly bool) error {
 			return err
 		}
 		fmt.Printf("A %d %s\n", n, stream)
+		if pace > 0 {
+			time.Sleep(pace)
+		}
 		select {
 		case err := <-errc:
 			return err
