@@ -72,6 +72,8 @@ type Config struct {
 	// the outbox writes and fsyncs the queue every SyncInterval, so a
 	// crash or power loss loses at most the appends of the last interval
 	// (and of a commit that failed, which the next Append reports).
+	// When appends outrun the disk (4,096 messages or 4 MiB queued),
+	// Append waits for the commit.
 	// Negative is invalid.
 	SyncInterval time.Duration
 

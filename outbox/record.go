@@ -65,23 +65,47 @@ func encodeRecord(b []byte, m *Message) []byte {
 // message's Stream and Payload are copies: v may be bbolt's memory map,
 // valid only during its transaction. Epoch is left zero.
 func decodeRecord(key, v []byte) (Message, error) {
+	h, err := checkRecord(key, v)
+	if err != nil {
+		return Message{}, err
+	}
+	return Message{
+		N:       h.n,
+		Stream:  string(v[headerFixed:h.end]),
+		Class:   h.class,
+		Created: time.Unix(0, int64(binary.BigEndian.Uint64(v[2:]))),
+		Payload: append([]byte{}, v[h.end+crcLen:]...),
+	}, nil
+}
+
+// header is what checkRecord reads of a record: its N, its class and
+// where its stream name ends.
+type header struct {
+	n     uint64
+	class Class
+	end   int
+}
+
+// checkRecord checks the record stored under key with value v (its
+// length, version, class and CRC) without copying it.
+func checkRecord(key, v []byte) (header, error) {
 	if len(key) != 8 {
-		return Message{}, fmt.Errorf("%w: key of %d bytes, want 8", ErrCorrupt, len(key))
+		return header{}, fmt.Errorf("%w: key of %d bytes, want 8", ErrCorrupt, len(key))
 	}
 	n := binary.BigEndian.Uint64(key)
 	if len(v) < headerFixed+crcLen {
-		return Message{}, fmt.Errorf("%w: record %d: %d bytes, shorter than the %d-byte header", ErrCorrupt, n, len(v), headerFixed+crcLen)
+		return header{}, fmt.Errorf("%w: record %d: %d bytes, shorter than the %d-byte header", ErrCorrupt, n, len(v), headerFixed+crcLen)
 	}
 	if v[0] != recordVersion {
-		return Message{}, fmt.Errorf("%w: record %d: version %d, want %d", ErrCorrupt, n, v[0], recordVersion)
+		return header{}, fmt.Errorf("%w: record %d: version %d, want %d", ErrCorrupt, n, v[0], recordVersion)
 	}
 	cl := Class(v[1])
 	if cl > Telemetry {
-		return Message{}, fmt.Errorf("%w: record %d: class %d, want 0 (important) or 1 (telemetry)", ErrCorrupt, n, v[1])
+		return header{}, fmt.Errorf("%w: record %d: class %d, want 0 (important) or 1 (telemetry)", ErrCorrupt, n, v[1])
 	}
 	l := int(v[10])
 	if len(v) < headerFixed+l+crcLen {
-		return Message{}, fmt.Errorf("%w: record %d: %d bytes, too short for a %d-byte stream name", ErrCorrupt, n, len(v), l)
+		return header{}, fmt.Errorf("%w: record %d: %d bytes, too short for a %d-byte stream name", ErrCorrupt, n, len(v), l)
 	}
 	end := headerFixed + l
 	want := binary.BigEndian.Uint32(v[end:])
@@ -89,16 +113,10 @@ func decodeRecord(key, v []byte) (Message, error) {
 	c = crc32.Update(c, castagnoli, v[:end])
 	c = crc32.Update(c, castagnoli, v[end+crcLen:])
 	if c != want {
-		return Message{}, fmt.Errorf("%w: record %d: CRC-32C %08x, stored %08x", ErrCorrupt, n, c, want)
+		return header{}, fmt.Errorf("%w: record %d: CRC-32C %08x, stored %08x", ErrCorrupt, n, c, want)
 	}
 	if n == 0 {
-		return Message{}, fmt.Errorf("%w: record 0: N starts at 1", ErrCorrupt)
+		return header{}, fmt.Errorf("%w: record 0: N starts at 1", ErrCorrupt)
 	}
-	return Message{
-		N:       n,
-		Stream:  string(v[headerFixed:end]),
-		Class:   cl,
-		Created: time.Unix(0, int64(binary.BigEndian.Uint64(v[2:]))),
-		Payload: append([]byte{}, v[end+crcLen:]...),
-	}, nil
+	return header{n: n, class: cl, end: end}, nil
 }

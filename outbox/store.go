@@ -55,8 +55,9 @@ type Outbox struct {
 	bytes   [2]int64
 	// queue holds the group commit's messages, in order; timer fires
 	// the next commit, nil when none is due.
-	queue []Message
-	timer *time.Timer
+	queue      []Message
+	queueBytes int64
+	timer      *time.Timer
 	// acks holds the acknowledged Ns not yet removed; acking is set while
 	// a caller of Ack removes them.
 	acks   []uint64
@@ -195,9 +196,9 @@ func (o *Outbox) load() (err error) {
 			var drop [][]byte
 			cur := b.Cursor()
 			for k, v := cur.First(); k != nil; k, v = cur.Next() {
-				m, err := decodeRecord(k, v)
-				if err == nil && (m.Class != Class(c) || m.N > last) {
-					err = fmt.Errorf("%w: record %d: class %v in bucket %s, last N %d", ErrCorrupt, m.N, m.Class, name, last)
+				h, err := checkRecord(k, v)
+				if err == nil && (h.class != Class(c) || h.n > last) {
+					err = fmt.Errorf("%w: record %d: class %v in bucket %s, last N %d", ErrCorrupt, h.n, h.class, name, last)
 				}
 				if err != nil {
 					o.log.Warn("outbox: removing a corrupt record", zap.String("path", o.path), zap.Error(err))
@@ -469,6 +470,13 @@ func (o *Outbox) fullLocked(ctx context.Context, c Class, size int64) error {
 	return &FullError{Class: c, Limit: o.limitOf(c), Records: o.records[c], Bytes: o.bytes[c], Size: size, Err: cause}
 }
 
+// The most messages and bytes a group commit queues before an Append
+// waits for the commit.
+const (
+	maxQueued      = 4096
+	maxQueuedBytes = 4 << 20
+)
+
 // appendQueued is Append under group commit: queue m and make sure a
 // commit is due.
 func (o *Outbox) appendQueued(ctx context.Context, m Message, size int64) (uint64, error) {
@@ -496,9 +504,29 @@ func (o *Outbox) appendQueued(ctx context.Context, m Message, size int64) (uint6
 		}
 		o.mu.Lock()
 	}
+	// Keep the queue's memory bounded when appends outrun the disk:
+	// commit at once, and wait for it.
+	for len(o.queue) >= maxQueued || o.queueBytes+size > maxQueuedBytes && len(o.queue) > 0 {
+		if o.timer != nil {
+			o.timer.Reset(0)
+		}
+		ch := o.changed
+		o.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			o.mu.Lock()
+			return 0, fmt.Errorf("outbox: waiting for a group commit to make room in its queue: %w", context.Cause(ctx))
+		}
+		o.mu.Lock()
+		if o.closed {
+			return 0, ErrClosed
+		}
+	}
 	o.last++
 	m.N, m.Epoch = o.last, o.epoch
 	o.queue = append(o.queue, m)
+	o.queueBytes += size
 	o.records[m.Class]++
 	o.bytes[m.Class] += size
 	o.n.Appended++
@@ -514,7 +542,7 @@ func (o *Outbox) flush() {
 	defer o.wmu.Unlock()
 	o.mu.Lock()
 	q := o.queue
-	o.queue, o.timer = nil, nil
+	o.queue, o.queueBytes, o.timer = nil, 0, nil
 	o.mu.Unlock()
 	if len(q) == 0 || o.db == nil {
 		return
@@ -770,16 +798,18 @@ func (o *Outbox) Close() error {
 		o.mu.Unlock()
 		return nil
 	}
+	// Closed first, so that no Append queues a message after the last
+	// commit.
+	o.closed = true
 	if o.timer != nil {
 		o.timer.Stop()
 	}
+	o.signalLocked()
 	o.mu.Unlock()
 	o.flush()
 	o.wmu.Lock()
 	defer o.wmu.Unlock()
 	o.mu.Lock()
-	o.closed = true
-	o.signalLocked()
 	db := o.db
 	o.db = nil
 	o.mu.Unlock()
