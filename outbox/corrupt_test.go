@@ -2,7 +2,6 @@ package outbox
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -157,16 +156,4 @@ func TestOpenDoesNotMoveALockedStoreAside(t *testing.T) {
 		t.Errorf("a locked store was moved aside: %v (Open: %v)", m, err)
 	}
 	t.Logf("second Open: %v", err)
-}
-
-func TestAppendKeepsWorkingWithoutTheDisk(t *testing.T) {
-	o := openT(t, "", Config{})
-	appendT(t, o, "s", Important, "1")
-	// The store file vanishes under the outbox (a person deleting it,
-	// a card pulled): Append must return or work, never panic.
-	if err := os.Remove(o.path); err != nil {
-		t.Fatal(err)
-	}
-	_, err := o.Append(context.Background(), Message{Payload: []byte("2")})
-	t.Logf("Append after the file was removed: %v", err)
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/seed-a56be422/netmon/gate"
 )
@@ -196,6 +197,59 @@ func TestGroupCommitCommitsWithinTheInterval(t *testing.T) {
 	o = openT(t, dir, Config{})
 	if got := len(pending(t, o)); got != 101 {
 		t.Errorf("%d pending after Close and reopen, want 101", got)
+	}
+}
+
+func TestGroupCommitQueueIsBounded(t *testing.T) {
+	// An interval no test waits out: only the queue's bound commits.
+	o := openT(t, "", Config{SyncInterval: time.Hour})
+	for i := range maxQueued + 1 {
+		appendT(t, o, "s", Telemetry, fmt.Sprint(i))
+	}
+	o.mu.Lock()
+	committed, queued := o.committed, len(o.queue)
+	o.mu.Unlock()
+	if committed != maxQueued || queued != 1 {
+		t.Errorf("after %d appends: %d committed, %d queued; want %d and 1", maxQueued+1, committed, queued, maxQueued)
+	}
+}
+
+func TestCollectorExportsStats(t *testing.T) {
+	o := openT(t, "", Config{})
+	appendT(t, o, "s", Important, "1")
+	appendT(t, o, "s", Telemetry, "2")
+	if err := o.Ack(1); err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(NewCollector(o))
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			name := mf.GetName()
+			for _, l := range m.GetLabel() {
+				name += "/" + l.GetValue()
+			}
+			got[name] = m.GetGauge().GetValue() + m.GetCounter().GetValue()
+		}
+	}
+	for name, want := range map[string]float64{
+		"netmon_outbox_records/important": 0,
+		"netmon_outbox_records/telemetry": 1,
+		"netmon_outbox_appended_total":    2,
+		"netmon_outbox_delivered_total":   1,
+		"netmon_outbox_dropped_total":     0,
+	} {
+		if v, ok := got[name]; !ok || v != want {
+			t.Errorf("%s = %v (present %v), want %v", name, v, ok, want)
+		}
+	}
+	if got["netmon_outbox_oldest_age_seconds"] <= 0 {
+		t.Errorf("netmon_outbox_oldest_age_seconds = %v, want > 0 with a message pending", got["netmon_outbox_oldest_age_seconds"])
 	}
 }
 
