@@ -62,14 +62,10 @@ func (o *Outbox) Drain(ctx context.Context, s Sender, send func(context.Context,
 	for {
 		o.mu.Lock()
 		for !o.closed && !o.rewind && (o.committed < o.cursor || len(o.inflight) >= o.window) {
-			ch := o.changed
-			o.mu.Unlock()
-			select {
-			case <-ch:
-			case <-ctx.Done():
-				return context.Cause(ctx)
+			if err := o.waitLocked(ctx); err != nil {
+				o.mu.Unlock()
+				return err
 			}
-			o.mu.Lock()
 		}
 		closed := o.closed
 		o.mu.Unlock()

@@ -40,8 +40,8 @@ func appendT(t testing.TB, o *Outbox, s string, c Class, p string) uint64 {
 	return n
 }
 
-// pending returns the pending messages' payloads, in order of N.
-func pending(t testing.TB, o *Outbox) []string {
+// pendingMsgs returns the pending messages, in order of N.
+func pendingMsgs(t testing.TB, o *Outbox) []Message {
 	t.Helper()
 	o.mu.Lock()
 	db := o.db
@@ -50,11 +50,27 @@ func pending(t testing.TB, o *Outbox) []string {
 	if err != nil {
 		t.Fatalf("read: %v", err)
 	}
+	return ms
+}
+
+// pending returns the pending messages' payloads, in order of N.
+func pending(t testing.TB, o *Outbox) []string {
+	t.Helper()
 	var ps []string
-	for _, m := range ms {
+	for _, m := range pendingMsgs(t, o) {
 		ps = append(ps, string(m.Payload))
 	}
 	return ps
+}
+
+// pendingN returns the pending messages' Ns, in order.
+func pendingN(t testing.TB, o *Outbox) []uint64 {
+	t.Helper()
+	var ns []uint64
+	for _, m := range pendingMsgs(t, o) {
+		ns = append(ns, m.N)
+	}
+	return ns
 }
 
 func TestAppendSurvivesReopenAndNContinuesAfterLastAccepted(t *testing.T) {

@@ -202,23 +202,6 @@ func checkCut(t *testing.T, snap string, accepted map[uint64]string, r *receiver
 	return kept, missing
 }
 
-// pendingN returns the pending messages' Ns, in order.
-func pendingN(t testing.TB, o *Outbox) []uint64 {
-	t.Helper()
-	o.mu.Lock()
-	db := o.db
-	o.mu.Unlock()
-	ms, err := o.read(db, 0, 1<<62)
-	if err != nil {
-		t.Fatalf("read: %v", err)
-	}
-	var ns []uint64
-	for _, m := range ms {
-		ns = append(ns, m.N)
-	}
-	return ns
-}
-
 func TestFullDiskFailsAppendClearlyAndRecovers(t *testing.T) {
 	requireRoot(t)
 	t.Parallel()

@@ -380,6 +380,21 @@ func (o *Outbox) signalLocked() {
 	o.changed = make(chan struct{})
 }
 
+// waitLocked waits, with mu released, until the outbox changes or ctx
+// ends, and returns with mu held: nil, or the context's cause. Called
+// with mu held.
+func (o *Outbox) waitLocked(ctx context.Context) error {
+	ch := o.changed
+	o.mu.Unlock()
+	defer o.mu.Lock()
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+}
+
 // limitOf returns the limit of class c.
 func (o *Outbox) limitOf(c Class) Limit {
 	if c == Telemetry {
@@ -437,17 +452,13 @@ func (o *Outbox) Append(ctx context.Context, m Message) (uint64, error) {
 			o.mu.Unlock()
 			break
 		}
-		err := o.fullLocked(ctx, m.Class, size)
-		ch := o.changed
-		o.mu.Unlock()
-		o.wmu.Unlock()
-		if err != nil {
+		o.wmu.Unlock() // no lock order is broken by releasing early
+		if err := o.fullLocked(ctx, m.Class, size); err != nil {
+			o.mu.Unlock()
 			return 0, err
 		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-		}
+		_ = o.waitLocked(ctx) // fullLocked reports the context's end
+		o.mu.Unlock()
 	}
 	defer o.wmu.Unlock()
 	if err := o.commitLocked([]Message{m}); err != nil {
@@ -496,13 +507,7 @@ func (o *Outbox) appendQueued(ctx context.Context, m Message, size int64) (uint6
 		if err := o.fullLocked(ctx, m.Class, size); err != nil {
 			return 0, err
 		}
-		ch := o.changed
-		o.mu.Unlock()
-		select {
-		case <-ch:
-		case <-ctx.Done():
-		}
-		o.mu.Lock()
+		_ = o.waitLocked(ctx) // fullLocked reports the context's end
 	}
 	// Keep the queue's memory bounded when appends outrun the disk:
 	// commit at once, and wait for it.
@@ -510,15 +515,9 @@ func (o *Outbox) appendQueued(ctx context.Context, m Message, size int64) (uint6
 		if o.timer != nil {
 			o.timer.Reset(0)
 		}
-		ch := o.changed
-		o.mu.Unlock()
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			o.mu.Lock()
-			return 0, fmt.Errorf("outbox: waiting for a group commit to make room in its queue: %w", context.Cause(ctx))
+		if err := o.waitLocked(ctx); err != nil {
+			return 0, fmt.Errorf("outbox: waiting for a group commit to make room in its queue: %w", err)
 		}
-		o.mu.Lock()
 		if o.closed {
 			return 0, ErrClosed
 		}
