@@ -46,7 +46,12 @@
 // The store is one go.etcd.io/bbolt file, outbox.db, in the directory
 // given to [Open]. Payloads stay on disk: the outbox keeps only counters in
 // memory. Each record carries a CRC-32C; a record that fails it is
-// removed and counted ([Stats.Corrupt]). A store that cannot be opened
+// removed and counted ([Stats.Corrupt]). bbolt trusts its pages, so Open
+// checks them first: every page in use of a known type and within the
+// file (a page whose overflow count runs past it made bbolt's next write
+// loop for billions of steps), keys in order (a cycle in the tree makes
+// a cursor loop for ever); and bbolt's panics and memory faults are
+// turned into errors. A store that cannot be opened
 // or read (truncated, bytes flipped in its pages, not a bbolt file) never
 // stops the sender: Open renames it to outbox.db.corrupt-TIMESTAMP, logs
 // why, starts a fresh store and reports the old one's fate from
@@ -57,6 +62,10 @@
 // check, pages, page, surgery). A full disk is not corruption: Append
 // returns the write error (wrapping syscall.ENOSPC), nothing is moved,
 // and the caller can still send without the outbox.
+//
+// Not guarded: a flipped page number in a branch that points back to an
+// ancestor makes bbolt's recursive descent overflow the stack, which Go
+// cannot recover from; no single-byte flip in the tests did so.
 //
 // The outbox starts no goroutine except, with a SyncInterval, a timer's
 // for the next group commit; [Outbox.Close] commits what is queued and

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 
 	bolt "go.etcd.io/bbolt"
@@ -165,6 +166,7 @@ func (o *Outbox) read(db *bolt.DB, from, limit uint64) ([]Message, error) {
 		var (
 			curs [2]*bolt.Cursor
 			k, v [2][]byte
+			prev []byte // the last key read, of either bucket
 		)
 		start := binary.BigEndian.AppendUint64(nil, from)
 		for c, name := range bucketOf {
@@ -176,6 +178,11 @@ func (o *Outbox) read(db *bolt.DB, from, limit uint64) ([]Message, error) {
 			if k[0] == nil || (k[1] != nil && bytes.Compare(k[1], k[0]) < 0) {
 				c = 1
 			}
+			if bytes.Compare(k[c], prev) <= 0 {
+				// A cycle in bbolt's tree, which would loop for ever.
+				return fmt.Errorf("%w: bucket %s: key %x after %x: the tree is not in order", ErrCorrupt, bucketOf[c], k[c], prev)
+			}
+			prev = k[c]
 			m, err := decodeRecord(k[c], v[c])
 			if err != nil || m.Class != Class(c) {
 				o.log.Warn("outbox: removing a corrupt record", zap.String("path", o.path), zap.Error(err))
@@ -189,6 +196,18 @@ func (o *Outbox) read(db *bolt.DB, from, limit uint64) ([]Message, error) {
 		}
 		return nil
 	})
+	if errors.Is(err, ErrCorrupt) {
+		// The store itself is broken: move it aside and go on with a
+		// fresh one (unless another caller did so already).
+		o.wmu.Lock()
+		defer o.wmu.Unlock()
+		if o.db == db {
+			if err := o.replaceLocked(fmt.Errorf("outbox: read %s: %w", o.path, err)); err != nil {
+				return nil, err
+			}
+		}
+		return nil, nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("outbox: read %s: %w", o.path, err)
 	}

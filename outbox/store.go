@@ -3,6 +3,7 @@ package outbox
 // This file holds the Outbox: opening, appending, acknowledging, closing.
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -157,10 +158,17 @@ func (o *Outbox) load() (err error) {
 		}
 		return fmt.Errorf("outbox: open %s: %w", o.path, err)
 	}
+	// bbolt trusts its page headers: a page whose overflow count runs
+	// past the file makes the next write loop for billions of steps
+	// when it frees the page. Check them all before writing.
+	if err = view(db, checkPages); err != nil {
+		closeQuietly(db)
+		return fmt.Errorf("outbox: read %s: %w", o.path, err)
+	}
 	var (
 		epoch, last uint64
 		records     [2]int
-		bytes       [2]int64
+		nbytes      [2]int64
 		bad         int
 	)
 	err = update(db, func(tx *bolt.Tx) error {
@@ -195,7 +203,14 @@ func (o *Outbox) load() (err error) {
 			}
 			var drop [][]byte
 			cur := b.Cursor()
+			var prev []byte
 			for k, v := cur.First(); k != nil; k, v = cur.Next() {
+				// Keys come in order; one that does not is a cycle
+				// in bbolt's tree, which would loop for ever.
+				if prev != nil && bytes.Compare(k, prev) <= 0 {
+					return fmt.Errorf("%w: bucket %s: key %x after %x: the tree is not in order", ErrCorrupt, name, k, prev)
+				}
+				prev = k
 				h, err := checkRecord(k, v)
 				if err == nil && (h.class != Class(c) || h.n > last) {
 					err = fmt.Errorf("%w: record %d: class %v in bucket %s, last N %d", ErrCorrupt, h.n, h.class, name, last)
@@ -206,7 +221,7 @@ func (o *Outbox) load() (err error) {
 					continue
 				}
 				records[c]++
-				bytes[c] += int64(len(v))
+				nbytes[c] += int64(len(v))
 			}
 			for _, k := range drop {
 				if err := b.Delete(k); err != nil {
@@ -224,7 +239,7 @@ func (o *Outbox) load() (err error) {
 	o.mu.Lock()
 	o.db = db
 	o.epoch, o.last, o.committed = epoch, last, last
-	o.records, o.bytes = records, bytes
+	o.records, o.bytes = records, nbytes
 	o.n.Corrupt += uint64(bad)
 	o.cursor, o.rewind = 0, true
 	clear(o.inflight)
@@ -257,6 +272,35 @@ func openBolt(path string) (db *bolt.DB, err error) {
 			return f, err
 		},
 	})
+}
+
+// checkPages checks that every page in use (not free) of tx's store is
+// of a known type and, with its overflow pages, within the store. A page
+// in use spans 1+OverflowCount pages; a free page is stepped over one by
+// one, since its old overflow pages may be in use again.
+func checkPages(tx *bolt.Tx) error {
+	for id := 0; ; {
+		p, err := tx.Page(id)
+		if err != nil {
+			return err
+		}
+		if p == nil {
+			return nil // past the last page
+		}
+		switch p.Type {
+		case "free":
+			id++
+			continue
+		case "meta", "freelist", "branch", "leaf":
+		default:
+			return fmt.Errorf("%w: page %d in use has type %s", ErrCorrupt, id, p.Type)
+		}
+		next := id + 1 + p.OverflowCount
+		if q, err := tx.Page(next - 1); err != nil || q == nil {
+			return fmt.Errorf("%w: page %d (%s) overflows %d pages, past the store's end", ErrCorrupt, id, p.Type, p.OverflowCount)
+		}
+		id = next
+	}
 }
 
 // replaceLocked moves the unreadable store aside, starts a fresh one and
@@ -716,17 +760,17 @@ func (o *Outbox) Ack(n uint64) error {
 func (o *Outbox) removeLocked(acks []uint64) error {
 	var (
 		records [2]int
-		bytes   [2]int64
+		nbytes  [2]int64
 	)
 	err := update(o.db, func(tx *bolt.Tx) error {
-		records, bytes = [2]int{}, [2]int64{}
+		records, nbytes = [2]int{}, [2]int64{}
 		for _, n := range acks {
 			k := putKey(n)
 			for c, name := range bucketOf {
 				b := tx.Bucket(name)
 				if v := b.Get(k); v != nil {
 					records[c]++
-					bytes[c] += int64(len(v))
+					nbytes[c] += int64(len(v))
 					if err := b.Delete(k); err != nil {
 						return err
 					}
@@ -745,7 +789,7 @@ func (o *Outbox) removeLocked(acks []uint64) error {
 	defer o.mu.Unlock()
 	for c := range records {
 		o.records[c] -= records[c]
-		o.bytes[c] -= bytes[c]
+		o.bytes[c] -= nbytes[c]
 		o.n.Delivered += uint64(records[c])
 	}
 	o.signalLocked()
