@@ -717,6 +717,11 @@ func (o *Outbox) commitLocked(ms []Message) error {
 // removal under way leaves n to it and returns at once, so that a
 // crash can leave an acknowledged message pending, to be sent (and
 // de-duplicated) once more; it never loses an unacknowledged one.
+//
+// n is a number of the current epoch: when the receiver's
+// acknowledgement carries an epoch (ACK ID:EPOCH:N), drop those whose
+// epoch is not [Outbox.Epoch] (they are of a store moved aside, whose
+// numbers the fresh store uses again).
 func (o *Outbox) Ack(n uint64) error {
 	o.mu.Lock()
 	if o.closed {
