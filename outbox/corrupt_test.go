@@ -1,0 +1,229 @@
+package outbox
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// fillT makes an outbox in a new directory with n pending messages of
+// 100 bytes, closes it and returns the directory.
+func fillT(t *testing.T, n int) string {
+	t.Helper()
+	dir := t.TempDir()
+	o, err := Open(dir, Config{SyncInterval: time.Hour}) // one commit, at Close
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		appendT(t, o, fmt.Sprint("s", i%3), Class(i%2), string(bytes.Repeat([]byte{'x'}, 100)))
+	}
+	if err := o.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func TestCorruptStoreIsMovedAsideAndAFreshOneStarted(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		spoil func(t *testing.T, path string)
+		// moved: the store must be moved aside (else it may instead be
+		// read with its bad records removed).
+		moved bool
+	}{
+		// bbolt makes a new store in an empty file (as it finds one
+		// after a crash between creating and writing it); the fresh
+		// epoch keeps receivers apart.
+		{"empty file", func(t *testing.T, p string) { truncate(t, p, 0) }, false},
+		{"truncated to one page", func(t *testing.T, p string) { truncate(t, p, 4096) }, true},
+		{"truncated to half", func(t *testing.T, p string) { truncate(t, p, size(t, p)/2) }, false},
+		{"not a bbolt file", func(t *testing.T, p string) {
+			if err := os.WriteFile(p, bytes.Repeat([]byte("not a database "), 2000), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}, true},
+		{"both meta pages flipped", func(t *testing.T, p string) { flip(t, p, 0, 2*4096, 64, 1) }, true},
+		{"data pages flipped", func(t *testing.T, p string) { flip(t, p, 4*4096, size(t, p), 200, 2) }, false},
+		{"data pages flipped, other bytes", func(t *testing.T, p string) { flip(t, p, 4*4096, size(t, p), 200, 3) }, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			dir := fillT(t, 2000)
+			path := filepath.Join(dir, FileName)
+			tc.spoil(t, path)
+			o := openT(t, dir, Config{})
+			ce := o.MovedAside()
+			s := o.Stats()
+			t.Logf("moved aside: %v; stats %+v", ce, s)
+			if tc.moved && ce == nil {
+				t.Fatalf("Open of a spoiled store did not move it aside; stats %+v", s)
+			}
+			if ce != nil {
+				if !errors.Is(ce, ErrCorrupt) || ce.Path != path {
+					t.Errorf("MovedAside = %#v, want a CorruptError for %s wrapping ErrCorrupt", ce, path)
+				}
+				if _, err := os.Stat(ce.MovedTo); err != nil {
+					t.Errorf("the store moved aside is not at %s: %v", ce.MovedTo, err)
+				}
+				if s.Records != 0 || s.MovedAside != 1 {
+					t.Errorf("fresh store: %+v, want empty and one moved aside", s)
+				}
+			}
+			if ce == nil && s.Corrupt == 0 && s.Records == 2000 && !tc.moved {
+				t.Logf("the spoiled bytes hit no record")
+			}
+			// The outbox keeps working: append, read back, acknowledge.
+			n := appendT(t, o, "after", Important, "works")
+			ps := pending(t, o)
+			if len(ps) == 0 || ps[len(ps)-1] != "works" {
+				t.Fatalf("pending after the Append ends with %q, want \"works\"", ps[max(len(ps)-1, 0):])
+			}
+			if err := o.Ack(n); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+func TestRecordFailingItsCRCIsRemovedAndCounted(t *testing.T) {
+	dir := fillT(t, 100)
+	path := filepath.Join(dir, FileName)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := bytes.Index(b, bytes.Repeat([]byte{'x'}, 100)) // a payload
+	if i < 0 {
+		t.Fatal("no payload found in the store")
+	}
+	b[i+50] = 'y'
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	o := openT(t, dir, Config{})
+	if s := o.Stats(); s.Corrupt != 1 || s.Records != 99 || s.MovedAside != 0 {
+		t.Errorf("Stats %+v; want 1 corrupt record removed, 99 pending, nothing moved aside", s)
+	}
+}
+
+func truncate(t *testing.T, p string, n int64) {
+	t.Helper()
+	if err := os.Truncate(p, n); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func size(t *testing.T, p string) int64 {
+	t.Helper()
+	fi, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Size()
+}
+
+// flip inverts n bytes of the file at p, chosen in [from, to) with seed.
+func flip(t *testing.T, p string, from, to int64, n int, seed uint64) {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(seed, seed))
+	for range n {
+		i := from + r.Int64N(min(to, int64(len(b)))-from)
+		b[i] ^= 0xff
+	}
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestOpenDoesNotMoveALockedStoreAside(t *testing.T) {
+	dir := t.TempDir()
+	openT(t, dir, Config{}) // holds bbolt's lock
+	_, err := Open(dir, Config{})
+	if err == nil {
+		t.Fatal("a second Open of the same directory succeeded")
+	}
+	if m, _ := filepath.Glob(filepath.Join(dir, FileName+".corrupt-*")); len(m) > 0 {
+		t.Errorf("a locked store was moved aside: %v (Open: %v)", m, err)
+	}
+	t.Logf("second Open: %v", err)
+}
+
+func TestPageOverflowingTheStoreIsMovedAside(t *testing.T) {
+	// bbolt frees a page with all its overflow pages, one by one: a
+	// leaf whose overflow count reads 4 billion made the next write
+	// spin for ever. Open must catch it.
+	dir := fillT(t, 300)
+	path := filepath.Join(dir, FileName)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const pageSize = 4096 // bbolt's page header: id u64, flags u16, count u16, overflow u32
+	spoiled := false
+	for off := 2 * pageSize; off+pageSize <= len(b); off += pageSize {
+		if binary.LittleEndian.Uint16(b[off+8:]) == 0x02 { // a leaf
+			binary.LittleEndian.PutUint32(b[off+12:], 0xfffffff0)
+			spoiled = true
+			break
+		}
+	}
+	if !spoiled {
+		t.Fatal("no leaf page found")
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	o := openT(t, dir, Config{})
+	if ce := o.MovedAside(); ce == nil || !strings.Contains(ce.Error(), "overflows") {
+		t.Fatalf("MovedAside = %v, want the overflowing page named", ce)
+	}
+	appendT(t, o, "s", Important, "works")
+}
+
+func TestOpenSurvivesFlippedBytesAnywhere(t *testing.T) {
+	t.Parallel()
+	dir := fillT(t, 300)
+	orig, err := os.ReadFile(filepath.Join(dir, FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Every 97th byte, each flipped alone: meta, freelist, branch and
+	// leaf headers, keys, values.
+	moved, corrupt := 0, 0
+	for at := 0; at < len(orig); at += 97 {
+		b := bytes.Clone(orig)
+		b[at] ^= 0xff
+		d := t.TempDir()
+		if err := os.WriteFile(filepath.Join(d, FileName), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		o, err := Open(d, Config{})
+		if err != nil {
+			t.Fatalf("Open with byte %d flipped: %v", at, err)
+		}
+		if _, err := o.Append(context.Background(), Message{Payload: []byte("after")}); err != nil {
+			t.Fatalf("Append with byte %d flipped: %v", at, err)
+		}
+		pendingMsgs(t, o) // reads every record: no panic, no endless loop
+		s := o.Stats()
+		moved += int(s.MovedAside)
+		corrupt += int(s.Corrupt)
+		if err := o.Close(); err != nil {
+			t.Fatalf("Close with byte %d flipped: %v", at, err)
+		}
+	}
+	t.Logf("%d single-byte flips: %d stores moved aside, %d records removed as corrupt", (len(orig)+96)/97, moved, corrupt)
+}
