@@ -6,7 +6,7 @@
 //
 // Usage:
 //
-//	sender --addr HOST:PORT --count N [--id ID] [--rate R] [--tls [--ca FILE] [--server-name NAME]]
+//	sender --addr HOST:PORT --count N [--id ID] [--rate R] [--outbox DIR] [--tls [--ca FILE] [--server-name NAME]]
 //
 // Every message carries the token ID:EPOCH:N (see examples/ackserver for
 // the protocol): ID is --id (default the host name, with bytes outside
@@ -64,9 +64,32 @@
 //     connection's retransmission timer, which may be seconds out; a fresh
 //     connection costs one round trip and the receiver drops duplicates.
 //
+// # Surviving a crash: --outbox DIR
+//
+// Without --outbox every unacknowledged message lives in memory and dies
+// with the process. With --outbox DIR each message is first appended to a
+// durable [outbox] in DIR (fsynced: "accepted"), and only then sent; it is
+// removed when the server acknowledges it ("delivered"). EPOCH is then the
+// outbox's, kept in DIR, not a new one per run. Killed (SIGKILL, a
+// watchdog, a battery swap) and started again with the same flags, the
+// sender prints
+//
+//	outbox DIR: P pending, next K
+//
+// sends the P unacknowledged messages again first, under their original
+// ID:EPOCH:N (the server drops the copies it already has), appends K to N,
+// and exits 0 once all of 1..N are acknowledged. The counts of the summary
+// line are this run's. Here messages are made at --rate (whether or not
+// the network is up: the outbox holds them) and [outbox.Outbox.Drain]
+// sends them through the Gate as fast as acknowledgements allow, at most
+// --window unacknowledged. Throughput is bounded by the disk's fsync
+// (about 1,000 appends a second on the test VM's disk).
+//
 // With --monitor=false the Gate is a plain one that never closes, for a
 // server on loopback, where no link can fail.
 //
+// [outbox]: https://pkg.go.dev/github.com/seed-a56be422/netmon/outbox
+// [outbox.Outbox.Drain]: https://pkg.go.dev/github.com/seed-a56be422/netmon/outbox#Outbox.Drain
 // [gate.Sender.Do]: https://pkg.go.dev/github.com/seed-a56be422/netmon/gate#Sender.Do
 // [classify]: https://pkg.go.dev/github.com/seed-a56be422/netmon/classify
 // [netmon.Monitor.RebindC]: https://pkg.go.dev/github.com/seed-a56be422/netmon#Monitor.RebindC

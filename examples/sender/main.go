@@ -55,6 +55,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.serverName, "server-name", "", "with --tls, the `name` to verify (default: the host of --addr)")
 	fs.DurationVar(&c.dialTimeout, "dial-timeout", 5*time.Second, "give up one connection attempt after this long")
 	fs.DurationVar(&c.ackTimeout, "ack-timeout", 5*time.Second, "redial when no acknowledgement arrives for this long while messages are outstanding")
+	fs.StringVar(&c.outbox, "outbox", "", "append every message to a durable outbox in this `directory` before sending it; a restart with the same flags resumes (see the package doc)")
 	fs.BoolVar(&c.monitor, "monitor", true, "drive the Gate from a netmon Monitor of this network namespace (false: a Gate that never closes)")
 	fs.Var(&ifaces, "iface", "watch only interfaces matching this `glob` (repeatable; default all but loopback)")
 	level := fs.String("log-level", "info", "log `level` on standard error: debug, info, warn, error")
@@ -125,13 +126,24 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 	}
-	if cfg.epoch, err = newEpoch(); err != nil {
+	s := newSender(cfg, log)
+	if cfg.outbox != "" {
+		if s.box, err = s.openOutbox(); err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
+		defer s.box.Close()
+		s.cfg.epoch = s.box.Epoch()
+	} else if s.cfg.epoch, err = newEpoch(); err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	first, last := wire.Seq{ID: cfg.id, Epoch: cfg.epoch, N: 1}, wire.Seq{ID: cfg.id, Epoch: cfg.epoch, N: uint64(cfg.count)}
+	first, last := s.seq(1), s.seq(cfg.count)
 	fmt.Fprintf(stdout, "sending %s to %s\n", first, last)
-	s := newSender(cfg, log)
+	if s.box != nil {
+		st := s.box.Stats()
+		fmt.Fprintf(stdout, "outbox %s: %d pending, next %d\n", cfg.outbox, st.Records, s.box.Last()+1)
+	}
 	err = s.runWithMonitor(ctx)
 	fmt.Fprintln(stdout, s.summary())
 	if err != nil {
@@ -165,7 +177,7 @@ func (s *sender) runWithMonitor(ctx context.Context) error {
 			return err
 		}
 		s.g = g.Sender()
-		return s.deliver(ctx)
+		return s.deliverAll(ctx)
 	}
 	m, err := netmon.New(netmon.Options{
 		Logger:     s.log.Named("netmon"),
@@ -206,7 +218,7 @@ func (s *sender) runWithMonitor(ctx context.Context) error {
 	})
 	var derr error
 	g.Go(func() error {
-		derr = s.deliver(gctx)
+		derr = s.deliverAll(gctx)
 		stopMonitor()
 		return nil
 	})
@@ -217,6 +229,14 @@ func (s *sender) runWithMonitor(ctx context.Context) error {
 		return fmt.Errorf("sender: interrupted: %w", derr)
 	}
 	return derr
+}
+
+// deliverAll delivers every message, from the outbox with --outbox.
+func (s *sender) deliverAll(ctx context.Context) error {
+	if s.box != nil {
+		return s.deliverOutbox(ctx, s.box)
+	}
+	return s.deliver(ctx)
 }
 
 // tlsConfig builds the client's TLS configuration from the flags.

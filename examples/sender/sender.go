@@ -18,6 +18,7 @@ import (
 	"github.com/seed-a56be422/netmon/classify"
 	"github.com/seed-a56be422/netmon/examples/internal/wire"
 	"github.com/seed-a56be422/netmon/gate"
+	"github.com/seed-a56be422/netmon/outbox"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 )
@@ -38,6 +39,7 @@ type config struct {
 	dialTimeout time.Duration
 	ackTimeout  time.Duration
 	monitor     bool
+	outbox      string // --outbox: the durable outbox's directory; "" for none
 	ifaces      []string
 	level       zapcore.Level
 }
@@ -73,6 +75,7 @@ type sender struct {
 	rebindC    func() <-chan struct{} // the Monitor's rebind signal
 	lastRebind func() netmon.Rebind   // what the last rebind was, for the log
 	payload    []byte
+	box        *outbox.Outbox // --outbox; nil without
 
 	held         time.Duration // total time held at the Gate; deliver's goroutine only
 	dialFailures int           // deliver's goroutine only
