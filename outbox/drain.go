@@ -116,7 +116,7 @@ func (o *Outbox) sendSome(ctx context.Context, send func(context.Context, Messag
 	} else {
 		limit = min(limit, committed-from+1)
 	}
-	ms, err := o.read(db, from, limit)
+	ms, err := o.read(db, from, committed, limit)
 	if err != nil {
 		return gate.Permanent(err)
 	}
@@ -152,10 +152,11 @@ func (o *Outbox) sendSome(ctx context.Context, send func(context.Context, Messag
 	return nil
 }
 
-// read returns up to max pending messages from N from on, in order of N,
-// from both classes' buckets. It removes the records that fail their
+// read returns up to limit pending messages with N from from to to (the
+// last committed: a record an Append is still committing is not
+// accepted yet), in order of N, from both classes' buckets. It removes the records that fail their
 // checks, and counts them.
-func (o *Outbox) read(db *bolt.DB, from, limit uint64) ([]Message, error) {
+func (o *Outbox) read(db *bolt.DB, from, to, limit uint64) ([]Message, error) {
 	var (
 		ms  []Message
 		bad [][2][]byte // class's bucket name, key
@@ -177,6 +178,11 @@ func (o *Outbox) read(db *bolt.DB, from, limit uint64) ([]Message, error) {
 			c := 0
 			if k[0] == nil || (k[1] != nil && bytes.Compare(k[1], k[0]) < 0) {
 				c = 1
+			}
+			if binary.BigEndian.Uint64(k[c]) > to {
+				// Committed to bbolt by an Append that has not yet
+				// returned: not accepted yet, so not to be sent.
+				break
 			}
 			if bytes.Compare(k[c], prev) <= 0 {
 				// A cycle in bbolt's tree, which would loop for ever.

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -46,7 +48,7 @@ func pendingMsgs(t testing.TB, o *Outbox) []Message {
 	o.mu.Lock()
 	db := o.db
 	o.mu.Unlock()
-	ms, err := o.read(db, 0, 1<<62)
+	ms, err := o.read(db, 0, 1<<63, 1<<62)
 	if err != nil {
 		t.Fatalf("read: %v", err)
 	}
@@ -431,4 +433,41 @@ func TestDrainTwiceAndClosed(t *testing.T) {
 	if _, err := o.Append(context.Background(), Message{}); !errors.Is(err, ErrClosed) {
 		t.Errorf("Append after Close: %v, want ErrClosed", err)
 	}
+}
+
+// TestDrainSendsOnlyAcceptedMessages: Drain must not send a message
+// before its Append has made it accepted, even when a read from the
+// oldest pending message (after a Rewind) finds it already in bbolt but
+// not yet counted as committed. A receiver's acknowledgement of a message
+// the outbox has not accepted would otherwise be refused as unknown.
+// Found by examples/sender --outbox in the e2e test, where the ACK of
+// N = Last()+1 came back before Append returned.
+func TestDrainSendsOnlyAcceptedMessages(t *testing.T) {
+	o := openT(t, "", Config{Window: 1024})
+	var bad atomic.Uint64
+	send := func(_ context.Context, m Message) error {
+		if m.N > o.Last() {
+			bad.Store(m.N)
+		}
+		_ = o.Ack(m.N)
+		return nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = o.Drain(ctx, newGate(t).Sender(), send) })
+	wg.Go(func() {
+		for ctx.Err() == nil {
+			o.Rewind()
+			runtime.Gosched()
+		}
+	})
+	for i := range 3000 {
+		appendT(t, o, "s", Important, fmt.Sprint(i))
+		if n := bad.Load(); n != 0 {
+			t.Errorf("Drain sent N %d before its Append returned (Last %d)", n, o.Last())
+			break
+		}
+	}
+	cancel()
+	wg.Wait()
 }
