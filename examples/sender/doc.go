@@ -83,7 +83,8 @@
 // the network is up: the outbox holds them) and [outbox.Outbox.Drain]
 // sends them through the Gate as fast as acknowledgements allow, at most
 // --window unacknowledged. Throughput is bounded by the disk's fsync
-// (about 1,000 appends a second on the test VM's disk).
+// (an Append with fsync took 240-340 µs on the test VM: about 3,000 a
+// second).
 //
 // With --monitor=false the Gate is a plain one that never closes, for a
 // server on loopback, where no link can fail.
