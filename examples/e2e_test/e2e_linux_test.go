@@ -85,14 +85,7 @@ func TestIntegrationSenderSurvivesOutages(t *testing.T) {
 	if testing.Short() {
 		count, outages = 2000, 4
 	}
-	seed := uint64(time.Now().UnixNano())
-	if v := os.Getenv(envSeed); v != "" {
-		var err error
-		if seed, err = strconv.ParseUint(v, 10, 64); err != nil {
-			t.Fatalf("%s=%q: want an unsigned integer", envSeed, v)
-		}
-	}
-	t.Logf("seed %d (replay with %s=%d)", seed, envSeed, seed)
+	seed := replaySeed(t)
 	steps := plan(rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), outages)
 
 	// Pace the sender so that it is still sending when the last outage
@@ -109,13 +102,7 @@ func TestIntegrationSenderSurvivesOutages(t *testing.T) {
 	sender := build(t, bin, "sender")
 	ackserver := build(t, bin, "ackserver")
 
-	s, a := netnstest.New(t), netnstest.New(t)
-	netnstest.Veth(t, s, "vs", a, "va")
-	a.IP("addr", "add", "10.1.0.1/24", "dev", "va")
-	a.IP("addr", "add", "10.2.0.1/24", "dev", "va")
-	a.IP("addr", "add", "10.9.0.1/32", "dev", "lo")
-	s.IP("addr", "add", "10.1.0.2/24", "dev", "vs")
-	s.IP("route", "add", "default", "via", "10.1.0.1")
+	s, a := lab(t)
 	subnet, host := 1, 2 // the sender's current address is 10.<subnet>.0.<host>
 
 	srv := start(t, a, "ackserver", ackserver, "--listen", "10.9.0.1:7000")
@@ -211,6 +198,37 @@ func TestIntegrationSenderSurvivesOutages(t *testing.T) {
 		// it claims: the last outages hit an idle link.
 		t.Errorf("the sender had finished before the last outage began; the pacing (%.0f/s) is too fast", rate)
 	}
+}
+
+// replaySeed returns a new seed for a random plan, or the one
+// NETMON_E2E_SEED gives to replay a run, and logs it.
+func replaySeed(t *testing.T) uint64 {
+	t.Helper()
+	seed := uint64(time.Now().UnixNano())
+	if v := os.Getenv(envSeed); v != "" {
+		var err error
+		if seed, err = strconv.ParseUint(v, 10, 64); err != nil {
+			t.Fatalf("%s=%q: want an unsigned integer", envSeed, v)
+		}
+	}
+	t.Logf("seed %d (replay with %s=%d)", seed, envSeed, seed)
+	return seed
+}
+
+// lab makes the two namespaces of the topology drawn on
+// TestIntegrationSenderSurvivesOutages: the sender's s (vs 10.1.0.2/24,
+// default via 10.1.0.1) and the ackserver's a (va 10.1.0.1/24 and
+// 10.2.0.1/24, the server's 10.9.0.1/32 on lo).
+func lab(t *testing.T) (s, a *netnstest.NS) {
+	t.Helper()
+	s, a = netnstest.New(t), netnstest.New(t)
+	netnstest.Veth(t, s, "vs", a, "va")
+	a.IP("addr", "add", "10.1.0.1/24", "dev", "va")
+	a.IP("addr", "add", "10.2.0.1/24", "dev", "va")
+	a.IP("addr", "add", "10.9.0.1/32", "dev", "lo")
+	s.IP("addr", "add", "10.1.0.2/24", "dev", "vs")
+	s.IP("route", "add", "default", "via", "10.1.0.1")
+	return s, a
 }
 
 // build compiles the example program name into dir and returns its path.

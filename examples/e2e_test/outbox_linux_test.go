@@ -5,7 +5,6 @@ package e2e
 import (
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -29,14 +28,7 @@ func TestIntegrationOutboxSurvivesKills(t *testing.T) {
 	t.Parallel()
 
 	count, kills := 3000, 6
-	seed := uint64(time.Now().UnixNano())
-	if v := os.Getenv(envSeed); v != "" {
-		var err error
-		if seed, err = strconv.ParseUint(v, 10, 64); err != nil {
-			t.Fatalf("%s=%q: want an unsigned integer", envSeed, v)
-		}
-	}
-	t.Logf("seed %d (replay with %s=%d)", seed, envSeed, seed)
+	seed := replaySeed(t)
 	r := rand.New(rand.NewPCG(seed, seed^0x51ed270b27a0f3d1))
 	steps := plan(r, 4)
 	// Kills at random points: between the outages, and during some.
@@ -64,13 +56,7 @@ func TestIntegrationOutboxSurvivesKills(t *testing.T) {
 	ackserver := build(t, bin, "ackserver")
 	dir := t.TempDir()
 
-	s, a := netnstest.New(t), netnstest.New(t)
-	netnstest.Veth(t, s, "vs", a, "va")
-	a.IP("addr", "add", "10.1.0.1/24", "dev", "va")
-	a.IP("addr", "add", "10.2.0.1/24", "dev", "va")
-	a.IP("addr", "add", "10.9.0.1/32", "dev", "lo")
-	s.IP("addr", "add", "10.1.0.2/24", "dev", "vs")
-	s.IP("route", "add", "default", "via", "10.1.0.1")
+	s, a := lab(t)
 	subnet, host := 1, 2
 
 	srv := start(t, a, "ackserver", ackserver, "--listen", "10.9.0.1:7000")
