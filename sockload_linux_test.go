@@ -276,3 +276,36 @@ func TestNoRouteWindow(t *testing.T) {
 		}
 	}
 }
+
+// TestNoRouteHeldGoOutAtStop: sends counted while a no-route event is
+// held for the end of noRouteWindow go out in a last event when the
+// loop's context ends, instead of being dropped with the loop.
+func TestNoRouteHeldGoOutAtStop(t *testing.T) {
+	m, err := New(Options{Wifi: "off", DHCP: "off", NoRoutePoll: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.gate.Shutdown)
+	m.Events() // subscribe: events are queued
+	m.mu.Lock()
+	m.noRoute.pending, m.noRoute.lastAt = 7, time.Now() // held: one went out just now
+	m.mu.Unlock()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	m.noRouteLoop(ctx)
+	var counts []uint64
+	m.queue.Release() // as the baseline does
+	for _, ev := range m.queue.Drain() {
+		for _, f := range ev.Fields {
+			if ev.Kind == EventSockErr && f.Key == "count" {
+				counts = append(counts, uint64(f.Integer))
+			}
+		}
+	}
+	if len(counts) != 1 || counts[0] < 7 {
+		t.Errorf("no-route events at stop counted %v, want one event with the 7 held sends (or more)", counts)
+	}
+	if m.noRoute.pending != 0 {
+		t.Errorf("%d sends still held after the loop ended", m.noRoute.pending)
+	}
+}
