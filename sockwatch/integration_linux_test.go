@@ -759,3 +759,51 @@ func TestIntegrationUnattributed(t *testing.T) {
 		}
 	}
 }
+
+// TestIntegrationAsyncThenSyncSameErrno: an asynchronous error of a
+// non-blocking connect that the process fetches with SO_ERROR (Go's way)
+// does not silence the same thread's next, unrelated connect that fails
+// at once with the same errno (a route of type unreachable): the dedup
+// pairs a blocking connect only with its own socket's stored error.
+func TestIntegrationAsyncThenSyncSameErrno(t *testing.T) {
+	t.Parallel()
+	h := attach(t, Config{SyscallTracing: true})
+	a, b := netnstest.New(t), netnstest.New(t)
+	netnstest.Veth(t, a, "va", b, "vb") // vb has no address: nobody answers ARP
+	a.IP("addr", "add", "10.79.0.1/24", "dev", "va")
+	a.IP("route", "add", "unreachable", "10.80.0.0/24")
+	if err := a.Do(func() error {
+		for file, v := range map[string]string{"mcast_solicit": "1", "retrans_time_ms": "300"} {
+			if err := os.WriteFile("/proc/sys/net/ipv4/neigh/va/"+file, []byte(v), 0o644); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	async := netip.MustParseAddrPort("10.79.0.99:80")
+	sync := netip.MustParseAddrPort("10.80.0.1:80")
+	var want []Event
+	h.do(a, func(tid int) error {
+		if _, err := net.DialTimeout("tcp", async.String(), waitTimeout); !errors.Is(err, syscall.EHOSTUNREACH) {
+			return fmt.Errorf("dial %v: %v, want EHOSTUNREACH", async, err)
+		}
+		ev := h.syscallEvent(a, tid, OpAsync, syscall.EHOSTUNREACH, async.String())
+		ev.Protocol = syscall.IPPROTO_TCP
+		want = append(want, ev)
+
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		if err := unix.Connect(fd, &unix.SockaddrInet4{Addr: sync.Addr().As4(), Port: int(sync.Port())}); !errors.Is(err, unix.EHOSTUNREACH) {
+			return fmt.Errorf("connect %v: %v, want EHOSTUNREACH", sync, err)
+		}
+		want = append(want, h.syscallEvent(a, tid, OpConnect, syscall.EHOSTUNREACH, sync.String()))
+		return marker()
+	})
+	h.expect(h.untilMarker(len(want)), want)
+}

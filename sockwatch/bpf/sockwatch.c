@@ -106,9 +106,13 @@ struct {
 	__uint(max_entries, 16384);
 } owners SEC(".maps");
 
-// recent maps pid_tgid to the errno last reported asynchronously for a
-// socket that thread connected, so that the syscall program stays silent
-// when the same thread's blocking connect returns it.
+// recent maps a socket's cookie to the errno last reported asynchronously
+// for it, so that the syscall program stays silent when a connect on that
+// same socket returns it (a blocking connect, or a second connect that
+// fetches a non-blocking one's result). Keyed by socket, not by thread: a
+// non-blocking connect's error, fetched with SO_ERROR, must not silence
+// the thread's next connect on another socket that fails at once with the
+// same errno (no route).
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__type(key, __u64);
@@ -209,7 +213,7 @@ int BPF_PROG(sockwatch_error, const struct sock *sk)
 		__builtin_memcpy(r->comm, o->comm, COMM_LEN);
 		if (dedup) {
 			__u64 e = err;
-			bpf_map_update_elem(&recent, &o->pid_tgid, &e, BPF_ANY);
+			bpf_map_update_elem(&recent, &cookie, &e, BPF_ANY);
 		}
 	}
 
@@ -235,25 +239,23 @@ int BPF_PROG(sockwatch_error, const struct sock *sk)
 	return 0;
 }
 
-// fd_family returns the address family of the socket open as fd in the
-// current task, or 0. It is used for a send without a destination, on a
-// connected socket.
-static __always_inline __u16 fd_family(__u64 fd)
+// fd_sock returns the socket open as fd in the current task, or NULL.
+static __always_inline const struct sock *fd_sock(__u64 fd)
 {
 	struct task_struct *task = (void *)bpf_get_current_task();
 	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
 	if (!fdt || fd >= BPF_CORE_READ(fdt, max_fds))
-		return 0;
+		return NULL;
 	struct file **fds = BPF_CORE_READ(fdt, fd);
 	struct file *f = NULL;
 	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]) || !f)
-		return 0;
+		return NULL;
 	// The syscall failed with a network errno, so fd is a socket and
 	// private_data its struct socket.
 	struct socket *sock = BPF_CORE_READ(f, private_data);
 	if (!sock)
-		return 0;
-	return BPF_CORE_READ(sock, sk, __sk_common.skc_family);
+		return NULL;
+	return BPF_CORE_READ(sock, sk);
 }
 
 SEC("tp_btf/sys_exit")
@@ -311,10 +313,15 @@ int BPF_PROG(sockwatch_sys, struct pt_regs *regs, long ret)
 
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	if (dedup && op == OP_CONNECT) {
-		__u64 *prev = bpf_map_lookup_elem(&recent, &pid_tgid);
+		// The socket's cookie exists if the owner program saw it reach
+		// SYN_SENT (bpf_get_socket_cookie), which every async report
+		// the error program recorded in recent follows.
+		const struct sock *sk = fd_sock(fd);
+		__u64 cookie = sk ? cookie_of(sk) : 0;
+		__u64 *prev = cookie ? bpf_map_lookup_elem(&recent, &cookie) : NULL;
 		if (prev) {
 			__u64 was = *prev;
-			bpf_map_delete_elem(&recent, &pid_tgid);
+			bpf_map_delete_elem(&recent, &cookie);
 			if (was == err)
 				return 0;
 		}
@@ -328,7 +335,10 @@ int BPF_PROG(sockwatch_sys, struct pt_regs *regs, long ret)
 		if (bpf_probe_read_user(&family, sizeof(family), (void *)uaddr))
 			return 0;
 	} else {
-		family = fd_family(fd);
+		// A send without a destination, on a connected socket.
+		const struct sock *sk = fd_sock(fd);
+		if (sk)
+			family = BPF_CORE_READ(sk, __sk_common.skc_family);
 	}
 	if (family != AF_INET && family != AF_INET6)
 		return 0;
