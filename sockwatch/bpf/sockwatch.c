@@ -96,9 +96,11 @@ struct {
 // owners maps a socket cookie to the thread that connected the socket.
 // The key is the cookie, not the struct sock address: the kernel reuses
 // addresses for later, unrelated sockets, while a cookie is never reused
-// while the system runs. Entries go when the socket closes (or, for the
-// few close paths that report their error after the state change, when
-// LRU evicts them).
+// while the system runs. Entries go when the socket closes or, when it
+// closes with an error still to be reported, after that report (see
+// sockwatch_owner). LRU eviction bounds the rest: an established socket
+// with an error stored but never reported (an ICMP error with IP_RECVERR)
+// that then closes normally.
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__type(key, __u64);
@@ -158,6 +160,14 @@ static __always_inline __u64 cookie_of(const struct sock *sk)
 	return BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
 }
 
+// sock_dead reports sock_flag(sk, SOCK_DEAD): the socket is orphaned, no
+// error will be reported on it. SOCK_DEAD is bit 0 of sk_flags (enum
+// sock_flags), as it has been since Linux 2.6.
+static __always_inline bool sock_dead(const struct sock *sk)
+{
+	return BPF_CORE_READ(sk, __sk_common.skc_flags) & (1UL << 0);
+}
+
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(sockwatch_owner, const struct sock *sk, int oldstate, int newstate)
 {
@@ -166,9 +176,12 @@ int BPF_PROG(sockwatch_owner, const struct sock *sk, int oldstate, int newstate)
 		// timed-out connect) store sk_err, move the socket to CLOSE and
 		// only then report the error; the error program removes the
 		// entry after that report. Without a pending error nothing will
-		// look the owner up again.
+		// look the owner up again; nor for a socket the application has
+		// closed (SOCK_DEAD, e.g. an orphan in FIN_WAIT that receives a
+		// reset): tcp_done_with_error reports errors only to sockets
+		// that still have a user.
 		__u64 cookie = cookie_of(sk);
-		if (cookie && BPF_CORE_READ(sk, sk_err) == 0)
+		if (cookie && (BPF_CORE_READ(sk, sk_err) == 0 || sock_dead(sk)))
 			bpf_map_delete_elem(&owners, &cookie);
 		return 0;
 	}
