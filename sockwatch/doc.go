@@ -116,7 +116,8 @@
 // Events go to user space through one BPF ring buffer (not perf buffers):
 // one buffer shared by all CPUs keeps the order and the memory bounded.
 // Event times: the kernel stamps CLOCK_MONOTONIC; [Watcher.Run] converts
-// it with the wall clock read again for every batch of records it reads,
+// it with the wall clock read again for every batch of records it reads
+// (and every 256 records within a batch that a storm keeps from ending),
 // so a wall-clock step (NTP's first sync on a robot without a real-time
 // clock) dates the events after it correctly.
 //
