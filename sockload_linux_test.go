@@ -309,3 +309,48 @@ func TestNoRouteHeldGoOutAtStop(t *testing.T) {
 		t.Errorf("%d sends still held after the loop ended", m.noRoute.pending)
 	}
 }
+
+// TestIntegrationSockLoadStopped: when Run stops while the tracer loads,
+// the loaded tracer is closed at once, never handed to the loop nor
+// announced: the snapshot says off, not on, and no "tracer on" notice
+// goes out after the stop.
+func TestIntegrationSockLoadStopped(t *testing.T) {
+	netnstest.RequirePrivileged(t)
+	m, err := New(Options{Wifi: "off", DHCP: "off", SockErrors: "auto", NoRoutePoll: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.gate.Shutdown)
+	m.Events()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var loaded *sockwatch.Watcher
+	m.newSock = func(cfg sockwatch.Config) (*sockwatch.Watcher, error) {
+		cancel() // Run stops while the load runs
+		w, err := sockwatch.New(cfg)
+		loaded = w
+		return w, err
+	}
+	close(m.baselineC) // the baseline is out
+	ready := make(chan *sockwatch.Watcher, 1)
+	if err := m.loadSockwatch(ctx, ready); err != nil {
+		t.Fatalf("loadSockwatch: %v", err)
+	}
+	if loaded == nil {
+		t.Fatal("the tracer did not load")
+	}
+	if err := loaded.Run(context.Background()); !errors.Is(err, sockwatch.ErrClosed) {
+		t.Errorf("the loaded tracer's Run: %v, want ErrClosed (closed at once)", err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.sock != nil || len(ready) != 0 || m.sockNote != "off" {
+		t.Errorf("after a stop during the load: sock %v, handed to the loop %v, snapshot %q; want none, no, off", m.sock, len(ready) != 0, m.sockNote)
+	}
+	m.queue.Release()
+	for _, ev := range m.queue.Drain() {
+		if strings.HasPrefix(ev.Msg, "socket-error tracer on") {
+			t.Errorf("notice %q after the stop", ev.Msg)
+		}
+	}
+}
