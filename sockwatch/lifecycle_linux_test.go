@@ -287,3 +287,64 @@ func bpfFDs(t *testing.T) int {
 	}
 	return n
 }
+
+// TestIntegrationWatcherCancelUnderLoad cancels Run while records keep
+// arriving: Run's reads of the ring buffer must not race with the reader's
+// Close, which the cancellation runs on another goroutine (under -race, a
+// race fails the test; without, it could dereference the closed ring).
+func TestIntegrationWatcherCancelUnderLoad(t *testing.T) {
+	t.Parallel()
+	netnstest.RequirePrivileged(t)
+	ns := netnstest.New(t)
+	comm := uniqueComm()
+	stop := make(chan struct{})
+	failing := make(chan error, 1)
+	go func() {
+		failing <- ns.Do(func() error {
+			var old [16]byte
+			if err := unix.Prctl(unix.PR_GET_NAME, uintptr(unsafe.Pointer(&old[0])), 0, 0, 0); err != nil {
+				return err
+			}
+			if err := setThreadName(comm); err != nil {
+				return err
+			}
+			defer setThreadName(cString(old[:]))
+			fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+			if err != nil {
+				return err
+			}
+			defer unix.Close(fd)
+			for {
+				select {
+				case <-stop:
+					return nil
+				default:
+				}
+				_ = unix.Sendto(fd, []byte("x"), 0, &unix.SockaddrInet4{Addr: [4]byte{192, 0, 2, 1}, Port: 9})
+			}
+		})
+	}()
+	defer func() {
+		close(stop)
+		if err := <-failing; err != nil {
+			t.Error(err)
+		}
+	}()
+	for range 20 {
+		w := newPrivileged(t, Config{SyscallTracing: true, Comms: []string{comm}})
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- w.Run(ctx) }()
+		select {
+		case <-w.Events():
+		case <-time.After(waitTimeout):
+			t.Fatalf("no event within %v", waitTimeout)
+		}
+		cancel()
+		for range w.Events() {
+		}
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v, want nil", err)
+		}
+	}
+}

@@ -249,7 +249,10 @@ func (w *watcher) run(ctx context.Context) error {
 		if n++; newBatch || n >= clockEvery {
 			boot, n = bootTime(w.clock), 0
 		}
-		newBatch = w.reader.AvailableBytes() == 0
+		// Remaining, not Reader.AvailableBytes: that one reads the
+		// ring without the reader's lock, racing with the Close that
+		// the cancellation runs.
+		newBatch = rec.Remaining == 0
 		ev, err := decodeRecord(rec.RawSample, boot)
 		if err != nil {
 			w.malformed.Add(1)
