@@ -7,7 +7,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-	"unsafe"
 
 	"github.com/seed-a56be422/netmon/internal/netnstest"
 	"golang.org/x/sys/unix"
@@ -89,27 +88,7 @@ func TestIntegrationClockStepInBatch(t *testing.T) {
 			}
 			return wall, mono
 		}
-		err := ns.Do(func() error {
-			var old [16]byte
-			if err := unix.Prctl(unix.PR_GET_NAME, uintptr(unsafe.Pointer(&old[0])), 0, 0, 0); err != nil {
-				return err
-			}
-			if err := setThreadName(comm); err != nil {
-				return err
-			}
-			defer setThreadName(cString(old[:]))
-			fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-			if err != nil {
-				return err
-			}
-			defer unix.Close(fd)
-			for range sends {
-				if err := unix.Sendto(fd, []byte("x"), 0, &unix.SockaddrInet4{Addr: [4]byte{192, 0, 2, 1}, Port: 9}); !errors.Is(err, unix.ENETUNREACH) {
-					return fmt.Errorf("udp sendto: %v, want ENETUNREACH", err)
-				}
-			}
-			return nil
-		})
+		err := asThread(ns, comm, func(int) error { return sendUnroutable(sends, nil) })
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -300,29 +300,7 @@ func TestIntegrationWatcherCancelUnderLoad(t *testing.T) {
 	stop := make(chan struct{})
 	failing := make(chan error, 1)
 	go func() {
-		failing <- ns.Do(func() error {
-			var old [16]byte
-			if err := unix.Prctl(unix.PR_GET_NAME, uintptr(unsafe.Pointer(&old[0])), 0, 0, 0); err != nil {
-				return err
-			}
-			if err := setThreadName(comm); err != nil {
-				return err
-			}
-			defer setThreadName(cString(old[:]))
-			fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-			if err != nil {
-				return err
-			}
-			defer unix.Close(fd)
-			for {
-				select {
-				case <-stop:
-					return nil
-				default:
-				}
-				_ = unix.Sendto(fd, []byte("x"), 0, &unix.SockaddrInet4{Addr: [4]byte{192, 0, 2, 1}, Port: 9})
-			}
-		})
+		failing <- asThread(ns, comm, func(int) error { return sendUnroutable(-1, stop) })
 	}()
 	defer func() {
 		close(stop)

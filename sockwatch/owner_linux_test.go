@@ -34,22 +34,11 @@ func TestIntegrationReusedSocketOwner(t *testing.T) {
 
 	var want []Event
 	h.do(ns, func(tid int) error {
-		lfd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		lfd, listening, err := listenLoopback()
 		if err != nil {
 			return err
 		}
 		defer unix.Close(lfd)
-		if err := unix.Bind(lfd, &unix.SockaddrInet4{Addr: lo}); err != nil {
-			return err
-		}
-		if err := unix.Listen(lfd, 16); err != nil {
-			return err
-		}
-		sa, err := unix.Getsockname(lfd)
-		if err != nil {
-			return err
-		}
-		listening := sa.(*unix.SockaddrInet4)
 		defer setThreadName(h.comm)
 		for i := range rounds {
 			comm := h.comm
@@ -89,6 +78,29 @@ func TestIntegrationReusedSocketOwner(t *testing.T) {
 	}
 }
 
+// listenLoopback returns a TCP socket listening on 127.0.0.1 at a port
+// the kernel chose, and its address.
+func listenLoopback() (int, *unix.SockaddrInet4, error) {
+	lfd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, nil, err
+	}
+	if err := unix.Bind(lfd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		unix.Close(lfd)
+		return -1, nil, err
+	}
+	if err := unix.Listen(lfd, 16); err != nil {
+		unix.Close(lfd)
+		return -1, nil, err
+	}
+	sa, err := unix.Getsockname(lfd)
+	if err != nil {
+		unix.Close(lfd)
+		return -1, nil, err
+	}
+	return lfd, sa.(*unix.SockaddrInet4), nil
+}
+
 // refusedConnect has a blocking TCP connect to a closed port refused.
 func refusedConnect(addr [4]byte, port uint16) error {
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
@@ -102,21 +114,31 @@ func refusedConnect(addr [4]byte, port uint16) error {
 	return nil
 }
 
-// resetAccepted connects to the listener lfd, accepts, and closes the
-// client with SO_LINGER 0, so that the accepted socket receives a reset.
-func resetAccepted(lfd int, dst *unix.SockaddrInet4) error {
-	c, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+// connectAccepted connects a client to the listener lfd and accepts it:
+// the client's and the accepted socket.
+func connectAccepted(lfd int, dst *unix.SockaddrInet4) (c, s int, err error) {
+	c, err = unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return err
+		return -1, -1, err
 	}
 	if err := unix.Connect(c, dst); err != nil {
 		unix.Close(c)
-		return fmt.Errorf("connect to listener: %w", err)
+		return -1, -1, fmt.Errorf("connect to listener: %w", err)
 	}
-	s, _, err := unix.Accept4(lfd, unix.SOCK_CLOEXEC)
+	s, _, err = unix.Accept4(lfd, unix.SOCK_CLOEXEC)
 	if err != nil {
 		unix.Close(c)
-		return fmt.Errorf("accept: %w", err)
+		return -1, -1, fmt.Errorf("accept: %w", err)
+	}
+	return c, s, nil
+}
+
+// resetAccepted connects to the listener lfd, accepts, and closes the
+// client with SO_LINGER 0, so that the accepted socket receives a reset.
+func resetAccepted(lfd int, dst *unix.SockaddrInet4) error {
+	c, s, err := connectAccepted(lfd, dst)
+	if err != nil {
+		return err
 	}
 	defer unix.Close(s)
 	if err := unix.SetsockoptLinger(c, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0}); err != nil {
@@ -217,25 +239,14 @@ func TestIntegrationOrphanResetFreesOwner(t *testing.T) {
 	const rounds = 50
 	h := attach(t, Config{})
 	ns := netnstest.New(t)
-	lo := [4]byte{127, 0, 0, 1}
 	h.do(ns, func(int) error {
-		lfd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		lfd, listening, err := listenLoopback()
 		if err != nil {
 			return err
 		}
 		defer unix.Close(lfd)
-		if err := unix.Bind(lfd, &unix.SockaddrInet4{Addr: lo}); err != nil {
-			return err
-		}
-		if err := unix.Listen(lfd, 16); err != nil {
-			return err
-		}
-		sa, err := unix.Getsockname(lfd)
-		if err != nil {
-			return err
-		}
 		for range rounds {
-			if err := resetOrphan(lfd, sa.(*unix.SockaddrInet4)); err != nil {
+			if err := resetOrphan(lfd, listening); err != nil {
 				return err
 			}
 		}
@@ -265,18 +276,9 @@ func TestIntegrationOrphanResetFreesOwner(t *testing.T) {
 // (which sends its FIN and becomes an orphan), then closes the accepted
 // socket with SO_LINGER 0, so that the orphan receives a reset.
 func resetOrphan(lfd int, dst *unix.SockaddrInet4) error {
-	c, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	c, s, err := connectAccepted(lfd, dst)
 	if err != nil {
 		return err
-	}
-	if err := unix.Connect(c, dst); err != nil {
-		unix.Close(c)
-		return fmt.Errorf("connect to listener: %w", err)
-	}
-	s, _, err := unix.Accept4(lfd, unix.SOCK_CLOEXEC)
-	if err != nil {
-		unix.Close(c)
-		return fmt.Errorf("accept: %w", err)
 	}
 	if err := unix.Close(c); err != nil {
 		unix.Close(s)
