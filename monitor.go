@@ -40,6 +40,8 @@ type Monitor struct {
 	leaseFiles *dhcpwatch.LeaseFiles
 	// wifiDial, when set (tests), replaces the nl80211 connection.
 	wifiDial func() (*genetlink.Conn, error)
+	// newSock loads the eBPF tracer (sockwatch.New; tests wrap it).
+	newSock func(sockwatch.Config) (*sockwatch.Watcher, error)
 
 	events chan Event    // closed when Run returns
 	kick   chan struct{} // wakes the loop to re-evaluate
@@ -234,6 +236,7 @@ func New(o Options) (*Monitor, error) {
 	m.queue.Hold() // until the baseline
 	m.netnsIno = netnsInode(o.NetNS)
 	m.lookup = lw.Lookup
+	m.newSock = sockwatch.New
 	m.resolve, m.reresolve = defaultResolve, make(chan struct{}, 1)
 	for _, p := range o.SockCgroups {
 		id, err := CgroupID(p)

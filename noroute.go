@@ -31,7 +31,8 @@ type noRoutes struct {
 // while the state is up or degraded (see noRouteLocked). It reads nothing
 // while the eBPF tracer traces system calls, which names each of those
 // failures itself. A failed read (no /proc) is a notice, and the end of
-// the loop.
+// the loop. When ctx ends, the sends held for the end of noRouteWindow go
+// out in a last event.
 func (m *Monitor) noRouteLoop(ctx context.Context) {
 	read := func() (uint64, error) {
 		var n sockwatch.NoRoutes
@@ -56,6 +57,16 @@ func (m *Monitor) noRouteLoop(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
+			// A last reading, and the sends held for the window's end go
+			// out now: no count in Stats.NoRouteSends is missing from
+			// the events when the Monitor stops.
+			v, err := read()
+			m.mu.Lock()
+			if err == nil {
+				m.noRouteLocked(time.Now(), v, m.sock != nil && m.opts.SockSyscalls)
+			}
+			m.noRouteEmitLocked(time.Now())
+			m.mu.Unlock()
 			return
 		case <-t.C:
 		}
@@ -89,7 +100,17 @@ func (m *Monitor) noRouteLocked(now time.Time, v uint64, named bool) {
 		r.pending += d
 		m.stats.NoRouteSends += d
 	}
-	if r.pending == 0 || now.Sub(r.lastAt) < noRouteWindow {
+	if now.Sub(r.lastAt) < noRouteWindow {
+		return
+	}
+	m.noRouteEmitLocked(now)
+}
+
+// noRouteEmitLocked reports the sends held since the last no-route event,
+// if any, in one event.
+func (m *Monitor) noRouteEmitLocked(now time.Time) {
+	r := &m.noRoute
+	if r.pending == 0 {
 		return
 	}
 	n := r.pending

@@ -276,3 +276,81 @@ func TestNoRouteWindow(t *testing.T) {
 		}
 	}
 }
+
+// TestNoRouteHeldGoOutAtStop: sends counted while a no-route event is
+// held for the end of noRouteWindow go out in a last event when the
+// loop's context ends, instead of being dropped with the loop.
+func TestNoRouteHeldGoOutAtStop(t *testing.T) {
+	m, err := New(Options{Wifi: "off", DHCP: "off", NoRoutePoll: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.gate.Shutdown)
+	m.Events() // subscribe: events are queued
+	m.mu.Lock()
+	m.noRoute.pending, m.noRoute.lastAt = 7, time.Now() // held: one went out just now
+	m.mu.Unlock()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	m.noRouteLoop(ctx)
+	var counts []uint64
+	m.queue.Release() // as the baseline does
+	for _, ev := range m.queue.Drain() {
+		for _, f := range ev.Fields {
+			if ev.Kind == EventSockErr && f.Key == "count" {
+				counts = append(counts, uint64(f.Integer))
+			}
+		}
+	}
+	if len(counts) != 1 || counts[0] < 7 {
+		t.Errorf("no-route events at stop counted %v, want one event with the 7 held sends (or more)", counts)
+	}
+	if m.noRoute.pending != 0 {
+		t.Errorf("%d sends still held after the loop ended", m.noRoute.pending)
+	}
+}
+
+// TestIntegrationSockLoadStopped: when Run stops while the tracer loads,
+// the loaded tracer is closed at once, never handed to the loop nor
+// announced: the snapshot says off, not on, and no "tracer on" notice
+// goes out after the stop.
+func TestIntegrationSockLoadStopped(t *testing.T) {
+	netnstest.RequirePrivileged(t)
+	m, err := New(Options{Wifi: "off", DHCP: "off", SockErrors: "auto", NoRoutePoll: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.gate.Shutdown)
+	m.Events()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var loaded *sockwatch.Watcher
+	m.newSock = func(cfg sockwatch.Config) (*sockwatch.Watcher, error) {
+		cancel() // Run stops while the load runs
+		w, err := sockwatch.New(cfg)
+		loaded = w
+		return w, err
+	}
+	close(m.baselineC) // the baseline is out
+	ready := make(chan *sockwatch.Watcher, 1)
+	if err := m.loadSockwatch(ctx, ready); err != nil {
+		t.Fatalf("loadSockwatch: %v", err)
+	}
+	if loaded == nil {
+		t.Fatal("the tracer did not load")
+	}
+	if err := loaded.Run(context.Background()); !errors.Is(err, sockwatch.ErrClosed) {
+		t.Errorf("the loaded tracer's Run: %v, want ErrClosed (closed at once)", err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.sock != nil || len(ready) != 0 || m.sockNote != "off" {
+		t.Errorf("after a stop during the load: sock %v, handed to the loop %v, snapshot %q; want none, no, off", m.sock, len(ready) != 0, m.sockNote)
+	}
+	m.queue.Release()
+	for _, ev := range m.queue.Drain() {
+		if strings.HasPrefix(ev.Msg, "socket-error tracer on") {
+			t.Errorf("notice %q after the stop", ev.Msg)
+		}
+	}
+}

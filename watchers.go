@@ -113,7 +113,8 @@ func (m *Monitor) sockConfig() sockwatch.Config {
 // to the loop through ready and runs it until ctx ends. The snapshot says
 // "loading", then "on" or "unavailable: <reason>", each also a notice
 // event. A failed load is an error only when the options require the
-// tracer (SockErrors "on"): it then ends Run.
+// tracer (SockErrors "on"): it then ends Run. When ctx ends during the
+// load, the tracer is closed at once and the snapshot says "off".
 func (m *Monitor) loadSockwatch(ctx context.Context, ready chan<- *sockwatch.Watcher) error {
 	select {
 	case <-m.baselineC:
@@ -124,7 +125,18 @@ func (m *Monitor) loadSockwatch(ctx context.Context, ready chan<- *sockwatch.Wat
 	m.noticeLocked(time.Now(), "sockerr", "socket-error tracer loading")
 	m.mu.Unlock()
 	start := time.Now()
-	sw, err := sockwatch.New(m.sockConfig())
+	sw, err := m.newSock(m.sockConfig())
+	if ctx.Err() != nil {
+		// Run stopped during the load: a tracer loaded now would only be
+		// closed again, and must not be announced as on.
+		if err == nil {
+			sw.Close()
+		}
+		m.mu.Lock()
+		m.sockNote = "off"
+		m.mu.Unlock()
+		return nil
+	}
 	m.mu.Lock()
 	now := time.Now()
 	if err != nil {

@@ -65,3 +65,53 @@ func TestIntegrationClockStep(t *testing.T) {
 		t.Errorf("monotonic time went from %v to %v", before.Mono, after.Mono)
 	}
 }
+
+// TestIntegrationClockStepInBatch steps the wall clock while the Watcher
+// reads a backlog from the ring buffer that never empties between reads
+// (a storm the reader trails): the records read after the step, beyond
+// clockEvery of them, carry the new wall time.
+func TestIntegrationClockStepInBatch(t *testing.T) {
+	t.Parallel()
+	const step = 90 * 24 * time.Hour
+	const sends = 1000 // well beyond Events' buffer (64) and clockEvery
+	var stepped atomic.Bool
+	ns := netnstest.New(t)
+	comm := uniqueComm()
+	// The backlog is queued before Run starts, so that Run reads it as
+	// one batch: it reads the clock at the first record, fills Events'
+	// buffer and waits for us with the rest queued.
+	h := attachWith(t, Config{SyscallTracing: true, RingBufferSize: 1 << 20, Comms: []string{comm}}, func(w *Watcher) {
+		w.w.clock = func() (time.Time, time.Duration) {
+			wall, mono := systemClock()
+			if stepped.Load() {
+				wall = wall.Add(step)
+			}
+			return wall, mono
+		}
+		err := asThread(ns, comm, func(int) error { return sendUnroutable(sends, nil) })
+		if err != nil {
+			t.Fatal(err)
+		}
+	})
+	for deadline := time.Now().Add(waitTimeout); len(h.events) < cap(h.events); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("Events holds %d of %d within %v", len(h.events), cap(h.events), waitTimeout)
+		}
+	}
+	stepped.Store(true)
+	var last Event
+	deadline := time.After(waitTimeout)
+	for i := range sends {
+		select {
+		case last = <-h.events:
+		case <-deadline:
+			t.Fatalf("%d of %d events within %v", i, sends, waitTimeout)
+		}
+	}
+	if d := last.Time.Sub(time.Now().Add(step)); d < -time.Minute || d > time.Minute {
+		t.Errorf("the last event of the backlog: time %v, want about %v (the stepped clock)", last.Time, time.Now().Add(step))
+	}
+	if s := h.w.Stats(); s.Dropped != 0 {
+		t.Errorf("Stats.Dropped = %d, want 0", s.Dropped)
+	}
+}

@@ -41,7 +41,10 @@
 // per-call map update. A blocking connect that fails with an error the
 // kernel also stored on the socket (ECONNREFUSED) is reported once: the
 // error program tells the syscall program, through a small LRU map keyed
-// by thread, to stay silent.
+// by the socket's cookie, to stay silent when a connect on that socket
+// returns that errno. Keyed by socket, not by thread: a non-blocking
+// connect's error, fetched with SO_ERROR, does not silence the thread's
+// next connect on another socket.
 //
 // Without either program, [ReadNoRoutes] reads the kernel's OutNoRoutes
 // counters, which count every failed route lookup in a namespace and need
@@ -113,7 +116,8 @@
 // Events go to user space through one BPF ring buffer (not perf buffers):
 // one buffer shared by all CPUs keeps the order and the memory bounded.
 // Event times: the kernel stamps CLOCK_MONOTONIC; [Watcher.Run] converts
-// it with the wall clock read again for every batch of records it reads,
+// it with the wall clock read again for every batch of records it reads
+// (and every 256 records within a batch that a storm keeps from ending),
 // so a wall-clock step (NTP's first sync on a robot without a real-time
 // clock) dates the events after it correctly.
 //

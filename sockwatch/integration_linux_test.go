@@ -113,20 +113,48 @@ func attachWith(t *testing.T, cfg Config, before func(*Watcher)) *harness {
 // the Go scheduler afterwards.
 func (h *harness) do(ns *netnstest.NS, fn func(tid int) error) {
 	h.t.Helper()
-	err := ns.Do(func() error {
+	if err := asThread(ns, h.comm, fn); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+// asThread runs fn inside ns on a locked thread named comm and passes it
+// the thread ID. The old name is restored, because the thread goes back
+// to the Go scheduler afterwards.
+func asThread(ns *netnstest.NS, comm string, fn func(tid int) error) error {
+	return ns.Do(func() error {
 		var old [16]byte
 		if err := unix.Prctl(unix.PR_GET_NAME, uintptr(unsafe.Pointer(&old[0])), 0, 0, 0); err != nil {
 			return fmt.Errorf("PR_GET_NAME: %w", err)
 		}
-		if err := setThreadName(h.comm); err != nil {
+		if err := setThreadName(comm); err != nil {
 			return err
 		}
 		defer setThreadName(cString(old[:]))
 		return fn(unix.Gettid())
 	})
+}
+
+// sendUnroutable sends n UDP datagrams to 192.0.2.1:9, each failing with
+// ENETUNREACH in a namespace without a route there, until stop (if not
+// nil) is closed.
+func sendUnroutable(n int, stop <-chan struct{}) error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		h.t.Fatal(err)
+		return err
 	}
+	defer unix.Close(fd)
+	for i := 0; n < 0 || i < n; i++ {
+		select {
+		case <-stop:
+			return nil
+		default:
+		}
+		if err := unix.Sendto(fd, []byte("x"), 0, &unix.SockaddrInet4{Addr: [4]byte{192, 0, 2, 1}, Port: 9}); !errors.Is(err, unix.ENETUNREACH) {
+			return fmt.Errorf("udp sendto: %v, want ENETUNREACH", err)
+		}
+	}
+	return nil
 }
 
 // setThreadName sets the calling thread's comm.
@@ -435,14 +463,15 @@ func TestIntegrationConnectionReset(t *testing.T) {
 	h.expect(h.untilMarker(len(want)), want)
 }
 
-func TestIntegrationHostUnreachable(t *testing.T) {
-	t.Parallel()
-	h := attach(t, Config{SyscallTracing: true})
-	a, b := netnstest.New(t), netnstest.New(t)
-	netnstest.Veth(t, a, "va", b, "vb") // vb has no address: nobody answers ARP
-	a.IP("addr", "add", "10.77.0.1/24", "dev", "va")
-	// One ARP probe 300 ms apart instead of three 1 s apart, so the
-	// neighbour entry fails fast.
+// unansweredLAN links a to b by a veth pair, va with address addr and vb
+// with none, so that nobody answers a's ARP: a connect to another address
+// of the LAN fails with EHOSTUNREACH, through an ICMP error the kernel
+// sends itself. One ARP probe 300 ms apart instead of three 1 s apart
+// makes the neighbour entry fail fast.
+func unansweredLAN(t *testing.T, a, b *netnstest.NS, addr string) {
+	t.Helper()
+	netnstest.Veth(t, a, "va", b, "vb")
+	a.IP("addr", "add", addr, "dev", "va")
 	if err := a.Do(func() error {
 		for file, v := range map[string]string{"mcast_solicit": "1", "retrans_time_ms": "300"} {
 			if err := os.WriteFile("/proc/sys/net/ipv4/neigh/va/"+file, []byte(v), 0o644); err != nil {
@@ -453,6 +482,13 @@ func TestIntegrationHostUnreachable(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
+}
+
+func TestIntegrationHostUnreachable(t *testing.T) {
+	t.Parallel()
+	h := attach(t, Config{SyscallTracing: true})
+	a, b := netnstest.New(t), netnstest.New(t)
+	unansweredLAN(t, a, b, "10.77.0.1/24")
 
 	dst := netip.MustParseAddrPort("10.77.0.99:80")
 	var want []Event
@@ -758,4 +794,41 @@ func TestIntegrationUnattributed(t *testing.T) {
 			t.Fatalf("no event from namespace %d within %v", want.NetNS, waitTimeout)
 		}
 	}
+}
+
+// TestIntegrationAsyncThenSyncSameErrno: an asynchronous error of a
+// non-blocking connect that the process fetches with SO_ERROR (Go's way)
+// does not silence the same thread's next, unrelated connect that fails
+// at once with the same errno (a route of type unreachable): the dedup
+// pairs a blocking connect only with its own socket's stored error.
+func TestIntegrationAsyncThenSyncSameErrno(t *testing.T) {
+	t.Parallel()
+	h := attach(t, Config{SyscallTracing: true})
+	a, b := netnstest.New(t), netnstest.New(t)
+	unansweredLAN(t, a, b, "10.79.0.1/24")
+	a.IP("route", "add", "unreachable", "10.80.0.0/24")
+
+	async := netip.MustParseAddrPort("10.79.0.99:80")
+	sync := netip.MustParseAddrPort("10.80.0.1:80")
+	var want []Event
+	h.do(a, func(tid int) error {
+		if _, err := net.DialTimeout("tcp", async.String(), waitTimeout); !errors.Is(err, syscall.EHOSTUNREACH) {
+			return fmt.Errorf("dial %v: %v, want EHOSTUNREACH", async, err)
+		}
+		ev := h.syscallEvent(a, tid, OpAsync, syscall.EHOSTUNREACH, async.String())
+		ev.Protocol = syscall.IPPROTO_TCP
+		want = append(want, ev)
+
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		if err := unix.Connect(fd, &unix.SockaddrInet4{Addr: sync.Addr().As4(), Port: int(sync.Port())}); !errors.Is(err, unix.EHOSTUNREACH) {
+			return fmt.Errorf("connect %v: %v, want EHOSTUNREACH", sync, err)
+		}
+		want = append(want, h.syscallEvent(a, tid, OpConnect, syscall.EHOSTUNREACH, sync.String()))
+		return marker()
+	})
+	h.expect(h.untilMarker(len(want)), want)
 }

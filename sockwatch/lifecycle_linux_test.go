@@ -287,3 +287,42 @@ func bpfFDs(t *testing.T) int {
 	}
 	return n
 }
+
+// TestIntegrationWatcherCancelUnderLoad cancels Run while records keep
+// arriving: Run's reads of the ring buffer must not race with the reader's
+// Close, which the cancellation runs on another goroutine (under -race, a
+// race fails the test; without, it could dereference the closed ring).
+func TestIntegrationWatcherCancelUnderLoad(t *testing.T) {
+	t.Parallel()
+	netnstest.RequirePrivileged(t)
+	ns := netnstest.New(t)
+	comm := uniqueComm()
+	stop := make(chan struct{})
+	failing := make(chan error, 1)
+	go func() {
+		failing <- asThread(ns, comm, func(int) error { return sendUnroutable(-1, stop) })
+	}()
+	defer func() {
+		close(stop)
+		if err := <-failing; err != nil {
+			t.Error(err)
+		}
+	}()
+	for range 20 {
+		w := newPrivileged(t, Config{SyscallTracing: true, Comms: []string{comm}})
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- w.Run(ctx) }()
+		select {
+		case <-w.Events():
+		case <-time.After(waitTimeout):
+			t.Fatalf("no event within %v", waitTimeout)
+		}
+		cancel()
+		for range w.Events() {
+		}
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v, want nil", err)
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/seed-a56be422/netmon/internal/netnstest"
 	"golang.org/x/sys/unix"
@@ -33,22 +34,11 @@ func TestIntegrationReusedSocketOwner(t *testing.T) {
 
 	var want []Event
 	h.do(ns, func(tid int) error {
-		lfd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		lfd, listening, err := listenLoopback()
 		if err != nil {
 			return err
 		}
 		defer unix.Close(lfd)
-		if err := unix.Bind(lfd, &unix.SockaddrInet4{Addr: lo}); err != nil {
-			return err
-		}
-		if err := unix.Listen(lfd, 16); err != nil {
-			return err
-		}
-		sa, err := unix.Getsockname(lfd)
-		if err != nil {
-			return err
-		}
-		listening := sa.(*unix.SockaddrInet4)
 		defer setThreadName(h.comm)
 		for i := range rounds {
 			comm := h.comm
@@ -88,6 +78,29 @@ func TestIntegrationReusedSocketOwner(t *testing.T) {
 	}
 }
 
+// listenLoopback returns a TCP socket listening on 127.0.0.1 at a port
+// the kernel chose, and its address.
+func listenLoopback() (int, *unix.SockaddrInet4, error) {
+	lfd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, nil, err
+	}
+	if err := unix.Bind(lfd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		unix.Close(lfd)
+		return -1, nil, err
+	}
+	if err := unix.Listen(lfd, 16); err != nil {
+		unix.Close(lfd)
+		return -1, nil, err
+	}
+	sa, err := unix.Getsockname(lfd)
+	if err != nil {
+		unix.Close(lfd)
+		return -1, nil, err
+	}
+	return lfd, sa.(*unix.SockaddrInet4), nil
+}
+
 // refusedConnect has a blocking TCP connect to a closed port refused.
 func refusedConnect(addr [4]byte, port uint16) error {
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
@@ -101,21 +114,31 @@ func refusedConnect(addr [4]byte, port uint16) error {
 	return nil
 }
 
-// resetAccepted connects to the listener lfd, accepts, and closes the
-// client with SO_LINGER 0, so that the accepted socket receives a reset.
-func resetAccepted(lfd int, dst *unix.SockaddrInet4) error {
-	c, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+// connectAccepted connects a client to the listener lfd and accepts it:
+// the client's and the accepted socket.
+func connectAccepted(lfd int, dst *unix.SockaddrInet4) (c, s int, err error) {
+	c, err = unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return err
+		return -1, -1, err
 	}
 	if err := unix.Connect(c, dst); err != nil {
 		unix.Close(c)
-		return fmt.Errorf("connect to listener: %w", err)
+		return -1, -1, fmt.Errorf("connect to listener: %w", err)
 	}
-	s, _, err := unix.Accept4(lfd, unix.SOCK_CLOEXEC)
+	s, _, err = unix.Accept4(lfd, unix.SOCK_CLOEXEC)
 	if err != nil {
 		unix.Close(c)
-		return fmt.Errorf("accept: %w", err)
+		return -1, -1, fmt.Errorf("accept: %w", err)
+	}
+	return c, s, nil
+}
+
+// resetAccepted connects to the listener lfd, accepts, and closes the
+// client with SO_LINGER 0, so that the accepted socket receives a reset.
+func resetAccepted(lfd int, dst *unix.SockaddrInet4) error {
+	c, s, err := connectAccepted(lfd, dst)
+	if err != nil {
+		return err
 	}
 	defer unix.Close(s)
 	if err := unix.SetsockoptLinger(c, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0}); err != nil {
@@ -203,4 +226,73 @@ func TestIntegrationUnixSocketIgnored(t *testing.T) {
 		return marker()
 	})
 	h.expect(h.untilMarker(len(want)), want)
+}
+
+// TestIntegrationOrphanResetFreesOwner: a socket the application closed
+// (orphaned, SOCK_DEAD) that then receives a reset moves to TCP_CLOSE with
+// an error stored but no error report (the kernel reports errors only to
+// sockets that still have a user). Its owner entry must go at that state
+// change; kept for a report that never comes, it would stay until LRU
+// eviction and push out the owners of live, long-lived connections.
+func TestIntegrationOrphanResetFreesOwner(t *testing.T) {
+	t.Parallel()
+	const rounds = 50
+	h := attach(t, Config{})
+	ns := netnstest.New(t)
+	h.do(ns, func(int) error {
+		lfd, listening, err := listenLoopback()
+		if err != nil {
+			return err
+		}
+		defer unix.Close(lfd)
+		for range rounds {
+			if err := resetOrphan(lfd, listening); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	owners := h.w.w.coll.Maps[sockwatchMapOwners]
+	count := func() (n int) {
+		var k uint64
+		var v [32]byte // struct owner: pid_tgid, cgroup, comm[16]
+		for it := owners.Iterate(); it.Next(&k, &v); {
+			if cString(v[16:]) == h.comm {
+				n++
+			}
+		}
+		return n
+	}
+	deadline := time.Now().Add(waitTimeout)
+	for count() > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d owner entries of %d closed sockets still in the map after %v, want 0", count(), rounds, waitTimeout)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// resetOrphan connects to the listener lfd, accepts, closes the client
+// (which sends its FIN and becomes an orphan), then closes the accepted
+// socket with SO_LINGER 0, so that the orphan receives a reset.
+func resetOrphan(lfd int, dst *unix.SockaddrInet4) error {
+	c, s, err := connectAccepted(lfd, dst)
+	if err != nil {
+		return err
+	}
+	if err := unix.Close(c); err != nil {
+		unix.Close(s)
+		return err
+	}
+	// The client's FIN arrived when a read on the accepted socket sees
+	// the end of the stream.
+	if n, err := unix.Read(s, make([]byte, 1)); n != 0 || err != nil {
+		unix.Close(s)
+		return fmt.Errorf("read on the accepted socket: %d, %v, want the end of the stream", n, err)
+	}
+	if err := unix.SetsockoptLinger(s, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0}); err != nil {
+		unix.Close(s)
+		return err
+	}
+	return unix.Close(s)
 }

@@ -155,6 +155,10 @@ func systemClock() (time.Time, time.Duration) {
 	return now, time.Duration(ts.Nano())
 }
 
+// clockEvery is how many records in a row, at most, take their wall time
+// from one reading of the clock (see run).
+const clockEvery = 256
+
 // bootTime returns the wall-clock time at which CLOCK_MONOTONIC read 0
 // according to clock, so that a kernel timestamp t becomes
 // bootTime(clock).Add(t).
@@ -229,10 +233,12 @@ func (w *watcher) run(ctx context.Context) error {
 	// read after the ring buffer was empty): a robot without a real-time
 	// clock steps its wall clock by months at its first NTP sync, and
 	// events after the step must carry the new time. Within a batch the
-	// records were queued moments apart, so one reading serves them all.
+	// records were queued moments apart, so one reading serves them all;
+	// but a storm can keep the ring buffer from ever emptying, so the
+	// offset is also read again every clockEvery records.
 	var rec ringbuf.Record
 	var boot time.Time
-	newBatch := true
+	newBatch, n := true, 0
 	for {
 		if err := w.reader.ReadInto(&rec); err != nil {
 			if errors.Is(err, os.ErrClosed) {
@@ -240,10 +246,13 @@ func (w *watcher) run(ctx context.Context) error {
 			}
 			return fmt.Errorf("sockwatch: read ring buffer: %w", err)
 		}
-		if newBatch {
-			boot = bootTime(w.clock)
+		if n++; newBatch || n >= clockEvery {
+			boot, n = bootTime(w.clock), 0
 		}
-		newBatch = w.reader.AvailableBytes() == 0
+		// Remaining, not Reader.AvailableBytes: that one reads the
+		// ring without the reader's lock, racing with the Close that
+		// the cancellation runs.
+		newBatch = rec.Remaining == 0
 		ev, err := decodeRecord(rec.RawSample, boot)
 		if err != nil {
 			w.malformed.Add(1)

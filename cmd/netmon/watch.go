@@ -215,8 +215,9 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 }
 
 // logSummary logs the line watch ends with: how long it watched, the
-// outages that ended and their total down time, outages by cause, and the
-// outage in progress if the state is down now.
+// outages that ended and their total down time, outages by cause, the
+// outage in progress if the state is down now, and the sends that found
+// no route (netmon_no_route_sends_total) if any.
 func logSummary(log *zap.Logger, watched time.Duration, st netmon.Stats, now netmon.Status, byCause map[netmon.Reason]int) {
 	var causes []string
 	for _, c := range slices.Sorted(maps.Keys(byCause)) {
@@ -233,6 +234,11 @@ func logSummary(log *zap.Logger, watched time.Duration, st netmon.Stats, now net
 	if !now.State.CanSend() {
 		fields = append(fields, zap.String("reason", string(now.Reason)), zap.String("iface", now.Iface),
 			zap.Duration("down_for", time.Since(now.Since).Round(time.Millisecond)))
+	}
+	if st.NoRouteSends > 0 {
+		// Every one, also those held for the next no-route line when
+		// watch stopped: the Monitor's last events may not be delivered.
+		fields = append(fields, zap.Uint64("no_route_sends", st.NoRouteSends))
 	}
 	log.Info(fmt.Sprintf("stopped: %d outages, %v down in total", st.Flaps, st.DownTime.Round(time.Millisecond)), fields...)
 }

@@ -96,9 +96,11 @@ struct {
 // owners maps a socket cookie to the thread that connected the socket.
 // The key is the cookie, not the struct sock address: the kernel reuses
 // addresses for later, unrelated sockets, while a cookie is never reused
-// while the system runs. Entries go when the socket closes (or, for the
-// few close paths that report their error after the state change, when
-// LRU evicts them).
+// while the system runs. Entries go when the socket closes or, when it
+// closes with an error still to be reported, after that report (see
+// sockwatch_owner). LRU eviction bounds the rest: an established socket
+// with an error stored but never reported (an ICMP error with IP_RECVERR)
+// that then closes normally.
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__type(key, __u64);
@@ -106,9 +108,13 @@ struct {
 	__uint(max_entries, 16384);
 } owners SEC(".maps");
 
-// recent maps pid_tgid to the errno last reported asynchronously for a
-// socket that thread connected, so that the syscall program stays silent
-// when the same thread's blocking connect returns it.
+// recent maps a socket's cookie to the errno last reported asynchronously
+// for it, so that the syscall program stays silent when a connect on that
+// same socket returns it (a blocking connect, or a second connect that
+// fetches a non-blocking one's result). Keyed by socket, not by thread: a
+// non-blocking connect's error, fetched with SO_ERROR, must not silence
+// the thread's next connect on another socket that fails at once with the
+// same errno (no route).
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__type(key, __u64);
@@ -154,6 +160,14 @@ static __always_inline __u64 cookie_of(const struct sock *sk)
 	return BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
 }
 
+// sock_dead reports sock_flag(sk, SOCK_DEAD): the socket is orphaned, no
+// error will be reported on it. SOCK_DEAD is bit 0 of sk_flags (enum
+// sock_flags), as it has been since Linux 2.6.
+static __always_inline bool sock_dead(const struct sock *sk)
+{
+	return BPF_CORE_READ(sk, __sk_common.skc_flags) & (1UL << 0);
+}
+
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(sockwatch_owner, const struct sock *sk, int oldstate, int newstate)
 {
@@ -162,9 +176,12 @@ int BPF_PROG(sockwatch_owner, const struct sock *sk, int oldstate, int newstate)
 		// timed-out connect) store sk_err, move the socket to CLOSE and
 		// only then report the error; the error program removes the
 		// entry after that report. Without a pending error nothing will
-		// look the owner up again.
+		// look the owner up again; nor for a socket the application has
+		// closed (SOCK_DEAD, e.g. an orphan in FIN_WAIT that receives a
+		// reset): tcp_done_with_error reports errors only to sockets
+		// that still have a user.
 		__u64 cookie = cookie_of(sk);
-		if (cookie && BPF_CORE_READ(sk, sk_err) == 0)
+		if (cookie && (BPF_CORE_READ(sk, sk_err) == 0 || sock_dead(sk)))
 			bpf_map_delete_elem(&owners, &cookie);
 		return 0;
 	}
@@ -209,7 +226,7 @@ int BPF_PROG(sockwatch_error, const struct sock *sk)
 		__builtin_memcpy(r->comm, o->comm, COMM_LEN);
 		if (dedup) {
 			__u64 e = err;
-			bpf_map_update_elem(&recent, &o->pid_tgid, &e, BPF_ANY);
+			bpf_map_update_elem(&recent, &cookie, &e, BPF_ANY);
 		}
 	}
 
@@ -235,25 +252,23 @@ int BPF_PROG(sockwatch_error, const struct sock *sk)
 	return 0;
 }
 
-// fd_family returns the address family of the socket open as fd in the
-// current task, or 0. It is used for a send without a destination, on a
-// connected socket.
-static __always_inline __u16 fd_family(__u64 fd)
+// fd_sock returns the socket open as fd in the current task, or NULL.
+static __always_inline const struct sock *fd_sock(__u64 fd)
 {
 	struct task_struct *task = (void *)bpf_get_current_task();
 	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
 	if (!fdt || fd >= BPF_CORE_READ(fdt, max_fds))
-		return 0;
+		return NULL;
 	struct file **fds = BPF_CORE_READ(fdt, fd);
 	struct file *f = NULL;
 	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]) || !f)
-		return 0;
+		return NULL;
 	// The syscall failed with a network errno, so fd is a socket and
 	// private_data its struct socket.
 	struct socket *sock = BPF_CORE_READ(f, private_data);
 	if (!sock)
-		return 0;
-	return BPF_CORE_READ(sock, sk, __sk_common.skc_family);
+		return NULL;
+	return BPF_CORE_READ(sock, sk);
 }
 
 SEC("tp_btf/sys_exit")
@@ -311,10 +326,15 @@ int BPF_PROG(sockwatch_sys, struct pt_regs *regs, long ret)
 
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	if (dedup && op == OP_CONNECT) {
-		__u64 *prev = bpf_map_lookup_elem(&recent, &pid_tgid);
+		// The socket's cookie exists if the owner program saw it reach
+		// SYN_SENT (bpf_get_socket_cookie), which every async report
+		// the error program recorded in recent follows.
+		const struct sock *sk = fd_sock(fd);
+		__u64 cookie = sk ? cookie_of(sk) : 0;
+		__u64 *prev = cookie ? bpf_map_lookup_elem(&recent, &cookie) : NULL;
 		if (prev) {
 			__u64 was = *prev;
-			bpf_map_delete_elem(&recent, &pid_tgid);
+			bpf_map_delete_elem(&recent, &cookie);
 			if (was == err)
 				return 0;
 		}
@@ -328,7 +348,10 @@ int BPF_PROG(sockwatch_sys, struct pt_regs *regs, long ret)
 		if (bpf_probe_read_user(&family, sizeof(family), (void *)uaddr))
 			return 0;
 	} else {
-		family = fd_family(fd);
+		// A send without a destination, on a connected socket.
+		const struct sock *sk = fd_sock(fd);
+		if (sk)
+			family = BPF_CORE_READ(sk, __sk_common.skc_family);
 	}
 	if (family != AF_INET && family != AF_INET6)
 		return 0;

@@ -103,6 +103,9 @@ struct sock_common {
 	possible_net_t skc_net;
 	struct in6_addr skc_v6_daddr;
 	atomic64_t skc_cookie;
+	union {
+		long unsigned int skc_flags;
+	};
 };
 
 struct sock {
