@@ -28,7 +28,7 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	wifiPoll := fs.Duration("wifi-poll", 2*time.Second, "Wi-Fi station poll interval (signal, bitrate)")
 	sockerr := choice{v: "auto", allowed: []string{"auto", "on", "off"}}
 	fs.Var(&sockerr, "sockerr", "trace failed sends of every process with eBPF: `auto|on|off`; auto uses it when permitted (CAP_BPF and CAP_PERFMON), on fails without it")
-	sockSyscalls := fs.Bool("sockerr-syscalls", false, "also trace connect/sendto/sendmsg exits, to see errors returned at once (ENETUNREACH from a UDP send or a connect); costs up to 25% on sends and 2.6x on failing connects, so off by default")
+	sockSyscalls := fs.Bool("sockerr-syscalls", false, "also trace connect/sendto/sendmsg exits, to see errors returned at once (ENETUNREACH from a UDP send or a connect); costs about 5% on sends and 6x on failing connects (measured), so off by default")
 	var sockComms commList
 	fs.Var(&sockComms, "sockerr-comm", "trace only processes with this `NAME` (the kernel's comm, 15 bytes at most); repeatable (default: every process)")
 	var sockCgroups stringList
