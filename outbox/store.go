@@ -432,6 +432,10 @@ func (o *Outbox) appendQueued(ctx context.Context, m Message, size int64) (uint6
 		if o.closed {
 			return 0, ErrClosed
 		}
+		if err := o.flushErr; err != nil {
+			o.flushErr = nil
+			return 0, err
+		}
 	}
 	o.last++
 	m.N, m.Epoch = o.last, o.epoch
@@ -441,13 +445,15 @@ func (o *Outbox) appendQueued(ctx context.Context, m Message, size int64) (uint6
 	o.bytes[m.Class] += size
 	o.n.Appended++
 	if o.timer == nil {
-		o.timer = time.AfterFunc(o.cfg.SyncInterval, o.flush)
+		o.timer = time.AfterFunc(o.cfg.SyncInterval, func() { _ = o.flush() })
 	}
 	return m.N, nil
 }
 
-// flush commits the group commit's queue.
-func (o *Outbox) flush() {
+// flush commits the group commit's queue. A failed commit is logged,
+// kept for the next Append to report, and returned; whoever waits for
+// the queue is woken either way.
+func (o *Outbox) flush() error {
 	o.wmu.Lock()
 	defer o.wmu.Unlock()
 	o.mu.Lock()
@@ -455,7 +461,7 @@ func (o *Outbox) flush() {
 	o.queue, o.queueBytes, o.timer = nil, 0, nil
 	o.mu.Unlock()
 	if len(q) == 0 || o.db == nil {
-		return
+		return nil
 	}
 	if err := o.commitLocked(q); err != nil {
 		o.log.Error("outbox: group commit failed; its messages are lost", zap.Int("messages", len(q)), zap.Error(err))
@@ -466,8 +472,12 @@ func (o *Outbox) flush() {
 			o.bytes[q[i].Class] -= int64(recordLen(&q[i]))
 		}
 		o.n.Dropped += uint64(len(q))
+		o.signalLocked() // an Append waiting for room in the queue
+		err := o.flushErr
 		o.mu.Unlock()
+		return err
 	}
+	return nil
 }
 
 // commitLocked writes ms (numbered in order, after o.committed) in one
@@ -705,8 +715,10 @@ func (o *Outbox) Stats() Stats {
 }
 
 // Close commits what a group commit has queued, closes the store and
-// wakes Drain and waiting Appends, which return [ErrClosed]. Calling it
-// again does nothing.
+// wakes Drain and waiting Appends, which return [ErrClosed]. When that
+// last commit, or an earlier one no Append has reported yet, failed,
+// Close returns its error (the messages it names are lost) after
+// closing the store. Calling it again does nothing.
 func (o *Outbox) Close() error {
 	o.mu.Lock()
 	if o.closed {
@@ -721,18 +733,20 @@ func (o *Outbox) Close() error {
 	}
 	o.signalLocked()
 	o.mu.Unlock()
-	o.flush()
+	_ = o.flush()
 	o.wmu.Lock()
 	defer o.wmu.Unlock()
 	o.mu.Lock()
 	db := o.db
 	o.db = nil
+	flushErr := o.flushErr
+	o.flushErr = nil
 	o.mu.Unlock()
-	if db == nil {
-		return nil
+	var closeErr error
+	if db != nil {
+		if err := db.Close(); err != nil {
+			closeErr = fmt.Errorf("outbox: close %s: %w", o.path, err)
+		}
 	}
-	if err := db.Close(); err != nil {
-		return fmt.Errorf("outbox: close %s: %w", o.path, err)
-	}
-	return nil
+	return errors.Join(flushErr, closeErr)
 }
