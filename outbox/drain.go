@@ -208,7 +208,7 @@ func (o *Outbox) read(db *bolt.DB, from, to, limit uint64) ([]Message, error) {
 		o.wmu.Lock()
 		defer o.wmu.Unlock()
 		if o.db == db {
-			if err := o.replaceLocked(fmt.Errorf("outbox: read %s: %w", o.path, err)); err != nil {
+			if err := o.replaceLocked(fmt.Errorf("outbox: read %s: %w", o.path, err), nil); err != nil {
 				return nil, err
 			}
 		}

@@ -114,7 +114,7 @@ func Open(dir string, cfg Config) (*Outbox, error) {
 		if !isCorrupt(err) {
 			return nil, err
 		}
-		if err := o.replaceLocked(err); err != nil {
+		if err := o.replaceLocked(err, nil); err != nil {
 			return nil, err
 		}
 	}
@@ -231,8 +231,12 @@ func (o *Outbox) load() (err error) {
 }
 
 // replaceLocked moves the unreadable store aside, starts a fresh one and
-// records why in o.moved. Called with wmu held.
-func (o *Outbox) replaceLocked(cause error) error {
+// records why in o.moved. The accepted messages not yet in the store
+// move to the fresh one: first (the messages being committed, taken off
+// the queue) and then the group commit's queue are numbered after its
+// last N, in its epoch, and a queue's are counted in it. Called with wmu
+// held.
+func (o *Outbox) replaceLocked(cause error, first []Message) error {
 	if o.db != nil {
 		closeQuietly(o.db)
 		o.mu.Lock()
@@ -255,7 +259,23 @@ func (o *Outbox) replaceLocked(cause error) error {
 	// The old store's messages are no longer pending here.
 	o.records, o.bytes = [2]int{}, [2]int64{}
 	o.mu.Unlock()
-	return o.load()
+	if err := o.load(); err != nil {
+		return err
+	}
+	queued := o.cfg.SyncInterval > 0
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, q := range [][]Message{first, o.queue} {
+		for i := range q {
+			o.last++
+			q[i].N, q[i].Epoch = o.last, o.epoch
+			if queued {
+				o.records[q[i].Class]++
+				o.bytes[q[i].Class] += int64(recordLen(&q[i]))
+			}
+		}
+	}
+	return nil
 }
 
 // newEpoch returns a random epoch from 1 to 2^64-1.
@@ -544,25 +564,12 @@ func (o *Outbox) commitLocked(ms []Message) error {
 		if !isCorrupt(err) || !errors.Is(err, ErrCorrupt) {
 			return fmt.Errorf("outbox: write %s: %w", o.path, err)
 		}
-		// The store broke under us: replace it and write ms there.
-		if rerr := o.replaceLocked(err); rerr != nil {
+		// The store broke under us: replace it (numbering ms, then
+		// what was queued after them, in the fresh store's epoch) and
+		// write ms there.
+		if rerr := o.replaceLocked(err, ms); rerr != nil {
 			return rerr
 		}
-		// Number ms, then what was queued after them, in the fresh
-		// store's epoch; a group commit's were counted, and the
-		// fresh store's counters start at zero.
-		o.mu.Lock()
-		for _, q := range [][]Message{ms, o.queue} {
-			for i := range q {
-				o.last++
-				q[i].N, q[i].Epoch = o.last, o.epoch
-				if queued {
-					o.records[q[i].Class]++
-					o.bytes[q[i].Class] += int64(recordLen(&q[i]))
-				}
-			}
-		}
-		o.mu.Unlock()
 		return o.commitLocked(ms)
 	}
 	o.mu.Lock()
@@ -663,7 +670,7 @@ func (o *Outbox) removeLocked(acks []uint64) error {
 	})
 	if err != nil {
 		if errors.Is(err, ErrCorrupt) {
-			return o.replaceLocked(err)
+			return o.replaceLocked(err, nil)
 		}
 		return fmt.Errorf("outbox: remove acknowledged messages from %s: %w", o.path, err)
 	}
