@@ -59,6 +59,10 @@ func (o *Outbox) Drain(ctx context.Context, s Sender, send func(context.Context,
 		clear(o.inflight)
 		o.mu.Unlock()
 	}()
+	// Close ends ctx too, so that a Do held by a closed gate returns.
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	defer context.AfterFunc(o.done, func() { cancel(ErrClosed) })()
 	attempt := func(c context.Context) error { return o.sendSome(c, send) }
 	for {
 		o.mu.Lock()

@@ -71,6 +71,11 @@ type Outbox struct {
 	// removed, Rewind is called, or the outbox closes.
 	changed chan struct{}
 	closed  bool
+	// done ends (with ErrClosed) when the outbox closes: it ends
+	// Drain's calls of Sender.Do, which may hold while the link is
+	// down.
+	done     context.Context
+	shutDown context.CancelCauseFunc
 	// flushErr is the error of the last failed group commit, reported
 	// by the next Append.
 	flushErr error
@@ -99,6 +104,7 @@ func Open(dir string, cfg Config) (*Outbox, error) {
 		inflight: make(map[uint64]struct{}),
 		changed:  make(chan struct{}),
 	}
+	o.done, o.shutDown = context.WithCancelCause(context.Background())
 	if o.log == nil {
 		o.log = zap.NewNop()
 	}
@@ -106,15 +112,18 @@ func Open(dir string, cfg Config) (*Outbox, error) {
 		o.window = DefaultWindow
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
+		o.shutDown(ErrClosed)
 		return nil, fmt.Errorf("outbox: %w", err)
 	}
 	o.wmu.Lock()
 	defer o.wmu.Unlock()
 	if err := o.load(); err != nil {
 		if !isCorrupt(err) {
+			o.shutDown(ErrClosed)
 			return nil, err
 		}
 		if err := o.replaceLocked(err, nil); err != nil {
+			o.shutDown(ErrClosed)
 			return nil, err
 		}
 	}
@@ -740,6 +749,7 @@ func (o *Outbox) Close() error {
 	}
 	o.signalLocked()
 	o.mu.Unlock()
+	o.shutDown(ErrClosed)
 	_ = o.flush()
 	o.wmu.Lock()
 	defer o.wmu.Unlock()
