@@ -111,7 +111,7 @@ func Open(dir string, cfg Config) (*Outbox, error) {
 	if o.window == 0 {
 		o.window = DefaultWindow
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := makeDir(dir); err != nil {
 		o.shutDown(ErrClosed)
 		return nil, fmt.Errorf("outbox: %w", err)
 	}
