@@ -83,8 +83,8 @@ type Outbox struct {
 	n        Stats // the counters: Appended ... MovedAside
 }
 
-// Open opens the outbox in dir, creating the directory (mode 0700) and
-// the store as needed. Messages accepted before a crash are pending
+// Open opens the outbox in dir, creating the directory (mode 0700, and
+// its missing parents, each new entry fsynced) and the store as needed. Messages accepted before a crash are pending
 // again, and N continues after the last accepted one.
 //
 // A store that cannot be read is moved aside and a fresh one started
