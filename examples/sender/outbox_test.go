@@ -96,18 +96,7 @@ func TestOutboxResumesWithTheSameSeq(t *testing.T) {
 			"--ack-timeout", "1h", "--log-level", "warn", "--outbox", dir, "--id", "r1"}, &stdout, &stderr)
 	}()
 	// Stop it once the server has seen some messages but not all.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if u, _, _ := silent.counts(); u >= 50 {
-			break
-		}
-		if time.Now().After(deadline) {
-			cancel()
-			<-done
-			t.Fatalf("the silent server saw fewer than 50 messages in 30s; stderr:\n%s", stderr.String())
-		}
-		time.Sleep(5 * time.Millisecond) // polling the server's count; the deadline bounds it
-	}
+	waitSeen(t, silent, 50, func() { cancel(); <-done }, &stderr)
 	cancel()
 	if code := <-done; code != 1 {
 		t.Fatalf("interrupted run exited %d, want 1", code)
@@ -167,18 +156,7 @@ func TestOutboxStoreReplacedMidRunIsNotDone(t *testing.T) {
 		done <- run(ctx, []string{"--addr", silent.addr(), "--count", "50", "--monitor=false",
 			"--ack-timeout", "300ms", "--log-level", "warn", "--outbox", dir, "--id", "r1"}, &stdout, &stderr)
 	}()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if u, _, _ := silent.counts(); u >= 50 {
-			break
-		}
-		if time.Now().After(deadline) {
-			cancel()
-			<-done
-			t.Fatalf("the silent server saw fewer than 50 messages in 30s; stderr:\n%s", stderr.String())
-		}
-		time.Sleep(5 * time.Millisecond) // polling the server's count; the deadline bounds it
-	}
+	waitSeen(t, silent, 50, func() { cancel(); <-done }, &stderr)
 	// Spoil the store in place (the outbox's map of the file sees it).
 	path := filepath.Join(dir, outbox.FileName)
 	fi, err := os.Stat(path)
@@ -201,5 +179,22 @@ func TestOutboxStoreReplacedMidRunIsNotDone(t *testing.T) {
 	}
 	if !strings.Contains(stderr.String(), "moved") {
 		t.Errorf("stderr does not say the store was moved aside:\n%s", stderr.String())
+	}
+}
+
+// waitSeen waits until srv has seen n distinct messages; after 30 s it
+// stops the run (stop) and fails t, showing the run's stderr.
+func waitSeen(t *testing.T, srv *fakeServer, n int, stop func(), stderr *bytes.Buffer) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if u, _, _ := srv.counts(); u >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			stop()
+			t.Fatalf("the server saw fewer than %d messages in 30s; stderr:\n%s", n, stderr.String())
+		}
+		time.Sleep(5 * time.Millisecond) // polling the server's count; the deadline bounds it
 	}
 }
