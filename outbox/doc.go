@@ -56,10 +56,14 @@
 // stops the sender: Open renames it to outbox.db.corrupt-TIMESTAMP, logs
 // why, starts a fresh store and reports the old one's fate from
 // [Outbox.MovedAside]. The file moved aside is left as it was for a
-// person to recover: copy it into an empty directory as outbox.db and
-// [Open] it there (bbolt's own checks may still read it), or inspect and
-// repair it with bbolt's command line tool (go.etcd.io/bbolt/cmd/bbolt:
-// check, pages, page, surgery). A full disk is not corruption: Append
+// person to recover: [Open] on a copy of it would only move the copy
+// aside again (the same checks fail), so read it with [Salvage], which
+// scans its pages without bbolt and returns every message that passes
+// its CRC, with the store's epoch; then send them to a receiver that
+// drops duplicates (some may have been delivered already), or Append
+// them to a live outbox. bbolt's command line tool
+// (go.etcd.io/bbolt/cmd/bbolt: check, pages, page) shows what is left
+// of its pages. A full disk is not corruption: Append
 // returns the write error (wrapping syscall.ENOSPC), nothing is moved,
 // and the caller can still send without the outbox.
 //

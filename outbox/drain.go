@@ -59,6 +59,10 @@ func (o *Outbox) Drain(ctx context.Context, s Sender, send func(context.Context,
 		clear(o.inflight)
 		o.mu.Unlock()
 	}()
+	// Close ends ctx too, so that a Do held by a closed gate returns.
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	defer context.AfterFunc(o.done, func() { cancel(ErrClosed) })()
 	attempt := func(c context.Context) error { return o.sendSome(c, send) }
 	for {
 		o.mu.Lock()
@@ -208,7 +212,7 @@ func (o *Outbox) read(db *bolt.DB, from, to, limit uint64) ([]Message, error) {
 		o.wmu.Lock()
 		defer o.wmu.Unlock()
 		if o.db == db {
-			if err := o.replaceLocked(fmt.Errorf("outbox: read %s: %w", o.path, err)); err != nil {
+			if err := o.replaceLocked(fmt.Errorf("outbox: read %s: %w", o.path, err), nil); err != nil {
 				return nil, err
 			}
 		}

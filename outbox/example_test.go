@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log"
 	"os"
+	"path/filepath"
 
 	"github.com/seed-a56be422/netmon/gate"
 	"github.com/seed-a56be422/netmon/outbox"
@@ -62,4 +63,40 @@ func Example() {
 	// send N=1 status: arm homed
 	// send N=2 status: battery 81%
 	// delivered 2, pending 0
+}
+
+// Salvage reads the messages of a store that Open moved aside as
+// unreadable (its [outbox.CorruptError.MovedTo]); here, for the example,
+// an intact store of two messages.
+func ExampleSalvage() {
+	dir, err := os.MkdirTemp("", "outbox-salvage")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	o, err := outbox.Open(dir, outbox.Config{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, p := range []string{"arm homed", "battery 81%"} {
+		if _, err := o.Append(context.Background(), outbox.Message{Stream: "status", Payload: []byte(p)}); err != nil {
+			log.Fatal(err)
+		}
+	}
+	epoch := o.Epoch()
+	if err := o.Close(); err != nil {
+		log.Fatal(err)
+	}
+
+	// In a robot: the path from o.MovedAside().MovedTo.
+	got, ms, err := outbox.Salvage(filepath.Join(dir, outbox.FileName))
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, m := range ms {
+		fmt.Printf("N=%d %s: %s (same epoch: %v)\n", m.N, m.Stream, m.Payload, m.Epoch == epoch && got == epoch)
+	}
+	// Output:
+	// N=1 status: arm homed (same epoch: true)
+	// N=2 status: battery 81% (same epoch: true)
 }

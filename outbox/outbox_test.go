@@ -471,3 +471,28 @@ func TestDrainSendsOnlyAcceptedMessages(t *testing.T) {
 	cancel()
 	wg.Wait()
 }
+
+// TestCloseEndsADrainHeldByAClosedGate: Close wakes Drain with ErrClosed
+// also while Drain waits in the Gate (the link is down), not only while
+// it waits for messages or Acks.
+func TestCloseEndsADrainHeldByAClosedGate(t *testing.T) {
+	o := openT(t, "", Config{})
+	appendT(t, o, "s", Important, "1")
+	g := newGate(t)
+	g.Close(gate.Reason{Code: "carrier-lost", Iface: "wlan0"})
+	w := newWire()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- o.Drain(ctx, g.Sender(), w.send) }()
+	waitFor(t, "Drain to be held", func() bool { return g.Stats().Holds > 0 })
+	if err := o.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; !errors.Is(err, ErrClosed) {
+		t.Fatalf("Drain held by a closed gate, after Close: %v, want ErrClosed (at once, not at its context's end)", err)
+	}
+	if got := w.gotten(); len(got) != 0 {
+		t.Errorf("sent %v while the gate was closed", got)
+	}
+}

@@ -202,9 +202,11 @@ func checkCut(t *testing.T, snap string, accepted map[uint64]string, r *receiver
 	return kept, missing
 }
 
-func TestFullDiskFailsAppendClearlyAndRecovers(t *testing.T) {
+// smallDisk mounts a 512 KiB tmpfs for t and returns its mount point;
+// cleanup unmounts it (after the outbox opened there is closed).
+func smallDisk(t *testing.T) string {
+	t.Helper()
 	requireRoot(t)
-	t.Parallel()
 	mnt := t.TempDir()
 	sh(t, "mount", "-t", "tmpfs", "-o", "size=512k", "outbox-full", mnt)
 	t.Cleanup(func() {
@@ -212,6 +214,12 @@ func TestFullDiskFailsAppendClearlyAndRecovers(t *testing.T) {
 			t.Errorf("umount %s: %v: %s", mnt, err, out)
 		}
 	})
+	return mnt
+}
+
+func TestFullDiskFailsAppendClearlyAndRecovers(t *testing.T) {
+	t.Parallel()
+	mnt := smallDisk(t)
 	o := openT(t, mnt, Config{})
 	payload := make([]byte, 10<<10)
 	var (
@@ -253,5 +261,51 @@ func TestFullDiskFailsAppendClearlyAndRecovers(t *testing.T) {
 	o2 := openT(t, mnt, Config{})
 	if got, want := len(pendingN(t, o2)), len(ns)-len(ns)/2+1; got != want {
 		t.Errorf("%d pending after reopen, want %d", got, want)
+	}
+}
+
+// TestGroupCommitFailureWakesAWaitingAppend: an Append waiting for a
+// group commit to make room in a full queue gets the commit's error (a
+// full disk) when the commit fails, rather than waiting for ever.
+func TestGroupCommitFailureWakesAWaitingAppend(t *testing.T) {
+	t.Parallel()
+	mnt := smallDisk(t)
+	// An hour's interval: the only commit is the one a full queue forces.
+	o := openT(t, mnt, Config{SyncInterval: time.Hour})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	payload := make([]byte, 64<<10)
+	var err error
+	for i := 0; i < maxQueued && err == nil; i++ {
+		_, err = o.Append(ctx, Message{Stream: "s", Payload: payload})
+	}
+	if ctx.Err() != nil {
+		t.Fatalf("the Append waiting for the failed commit ended only with its context: %v", err)
+	}
+	if !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("Append after a group commit on a full disk: %v, want an error wrapping ENOSPC", err)
+	}
+}
+
+// TestCloseReportsAFailedGroupCommit: Close commits what the group commit
+// queued, and says so when that fails (a full disk): those messages are
+// lost, and the caller must know.
+func TestCloseReportsAFailedGroupCommit(t *testing.T) {
+	t.Parallel()
+	mnt := smallDisk(t)
+	o := openT(t, mnt, Config{SyncInterval: time.Hour})
+	payload := make([]byte, 10<<10)
+	for range 100 { // 1 MB queued, on a 512 KiB disk
+		if _, err := o.Append(context.Background(), Message{Stream: "s", Payload: payload}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err := o.Close()
+	if !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("Close of a group commit that cannot be written: %v, want an error wrapping ENOSPC", err)
+	}
+	t.Log(err)
+	if s := o.Stats(); s.Records != 0 || s.Dropped != 100 {
+		t.Errorf("after the failed commit: %d pending, %d dropped; want 0 and 100", s.Records, s.Dropped)
 	}
 }

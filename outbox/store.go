@@ -71,6 +71,11 @@ type Outbox struct {
 	// removed, Rewind is called, or the outbox closes.
 	changed chan struct{}
 	closed  bool
+	// done ends (with ErrClosed) when the outbox closes: it ends
+	// Drain's calls of Sender.Do, which may hold while the link is
+	// down.
+	done     context.Context
+	shutDown context.CancelCauseFunc
 	// flushErr is the error of the last failed group commit, reported
 	// by the next Append.
 	flushErr error
@@ -78,8 +83,8 @@ type Outbox struct {
 	n        Stats // the counters: Appended ... MovedAside
 }
 
-// Open opens the outbox in dir, creating the directory (mode 0700) and
-// the store as needed. Messages accepted before a crash are pending
+// Open opens the outbox in dir, creating the directory (mode 0700, and
+// its missing parents, each new entry fsynced) and the store as needed. Messages accepted before a crash are pending
 // again, and N continues after the last accepted one.
 //
 // A store that cannot be read is moved aside and a fresh one started
@@ -99,22 +104,26 @@ func Open(dir string, cfg Config) (*Outbox, error) {
 		inflight: make(map[uint64]struct{}),
 		changed:  make(chan struct{}),
 	}
+	o.done, o.shutDown = context.WithCancelCause(context.Background())
 	if o.log == nil {
 		o.log = zap.NewNop()
 	}
 	if o.window == 0 {
 		o.window = DefaultWindow
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := makeDir(dir); err != nil {
+		o.shutDown(ErrClosed)
 		return nil, fmt.Errorf("outbox: %w", err)
 	}
 	o.wmu.Lock()
 	defer o.wmu.Unlock()
 	if err := o.load(); err != nil {
 		if !isCorrupt(err) {
+			o.shutDown(ErrClosed)
 			return nil, err
 		}
-		if err := o.replaceLocked(err); err != nil {
+		if err := o.replaceLocked(err, nil); err != nil {
+			o.shutDown(ErrClosed)
 			return nil, err
 		}
 	}
@@ -231,8 +240,12 @@ func (o *Outbox) load() (err error) {
 }
 
 // replaceLocked moves the unreadable store aside, starts a fresh one and
-// records why in o.moved. Called with wmu held.
-func (o *Outbox) replaceLocked(cause error) error {
+// records why in o.moved. The accepted messages not yet in the store
+// move to the fresh one: first (the messages being committed, taken off
+// the queue) and then the group commit's queue are numbered after its
+// last N, in its epoch, and a queue's are counted in it. Called with wmu
+// held.
+func (o *Outbox) replaceLocked(cause error, first []Message) error {
 	if o.db != nil {
 		closeQuietly(o.db)
 		o.mu.Lock()
@@ -255,7 +268,23 @@ func (o *Outbox) replaceLocked(cause error) error {
 	// The old store's messages are no longer pending here.
 	o.records, o.bytes = [2]int{}, [2]int64{}
 	o.mu.Unlock()
-	return o.load()
+	if err := o.load(); err != nil {
+		return err
+	}
+	queued := o.cfg.SyncInterval > 0
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, q := range [][]Message{first, o.queue} {
+		for i := range q {
+			o.last++
+			q[i].N, q[i].Epoch = o.last, o.epoch
+			if queued {
+				o.records[q[i].Class]++
+				o.bytes[q[i].Class] += int64(recordLen(&q[i]))
+			}
+		}
+	}
+	return nil
 }
 
 // newEpoch returns a random epoch from 1 to 2^64-1.
@@ -432,6 +461,10 @@ func (o *Outbox) appendQueued(ctx context.Context, m Message, size int64) (uint6
 		if o.closed {
 			return 0, ErrClosed
 		}
+		if err := o.flushErr; err != nil {
+			o.flushErr = nil
+			return 0, err
+		}
 	}
 	o.last++
 	m.N, m.Epoch = o.last, o.epoch
@@ -441,13 +474,15 @@ func (o *Outbox) appendQueued(ctx context.Context, m Message, size int64) (uint6
 	o.bytes[m.Class] += size
 	o.n.Appended++
 	if o.timer == nil {
-		o.timer = time.AfterFunc(o.cfg.SyncInterval, o.flush)
+		o.timer = time.AfterFunc(o.cfg.SyncInterval, func() { _ = o.flush() })
 	}
 	return m.N, nil
 }
 
-// flush commits the group commit's queue.
-func (o *Outbox) flush() {
+// flush commits the group commit's queue. A failed commit is logged,
+// kept for the next Append to report, and returned; whoever waits for
+// the queue is woken either way.
+func (o *Outbox) flush() error {
 	o.wmu.Lock()
 	defer o.wmu.Unlock()
 	o.mu.Lock()
@@ -455,7 +490,7 @@ func (o *Outbox) flush() {
 	o.queue, o.queueBytes, o.timer = nil, 0, nil
 	o.mu.Unlock()
 	if len(q) == 0 || o.db == nil {
-		return
+		return nil
 	}
 	if err := o.commitLocked(q); err != nil {
 		o.log.Error("outbox: group commit failed; its messages are lost", zap.Int("messages", len(q)), zap.Error(err))
@@ -466,8 +501,12 @@ func (o *Outbox) flush() {
 			o.bytes[q[i].Class] -= int64(recordLen(&q[i]))
 		}
 		o.n.Dropped += uint64(len(q))
+		o.signalLocked() // an Append waiting for room in the queue
+		err := o.flushErr
 		o.mu.Unlock()
+		return err
 	}
+	return nil
 }
 
 // commitLocked writes ms (numbered in order, after o.committed) in one
@@ -534,25 +573,12 @@ func (o *Outbox) commitLocked(ms []Message) error {
 		if !isCorrupt(err) || !errors.Is(err, ErrCorrupt) {
 			return fmt.Errorf("outbox: write %s: %w", o.path, err)
 		}
-		// The store broke under us: replace it and write ms there.
-		if rerr := o.replaceLocked(err); rerr != nil {
+		// The store broke under us: replace it (numbering ms, then
+		// what was queued after them, in the fresh store's epoch) and
+		// write ms there.
+		if rerr := o.replaceLocked(err, ms); rerr != nil {
 			return rerr
 		}
-		// Number ms, then what was queued after them, in the fresh
-		// store's epoch; a group commit's were counted, and the
-		// fresh store's counters start at zero.
-		o.mu.Lock()
-		for _, q := range [][]Message{ms, o.queue} {
-			for i := range q {
-				o.last++
-				q[i].N, q[i].Epoch = o.last, o.epoch
-				if queued {
-					o.records[q[i].Class]++
-					o.bytes[q[i].Class] += int64(recordLen(&q[i]))
-				}
-			}
-		}
-		o.mu.Unlock()
 		return o.commitLocked(ms)
 	}
 	o.mu.Lock()
@@ -653,7 +679,7 @@ func (o *Outbox) removeLocked(acks []uint64) error {
 	})
 	if err != nil {
 		if errors.Is(err, ErrCorrupt) {
-			return o.replaceLocked(err)
+			return o.replaceLocked(err, nil)
 		}
 		return fmt.Errorf("outbox: remove acknowledged messages from %s: %w", o.path, err)
 	}
@@ -705,8 +731,10 @@ func (o *Outbox) Stats() Stats {
 }
 
 // Close commits what a group commit has queued, closes the store and
-// wakes Drain and waiting Appends, which return [ErrClosed]. Calling it
-// again does nothing.
+// wakes Drain and waiting Appends, which return [ErrClosed]. When that
+// last commit, or an earlier one no Append has reported yet, failed,
+// Close returns its error (the messages it names are lost) after
+// closing the store. Calling it again does nothing.
 func (o *Outbox) Close() error {
 	o.mu.Lock()
 	if o.closed {
@@ -721,18 +749,21 @@ func (o *Outbox) Close() error {
 	}
 	o.signalLocked()
 	o.mu.Unlock()
-	o.flush()
+	o.shutDown(ErrClosed)
+	_ = o.flush()
 	o.wmu.Lock()
 	defer o.wmu.Unlock()
 	o.mu.Lock()
 	db := o.db
 	o.db = nil
+	flushErr := o.flushErr
+	o.flushErr = nil
 	o.mu.Unlock()
-	if db == nil {
-		return nil
+	var closeErr error
+	if db != nil {
+		if err := db.Close(); err != nil {
+			closeErr = fmt.Errorf("outbox: close %s: %w", o.path, err)
+		}
 	}
-	if err := db.Close(); err != nil {
-		return fmt.Errorf("outbox: close %s: %w", o.path, err)
-	}
-	return nil
+	return errors.Join(flushErr, closeErr)
 }

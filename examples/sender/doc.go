@@ -86,11 +86,17 @@
 // (an Append with fsync took 240-340 µs on the test VM: about 3,000 a
 // second).
 //
+// A store found unreadable is moved aside and a fresh one, with a new
+// EPOCH, started (see the outbox package doc): at start the run then
+// numbers from 1 again; during a run it stops with status 1, naming the
+// file moved aside, whose messages [outbox.Salvage] reads.
+//
 // With --monitor=false the Gate is a plain one that never closes, for a
 // server on loopback, where no link can fail.
 //
 // [outbox]: https://pkg.go.dev/github.com/seed-a56be422/netmon/outbox
 // [outbox.Outbox.Drain]: https://pkg.go.dev/github.com/seed-a56be422/netmon/outbox#Outbox.Drain
+// [outbox.Salvage]: https://pkg.go.dev/github.com/seed-a56be422/netmon/outbox#Salvage
 // [gate.Sender.Do]: https://pkg.go.dev/github.com/seed-a56be422/netmon/gate#Sender.Do
 // [classify]: https://pkg.go.dev/github.com/seed-a56be422/netmon/classify
 // [netmon.Monitor.RebindC]: https://pkg.go.dev/github.com/seed-a56be422/netmon#Monitor.RebindC

@@ -20,7 +20,8 @@ import (
 )
 
 // outboxCheck is how often the outbox mode checks whether every message
-// has been acknowledged (the outbox is empty and the last one appended).
+// has been acknowledged (messages 1..count appended, the outbox empty,
+// its store the one the run began with).
 const outboxCheck = 20 * time.Millisecond
 
 // outboxRun is one run of the --outbox mode: a producer appends messages
@@ -43,7 +44,6 @@ type outboxRun struct {
 	inflight int        // written on conn and not yet acknowledged (approximate: resends count again)
 	written  map[uint64]bool
 	acked    map[uint64]bool
-	produced bool // the producer appended up to count
 }
 
 // openOutbox opens the --outbox store and says what it holds.
@@ -60,7 +60,9 @@ func (s *sender) openOutbox() (*outbox.Outbox, error) {
 
 // deliverOutbox is deliver for --outbox: it returns nil once every
 // message 1..count of the outbox's epoch has been appended and
-// acknowledged.
+// acknowledged, and an error when the outbox's store is found unreadable
+// and replaced meanwhile (its messages are not acknowledged, and an
+// empty fresh store must not pass for a delivered one).
 func (s *sender) deliverOutbox(ctx context.Context, box *outbox.Outbox) error {
 	dctx, stop := context.WithCancelCause(ctx)
 	r := &outboxRun{s: s, box: box, epoch: box.Epoch(), from: box.Last() + 1, ctx: dctx,
@@ -82,10 +84,10 @@ func (s *sender) deliverOutbox(ctx context.Context, box *outbox.Outbox) error {
 				return nil
 			case <-tick.C:
 			}
-			r.mu.Lock()
-			produced := r.produced
-			r.mu.Unlock()
-			if produced && box.Stats().Records == 0 {
+			if err := r.replaced(); err != nil {
+				return err
+			}
+			if box.Last() >= uint64(s.cfg.count) && box.Stats().Records == 0 {
 				stop(errDone)
 				return nil
 			}
@@ -114,14 +116,22 @@ func (h heldSender) Do(ctx context.Context, send func(context.Context) error) er
 	return err
 }
 
+// replaced returns an error when the outbox's store is no longer the one
+// the run began with: it was found unreadable and moved aside.
+func (r *outboxRun) replaced() error {
+	if r.box.Epoch() == r.epoch {
+		return nil
+	}
+	err := errors.New("sender: the outbox's store was replaced")
+	if mv := r.box.MovedAside(); mv != nil {
+		err = fmt.Errorf("sender: the outbox's messages of epoch %d were not all acknowledged when their store was found unreadable; it is at %s (outbox.Salvage reads it): %w", r.epoch, mv.MovedTo, mv)
+	}
+	return err
+}
+
 // produce appends the messages from r.from to count, at most --rate a
 // second: the robot making its data, whether or not the network is up.
 func (r *outboxRun) produce(ctx context.Context) error {
-	defer func() {
-		r.mu.Lock()
-		r.produced = true
-		r.mu.Unlock()
-	}()
 	var interval time.Duration
 	if r.s.cfg.rate > 0 {
 		interval = time.Duration(float64(time.Second) / r.s.cfg.rate)

@@ -3,6 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -10,6 +13,7 @@ import (
 	"time"
 
 	"github.com/seed-a56be422/netmon/examples/internal/wire"
+	"github.com/seed-a56be422/netmon/outbox"
 )
 
 var outboxLineRE = regexp.MustCompile(`(?m)^outbox (\S+): (\d+) pending, next (\d+)$`)
@@ -92,18 +96,7 @@ func TestOutboxResumesWithTheSameSeq(t *testing.T) {
 			"--ack-timeout", "1h", "--log-level", "warn", "--outbox", dir, "--id", "r1"}, &stdout, &stderr)
 	}()
 	// Stop it once the server has seen some messages but not all.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if u, _, _ := silent.counts(); u >= 50 {
-			break
-		}
-		if time.Now().After(deadline) {
-			cancel()
-			<-done
-			t.Fatalf("the silent server saw fewer than 50 messages in 30s; stderr:\n%s", stderr.String())
-		}
-		time.Sleep(5 * time.Millisecond) // polling the server's count; the deadline bounds it
-	}
+	waitSeen(t, silent, 50, func() { cancel(); <-done }, &stderr)
 	cancel()
 	if code := <-done; code != 1 {
 		t.Fatalf("interrupted run exited %d, want 1", code)
@@ -142,5 +135,66 @@ func TestOutboxResumesWithTheSameSeq(t *testing.T) {
 	}
 	if len(srv.seen) != 500 || acked != 500 {
 		t.Errorf("server has %d distinct SEQs, the run acked %d; want 500 each (one epoch across the restart)", len(srv.seen), acked)
+	}
+}
+
+// TestOutboxStoreReplacedMidRunIsNotDone: the outbox's store breaks
+// while the sender runs (every page but the meta pages overwritten, as a
+// failing disk might) after all --count messages were appended and sent
+// but none acknowledged. Drain's next read finds it, and the outbox
+// moves it aside and starts an empty one: the run must not take the
+// empty outbox for "every message acknowledged" and exit 0; it exits 1
+// and says the store was replaced.
+func TestOutboxStoreReplacedMidRunIsNotDone(t *testing.T) {
+	dir := t.TempDir()
+	silent := newFakeServer(t, nil, func(int) (int, bool) { return 0, true })
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"--addr", silent.addr(), "--count", "50", "--monitor=false",
+			"--ack-timeout", "300ms", "--log-level", "warn", "--outbox", dir, "--id", "r1"}, &stdout, &stderr)
+	}()
+	waitSeen(t, silent, 50, func() { cancel(); <-done }, &stderr)
+	// Spoil the store in place (the outbox's map of the file sees it).
+	path := filepath.Join(dir, outbox.FileName)
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.WriteAt(make([]byte, fi.Size()-2*4096), 2*4096)
+	if err := errors.Join(err, f.Close()); err != nil {
+		t.Fatal(err)
+	}
+	// The acknowledgements stall, the connection is redialled, and
+	// Drain reads the store again.
+	code := <-done
+	if code == 0 {
+		t.Fatalf("a run whose store was replaced before any message was acknowledged exited 0; stdout:\n%s", stdout.String())
+	}
+	if !strings.Contains(stderr.String(), "moved") {
+		t.Errorf("stderr does not say the store was moved aside:\n%s", stderr.String())
+	}
+}
+
+// waitSeen waits until srv has seen n distinct messages; after 30 s it
+// stops the run (stop) and fails t, showing the run's stderr.
+func waitSeen(t *testing.T, srv *fakeServer, n int, stop func(), stderr *bytes.Buffer) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if u, _, _ := srv.counts(); u >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			stop()
+			t.Fatalf("the server saw fewer than %d messages in 30s; stderr:\n%s", n, stderr.String())
+		}
+		time.Sleep(5 * time.Millisecond) // polling the server's count; the deadline bounds it
 	}
 }
