@@ -44,29 +44,37 @@ func FuzzDecodeRecord(f *testing.F) {
 	})
 }
 
+// storeImage returns the bytes of a store holding the n messages msg
+// makes, written in one commit (at Close), to seed a fuzzer.
+func storeImage(f *testing.F, n int, msg func(i int) Message) []byte {
+	dir := f.TempDir()
+	o, err := Open(dir, Config{SyncInterval: time.Hour})
+	if err != nil {
+		f.Fatal(err)
+	}
+	for i := range n {
+		if _, err := o.Append(context.Background(), msg(i)); err != nil {
+			f.Fatal(err)
+		}
+	}
+	if err := o.Close(); err != nil {
+		f.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, FileName))
+	if err != nil {
+		f.Fatal(err)
+	}
+	return b
+}
+
 // FuzzOpen opens stores whose bytes were spoiled: Open must not panic or
 // hang, and must leave a working outbox (the spoiled store moved aside
 // or its bad records removed).
 func FuzzOpen(f *testing.F) {
 	seed := func(n int) []byte {
-		dir := f.TempDir()
-		o, err := Open(dir, Config{SyncInterval: time.Hour})
-		if err != nil {
-			f.Fatal(err)
-		}
-		for i := range n {
-			if _, err := o.Append(context.Background(), Message{Stream: "s", Class: Class(i % 2), Payload: []byte("payload")}); err != nil {
-				f.Fatal(err)
-			}
-		}
-		if err := o.Close(); err != nil {
-			f.Fatal(err)
-		}
-		b, err := os.ReadFile(filepath.Join(dir, FileName))
-		if err != nil {
-			f.Fatal(err)
-		}
-		return b
+		return storeImage(f, n, func(i int) Message {
+			return Message{Stream: "s", Class: Class(i % 2), Payload: []byte("payload")}
+		})
 	}
 	f.Add(seed(3), uint32(20000), byte(0xff))
 	f.Add(seed(300), uint32(4096*3+100), byte(1))
@@ -96,23 +104,9 @@ func FuzzOpen(f *testing.F) {
 // decoded by decodeRecord), once, in order of N.
 func FuzzSalvage(f *testing.F) {
 	for _, n := range []int{3, 200} {
-		dir := f.TempDir()
-		o, err := Open(dir, Config{SyncInterval: time.Hour}) // one commit, at Close
-		if err != nil {
-			f.Fatal(err)
-		}
-		for i := range n {
-			if _, err := o.Append(context.Background(), Message{Stream: "s", Payload: bytes.Repeat([]byte{byte(i)}, 50)}); err != nil {
-				f.Fatal(err)
-			}
-		}
-		if err := o.Close(); err != nil {
-			f.Fatal(err)
-		}
-		b, err := os.ReadFile(filepath.Join(dir, FileName))
-		if err != nil {
-			f.Fatal(err)
-		}
+		b := storeImage(f, n, func(i int) Message {
+			return Message{Stream: "s", Payload: bytes.Repeat([]byte{byte(i)}, 50)}
+		})
 		f.Add(b)
 	}
 	f.Add([]byte("not a database"))
