@@ -4,11 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"runtime"
 	"sync/atomic"
 	"syscall"
 	"time"
 
+	"github.com/seed-a56be422/netmon/internal/nsthread"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
@@ -100,45 +100,21 @@ func socketHere() (int, error) {
 }
 
 // socketIn creates the socket inside namespace ns: a socket belongs to the
-// namespace of the thread that created it, for its whole life. The work
-// runs on a fresh goroutine locked to its thread; if the thread cannot be
-// switched back it stays locked, so the runtime discards it instead of
-// running other goroutines in the wrong namespace.
+// namespace of the thread that created it, for its whole life.
 func socketIn(ns netns.NsHandle) (int, error) {
-	type result struct {
-		fd  int
-		err error
+	fd := -1
+	err := nsthread.Do(ns, "linkwatch: Config.NetNS", func() (err error) {
+		fd, err = socketHere()
+		return err
+	}, func() {
+		if fd >= 0 {
+			unix.Close(fd)
+		}
+	})
+	if err != nil {
+		return -1, err
 	}
-	c := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			c <- result{-1, fmt.Errorf("linkwatch: current network namespace: %w", err)}
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(ns); err != nil {
-			runtime.UnlockOSThread()
-			c <- result{-1, fmt.Errorf("linkwatch: enter network namespace (Config.NetNS %d): %w", ns, err)}
-			return
-		}
-		fd, err := socketHere()
-		if rerr := netns.Set(orig); rerr != nil {
-			// Poisoned thread: leave it locked so that it dies with
-			// this goroutine.
-			if fd >= 0 {
-				unix.Close(fd)
-			}
-			c <- result{-1, fmt.Errorf("linkwatch: leave network namespace: %w", rerr)}
-			return
-		}
-		runtime.UnlockOSThread()
-		c <- result{fd, err}
-	}()
-	r := <-c
-	return r.fd, r.err
+	return fd, nil
 }
 
 func setup(fd int, mask uint32, rcvbuf int) error {
