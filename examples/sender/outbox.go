@@ -4,7 +4,6 @@ package main
 // to a durable outbox before it is sent, and outbox.Drain sends them.
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -308,34 +307,15 @@ func (r *outboxRun) closeConn(why error) {
 // readAcks reads "ACK SEQ" lines from conn and acknowledges the messages
 // in the outbox, until the connection ends; see sender.readAcks.
 func (r *outboxRun) readAcks(conn net.Conn) error {
-	br := bufio.NewReaderSize(conn, 16<<10)
-	for {
-		line, err := br.ReadSlice('\n')
-		if err != nil {
-			if errors.Is(err, bufio.ErrBufferFull) {
-				return fmt.Errorf("sender: an acknowledgement longer than %d bytes: not our server", br.Size())
-			}
-			if errors.Is(err, net.ErrClosed) {
-				return err
-			}
-			return readError(conn, err)
-		}
-		seq, err := wire.ParseAck(line)
-		var refused *wire.ErrLine
-		switch {
-		case errors.As(err, &refused):
-			return gate.Permanent(fmt.Errorf("sender: the server refused a message: %w", err))
-		case err != nil || seq.ID != r.s.cfg.id || seq.Epoch != r.epoch || seq.N > r.box.Last():
-			return gate.Permanent(fmt.Errorf("sender: acknowledgement %.60q is not for %s:%d:1..%d", line, r.s.cfg.id, r.epoch, r.box.Last()))
-		}
-		if err := r.box.Ack(seq.N); err != nil {
+	return readAckLines(conn, r.s.cfg.id, r.epoch, r.box.Last, func(n uint64) error {
+		if err := r.box.Ack(n); err != nil {
 			// The outbox closed, or its disk failed: the message stays
 			// pending and is sent again after a restart.
 			return gate.Permanent(fmt.Errorf("sender: outbox ack: %w", err))
 		}
 		r.mu.Lock()
-		news := !r.acked[seq.N]
-		r.acked[seq.N] = true
+		news := !r.acked[n]
+		r.acked[n] = true
 		r.inflight = max(r.inflight-1, 0)
 		r.lastAck = time.Now()
 		r.mu.Unlock()
@@ -344,5 +324,6 @@ func (r *outboxRun) readAcks(conn net.Conn) error {
 			r.s.nAcked++
 			r.s.mu.Unlock()
 		}
-	}
+		return nil
+	})
 }

@@ -427,6 +427,24 @@ func (s *sender) seq(n int) wire.Seq {
 // EOF wrapped by fmt.Errorf would be an error of class Other, as from a
 // file, and not be retried.
 func (s *sender) readAcks(conn net.Conn, acks chan<- struct{}) error {
+	last := func() uint64 { return uint64(s.cfg.count) }
+	return readAckLines(conn, s.cfg.id, s.cfg.epoch, last, func(n uint64) error {
+		if s.ack(int(n)) {
+			select {
+			case acks <- struct{}{}:
+			default:
+			}
+		}
+		return nil
+	})
+}
+
+// readAckLines reads "ACK ID:EPOCH:N" lines from conn and hands each N to
+// ack, until the connection ends (its read error, see readError), a line
+// is not an acknowledgement of id:epoch:1..last(), or ack fails. The
+// errors for lines are not retryable: no retry fixes a server that cannot
+// parse what we send, or one that is not ours.
+func readAckLines(conn net.Conn, id string, epoch uint64, last func() uint64, ack func(n uint64) error) error {
 	r := bufio.NewReaderSize(conn, 16<<10)
 	for {
 		line, err := r.ReadSlice('\n')
@@ -440,17 +458,12 @@ func (s *sender) readAcks(conn net.Conn, acks chan<- struct{}) error {
 		var refused *wire.ErrLine
 		switch {
 		case errors.As(err, &refused):
-			// The server cannot parse what we send: no retry fixes that.
 			return fmt.Errorf("sender: the server refused a message: %w", err)
-		case err != nil || seq.ID != s.cfg.id || seq.Epoch != s.cfg.epoch || seq.N > uint64(s.cfg.count):
-			// Not our server, or not our protocol: no retry fixes that.
-			return fmt.Errorf("sender: acknowledgement %.60q is not for %s:%d:1..%d", line, s.cfg.id, s.cfg.epoch, s.cfg.count)
+		case err != nil || seq.ID != id || seq.Epoch != epoch || seq.N > last():
+			return fmt.Errorf("sender: acknowledgement %.60q is not for %s:%d:1..%d", line, id, epoch, last())
 		}
-		if s.ack(int(seq.N)) {
-			select {
-			case acks <- struct{}{}:
-			default:
-			}
+		if err := ack(seq.N); err != nil {
+			return err
 		}
 	}
 }
