@@ -178,7 +178,6 @@ func (r *outboxRun) send(ctx context.Context, m outbox.Message) error {
 	r.mu.Unlock()
 	if conn != nil && dead != nil {
 		r.closeConn(nil)
-		conn = nil
 		if errors.Is(dead, errGateClosed) || errors.Is(dead, errRebind) {
 			// Nothing failed; the network changed. Mark it retryable so
 			// that Do holds (gate closed) or redials (rebind).
