@@ -46,13 +46,18 @@
 //     attempts, no failures), and a failed dial is classified by
 //     [classify]: retryable classes (connection, network, DNS, timeout,
 //     TLS) are retried with backoff, others (a bad certificate) end the run.
-//   - A connection ends when it fails (the error is reported to the Monitor
-//     and classified the same way), when the Gate closes (the Monitor saw
-//     the link, address or route go), when the Monitor signals a rebind
-//     (the local address went away, so writes would vanish into a stall),
-//     or when no acknowledgement arrives for --ack-timeout while messages
-//     are outstanding. Every unacknowledged message is then written again,
-//     oldest first, on the next connection.
+//   - A connection is kept through an outage: while the Gate is closed
+//     nothing more is written on it and the ack timeout does not run, and
+//     a short carrier loss that leaves the local address and the route in
+//     place costs no reconnection (for TLS, no handshake). It ends when it
+//     fails (the error is reported to the Monitor and classified the same
+//     way), when the Monitor signals a rebind (the local address went
+//     away or the uplink changed, so writes would vanish into a stall),
+//     when the path returns (the Gate opens) while messages on it are
+//     still unacknowledged, or when no acknowledgement arrives for
+//     --ack-timeout while messages are outstanding and the Gate is open.
+//     Every unacknowledged message is then written again, oldest first,
+//     on the next connection.
 //   - The rebind channel ([netmon.Monitor.RebindC]) is taken inside the
 //     function given to Do, right before the dial: a rebind while the dial
 //     was held must not end the connection made after it.
@@ -60,9 +65,12 @@
 //     *net.OpError, an EOF put inside one), so that classify calls it a
 //     connection error and the messages are resent; an "ERR" answer (the
 //     server cannot parse what we send) ends the run.
-//   - After an outage the sender redials rather than waiting for the old
-//     connection's retransmission timer, which may be seconds out; a fresh
-//     connection costs one round trip and the receiver drops duplicates.
+//   - When the path returns with acknowledgements outstanding, the sender
+//     redials at once rather than waiting for the old connection's
+//     retransmission timer, backed off during the outage and possibly
+//     seconds out; a fresh connection costs one round trip and the
+//     receiver drops duplicates. With nothing outstanding the old
+//     connection simply goes on.
 //
 // # Surviving a crash: --outbox DIR
 //

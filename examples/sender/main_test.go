@@ -33,6 +33,7 @@ type fakeServer struct {
 
 	mu    sync.Mutex // guards the fields below
 	n     int        // connections accepted
+	ended int        // connections that ended (the sender closed them, or serve did)
 	seen  map[wire.Seq]bool
 	dups  int
 	conns []net.Conn
@@ -80,7 +81,12 @@ func (s *fakeServer) accept() {
 }
 
 func (s *fakeServer) serve(c net.Conn, resetAfter int, silent bool) {
-	defer c.Close()
+	defer func() {
+		_ = c.Close()
+		s.mu.Lock()
+		s.ended++
+		s.mu.Unlock()
+	}()
 	r := bufio.NewReader(c)
 	for n := 1; ; n++ {
 		line, err := r.ReadSlice('\n')
@@ -278,4 +284,11 @@ func TestRunUsageExitsTwo(t *testing.T) {
 	if stdout.Len() != 0 {
 		t.Errorf("a usage error printed %q on stdout", stdout.String())
 	}
+}
+
+// endedConns returns how many connections have ended.
+func (s *fakeServer) endedConns() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ended
 }

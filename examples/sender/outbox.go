@@ -60,8 +60,9 @@ func (s *sender) openOutbox() (*outbox.Outbox, error) {
 // deliverOutbox is deliver for --outbox: it returns nil once every
 // message 1..count of the outbox's epoch has been appended and
 // acknowledged, and an error when the outbox's store is found unreadable
-// and replaced meanwhile (its messages are not acknowledged, and an
-// empty fresh store must not pass for a delivered one).
+// and replaced meanwhile, or records of it are found corrupt and removed
+// (those messages are not acknowledged, and an empty store must not pass
+// for a delivered one).
 func (s *sender) deliverOutbox(ctx context.Context, box *outbox.Outbox) error {
 	dctx, stop := context.WithCancelCause(ctx)
 	r := &outboxRun{s: s, box: box, epoch: box.Epoch(), from: box.Last() + 1, ctx: dctx,
@@ -71,6 +72,8 @@ func (s *sender) deliverOutbox(ctx context.Context, box *outbox.Outbox) error {
 		r.wg.Wait()
 	}()
 	errDone := errors.New("every message acknowledged")
+	st0 := box.Stats()
+	corrupt, moved := st0.Corrupt, st0.MovedAside // before this run
 	g, gctx := errgroup.WithContext(dctx)
 	g.Go(func() error { return r.produce(gctx) })
 	g.Go(func() error { return box.Drain(gctx, heldSender{s}, r.send) })
@@ -83,10 +86,20 @@ func (s *sender) deliverOutbox(ctx context.Context, box *outbox.Outbox) error {
 				return nil
 			case <-tick.C:
 			}
-			if err := r.replaced(); err != nil {
+			// One Stats: its counts and MovedAside come from one moment,
+			// so the emptied counts of a store being replaced (Drain found
+			// it unreadable) are never taken for "every message
+			// acknowledged"; the epoch changes only later, in the reload.
+			last, st := box.Last(), box.Stats()
+			if err := r.replaced(st, moved); err != nil {
 				return err
 			}
-			if box.Last() >= uint64(s.cfg.count) && box.Stats().Records == 0 {
+			if st.Corrupt > corrupt {
+				// Records that Drain found corrupt were removed, not
+				// acknowledged: an empty outbox is then no proof.
+				return fmt.Errorf("sender: %d messages of the outbox were found corrupt and removed before they were acknowledged (the outbox's log names them)", st.Corrupt-corrupt)
+			}
+			if last >= uint64(s.cfg.count) && st.Records == 0 {
 				stop(errDone)
 				return nil
 			}
@@ -115,10 +128,11 @@ func (h heldSender) Do(ctx context.Context, send func(context.Context) error) er
 	return err
 }
 
-// replaced returns an error when the outbox's store is no longer the one
-// the run began with: it was found unreadable and moved aside.
-func (r *outboxRun) replaced() error {
-	if r.box.Epoch() == r.epoch {
+// replaced returns an error when the outbox's store, as st shows it, is
+// no longer the one the run began with: it was found unreadable and moved
+// aside (more than the moved stores before the run), or its epoch changed.
+func (r *outboxRun) replaced(st outbox.Stats, moved uint64) error {
+	if st.MovedAside == moved && st.Epoch == r.epoch {
 		return nil
 	}
 	err := errors.New("sender: the outbox's store was replaced")
@@ -178,9 +192,9 @@ func (r *outboxRun) send(ctx context.Context, m outbox.Message) error {
 	r.mu.Unlock()
 	if conn != nil && dead != nil {
 		r.closeConn(nil)
-		if errors.Is(dead, errGateClosed) || errors.Is(dead, errRebind) {
+		if errors.Is(dead, errReturned) || errors.Is(dead, errRebind) {
 			// Nothing failed; the network changed. Mark it retryable so
-			// that Do holds (gate closed) or redials (rebind).
+			// that Do redials at once (held if the gate closed again).
 			return gate.Retryable(dead, 0)
 		}
 		return dead
@@ -239,9 +253,10 @@ func (r *outboxRun) connect(ctx context.Context) (net.Conn, error) {
 	return conn, nil
 }
 
-// watch ends conn when it fails, the Gate closes, a rebind comes, or
-// acknowledgements stall, and makes Drain start again from the oldest
-// unacknowledged message. It returns once conn's reader has ended.
+// watch ends conn when it fails, a rebind comes, acknowledgements stall
+// (never while the Gate is closed), or the path returns from an outage
+// with acknowledgements outstanding, and makes Drain start again from the
+// oldest unacknowledged message. It returns once conn's reader has ended.
 func (r *outboxRun) watch(ctx context.Context, conn net.Conn, rebind <-chan struct{}, readErr <-chan error) {
 	gs := r.s.g.State()
 	stall := time.NewTicker(r.s.cfg.ackTimeout / 4)
@@ -254,23 +269,31 @@ func (r *outboxRun) watch(ctx context.Context, conn net.Conn, rebind <-chan stru
 		case <-rebind:
 			why = errRebind
 		case <-gs.Changed():
-			if gs = r.s.g.State(); !gs.Open {
-				why = errGateClosed
+			// Kept through an outage (Drain's Do holds the writes while
+			// the gate is closed); given up at the return only if
+			// acknowledgements are outstanding on it, as in session.
+			was := gs.Open
+			gs = r.s.g.State()
+			r.mu.Lock()
+			if returned(was, gs.Open, r.inflight) {
+				why = errReturned
 			}
+			r.lastAck = time.Now() // no stall while closed: the clock starts again at the return
+			r.mu.Unlock()
 		case err := <-readErr:
 			r.s.report(err)
 			r.kill(conn, err)
 			return
 		case <-stall.C:
 			r.mu.Lock()
-			stalled := r.inflight > 0 && time.Since(r.lastAck) > r.s.cfg.ackTimeout
+			stalled := gs.Open && r.inflight > 0 && time.Since(r.lastAck) > r.s.cfg.ackTimeout
 			r.mu.Unlock()
 			if stalled {
 				why = errStall
 			}
 		}
 	}
-	if errors.Is(why, errGateClosed) || errors.Is(why, errRebind) {
+	if errors.Is(why, errReturned) || errors.Is(why, errRebind) {
 		r.s.log.Info("connection dropped", zap.Error(why))
 	}
 	r.kill(conn, why)

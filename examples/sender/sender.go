@@ -50,6 +50,11 @@ type config struct {
 var (
 	errGateClosed = errors.New("sender: the gate closed (the network went down)")
 	errRebind     = errors.New("sender: rebind (the connection's path went away)")
+	// errReturned ends a connection kept through an outage when the path
+	// returns with messages still unacknowledged on it: TCP would resend
+	// them only when its retransmission timer, backed off during the
+	// outage, fires (seconds); a fresh connection costs one round trip.
+	errReturned = errors.New("sender: the path returned with acknowledgements outstanding; resending on a fresh connection")
 )
 
 // errStall is a connection on which no acknowledgement arrived for
@@ -138,6 +143,10 @@ func (s *sender) deliver(ctx context.Context) error {
 			return context.Cause(ctx)
 		case errors.Is(err, errGateClosed):
 			s.log.Info("connection dropped: the gate closed; holding", zap.Stringer("gate", s.g.State().Reason))
+			continue
+		case errors.Is(err, errReturned):
+			s.log.Info("the path returned with messages unacknowledged; resending them on a fresh connection",
+				zap.Int("outstanding", s.outstanding()))
 			continue
 		case errors.Is(err, errRebind):
 			rb := s.lastRebind()
@@ -230,10 +239,15 @@ func (s *sender) dial(ctx context.Context) (net.Conn, error) {
 }
 
 // session writes unacknowledged messages on conn, oldest first, until
-// every message is acknowledged (nil) or the connection ends: it fails,
-// the Gate closes, a rebind is signalled, or acknowledgements stall. It
-// closes conn and returns only after its reader has ended. progress
-// reports whether any message was acknowledged on this connection.
+// every message is acknowledged (nil) or the connection ends: it fails, a
+// rebind is signalled, acknowledgements stall, or the path returns from an
+// outage with messages outstanding (errReturned). While the Gate is closed
+// the connection is kept but nothing more is written on it and the stall
+// clock stops: a short carrier loss that leaves the local address and the
+// route in place does not cost a reconnection (a TLS handshake) when
+// nothing was in flight. It closes conn and returns only after its reader
+// has ended. progress reports whether any message was acknowledged on
+// this connection.
 func (s *sender) session(ctx context.Context, conn net.Conn, rebind <-chan struct{}) (progress bool, err error) {
 	gs := s.g.State()
 	if !gs.Open {
@@ -289,7 +303,7 @@ func (s *sender) session(ctx context.Context, conn net.Conn, rebind <-chan struc
 		if all {
 			return progress, nil
 		}
-		if seq > 0 && (interval == 0 || !now.Before(s.next)) {
+		if seq > 0 && gs.Open && (interval == 0 || !now.Before(s.next)) {
 			line = wire.AppendMessage(line[:0], s.seq(seq), s.payload)
 			if w.Available() < len(line) {
 				// This write flushes: give it a fresh deadline too.
@@ -317,7 +331,7 @@ func (s *sender) session(ctx context.Context, conn net.Conn, rebind <-chan struc
 			return progress, err
 		}
 		var paceC <-chan time.Time
-		if seq > 0 {
+		if seq > 0 && gs.Open {
 			if pace == nil {
 				pace = time.NewTimer(s.next.Sub(now))
 			} else {
@@ -331,9 +345,12 @@ func (s *sender) session(ctx context.Context, conn net.Conn, rebind <-chan struc
 		case <-rebind:
 			return progress, errRebind
 		case <-gs.Changed():
-			if gs = s.g.State(); !gs.Open {
-				return progress, errGateClosed
+			was := gs.Open
+			gs = s.g.State()
+			if returned(was, gs.Open, s.outstanding()) {
+				return progress, errReturned
 			}
+			lastAck = time.Now() // a closed gate stops the stall clock; it starts again at the return
 		case err := <-readErr:
 			readerDone = true
 			return progress, err
@@ -342,7 +359,7 @@ func (s *sender) session(ctx context.Context, conn net.Conn, rebind <-chan struc
 			lastAck = time.Now()
 		case <-paceC:
 		case <-stall.C:
-			if s.outstanding() == 0 {
+			if !gs.Open || s.outstanding() == 0 {
 				stall.Reset(s.cfg.ackTimeout) // idle, not stalled
 				break
 			}
@@ -356,6 +373,14 @@ func (s *sender) session(ctx context.Context, conn net.Conn, rebind <-chan struc
 			pace.Stop()
 		}
 	}
+}
+
+// returned reports whether a connection kept through an outage must give
+// way to a fresh one: the gate went from closed to open (the path
+// returned) while outstanding messages wait for acknowledgements that the
+// old connection would bring only after TCP's backed-off retransmission.
+func returned(wasOpen, open bool, outstanding int) bool {
+	return !wasOpen && open && outstanding > 0
 }
 
 // paceBurst is how far behind its schedule --rate may catch up.

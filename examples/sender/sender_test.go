@@ -195,3 +195,87 @@ func TestRebindDuringHoldSparesTheNextConnection(t *testing.T) {
 	}
 	t.Logf("held %v (at least %v)", s.held, heldFor)
 }
+
+// waitUntil waits, with a deadline, until cond holds.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s within 20 s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestOutageKeepsTheConnection: the gate closes (carrier lost) and opens
+// again (it returned) with the local address and route unchanged. A
+// connection with nothing outstanding is kept through the outage, nothing
+// is written on it while the gate is closed, and it carries the next
+// message after the return: no reconnection, no second handshake. One with
+// a message outstanding is kept too, and at the return the message is
+// written again at once on a fresh connection, not after the ack timeout
+// (30 s here) or TCP's backed-off retransmission.
+func TestOutageKeepsTheConnection(t *testing.T) {
+	t.Run("nothing outstanding", func(t *testing.T) {
+		srv := newFakeServer(t, nil, func(int) (int, bool) { return 0, false })
+		g, err := gate.New(gate.Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := testSender(srv.addr(), 2, g.Sender())
+		s.cfg.rate = 5 // one message each 200 ms: the second comes due while the gate is closed
+		s.cfg.ackTimeout = 30 * time.Second
+		done := make(chan error, 1)
+		go func() { done <- s.deliver(t.Context()) }()
+		waitUntil(t, "acknowledgement of message 1", func() bool {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			return s.nAcked == 1
+		})
+		g.Close(gate.Reason{Code: "carrier-lost", Iface: "wlan0"})
+		time.Sleep(500 * time.Millisecond) // message 2 comes due at 200 ms: it must not be written
+		if unique, _, conns := srv.counts(); unique != 1 || conns != 1 || srv.endedConns() != 0 {
+			t.Fatalf("while the gate was closed: %d messages received, %d connections, %d ended; want 1, 1, 0",
+				unique, conns, srv.endedConns())
+		}
+		g.Open()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if unique, dups, conns := srv.counts(); unique != 2 || dups != 0 || conns != 1 {
+			t.Errorf("%d messages, %d copies, %d connections; want 2, 0, 1 (the connection kept)", unique, dups, conns)
+		}
+	})
+	t.Run("outstanding", func(t *testing.T) {
+		// The first connection never acknowledges: its message is in flight
+		// when the gate closes, as one whose ACK the outage swallowed.
+		srv := newFakeServer(t, nil, func(i int) (int, bool) { return 0, i == 0 })
+		g, err := gate.New(gate.Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := testSender(srv.addr(), 1, g.Sender())
+		s.cfg.ackTimeout = 30 * time.Second
+		done := make(chan error, 1)
+		go func() { done <- s.deliver(t.Context()) }()
+		waitUntil(t, "message 1 at the server", func() bool { u, _, _ := srv.counts(); return u == 1 })
+		g.Close(gate.Reason{Code: "carrier-lost", Iface: "wlan0"})
+		time.Sleep(300 * time.Millisecond)
+		if _, _, conns := srv.counts(); conns != 1 || srv.endedConns() != 0 {
+			t.Fatalf("while the gate was closed: %d connections, %d ended; want 1, 0 (kept)", conns, srv.endedConns())
+		}
+		g.Open()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatal("message 1 not resent within 20 s of the return (the ack timeout is 30 s)")
+		}
+		if unique, dups, conns := srv.counts(); unique != 1 || dups != 1 || conns != 2 {
+			t.Errorf("%d messages, %d copies, %d connections; want 1, 1, 2 (resent on a fresh one)", unique, dups, conns)
+		}
+	})
+}
