@@ -1,0 +1,173 @@
+package neighprobe
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"os"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/seed-a56be422/netmon/internal/netnstest"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// outageLab is a GatewayLab with a UDP sender on the robot and its
+// receiver beyond the gateway, for one family.
+type outageLab struct {
+	*netnstest.GatewayLab
+	gw, src netip.Addr
+	send    *net.UDPConn
+	recv    *net.UDPConn
+}
+
+func newOutageLab(t *testing.T, v6 bool) *outageLab {
+	l := &outageLab{GatewayLab: netnstest.NewGatewayLab(t)}
+	far := l.Far4
+	l.gw, l.src = l.Gateway4, l.Src4
+	if v6 {
+		far, l.gw, l.src = l.Far6, l.Gateway6, l.Src6
+	}
+	if err := l.Gateway.Do(func() (err error) {
+		l.recv, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(far, 0)))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.recv.Close() })
+	if err := l.Robot.Do(func() (err error) {
+		l.send, err = net.DialUDP("udp", nil, l.recv.LocalAddr().(*net.UDPAddr))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.send.Close() })
+	return l
+}
+
+// outage takes the gateway's link down, sends one datagram while it is
+// down and waits for the kernel to have queued it on an INCOMPLETE entry,
+// then brings the link back.
+func (l *outageLab) outage(t *testing.T) {
+	t.Helper()
+	l.SetGatewayLink(false)
+	l.WaitCarrier(false)
+	if _, err := l.send.Write([]byte("sent during the outage")); err != nil {
+		t.Fatalf("send during the outage: %v", err)
+	}
+	l.WaitNeigh(l.gw, netlink.NUD_INCOMPLETE)
+	l.SetGatewayLink(true)
+	l.WaitCarrier(true)
+}
+
+// TestProbeResolvesIncompleteEntry: after an outage with traffic, the
+// gateway's entry is INCOMPLETE with a datagram queued on it. A probe makes
+// the kernel take the gateway's answer into that entry (REACHABLE) and send
+// the queued datagram; without the probe the entry stays INCOMPLETE until
+// the kernel's next solicitation, which retrans_time (set to 30 s) puts
+// beyond the test.
+func TestProbeResolvesIncompleteEntry(t *testing.T) {
+	netnstest.RequirePrivileged(t)
+	for _, fam := range []struct {
+		name string
+		v6   bool
+	}{{"IPv4", false}, {"IPv6", true}} {
+		t.Run(fam.name, func(t *testing.T) {
+			t.Parallel()
+			t.Run("probe", func(t *testing.T) {
+				t.Parallel()
+				l := newOutageLab(t, fam.v6)
+				l.SetRetransTime(30 * time.Second)
+				p, err := Open(l.Robot.Handle)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer p.Close()
+				l.outage(t)
+				if s, _ := l.NeighState(l.gw); s != netlink.NUD_INCOMPLETE {
+					t.Fatalf("entry before the probe: state %#x, want INCOMPLETE", s)
+				}
+				src := l.src
+				if fam.v6 {
+					src = netip.Addr{} // the kernel's choice: the link-local address
+				}
+				if err := p.Probe(Request{Index: l.RobotIndex, MAC: l.RobotMAC, Src: src, Gateway: l.gw}); err != nil {
+					t.Fatal(err)
+				}
+				l.WaitNeigh(l.gw, netlink.NUD_REACHABLE)
+				_ = l.recv.SetReadDeadline(time.Now().Add(10 * time.Second))
+				b := make([]byte, 100)
+				n, err := l.recv.Read(b)
+				if err != nil {
+					t.Fatalf("the datagram queued during the outage did not arrive: %v", err)
+				}
+				t.Logf("arrived: %q", b[:n])
+			})
+			t.Run("kernel alone", func(t *testing.T) {
+				t.Parallel()
+				l := newOutageLab(t, fam.v6)
+				l.SetRetransTime(30 * time.Second)
+				l.outage(t)
+				_ = l.recv.SetReadDeadline(time.Now().Add(2 * time.Second))
+				if _, err := l.recv.Read(make([]byte, 100)); !errors.Is(err, os.ErrDeadlineExceeded) {
+					t.Fatalf("without a probe a datagram arrived within 2 s of the return (err %v): the kernel resolved the gateway by itself", err)
+				}
+				if s, ok := l.NeighState(l.gw); !ok || s != netlink.NUD_INCOMPLETE {
+					t.Fatalf("entry without a probe: state %#x (exists %v), want INCOMPLETE", s, ok)
+				}
+			})
+		})
+	}
+}
+
+// TestOpenWithoutCapNetRaw: without CAP_NET_RAW, Open fails with an error
+// that matches ErrUnavailable and EPERM.
+func TestOpenWithoutCapNetRaw(t *testing.T) {
+	netnstest.RequirePrivileged(t)
+	errc := make(chan error, 1)
+	go func() {
+		// Capabilities are per thread: this one loses CAP_NET_RAW and is
+		// never unlocked, so it ends with the goroutine.
+		runtime.LockOSThread()
+		hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+		var data [2]unix.CapUserData
+		if err := unix.Capget(&hdr, &data[0]); err != nil {
+			errc <- err
+			return
+		}
+		data[0].Effective &^= 1 << unix.CAP_NET_RAW
+		if err := unix.Capset(&hdr, &data[0]); err != nil {
+			errc <- err
+			return
+		}
+		p, err := Open(0)
+		if err == nil {
+			p.Close()
+			err = errors.New("Open succeeded")
+		}
+		errc <- err
+	}()
+	err := <-errc
+	if !errors.Is(err, ErrUnavailable) || !errors.Is(err, unix.EPERM) {
+		t.Fatalf("Open without CAP_NET_RAW: %v, want ErrUnavailable and EPERM", err)
+	}
+	t.Log(err)
+}
+
+// TestProbeAfterClose: a closed Prober refuses to probe.
+func TestProbeAfterClose(t *testing.T) {
+	netnstest.RequirePrivileged(t)
+	p, err := Open(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	err = p.Probe(Request{Index: 1, MAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, Src: netip.MustParseAddr("127.0.0.1"), Gateway: netip.MustParseAddr("127.0.0.2")})
+	if !errors.Is(err, os.ErrClosed) {
+		t.Fatalf("Probe after Close: %v, want os.ErrClosed", err)
+	}
+}
