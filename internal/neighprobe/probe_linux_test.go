@@ -18,46 +18,25 @@ import (
 // receiver beyond the gateway, for one family.
 type outageLab struct {
 	*netnstest.GatewayLab
-	gw, src netip.Addr
-	send    *net.UDPConn
-	recv    *net.UDPConn
+	gw, src    netip.Addr
+	send, recv *net.UDPConn
 }
 
 func newOutageLab(t *testing.T, v6 bool) *outageLab {
 	l := &outageLab{GatewayLab: netnstest.NewGatewayLab(t)}
-	far := l.Far4
 	l.gw, l.src = l.Gateway4, l.Src4
 	if v6 {
-		far, l.gw, l.src = l.Far6, l.Gateway6, l.Src6
+		l.gw, l.src = l.Gateway6, l.Src6
 	}
-	if err := l.Gateway.Do(func() (err error) {
-		l.recv, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(far, 0)))
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.recv.Close() })
-	if err := l.Robot.Do(func() (err error) {
-		l.send, err = net.DialUDP("udp", nil, l.recv.LocalAddr().(*net.UDPAddr))
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.send.Close() })
+	l.send, l.recv = l.UDP(v6)
 	return l
 }
 
-// outage takes the gateway's link down, sends one datagram while it is
-// down and waits for the kernel to have queued it on an INCOMPLETE entry,
-// then brings the link back.
+// outage leaves a datagram queued on the gateway's INCOMPLETE entry, and
+// brings the link back.
 func (l *outageLab) outage(t *testing.T) {
 	t.Helper()
-	l.SetGatewayLink(false)
-	l.WaitCarrier(false)
-	if _, err := l.send.Write([]byte("sent during the outage")); err != nil {
-		t.Fatalf("send during the outage: %v", err)
-	}
-	l.WaitNeigh(l.gw, netlink.NUD_INCOMPLETE)
+	l.OutageWithTraffic(l.send, l.gw)
 	l.SetGatewayLink(true)
 	l.WaitCarrier(true)
 }

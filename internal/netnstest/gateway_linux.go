@@ -150,3 +150,43 @@ func (l *GatewayLab) wait(what string, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// UDP returns a datagram socket in Gateway bound to the far side (Far6 when
+// v6, else Far4) and one in Robot connected to it, both closed when the
+// test ends.
+func (l *GatewayLab) UDP(v6 bool) (send, recv *net.UDPConn) {
+	l.t.Helper()
+	far := l.Far4
+	if v6 {
+		far = l.Far6
+	}
+	if err := l.Gateway.Do(func() (err error) {
+		recv, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(far, 0)))
+		return err
+	}); err != nil {
+		l.t.Fatal(err)
+	}
+	l.t.Cleanup(func() { recv.Close() })
+	if err := l.Robot.Do(func() (err error) {
+		send, err = net.DialUDP("udp", nil, recv.LocalAddr().(*net.UDPAddr))
+		return err
+	}); err != nil {
+		l.t.Fatal(err)
+	}
+	l.t.Cleanup(func() { send.Close() })
+	return send, recv
+}
+
+// OutageWithTraffic takes the gateway's link down, writes one datagram on
+// send while it is down, and waits until the kernel has queued it on an
+// INCOMPLETE entry for gw: the state a sender that kept writing leaves at
+// the return. The link stays down.
+func (l *GatewayLab) OutageWithTraffic(send *net.UDPConn, gw netip.Addr) {
+	l.t.Helper()
+	l.SetGatewayLink(false)
+	l.WaitCarrier(false)
+	if _, err := send.Write([]byte("sent during the outage")); err != nil {
+		l.t.Fatalf("netnstest: send during the outage: %v", err)
+	}
+	l.WaitNeigh(gw, netlink.NUD_INCOMPLETE)
+}
