@@ -19,6 +19,7 @@ import (
 	"github.com/seed-a56be422/netmon/internal/neighprobe"
 	"github.com/seed-a56be422/netmon/linkwatch"
 	"github.com/seed-a56be422/netmon/sockwatch"
+	"github.com/vishvananda/netns"
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 )
@@ -119,6 +120,8 @@ type Monitor struct {
 	had         families         // the families the uplink hadIdx carried since it came up
 	hadIdx      int
 	prober      *neighprobe.Prober // gateway probes at a return (neighprobe.go); nil when unavailable
+	// openProber opens it (neighprobe.Open when nil; tests replace it).
+	openProber func(netns.NsHandle) (*neighprobe.Prober, error)
 }
 
 // outage is the outage in progress.

@@ -19,11 +19,15 @@ import (
 // openNeighProbe opens the gateway prober in the watched namespace. Without
 // it (no CAP_NET_RAW) one notice says what is lost; netmon carries on.
 func (m *Monitor) openNeighProbe() {
-	p, err := neighprobe.Open(m.opts.NetNS)
+	open := m.openProber
+	if open == nil {
+		open = neighprobe.Open
+	}
+	p, err := open(m.opts.NetNS)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if err != nil {
-		m.noticeLocked(time.Now(), "neighprobe", "gateway probes unavailable ("+err.Error()+
+		m.noticeLocked(time.Now(), "neighprobe", "no gateway probe at a return ("+err.Error()+
 			"): after an outage with traffic, the first packets wait for the kernel's next ARP/ND solicitation, up to retrans_time (1 s by default)")
 		return
 	}

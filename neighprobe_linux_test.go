@@ -2,21 +2,29 @@ package netmon
 
 import (
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/seed-a56be422/netmon/internal/neighprobe"
 	"github.com/seed-a56be422/netmon/internal/netnstest"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // startLabMonitor runs a Monitor on the lab's robot namespace until the
-// test ends, and returns its events from the baseline on.
-func startLabMonitor(t testing.TB, l *netnstest.GatewayLab) (*Monitor, <-chan Event) {
+// test ends, and returns its events from the baseline on. prep, if any,
+// changes the Monitor before it runs.
+func startLabMonitor(t testing.TB, l *netnstest.GatewayLab, prep ...func(*Monitor)) (*Monitor, <-chan Event) {
 	t.Helper()
 	m, err := New(Options{NetNS: l.Robot.Handle, Wifi: "off", DHCP: "off", SockErrors: "off"})
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, p := range prep {
+		p(m)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -83,6 +91,39 @@ func TestIntegrationMonitorProbesGatewayAtReturn(t *testing.T) {
 				t.Fatalf("Stats.NeighProbes %d, want at least 1", n)
 			}
 		})
+	}
+}
+
+// TestIntegrationMonitorWithoutNeighProbe: without the raw sockets (no
+// CAP_NET_RAW) the Monitor says so in one notice and carries on: the
+// baseline says up, and a return probes nothing.
+func TestIntegrationMonitorWithoutNeighProbe(t *testing.T) {
+	netnstest.RequirePrivileged(t)
+	t.Parallel()
+	l := netnstest.NewGatewayLab(t)
+	m, evs := startLabMonitor(t, l, func(m *Monitor) {
+		m.openProber = func(netns.NsHandle) (*neighprobe.Prober, error) {
+			return nil, fmt.Errorf("%w: CAP_NET_RAW needed: %w", neighprobe.ErrUnavailable, unix.EPERM)
+		}
+	})
+	if e := next(t, evs, func(e Event) bool { return e.Kind == EventBaseline }); e.Status.State != Up {
+		t.Fatalf("baseline %v, want up", e.Status)
+	}
+	l.SetGatewayLink(false)
+	l.SetGatewayLink(true)
+	notices := 0
+	next(t, evs, func(e Event) bool {
+		if e.Kind == EventNotice && field(e, "watcher") == "neighprobe" {
+			notices++
+			t.Log(e.Msg)
+		}
+		return e.Kind == EventLink && e.Msg == "carrier up"
+	})
+	if notices != 1 {
+		t.Fatalf("%d neighprobe notices, want 1", notices)
+	}
+	if n := m.Stats().NeighProbes; n != 0 {
+		t.Fatalf("Stats.NeighProbes %d without a prober", n)
 	}
 }
 
