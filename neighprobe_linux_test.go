@@ -57,19 +57,16 @@ func field(e Event, key string) string {
 // INCOMPLETE that long (internal/neighprobe's "kernel alone" test).
 func TestIntegrationMonitorProbesGatewayAtReturn(t *testing.T) {
 	netnstest.RequirePrivileged(t)
-	for _, fam := range []struct {
-		name string
-		v6   bool
-	}{{"IPv4", false}, {"IPv6", true}} {
-		t.Run(fam.name, func(t *testing.T) {
+	for _, fam := range []string{"IPv4", "IPv6"} {
+		t.Run(fam, func(t *testing.T) {
 			t.Parallel()
 			l := netnstest.NewGatewayLab(t)
 			l.SetRetransTime(30 * time.Second)
 			gw := l.Gateway4
-			if fam.v6 {
+			if fam == "IPv6" {
 				gw = l.Gateway6
 			}
-			send, recv := l.UDP(fam.v6)
+			send, recv := l.UDP(fam == "IPv6")
 			m, evs := startLabMonitor(t, l)
 			if e := next(t, evs, func(e Event) bool { return e.Kind == EventBaseline }); e.Status.State != Up {
 				t.Fatalf("baseline %v, want up", e.Status)

@@ -5,7 +5,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"runtime"
 	"testing"
 	"time"
 
@@ -105,30 +104,14 @@ func TestProbeResolvesIncompleteEntry(t *testing.T) {
 // that matches ErrUnavailable and EPERM.
 func TestOpenWithoutCapNetRaw(t *testing.T) {
 	netnstest.RequirePrivileged(t)
-	errc := make(chan error, 1)
-	go func() {
-		// Capabilities are per thread: this one loses CAP_NET_RAW and is
-		// never unlocked, so it ends with the goroutine.
-		runtime.LockOSThread()
-		hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
-		var data [2]unix.CapUserData
-		if err := unix.Capget(&hdr, &data[0]); err != nil {
-			errc <- err
-			return
-		}
-		data[0].Effective &^= 1 << unix.CAP_NET_RAW
-		if err := unix.Capset(&hdr, &data[0]); err != nil {
-			errc <- err
-			return
-		}
+	err := netnstest.WithoutCaps([]int{unix.CAP_NET_RAW}, func() error {
 		p, err := Open(0)
 		if err == nil {
 			p.Close()
-			err = errors.New("Open succeeded")
+			return errors.New("Open succeeded")
 		}
-		errc <- err
-	}()
-	err := <-errc
+		return err
+	})
 	if !errors.Is(err, ErrUnavailable) || !errors.Is(err, unix.EPERM) {
 		t.Fatalf("Open without CAP_NET_RAW: %v, want ErrUnavailable and EPERM", err)
 	}
