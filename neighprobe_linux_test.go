@@ -26,10 +26,10 @@ func startLabMonitor(t testing.TB, l *netnstest.GatewayLab, prep ...func(*Monito
 	for _, p := range prep {
 		p(m)
 	}
+	evs := m.Events() // before Run: its notices go to the subscriber too
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- m.Run(ctx) }()
-	evs := m.Events()
 	t.Cleanup(func() {
 		cancel()
 		for range evs {
