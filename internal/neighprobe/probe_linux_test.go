@@ -43,9 +43,9 @@ func (l *outageLab) outage(t *testing.T) {
 // TestProbeResolvesIncompleteEntry: after an outage with traffic, the
 // gateway's entry is INCOMPLETE with a datagram queued on it. A probe makes
 // the kernel take the gateway's answer into that entry (REACHABLE) and send
-// the queued datagram; without the probe the entry stays INCOMPLETE until
-// the kernel's next solicitation, which retrans_time (set to 30 s) puts
-// beyond the test.
+// the queued datagram; without the probe (and with NTF_USE, which the
+// package doc rules out) the entry stays INCOMPLETE until the kernel's
+// next solicitation, which retrans_time (set to 30 s) puts beyond the test.
 func TestProbeResolvesIncompleteEntry(t *testing.T) {
 	netnstest.RequirePrivileged(t)
 	for _, fam := range []struct {
@@ -83,19 +83,31 @@ func TestProbeResolvesIncompleteEntry(t *testing.T) {
 				}
 				t.Logf("arrived: %q", b[:n])
 			})
-			t.Run("kernel alone", func(t *testing.T) {
-				t.Parallel()
-				l := newOutageLab(t, fam.v6)
-				l.SetRetransTime(30 * time.Second)
-				l.outage(t)
-				_ = l.recv.SetReadDeadline(time.Now().Add(2 * time.Second))
-				if _, err := l.recv.Read(make([]byte, 100)); !errors.Is(err, os.ErrDeadlineExceeded) {
-					t.Fatalf("without a probe a datagram arrived within 2 s of the return (err %v): the kernel resolved the gateway by itself", err)
-				}
-				if s, ok := l.NeighState(l.gw); !ok || s != netlink.NUD_INCOMPLETE {
-					t.Fatalf("entry without a probe: state %#x (exists %v), want INCOMPLETE", s, ok)
-				}
-			})
+			// Without a probe, and with what the kernel offers instead:
+			// NTF_USE (`ip neigh replace ... use`) only queues on an
+			// INCOMPLETE entry (__neigh_event_send), it sends nothing.
+			for _, alt := range []struct {
+				name string
+				do   func(l *outageLab)
+			}{
+				{"kernel alone", func(*outageLab) {}},
+				{"NTF_USE", func(l *outageLab) { l.Robot.IP("neigh", "replace", l.gw.String(), "dev", l.RobotIf, "use") }},
+			} {
+				t.Run(alt.name, func(t *testing.T) {
+					t.Parallel()
+					l := newOutageLab(t, fam.v6)
+					l.SetRetransTime(30 * time.Second)
+					l.outage(t)
+					alt.do(l)
+					_ = l.recv.SetReadDeadline(time.Now().Add(2 * time.Second))
+					if _, err := l.recv.Read(make([]byte, 100)); !errors.Is(err, os.ErrDeadlineExceeded) {
+						t.Fatalf("without a probe a datagram arrived within 2 s of the return (err %v): the kernel resolved the gateway by itself", err)
+					}
+					if s, ok := l.NeighState(l.gw); !ok || s != netlink.NUD_INCOMPLETE {
+						t.Fatalf("entry without a probe: state %#x (exists %v), want INCOMPLETE", s, ok)
+					}
+				})
+			}
 		})
 	}
 }
