@@ -142,7 +142,7 @@ func (m *Monitor) probeSourceLocked(f *iface, gw netip.Addr) netip.Addr {
 			return g.src
 		}
 	}
-	var any netip.Addr
+	var first netip.Addr
 	for _, a := range f.addrs {
 		ip := a.Prefix.Addr()
 		if !ip.Is4() || a.Tentative() {
@@ -151,9 +151,9 @@ func (m *Monitor) probeSourceLocked(f *iface, gw netip.Addr) netip.Addr {
 		if a.Prefix.Contains(gw) {
 			return ip
 		}
-		if !any.IsValid() {
-			any = ip
+		if !first.IsValid() {
+			first = ip
 		}
 	}
-	return any
+	return first
 }
