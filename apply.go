@@ -151,6 +151,7 @@ func (m *Monitor) applyLinkEventLocked(e linkwatch.LinkEvent) {
 	}
 	fields = append(fields, zap.Stringer("changed", e.Changes()))
 	m.emitLocked(Event{Kind: EventLink, At: e.At, Iface: l.Name, Msg: linkChangeMsg(e.Prev, l), Fields: fields})
+	m.probeOnReturnLocked(e, f)
 }
 
 // linkChangeMsg describes what changed between two versions of a link.
@@ -299,6 +300,7 @@ func (m *Monitor) applyNeighEventLocked(e linkwatch.NeighEvent) {
 	}
 	m.emitLocked(Event{Kind: EventNeigh, At: e.At, Iface: f.link.Name, Msg: "gateway " + n.StateName(),
 		Fields: []zap.Field{zap.String("gateway", n.IP.String()), zap.String("nud", n.StateName())}})
+	m.probeUnresolvedLocked(e, f)
 }
 
 // evaluateLocked recomputes the state at now and carries out a change:

@@ -16,8 +16,10 @@ import (
 	"github.com/seed-a56be422/netmon/dhcpwatch"
 	"github.com/seed-a56be422/netmon/gate"
 	"github.com/seed-a56be422/netmon/internal/dropq"
+	"github.com/seed-a56be422/netmon/internal/neighprobe"
 	"github.com/seed-a56be422/netmon/linkwatch"
 	"github.com/seed-a56be422/netmon/sockwatch"
+	"github.com/vishvananda/netns"
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 )
@@ -117,6 +119,9 @@ type Monitor struct {
 	routeCache  routeCache       // eBPF destinations' interfaces (watchers.go)
 	had         families         // the families the uplink hadIdx carried since it came up
 	hadIdx      int
+	prober      *neighprobe.Prober // gateway probes at a return (neighprobe.go); nil when unavailable
+	// openProber opens it (neighprobe.Open when nil; tests replace it).
+	openProber func(netns.NsHandle) (*neighprobe.Prober, error)
 }
 
 // outage is the outage in progress.
@@ -171,6 +176,10 @@ type Stats struct {
 	// route lookups they made (one per target, one more per mark for a
 	// path into an overlay).
 	PathLookups, RouteLookups uint64
+	// NeighProbes counts the ARP requests and Neighbor Solicitations sent
+	// for gateways whose neighbour entry was unresolved (INCOMPLETE or
+	// FAILED) at a return of their link, or went so while it was up.
+	NeighProbes uint64
 	// EventsDropped counts the events the subscriber ([Monitor.Events])
 	// lost because it fell behind by more than EventQueueSize events.
 	EventsDropped uint64
@@ -409,6 +418,8 @@ func (m *Monitor) Run(ctx context.Context) (err error) {
 		close(m.events)
 	}()
 
+	m.openNeighProbe()
+	defer m.closeNeighProbe()
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return m.lw.Run(gctx) })
 	src, err := m.startWatchers(gctx, g)

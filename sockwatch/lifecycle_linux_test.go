@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -231,33 +230,14 @@ func TestIntegrationNewWithoutCapabilities(t *testing.T) {
 	// BPF objects while it runs: the process's BPF descriptors before and
 	// after New tell whether New left anything behind.
 	before := bpfFDs(t)
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		// The thread is never unlocked: it dies with this goroutine, so no
-		// other goroutine can inherit its reduced capabilities.
-		hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
-		var data [2]unix.CapUserData
-		if err := unix.Capget(&hdr, &data[0]); err != nil {
-			errc <- err
-			return
-		}
-		for _, c := range []int{unix.CAP_BPF, unix.CAP_PERFMON, unix.CAP_SYS_ADMIN} {
-			data[c/32].Effective &^= 1 << (uint(c) % 32)
-		}
-		if err := unix.Capset(&hdr, &data[0]); err != nil {
-			errc <- err
-			return
-		}
+	err := netnstest.WithoutCaps([]int{unix.CAP_BPF, unix.CAP_PERFMON, unix.CAP_SYS_ADMIN}, func() error {
 		w, err := New(Config{})
 		if err == nil {
 			w.Close()
-			errc <- errors.New("New succeeded without CAP_BPF and CAP_PERFMON")
-			return
+			return errors.New("New succeeded without CAP_BPF and CAP_PERFMON")
 		}
-		errc <- err
-	}()
-	err := <-errc
+		return err
+	})
 	t.Logf("New: %v", err)
 	if !errors.Is(err, ErrPermission) {
 		t.Fatalf("New without capabilities: %v, want ErrPermission", err)

@@ -70,5 +70,9 @@
 // Reading Wi-Fi station data through nl80211 needs none either. Socket
 // errors of other processes are traced with eBPF, which needs CAP_BPF and
 // CAP_PERFMON (or root); without them --sockerr=auto carries on without
-// the tracer and says so in a notice line, and --sockerr=on fails.
+// the tracer and says so in a notice line, and --sockerr=on fails. At a
+// return of the link, the gateways are probed (an ARP request, an IPv6
+// Neighbor Solicitation) so that the first packets need not wait for the
+// kernel's next solicitation, up to a second: that needs CAP_NET_RAW;
+// without it netmon says so in a notice line and carries on.
 package main

@@ -14,8 +14,9 @@ import (
 
 // maxExposure is the most `systemd-analyze security` may score the unit
 // (0 is the tightest, 10 the loosest); it scored 2.3 before issue 20's
-// hardening and 2.0 after.
-const maxExposure = 2.0
+// hardening and 2.0 after. Issue 26's gateway probe at a return needs
+// CAP_NET_RAW and AF_PACKET (+0.3), PrivateMounts= took back 0.2: 2.1.
+const maxExposure = 2.1
 
 // TestSystemdUnit checks contrib/netmon.service with systemd's own tools:
 // `systemd-analyze verify` finds nothing wrong (the binary path replaced
