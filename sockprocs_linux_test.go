@@ -144,7 +144,7 @@ func TestOptionsSockCgroups(t *testing.T) {
 			case tt.mount != "":
 			case tt.v1:
 				// Not a CI failure: a cgroup v2 only host has no v1
-				// directory to pass (README, "Tests that may skip").
+				// directory to pass (the README lists this skip).
 				t.Skip("this machine has no cgroup v1 mount (cgroup v2 only)")
 			default:
 				netnstest.Skip(t, "this machine has no cgroup v2 mount, which Options.SockCgroups needs")
