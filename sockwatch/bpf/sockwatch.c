@@ -228,8 +228,12 @@ int BPF_PROG(sockwatch_error, const struct sock *sk)
 	// attempt has left SYN_SENT/SYN_RECV is dropped. A new connect on the
 	// socket (sockwatch_owner at SYN_SENT) starts a new attempt.
 	bool repeat = o && !opening && o->failed && o->failed == err;
-	bool report = wanted_errno(err) && !repeat && (o || !comm_filter);
 	// An unknown owner's name cannot be checked, so it is not wanted.
+	bool report = wanted_errno(err) && !repeat && (o || !comm_filter);
+	// Remembered before reserving, so that a record the full ring buffer
+	// dropped (and counted) is not then delivered by the second report.
+	if (report && o && opening)
+		o->failed = err;
 	struct record *r = report ? reserve() : NULL;
 	if (r) {
 		r->err = err;
@@ -238,8 +242,6 @@ int BPF_PROG(sockwatch_error, const struct sock *sk)
 			r->pid_tgid = o->pid_tgid;
 			r->cgroup = o->cgroup;
 			__builtin_memcpy(r->comm, o->comm, COMM_LEN);
-			if (opening)
-				o->failed = err;
 			if (dedup) {
 				__u64 e = err;
 				bpf_map_update_elem(&recent, &cookie, &e, BPF_ANY);
