@@ -38,17 +38,58 @@
 // the program a successful syscall costs one load and one branch; the
 // destination is read from the application's argument registers in
 // pt_regs only after a failure, so there is no sys_enter program and no
-// per-call map update. A blocking connect that fails with an error the
-// kernel also stored on the socket (ECONNREFUSED) is reported once: the
-// error program tells the syscall program, through a small LRU map keyed
-// by the socket's cookie, to stay silent when a connect on that socket
-// returns that errno. Keyed by socket, not by thread: a non-blocking
-// connect's error, fetched with SO_ERROR, does not silence the thread's
-// next connect on another socket.
+// per-call map update.
 //
 // Without either program, [ReadNoRoutes] reads the kernel's OutNoRoutes
 // counters, which count every failed route lookup in a namespace and need
 // no privilege: a coarse fallback when [New] fails.
+//
+// # One event per failure
+//
+// A failed connection attempt is one event, whatever the order in which
+// the kernel's reports and the application's thread run. Two doubles are
+// removed, both in the kernel, because only there are the socket and the
+// order of its reports known:
+//
+//   - An ICMP error (EHOSTUNREACH when nobody answers ARP, ENETUNREACH or
+//     EHOSTUNREACH from a router) for a socket in SYN_SENT is reported
+//     twice by Linux 6.x: tcp_v4_err (tcp_v6_err) stores sk_err, then
+//     ip_icmp_error queues the error on the socket's error queue, whose
+//     sock_queue_err_skb fires inet_sk_error_report with the socket still
+//     in SYN_SENT, then tcp_done_with_error moves the socket to CLOSE and
+//     fires it again. Whether the second report still sees the errno
+//     depends on the application: a thread that takes the error
+//     (SO_ERROR, or the return of a blocking connect, both through
+//     sock_error, which clears sk_err) between the two reports leaves it
+//     0; a thread that runs later, as on a busy machine, does not. A
+//     blocking connect's thread always runs later: it can return only
+//     once it holds the socket lock, which the kernel keeps from storing
+//     the error to the second report. So the owner entry of the socket
+//     remembers the errno reported while the attempt was still opening
+//     (SYN_SENT or SYN_RECV), and a report of the same errno after that
+//     is dropped; the next connect on the socket, a new attempt, clears
+//     it. The first report is the one kept: kernels before the
+//     tcp_done_with_error rework report only once, before tcp_done,
+//     with the socket in SYN_SENT. User space could not do this: the two
+//     records differ only in the socket state, which a record does not
+//     carry, and nothing bounds how far apart they arrive.
+//   - A blocking connect that fails with an error the kernel stored on
+//     the socket (ECONNREFUSED, EHOSTUNREACH) returns it as well, which
+//     the syscall program would report. The error program tells the
+//     syscall program, through a small LRU map keyed by the socket's
+//     cookie, to stay silent when a connect on that socket returns that
+//     errno. The order is fixed by the same socket lock: the kernel
+//     stores and reports the error holding it (in softirq, or in
+//     release_sock for a packet that arrived while the thread held it),
+//     and the woken thread takes it before reading the error, so the
+//     error program has always run when the connect returns. Keyed by
+//     socket, not by thread: a non-blocking connect's error, fetched with
+//     SO_ERROR, does not silence the thread's next connect on another
+//     socket.
+//
+// TestIntegrationHostUnreachable forces each order: a blocking connect,
+// and a non-blocking one whose thread fetches the error only after the
+// socket closed (getsockopt TCP_INFO takes the socket lock).
 //
 // # Requirements
 //
@@ -167,8 +208,10 @@
 //   - With SyscallTracing, a connected UDP socket that gets an ICMP
 //     unreachable produces two events: the asynchronous one (PID 0) and the
 //     ECONNREFUSED its next send returns (no destination, since a send on a
-//     connected socket names none). Only blocking TCP connect is
-//     de-duplicated.
+//     connected socket names none). Only TCP connection attempts are
+//     de-duplicated, and the ICMP double (above) only for sockets whose
+//     owner is known: one still in SYN_SENT from a connect made before
+//     New can be reported twice.
 //   - write(2), writev(2) and sendmmsg(2) on sockets are not traced: write
 //     would put a program on every file write, and errors on a connected
 //     TCP socket also surface asynchronously.

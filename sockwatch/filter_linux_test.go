@@ -47,7 +47,7 @@ func TestIntegrationFilters(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			if tc.needCgroup && self == 0 {
-				t.Skip("this process's cgroup v2 ID is unknown (no cgroup2 mount in /proc/self/mounts)")
+				netnstest.Skip(t, "this process's cgroup v2 ID is unknown (no cgroup2 mount in /proc/self/mounts)")
 			}
 			tc.cfg.SyscallTracing = true
 			h := attach(t, tc.cfg)

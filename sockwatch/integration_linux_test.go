@@ -194,6 +194,15 @@ func marker() error {
 // if it arrives before the wanted ones are complete.
 func (h *harness) untilMarker(want int) []Event {
 	h.t.Helper()
+	return h.untilMarkerEvent(want, func(ev Event) bool {
+		return ev.Op == OpConnect && ev.Dst == markerAddr && ev.Errno == syscall.ENETUNREACH
+	})
+}
+
+// untilMarkerEvent is untilMarker with another marker: the first event
+// for which isMarker is true.
+func (h *harness) untilMarkerEvent(want int, isMarker func(Event) bool) []Event {
+	h.t.Helper()
 	var got []Event
 	marked := false
 	deadline := time.After(waitTimeout)
@@ -203,7 +212,7 @@ func (h *harness) untilMarker(want int) []Event {
 			if !ok {
 				h.t.Fatalf("Events closed before the marker; got %v", got)
 			}
-			if ev.Op == OpConnect && ev.Dst == markerAddr && ev.Errno == syscall.ENETUNREACH {
+			if isMarker(ev) {
 				marked = true
 				continue
 			}
@@ -362,14 +371,7 @@ func TestIntegrationConnectionRefused(t *testing.T) {
 		}},
 		// A blocking connect sees the same error twice in the kernel
 		// (socket error, then the syscall's return); one event is reported.
-		{"blocking", func(dst netip.AddrPort) error {
-			fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-			if err != nil {
-				return err
-			}
-			defer unix.Close(fd)
-			return unix.Connect(fd, &unix.SockaddrInet4{Addr: dst.Addr().As4(), Port: int(dst.Port())})
-		}},
+		{"blocking", connectBlocking},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dst := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port)
@@ -484,25 +486,137 @@ func unansweredLAN(t *testing.T, a, b *netnstest.NS, addr string) {
 	}
 }
 
+// TestIntegrationHostUnreachable: a connect that fails because nobody
+// answers ARP is one EHOSTUNREACH event, whoever fetches the error and
+// when. The kernel reports such an ICMP error on the socket twice (see
+// "One event per failure" in the package documentation), and the thread
+// that takes the error decides which of those reports still sees it:
+//
+//   - nonblocking: Go's dial; its thread may take the error (SO_ERROR)
+//     between the two reports, or, on a busy machine, after both.
+//   - blocking: a blocking connect; its thread can take the error only
+//     once it holds the socket lock, which the kernel keeps until both
+//     reports are made: always after both, and the connect returns the
+//     error too (the syscall program's own report, which must stay
+//     silent).
+//   - late: a non-blocking connect whose thread waits until the socket
+//     has closed and the kernel released its lock (TCP_INFO takes it)
+//     before it takes the error: the late order, forced.
 func TestIntegrationHostUnreachable(t *testing.T) {
 	t.Parallel()
-	h := attach(t, Config{SyscallTracing: true})
-	a, b := netnstest.New(t), netnstest.New(t)
-	unansweredLAN(t, a, b, "10.77.0.1/24")
-
-	dst := netip.MustParseAddrPort("10.77.0.99:80")
-	var want []Event
-	h.do(a, func(tid int) error {
-		if _, err := net.DialTimeout("tcp", dst.String(), waitTimeout); !errors.Is(err, syscall.EHOSTUNREACH) {
-			return fmt.Errorf("dial %v: %v, want EHOSTUNREACH", dst, err)
-		}
-		ev := h.syscallEvent(a, tid, OpAsync, syscall.EHOSTUNREACH, dst.String())
-		ev.Protocol = syscall.IPPROTO_TCP
-		want = append(want, ev)
-		return marker()
-	})
-	h.expect(h.untilMarker(len(want)), want)
+	// With syscall tracing the marker is the usual synchronous failure.
+	// Without it (the default configuration) it is an asynchronous one: a
+	// refused blocking connect, reported before the connect returns.
+	for _, cfg := range []struct {
+		name string
+		cfg  Config
+	}{
+		{"syscalls", Config{SyscallTracing: true}},
+		{"async-only", Config{}},
+	} {
+		t.Run(cfg.name, func(t *testing.T) {
+			t.Parallel()
+			h := attach(t, cfg.cfg)
+			a, b := netnstest.New(t), netnstest.New(t)
+			unansweredLAN(t, a, b, "10.77.0.1/24")
+			mark, isMarker := marker, func(ev Event) bool {
+				return ev.Op == OpConnect && ev.Dst == markerAddr && ev.Errno == syscall.ENETUNREACH
+			}
+			if !cfg.cfg.SyscallTracing {
+				refused := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), closedPort(t, a))
+				mark = func() error {
+					if err := connectBlocking(refused); !errors.Is(err, syscall.ECONNREFUSED) {
+						return fmt.Errorf("marker connect %v: %v, want ECONNREFUSED", refused, err)
+					}
+					return nil
+				}
+				isMarker = func(ev Event) bool { return ev.Dst == refused && ev.Errno == syscall.ECONNREFUSED }
+			}
+			for _, tc := range []struct {
+				name    string
+				dst     netip.AddrPort
+				connect func(dst netip.AddrPort) error
+			}{
+				{"nonblocking", netip.MustParseAddrPort("10.77.0.99:80"), func(dst netip.AddrPort) error {
+					_, err := net.DialTimeout("tcp", dst.String(), waitTimeout)
+					return err
+				}},
+				{"blocking", netip.MustParseAddrPort("10.77.0.98:80"), connectBlocking},
+				{"late", netip.MustParseAddrPort("10.77.0.97:80"), connectFetchLate},
+			} {
+				t.Run(tc.name, func(t *testing.T) {
+					h := *h // the same Watcher, failing this subtest
+					h.t = t
+					var want []Event
+					h.do(a, func(tid int) error {
+						if err := tc.connect(tc.dst); !errors.Is(err, syscall.EHOSTUNREACH) {
+							return fmt.Errorf("connect %v: %v, want EHOSTUNREACH", tc.dst, err)
+						}
+						ev := h.syscallEvent(a, tid, OpAsync, syscall.EHOSTUNREACH, tc.dst.String())
+						ev.Protocol = syscall.IPPROTO_TCP
+						want = append(want, ev)
+						return mark()
+					})
+					h.expect(h.untilMarkerEvent(len(want), isMarker), want)
+				})
+			}
+		})
+	}
 }
+
+// connectBlocking connects a blocking TCP socket to dst and returns the
+// connect's error.
+func connectBlocking(dst netip.AddrPort) error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	return unix.Connect(fd, &unix.SockaddrInet4{Addr: dst.Addr().As4(), Port: int(dst.Port())})
+}
+
+// connectFetchLate connects a non-blocking TCP socket to dst and returns
+// the connect's error, fetched (SO_ERROR) only after the socket has closed
+// and the kernel has released the socket's lock: getsockopt TCP_INFO
+// takes that lock, which the kernel holds while it stores, reports and
+// closes, so when TCP_INFO shows the socket closed, every report of the
+// failure has been made. poll waits for the failure without a clock.
+func connectFetchLate(dst netip.AddrPort) error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	err = unix.Connect(fd, &unix.SockaddrInet4{Addr: dst.Addr().As4(), Port: int(dst.Port())})
+	if !errors.Is(err, unix.EINPROGRESS) {
+		return fmt.Errorf("non-blocking connect: %v, want EINPROGRESS", err)
+	}
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
+		if _, err := unix.Poll(fds, int(time.Until(deadline).Milliseconds())); err != nil && !errors.Is(err, unix.EINTR) {
+			return fmt.Errorf("poll: %w", err)
+		}
+		info, err := unix.GetsockoptTCPInfo(fd, unix.IPPROTO_TCP, unix.TCP_INFO)
+		if err != nil {
+			return fmt.Errorf("TCP_INFO: %w", err)
+		}
+		if info.State == tcpClose {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("socket still in TCP state %d after %v", info.State, waitTimeout)
+		}
+	}
+	errno, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
+	if err != nil {
+		return fmt.Errorf("SO_ERROR: %w", err)
+	}
+	return syscall.Errno(errno)
+}
+
+// tcpClose is TCP_CLOSE, the TCP state of a closed socket (tcpi_state).
+const tcpClose = 7
 
 func TestIntegrationSuccessIsSilent(t *testing.T) {
 	t.Parallel()

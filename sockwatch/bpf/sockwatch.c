@@ -61,6 +61,12 @@ struct owner {
 	__u64 pid_tgid;
 	__u64 cgroup;
 	char comm[COMM_LEN];
+	// failed is the errno reported while this connection attempt was
+	// still opening (SYN_SENT or SYN_RECV), 0 before: a later report of
+	// the same errno, once the attempt has closed, is the same failure
+	// (see sockwatch_error).
+	__u32 failed;
+	__u32 pad;
 };
 
 // Set by the loader (CollectionSpec.Variables) before loading. The
@@ -204,51 +210,66 @@ SEC("tp_btf/inet_sk_error_report")
 int BPF_PROG(sockwatch_error, const struct sock *sk)
 {
 	__u32 err = BPF_CORE_READ(sk, sk_err);
-	if (!wanted_errno(err))
-		return 0;
-
 	__u64 cookie = cookie_of(sk);
 	struct owner *o = NULL;
 	if (cookie)
 		o = bpf_map_lookup_elem(&owners, &cookie);
+	__u8 state = BPF_CORE_READ(sk, __sk_common.skc_state);
+	bool opening = state == TCP_SYN_SENT || state == TCP_SYN_RECV;
+
+	// One failure of a connection attempt, one event. An ICMP error for
+	// a socket in SYN_SENT is reported twice by Linux 6.x (tcp_v4_err,
+	// tcp_v6_err): first by ip_icmp_error queueing it on the error queue
+	// (sock_queue_err_skb), with sk_err already set and the socket still
+	// in SYN_SENT, then by tcp_done_with_error after the socket moved to
+	// CLOSE. The first report is the one kept, since older kernels make
+	// only that one (they report before tcp_done); the owner entry
+	// remembers its errno, and a report of the same errno once the
+	// attempt has left SYN_SENT/SYN_RECV is dropped. A new connect on the
+	// socket (sockwatch_owner at SYN_SENT) starts a new attempt.
+	bool repeat = o && !opening && o->failed && o->failed == err;
 	// An unknown owner's name cannot be checked, so it is not wanted.
-	if (comm_filter && !o)
-		return 0;
-
-	struct record *r = reserve();
-	if (!r)
-		return 0;
-	r->err = err;
-	r->op = OP_ASYNC;
-	if (o) {
-		r->pid_tgid = o->pid_tgid;
-		r->cgroup = o->cgroup;
-		__builtin_memcpy(r->comm, o->comm, COMM_LEN);
-		if (dedup) {
-			__u64 e = err;
-			bpf_map_update_elem(&recent, &cookie, &e, BPF_ANY);
+	bool report = wanted_errno(err) && !repeat && (o || !comm_filter);
+	// Remembered before reserving, so that a record the full ring buffer
+	// dropped (and counted) is not then delivered by the second report.
+	if (report && o && opening)
+		o->failed = err;
+	struct record *r = report ? reserve() : NULL;
+	if (r) {
+		r->err = err;
+		r->op = OP_ASYNC;
+		if (o) {
+			r->pid_tgid = o->pid_tgid;
+			r->cgroup = o->cgroup;
+			__builtin_memcpy(r->comm, o->comm, COMM_LEN);
+			if (dedup) {
+				__u64 e = err;
+				bpf_map_update_elem(&recent, &cookie, &e, BPF_ANY);
+			}
 		}
+
+		__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+		__be16 dport = BPF_CORE_READ(sk, __sk_common.skc_dport);
+		__builtin_memcpy(&r->sockaddr[0], &family, 2);
+		__builtin_memcpy(&r->sockaddr[2], &dport, 2);
+		if (family == AF_INET) {
+			__be32 daddr = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+			__builtin_memcpy(&r->sockaddr[4], &daddr, 4);
+		} else if (family == AF_INET6 && bpf_core_field_exists(sk->__sk_common.skc_v6_daddr)) {
+			BPF_CORE_READ_INTO(&r->sockaddr[8], sk, __sk_common.skc_v6_daddr);
+		}
+		r->protocol = BPF_CORE_READ(sk, sk_protocol);
+		if (bpf_core_field_exists(sk->__sk_common.skc_net.net))
+			r->netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
 	}
 
-	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	__be16 dport = BPF_CORE_READ(sk, __sk_common.skc_dport);
-	__builtin_memcpy(&r->sockaddr[0], &family, 2);
-	__builtin_memcpy(&r->sockaddr[2], &dport, 2);
-	if (family == AF_INET) {
-		__be32 daddr = BPF_CORE_READ(sk, __sk_common.skc_daddr);
-		__builtin_memcpy(&r->sockaddr[4], &daddr, 4);
-	} else if (family == AF_INET6 && bpf_core_field_exists(sk->__sk_common.skc_v6_daddr)) {
-		BPF_CORE_READ_INTO(&r->sockaddr[8], sk, __sk_common.skc_v6_daddr);
-	}
-	r->protocol = BPF_CORE_READ(sk, sk_protocol);
-	if (bpf_core_field_exists(sk->__sk_common.skc_net.net))
-		r->netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
-
-	// The socket has closed and its error is reported: the owner entry
-	// is not needed any more (see sockwatch_owner).
-	if (o && BPF_CORE_READ(sk, __sk_common.skc_state) == TCP_CLOSE)
+	// The socket has closed and its error is reported (or was, or its
+	// error was taken before this report read it): the owner entry is
+	// not needed any more (see sockwatch_owner).
+	if (o && state == TCP_CLOSE)
 		bpf_map_delete_elem(&owners, &cookie);
-	bpf_ringbuf_submit(r, 0);
+	if (r)
+		bpf_ringbuf_submit(r, 0);
 	return 0;
 }
 

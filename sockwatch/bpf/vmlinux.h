@@ -56,6 +56,7 @@ enum {
 
 enum {
 	TCP_SYN_SENT = 2,
+	TCP_SYN_RECV = 3,
 	TCP_CLOSE = 7,
 };
 
