@@ -275,13 +275,13 @@ func New(o Options) (*Monitor, error) {
 	}
 	userErr, userOK := gc.OnError, gc.OnSuccess
 	gc.OnError = func(a gate.Attempt) {
-		m.report(time.Now(), a.Class, a.Err)
+		m.report(time.Now(), a.Class, a.Err, a.Dst)
 		if userErr != nil {
 			userErr(a)
 		}
 	}
 	gc.OnSuccess = func(a gate.Attempt) {
-		m.ReportSuccess()
+		m.ReportSuccessTo(a.Dst)
 		if userOK != nil {
 			userOK(a)
 		}

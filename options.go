@@ -93,19 +93,25 @@ type Options struct {
 	// failures towards a single host close no Gate, unless that host is
 	// one of Targets, whose own Gate then closes (and no other). Refused
 	// or reset connections, TLS and DNS answers are the peer's and never
-	// count. Below the threshold, failures towards two or more
-	// destinations within Recent make an up state degraded. Zero means 5;
-	// a negative value disables the detector.
+	// count. Successes count too ([Monitor.ReportSuccessTo], gate.Call.Dst):
+	// only failures since the last success anywhere count, and while a
+	// destination that answered within SendErrorWindow has not failed
+	// since, failures towards others are those peers' own and close
+	// nothing. Below the threshold, failures towards two or more
+	// destinations within Recent make an up state degraded (unless a
+	// destination is live). Zero means 5; a negative value disables the
+	// detector.
 	SendErrorThreshold int
 	// SendErrorWindow is how far apart two such failures may be and still
 	// count together. Zero means 30 s.
 	SendErrorWindow time.Duration
-	// SendErrorHold is how long a send-errors verdict holds its Gate
-	// before the state returns to let a sender try again (unless the
-	// kernel reports a change of the path, a send succeeds, or the
-	// gateway answers first); the count then starts from zero. Without it
-	// nothing would test the path while every sender is held. Zero means
-	// 5 s.
+	// SendErrorHold is how long a send-errors verdict holds its Gate at
+	// most (unless the kernel reports a change of the path, a send
+	// succeeds, or the gateway answers first); the count then starts from
+	// zero. While the network's verdict holds, one held Do call is let
+	// through every 500 ms to test the path (gate.Gate.Trial), and its
+	// success ends the verdict at once; the hold is for senders that only
+	// Wait. Zero means 5 s.
 	SendErrorHold time.Duration
 
 	// Journal is how many flaps are kept in memory. Zero means 256.
