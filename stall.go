@@ -113,6 +113,9 @@ type stall struct {
 	evidence string
 	// trialAt is when the next half-open trial is due while downAt holds.
 	trialAt time.Time
+	// byGateway is whether the verdict rests on the gateway not
+	// answering, which its answering again then ends.
+	byGateway bool
 }
 
 // stallCounts reports whether a failure of this class counts: the link's and
@@ -189,6 +192,7 @@ func (m *Monitor) recordFailureLocked(now time.Time, dst netip.Addr) {
 	} else if s.downAt.IsZero() && m.status.State.CanSend() {
 		if ev, ok := m.stallLocked(now); ok {
 			s.downAt, s.evidence, s.trialAt = now, ev, now.Add(stallTrialEvery)
+			s.byGateway = m.uplinkGatewayFailedLocked()
 		}
 	}
 	m.evaluateLocked(now)
@@ -342,8 +346,23 @@ func (m *Monitor) resetStallLocked() {
 // failures that concern it, keeping those of declared targets: a send
 // that succeeded, or a gateway that answered, says nothing of one host.
 func (m *Monitor) resetOverallStallLocked() {
-	m.stall.downAt, m.stall.evidence, m.stall.trialAt = time.Time{}, "", time.Time{}
+	m.stall.downAt, m.stall.evidence, m.stall.trialAt, m.stall.byGateway = time.Time{}, "", time.Time{}, false
 	m.dropFailuresLocked(func(f failure) bool { return m.targetOf(f.dst) == nil })
+}
+
+// gatewayAnsweredLocked applies the uplink's gateway answering (its
+// neighbour entry confirmed reachable): a verdict that rested on the
+// gateway not answering ends, and the failures it counted are forgotten.
+// A verdict confirmed while the gateway answered (nothing beyond it did)
+// stands, and so do failures counted without a verdict: the gateway
+// answering says nothing about the upstream (the kernel confirms its
+// entry by probes of its own while senders' SYNs vanish beyond it). A
+// declared target's own failures stand too.
+func (m *Monitor) gatewayAnsweredLocked() {
+	if m.stall.downAt.IsZero() || !m.stall.byGateway {
+		return
+	}
+	m.resetOverallStallLocked()
 }
 
 // targetSuccess ends a target's own stall after a send through its Gate

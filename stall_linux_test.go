@@ -300,6 +300,25 @@ func TestStallSuccessesPerDestination(t *testing.T) {
 	}
 }
 
+// TestStallUpstreamVerdictSurvivesTheGatewayAnswering: a verdict confirmed
+// while the gateway answered (nothing beyond it did) is not ended by the
+// kernel confirming the gateway again; a success ends it.
+func TestStallUpstreamVerdictSurvivesTheGatewayAnswering(t *testing.T) {
+	m := newTestMonitor(t, Options{SendErrorThreshold: 4})
+	gw := linkwatch.Neigh{Index: 2, Iface: "wlan0", IP: netip.MustParseAddr("10.0.0.1"), State: unix.NUD_REACHABLE}
+	b := baselineUp()
+	b.State.Neighs = append(b.State.Neighs, gw)
+	m.apply(b)
+	for range 4 {
+		m.Report(unreach())
+	}
+	wantStatus(t, m, Down, ReasonSendErrors)
+	m.apply(linkwatch.NeighEvent{At: time.Now(), Neigh: gw})
+	wantStatus(t, m, Down, ReasonSendErrors)
+	m.ReportSuccess()
+	wantStatus(t, m, Up, ReasonNone)
+}
+
 // TestStallTrialReopens: while a send-errors verdict holds the Gate closed,
 // one held Do call is let through every stallTrialEvery; the first that
 // succeeds ends the verdict, long before SendErrorHold.
