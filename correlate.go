@@ -298,19 +298,28 @@ func (m *Monitor) ReportSuccess() { m.ReportSuccessTo(netip.Addr{}) }
 // Addr when the destination is unknown): the path works, so the data-stall
 // detector forgets the failures before it and a send-errors outage ends;
 // a success towards a declared target's address ends that target's own
-// verdict too. Until a send to dst fails again, dst is live for
+// verdict too. Until a send to dst fails again, a known dst is live for
 // Options.SendErrorWindow: failures towards other destinations while it
 // answers are those peers' own, and close no Gate (two dead servers among
 // three do not hold the sender whose server answers).
 //
 // It costs one atomic load, and writes nothing shared, unless the detector
-// holds something (a count of failures or a closed Gate): [gate.Gate.Do]
-// calls it after every send, with [gate.Call].Dst when the call gives one.
-// Successes are recorded from the first counted failure on; before it
-// there is nothing to judge.
+// holds something (a count of failures or a closed Gate) or dst is given:
+// [gate.Gate.Do] calls it after every send, with [gate.Call].Dst when the
+// call gives one. While the detector holds nothing, a success with a
+// destination costs a clock read and is remembered (the last one, updated
+// at most every 100 ms per destination), so that the first failures
+// elsewhere already find it live; every success is counted once failures
+// are.
 func (m *Monitor) ReportSuccessTo(dst netip.Addr) {
 	if m.stallWord.Load()&stallBit == 0 {
-		return // the common case: one atomic load, nothing written
+		// The common case: one atomic load, nothing written, unless
+		// the success names its destination (then a clock read and,
+		// at most every succMarkEvery, one pointer store).
+		if dst.IsValid() {
+			m.markSuccess(dst.Unmap())
+		}
+		return
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -102,8 +102,7 @@ type failure struct {
 type stall struct {
 	fails  []failure // within the window, oldest first
 	downAt time.Time // when it closed the state; zero while it does not
-	// succ is when a send last succeeded, per destination (the zero Addr
-	// for successes whose destination is unknown), within
+	// succ is when a send last succeeded, per destination, within
 	// SendErrorWindow. Successes are recorded while the detector holds
 	// something (see ReportSuccessTo): before the first failure there is
 	// nothing to judge.
@@ -251,15 +250,22 @@ func (m *Monitor) stallLocked(now time.Time) (string, bool) {
 // succeeded within SendErrorWindow, and none failed since. Failures to
 // other destinations while it answers are those peers' own.
 func (m *Monitor) liveLocked(now time.Time) bool {
-	for d, at := range m.stall.succ {
+	live := func(d netip.Addr, at time.Time) bool {
 		if now.Sub(at) > m.opts.SendErrorWindow {
-			continue
+			return false
 		}
-		failed := false
 		for _, f := range m.stall.fails {
-			failed = failed || (f.dst == d && f.at.After(at))
+			if f.dst == d && f.at.After(at) {
+				return false
+			}
 		}
-		if !failed {
+		return true
+	}
+	if p := m.lastSucc.Load(); p != nil && live(p.dst, p.at) {
+		return true
+	}
+	for d, at := range m.stall.succ {
+		if live(d, at) {
 			return true
 		}
 	}
@@ -453,12 +459,38 @@ func (m *Monitor) expireStallLocked(c *clock) {
 	}
 }
 
+// succMark is a success remembered while the detector held nothing.
+type succMark struct {
+	dst netip.Addr
+	at  time.Time
+}
+
+// succMarkEvery is how often markSuccess replaces the mark of the same
+// destination: its time may be this much behind the last success, which
+// only makes a destination that fails right after it count as dead
+// sooner.
+const succMarkEvery = 100 * time.Millisecond
+
+// markSuccess remembers a success towards dst while the detector holds
+// nothing, without the lock: one clock read and, when dst changed or the
+// mark is older than succMarkEvery, one pointer store.
+func (m *Monitor) markSuccess(dst netip.Addr) {
+	now := time.Now()
+	if p := m.lastSucc.Load(); p != nil && p.dst == dst && now.Sub(p.at) < succMarkEvery {
+		return
+	}
+	m.lastSucc.Store(&succMark{dst: dst, at: now})
+}
+
 // liveClockLocked is liveLocked asked through the rule's clock, so that
 // the moment a destination stops counting as live is a deadline.
 func (m *Monitor) liveClockLocked(c *clock) bool {
 	live := m.liveLocked(c.now)
 	for _, at := range m.stall.succ {
 		c.within(at, m.opts.SendErrorWindow)
+	}
+	if p := m.lastSucc.Load(); p != nil {
+		c.within(p.at, m.opts.SendErrorWindow)
 	}
 	return live
 }
@@ -478,7 +510,10 @@ func (m *Monitor) successLocked(now time.Time, dst netip.Addr) {
 			delete(s.succ, d)
 		}
 	}
-	if _, ok := s.succ[dst]; ok || len(s.succ) < maxStallFails {
+	// A success towards an unknown destination forgets the failures
+	// before it, but makes nothing live: a failure to its destination
+	// could not be told apart from one elsewhere.
+	if _, ok := s.succ[dst]; dst.IsValid() && (ok || len(s.succ) < maxStallFails) {
 		s.succ[dst] = now
 	}
 	changed := false
