@@ -234,8 +234,9 @@ func TestIntegrationStallUpstreamDownThenUp(t *testing.T) {
 	}
 
 	// Half-open trials while the upstream is still dead fail, and the
-	// state stays down; wait for two, so that the return below falls at
-	// any moment between trials.
+	// state stays down; wait for two. The return below comes just after
+	// a trial (within the 20 ms tick), the worst phase: the figure is
+	// close to the longest wait for the next trial.
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for wait := time.Now().Add(20 * time.Second); l.m.Gate().Stats().Trials < 2; {
@@ -250,7 +251,6 @@ func TestIntegrationStallUpstreamDownThenUp(t *testing.T) {
 			}
 		}
 	}
-	time.Sleep(time.Duration(time.Now().UnixNano()%int64(stallTrialEvery))) // a figure at an arbitrary phase, not a wait for an event
 	returnedAt := time.Now()
 	l.b.Sysctl("net/ipv4/ip_forward", "1")
 	up := l.waitState(t, Up, ReasonNone)
