@@ -64,6 +64,18 @@ func newStallLab(t *testing.T, o Options) *stallLab {
 	return l
 }
 
+// startStallLab is newStallLab once the state is up, with the context the
+// senders run under (cancel ends them) and their WaitGroup: the test's end
+// cancels it and waits for them.
+func startStallLab(t *testing.T, o Options) (*stallLab, context.Context, context.CancelFunc, *sync.WaitGroup) {
+	l := newStallLab(t, o)
+	l.waitState(t, Up, ReasonNone)
+	ctx, cancel := context.WithCancel(context.Background())
+	wg := new(sync.WaitGroup)
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	return l, ctx, cancel, wg
+}
+
 // send delivers one message to addr from the robot's namespace and waits
 // for its acknowledgement: connect (300 ms at most), write, read the ack.
 func (l *stallLab) send(ctx context.Context, addr string) error {
@@ -132,17 +144,13 @@ func (l *stallLab) runSender(ctx context.Context, wg *sync.WaitGroup, s *sender,
 // never closes; the live sender's time held is reported, not asserted.
 func TestIntegrationStallTwoDeadServersHoldNobody(t *testing.T) {
 	t.Parallel()
-	l := newStallLab(t, Options{SendErrorThreshold: 5})
-	l.waitState(t, Up, ReasonNone)
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	defer func() { cancel(); wg.Wait() }()
+	l, ctx, cancel, wg := startStallLab(t, Options{SendErrorThreshold: 5})
 	var live, dead sender
-	l.runSender(ctx, &wg, &live, labLive1, gate.Policy{})
+	l.runSender(ctx, wg, &live, labLive1, gate.Policy{})
 	// Each dead message is one attempt: a sender that gives up and moves
 	// on, so the failures come as fast as the 300 ms connect timeout.
-	l.runSender(ctx, &wg, &dead, labDead1, gate.Policy{MaxAttempts: 1})
-	l.runSender(ctx, &wg, &dead, labDead2, gate.Policy{MaxAttempts: 1})
+	l.runSender(ctx, wg, &dead, labDead1, gate.Policy{MaxAttempts: 1})
+	l.runSender(ctx, wg, &dead, labDead2, gate.Policy{MaxAttempts: 1})
 
 	// Until the dead servers have failed six times the threshold (or the
 	// deadline), no state event may say anything but up.
@@ -190,14 +198,10 @@ func TestIntegrationStallTwoDeadServersHoldNobody(t *testing.T) {
 // delay from the return to the up event is reported, not asserted.
 func TestIntegrationStallUpstreamDownThenUp(t *testing.T) {
 	t.Parallel()
-	l := newStallLab(t, Options{SendErrorThreshold: 5, SendErrorHold: time.Minute})
-	l.waitState(t, Up, ReasonNone)
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	defer func() { cancel(); wg.Wait() }()
+	l, ctx, _, wg := startStallLab(t, Options{SendErrorThreshold: 5, SendErrorHold: time.Minute})
 	var s1, s2 sender
-	l.runSender(ctx, &wg, &s1, labLive1, gate.Policy{})
-	l.runSender(ctx, &wg, &s2, labLive2, gate.Policy{})
+	l.runSender(ctx, wg, &s1, labLive1, gate.Policy{})
+	l.runSender(ctx, wg, &s2, labLive2, gate.Policy{})
 	for s1.ok.Load() == 0 || s2.ok.Load() == 0 {
 		select {
 		case <-l.events:

@@ -102,12 +102,7 @@ func TestStallTargetClosesOnlyItsGate(t *testing.T) {
 // TestStallRearmsFromZero: after the hold, the detector needs a whole new
 // threshold of failures to close the state again.
 func TestStallRearmsFromZero(t *testing.T) {
-	m := newTestMonitor(t, Options{SendErrorThreshold: 3, SendErrorHold: time.Second})
-	m.apply(baselineUp())
-	for range 3 {
-		m.Report(unreach())
-	}
-	wantStatus(t, m, Down, ReasonSendErrors)
+	m := stalled(t, Options{SendErrorThreshold: 3, SendErrorHold: time.Second})
 	m.mu.Lock()
 	m.evaluateLocked(m.stall.downAt.Add(time.Second))
 	m.mu.Unlock()
@@ -119,6 +114,19 @@ func TestStallRearmsFromZero(t *testing.T) {
 	}
 	m.Report(unreach())
 	wantStatus(t, m, Down, ReasonSendErrors)
+}
+
+// stalled returns a test Monitor up on baselineUp that SendErrorThreshold
+// failures towards two destinations took down (send-errors).
+func stalled(t *testing.T, o Options) *Monitor {
+	t.Helper()
+	m := newTestMonitor(t, o)
+	m.apply(baselineUp())
+	for range o.SendErrorThreshold {
+		m.Report(unreach())
+	}
+	wantStatus(t, m, Down, ReasonSendErrors)
+	return m
 }
 
 // failedGateway is wlan0's gateway (baselineUp) with a FAILED entry.
@@ -326,12 +334,7 @@ func TestStallUpstreamVerdictSurvivesTheGatewayAnswering(t *testing.T) {
 // one held Do call is let through every stallTrialEvery; the first that
 // succeeds ends the verdict, long before SendErrorHold.
 func TestStallTrialReopens(t *testing.T) {
-	m := newTestMonitor(t, Options{SendErrorThreshold: 3, SendErrorHold: time.Minute})
-	m.apply(baselineUp())
-	for range 3 {
-		m.Report(unreach())
-	}
-	wantStatus(t, m, Down, ReasonSendErrors)
+	m := stalled(t, Options{SendErrorThreshold: 3, SendErrorHold: time.Minute})
 	sent := make(chan struct{}, 1)
 	done := make(chan error, 1)
 	go func() {
