@@ -151,8 +151,8 @@ func TestReturnReleasesBehindAProbe(t *testing.T) {
 			t.Fatalf("flaps %+v, want one of 1s that waited no stabilisation window", fl)
 		}
 		synctest.Wait()
-		if len(started) != 1 || <-started != 0 {
-			t.Fatalf("%d sends began at the return, want only the oldest call's", len(started)+1)
+		if k := len(started); k != 1 || <-started != 0 {
+			t.Fatalf("%d sends began at the return, want only the oldest call's", k)
 		}
 		time.Sleep(DefaultProbeTimeout - time.Millisecond)
 		synctest.Wait()
