@@ -52,10 +52,10 @@ import (
 //     (Monitor.Report, Gate.Do) within SendErrorWindow of each other.
 //     Refused or reset connections, TLS and DNS answers concern one peer
 //     and are never counted.
-//   - Successes count per destination ([Monitor.ReportSuccessTo], gate.Do
-//     with gate.Call.Dst): a success forgets the failures before it, and
-//     its destination is live for SendErrorWindow until a send to it
-//     fails. While a destination is live, failures towards others are
+//   - Successes count per destination ([Monitor.ReportSuccessTo],
+//     gate.Sender.DoCall with gate.Call.Dst, POST /v1/success): a success
+//     forgets the failures before it, and its destination (when known) is
+//     live for SendErrorWindow until a send to it fails. While a destination is live, failures towards others are
 //     those peers' own: they close no Gate and do not degrade the state.
 //   - One dead peer is not a stall: the state goes down (send-errors) only
 //     when SendErrorThreshold failures in the window came from at least two
@@ -70,9 +70,11 @@ import (
 //   - While the network's verdict holds, one held Do call is let through
 //     every stallTrialEvery (gate.Gate.Trial, a half-open probe). The
 //     verdict ends when a send succeeds (that one's, or any reported
-//     through [Monitor.ReportSuccessTo]), the gateway answers, or
-//     SendErrorHold passes; a target's when a send through its Gate succeeds or its hold
-//     passes; both when the kernel reports a change of the path. The count
+//     through [Monitor.ReportSuccessTo]), when the gateway answers again
+//     if the verdict rested on it not answering (an upstream verdict
+//     stands), or when SendErrorHold passes; a target's when a send
+//     through its Gate succeeds or its hold passes; both when the kernel
+//     reports a change of the path. The count
 //     then starts again from zero.
 //   - Failures below the threshold but towards two or more destinations
 //     within Options.Recent make an up state degraded (send-errors).
