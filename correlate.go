@@ -55,8 +55,10 @@ import (
 // towards the data-stall detector: Options.SendErrorThreshold of them in a
 // row move the state to down with reason send-errors, which closes the
 // Gate, until the kernel reports a change, a send succeeds
-// ([Monitor.ReportSuccess]), the gateway's neighbour entry is confirmed
-// reachable, or Options.SendErrorHold passes. Connection-class errors
+// ([Monitor.ReportSuccessTo]; one held Do call is let through every 500 ms
+// to try), the gateway's neighbour entry is confirmed reachable (when the
+// verdict rested on it failing), or Options.SendErrorHold passes.
+// Failures while another destination answers are that peer's own. Connection-class errors
 // (refused, reset) concern one peer and never close the Gate.
 //
 // Report is safe for concurrent use. Without a subscriber to
