@@ -292,11 +292,8 @@ func (m *Monitor) applyNeighEventLocked(e linkwatch.NeighEvent) {
 	if !e.Removed {
 		f.neighs = append(f.neighs, n)
 	}
-	if !e.Removed && n.Reachable() && n.Index == m.statusIdx && m.overallStallLocked() {
-		// The gateway answered: the path works, whatever senders saw
-		// (a declared target's own failures stand: the gateway answering
-		// says nothing of that host).
-		m.resetOverallStallLocked()
+	if !e.Removed && n.Reachable() && n.Index == m.statusIdx {
+		m.gatewayAnsweredLocked() // stall.go
 	}
 	m.emitLocked(Event{Kind: EventNeigh, At: e.At, Iface: f.link.Name, Msg: "gateway " + n.StateName(),
 		Fields: []zap.Field{zap.String("gateway", n.IP.String()), zap.String("nud", n.StateName())}})

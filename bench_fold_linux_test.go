@@ -117,7 +117,9 @@ func BenchmarkEvaluate(b *testing.B) {
 // BenchmarkDoThroughMonitor measures a successful send through the
 // Monitor's Gate while the state is up (OnSuccess is ReportSuccess: one
 // atomic add and one load while the data-stall detector is idle), beside
-// the same send through a bare Gate.
+// the same send through a bare Gate; and DoCall through the Monitor, with
+// and without a Call.Dst (which ReportSuccessTo remembers with a clock
+// read).
 func BenchmarkDoThroughMonitor(b *testing.B) {
 	send := func(context.Context) error { return nil }
 	ctx := context.Background()
@@ -129,6 +131,28 @@ func BenchmarkDoThroughMonitor(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			if err := m.Gate().Do(ctx, send); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("monitor-docall-dst", func(b *testing.B) {
+		// A call that names its destination: ReportSuccessTo remembers
+		// it (a clock read, a pointer store at most every 100 ms).
+		m := benchMonitor(b)
+		c := gate.Call{Dst: netip.MustParseAddr("10.0.0.5")}
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := m.Gate().DoCall(ctx, c, send); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("monitor-docall", func(b *testing.B) {
+		// DoCall has no fast path: the baseline of the one below.
+		m := benchMonitor(b)
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := m.Gate().DoCall(ctx, gate.Call{}, send); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -55,26 +55,31 @@ import (
 // towards the data-stall detector: Options.SendErrorThreshold of them in a
 // row move the state to down with reason send-errors, which closes the
 // Gate, until the kernel reports a change, a send succeeds
-// ([Monitor.ReportSuccess]), the gateway's neighbour entry is confirmed
-// reachable, or Options.SendErrorHold passes. Connection-class errors
+// ([Monitor.ReportSuccessTo]; one held Do call is let through every 500 ms
+// to try), the gateway's neighbour entry is confirmed reachable (when the
+// verdict rested on it failing), or Options.SendErrorHold passes.
+// Failures while another destination answers are that peer's own. Connection-class errors
 // (refused, reset) concern one peer and never close the Gate.
 //
 // Report is safe for concurrent use. Without a subscriber to
 // [Monitor.Events] it does not allocate unless it changes the state; with
 // one, it queues a sock-error event carrying the error's text.
 func (m *Monitor) Report(err error) Explanation {
-	return m.report(time.Now(), classify.Classify(err), err)
+	return m.report(time.Now(), classify.Classify(err), err, netip.Addr{})
 }
 
 // ReportContext is [Monitor.Report] for an error returned by an operation
 // that ran under ctx: if ctx has ended, the caller gave up, and the error
 // is not counted against the network.
 func (m *Monitor) ReportContext(ctx context.Context, err error) Explanation {
-	return m.report(time.Now(), classify.ClassifyContext(ctx, err), err)
+	return m.report(time.Now(), classify.ClassifyContext(ctx, err), err, netip.Addr{})
 }
 
-func (m *Monitor) report(now time.Time, class classify.Class, err error) Explanation {
-	f := Failure{Class: class}
+// report explains err, a failure of the given class; dst is its
+// destination when the sender named it (gate.Call.Dst), the zero Addr if
+// not (err's own *net.OpError address wins).
+func (m *Monitor) report(now time.Time, class classify.Class, err error, dst netip.Addr) Explanation {
+	f := Failure{Class: class, Dst: dst}
 	f.Errno, _ = classify.Errno(err)
 	f.NotFound = class == classify.DNS && classify.NotFound(err)
 	subscribed := m.subscribed.Load() // read once: the text exists only if the event will
@@ -151,7 +156,10 @@ func (m *Monitor) explain(now time.Time, f Failure, err error, subscribed bool) 
 	if m.sock != nil {
 		// The tracer may have seen this failure too: count it once.
 		if !dstRead {
-			dst, dstRead = errDestination(err), true
+			if d := errDestination(err); d.IsValid() {
+				dst = d
+			}
+			dstRead = true
 		}
 		pid := f.PID
 		if pid == 0 {
@@ -165,7 +173,9 @@ func (m *Monitor) explain(now time.Time, f Failure, err error, subscribed bool) 
 	}
 	if m.stallEvidenceLocked(class, ex.Cause) {
 		if !dstRead {
-			dst = errDestination(err)
+			if d := errDestination(err); d.IsValid() {
+				dst = d
+			}
 		}
 		m.recordFailureLocked(now, dst)
 	}
@@ -281,24 +291,45 @@ func (m *Monitor) correlateLocked(now time.Time, idx int, class classify.Class, 
 	return CauseUnexplained
 }
 
-// ReportSuccess tells the Monitor that a send succeeded: the path works,
-// so the data-stall detector resets and a send-errors outage ends.
+// ReportSuccess tells the Monitor that a send succeeded, towards a
+// destination it does not know: [Monitor.ReportSuccessTo] with the zero
+// Addr.
+func (m *Monitor) ReportSuccess() { m.ReportSuccessTo(netip.Addr{}) }
+
+// ReportSuccessTo tells the Monitor that a send to dst succeeded (the zero
+// Addr when the destination is unknown): the path works, so the data-stall
+// detector forgets the failures before it and a send-errors outage ends;
+// a success towards a declared target's address ends that target's own
+// verdict too. Until a send to dst fails again, a known dst is live for
+// Options.SendErrorWindow: failures towards other destinations while it
+// answers are those peers' own, and close no Gate (two dead servers among
+// three do not hold the sender whose server answers).
 //
 // It costs one atomic load, and writes nothing shared, unless the detector
-// holds something (a count of failures or a closed Gate): [gate.Gate.Do]
-// calls it after every send.
-func (m *Monitor) ReportSuccess() {
+// holds something (a count of failures or a closed Gate) or dst is given:
+// [gate.Gate.Do] calls it after every send, with [gate.Call].Dst when the
+// call gives one. While the detector holds nothing, a success with a
+// destination costs a clock read and is remembered (the last one, updated
+// at most every 100 ms per destination), so that the first failures
+// elsewhere already find it live; every success is counted once failures
+// are.
+func (m *Monitor) ReportSuccessTo(dst netip.Addr) {
 	if m.stallWord.Load()&stallBit == 0 {
-		return // the common case: one atomic load, nothing written
+		// The common case: one atomic load, nothing written, unless
+		// the success names its destination (then a clock read and,
+		// at most every succMarkEvery, one pointer store).
+		if dst.IsValid() {
+			m.markSuccess(dst.Unmap())
+		}
+		return
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if !m.overallStallLocked() {
-		return
+	now := time.Now()
+	if now.Before(m.evalAt) {
+		now = m.evalAt
 	}
-	m.stats.Successes++
-	m.resetOverallStallLocked()
-	m.evaluateLocked(time.Now())
+	m.successLocked(now, dst.Unmap())
 }
 
 // selfComm is this process's name as the kernel knows it (/proc/self/comm,

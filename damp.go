@@ -2,18 +2,27 @@ package netmon
 
 import "time"
 
-// Flap damping. A link at the edge of coverage can bounce every few
-// hundred milliseconds; with a fixed stabilisation window every bounce
-// would release every held sender into the next drop. So the window grows
+// Flap damping, an option (Options.Stabilize > 0; off by default). A link
+// at the edge of coverage can bounce every few hundred milliseconds; with a
+// fixed stabilisation window every bounce would release every held sender
+// into the next drop. So the window grows
 // with each loss of the path that follows the previous one within
 // Options.Recent (doubling, up to dampMaxFactor times Options.Stabilize),
 // and decays back while the path holds (halving for every Recent without a
 // loss), as route-flap damping (RFC 2439) grows and decays a route's
 // penalty. A loss counts whether it ends an up state or cuts short a return
 // still waiting out its window.
+//
+// It is off by default because it holds senders while the link works: on
+// the edge-of-coverage schedule of issue 26 (drops of 0.3-1.5 s every
+// 2-8 s) the window grew to 3.2 s and never decayed (the link never held
+// for Recent), so senders could use 53.6% of the link's up time, and p95
+// latency beyond the physical floor was 6.1 s against 0.8 s for a plain
+// retry loop. The default guards against a herd with a probe sender
+// instead (gate.Release.Probe, see Options.Gate).
 
 // dampMaxFactor caps the window at this many times Options.Stabilize (3.2 s
-// with the default 200 ms).
+// with 200 ms).
 const dampMaxFactor = 16
 
 // damping is the damping state.

@@ -1,6 +1,7 @@
 package netmon
 
 import (
+	"context"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -106,6 +107,69 @@ func TestFlapDamping(t *testing.T) {
 		wantStatus(t, m, Up, ReasonNone)
 		if fl := m.Flaps(); len(fl) != 3 || fl[2].Stabilize != base {
 			t.Fatalf("flaps %+v, want the third one stabilised for the base %v", fl, base)
+		}
+	})
+}
+
+// TestReturnReleasesBehindAProbe: by default a return opens the Gate at
+// once (no stabilisation window: the flap says 0), and the held Do calls
+// go behind a probe: the oldest sends first, the others wait for its
+// success (or DefaultProbeTimeout), so that a return cut short takes one
+// sender into the next drop, not all of them.
+func TestReturnReleasesBehindAProbe(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m, err := New(Options{Wifi: "off", DHCP: "off", SockErrors: "off"}) // the defaults
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.lookup = m.mainTableLookup
+		defer m.gate.Shutdown()
+		b := baselineUp()
+		b.At = time.Now()
+		m.apply(b)
+		down := linkwatch.Link{Index: 2, Name: "wlan0", AdminUp: true, Oper: linkwatch.OperDown}
+		m.apply(linkwatch.LinkEvent{At: time.Now(), Op: linkwatch.LinkChanged, Link: down, Prev: upLink(2, "wlan0")})
+		wantStatus(t, m, Down, ReasonCarrierLost)
+
+		const n = 3
+		started := make(chan int, n)
+		reply := make(chan error, n)
+		done := make(chan error, n)
+		for i := range n {
+			go func() {
+				done <- m.Gate().Do(context.Background(), func(context.Context) error {
+					started <- i
+					return <-reply
+				})
+			}()
+			synctest.Wait()
+		}
+		time.Sleep(time.Second) // the outage lasts a second
+		m.apply(linkwatch.LinkEvent{At: time.Now(), Op: linkwatch.LinkChanged, Link: upLink(2, "wlan0"), Prev: down})
+		wantStatus(t, m, Up, ReasonNone)
+		if fl := m.Flaps(); len(fl) != 1 || fl[0].Stabilize != 0 || fl[0].Duration != time.Second {
+			t.Fatalf("flaps %+v, want one of 1s that waited no stabilisation window", fl)
+		}
+		synctest.Wait()
+		if k := len(started); k != 1 || <-started != 0 {
+			t.Fatalf("%d sends began at the return, want only the oldest call's", k)
+		}
+		time.Sleep(DefaultProbeTimeout - time.Millisecond)
+		synctest.Wait()
+		if len(started) != 0 {
+			t.Fatal("the other calls went before the probe's success or its timeout")
+		}
+		for range n {
+			reply <- nil
+		}
+		synctest.Wait()
+		if len(started) != n-1 {
+			t.Fatalf("%d more sends after the probe's success, want %d", len(started), n-1)
+		}
+		for range n {
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
 		}
 	})
 }

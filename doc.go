@@ -61,8 +61,12 @@
 // associations, the lease files present at start), waiting at most
 // Options.BaselineWait (2 s) for Wi-Fi and the lease files; [Snapshot]
 // says of each watcher whether it is on, off, or unavailable and why. The
-// Gate does not wait for them: it follows the kernel from the first read. A loss closes the Gate at once; a return opens it only after it has
-// lasted Options.Stabilize (200 ms by default). A Wi-Fi disconnect closes
+// Gate does not wait for them: it follows the kernel from the first read.
+// A loss closes the Gate at once; a return opens it at once (unless
+// Options.Stabilize asks for a stabilisation window), behind a probe: the
+// oldest held Do call goes first and the others follow on its success, or
+// after DefaultProbeTimeout, so that a return cut short does not take every
+// held sender with it. A Wi-Fi disconnect closes
 // the Gate before the kernel's carrier change arrives, which for a physical
 // interface can be delayed by up to a second.
 //
@@ -83,15 +87,23 @@
 // when they came from at least two destinations, none counting for more
 // than half, or the gateway does not answer: one dead peer is never a
 // stall. Timeouts count; refusals, resets,
-// TLS and DNS answers never do. A declared target's failures close only its
-// own Gate. The verdict ends when a send succeeds, the path changes, the
-// gateway answers or Options.SendErrorHold passes, and counting starts
-// again from zero.
+// TLS and DNS answers never do. Successes count too
+// ([Monitor.ReportSuccessTo]): failures while some destination still
+// answers are the peers' own, and only failures since the last success
+// anywhere count. The verdict is confirmed before it closes the Gate, and
+// the state event and the flap say what confirmed it (the gateway's
+// neighbour entry FAILED, or failures to several destinations with no
+// success anywhere while the gateway answers). A declared target's
+// failures close only its own Gate. While the verdict holds, one held Do
+// call is let through every 500 ms as a half-open probe; the verdict ends
+// when a send succeeds, the path changes, the gateway answers or
+// Options.SendErrorHold passes, and counting starts again from zero.
 //
-// A return waits out Options.Stabilize before the Gate opens; for a link
-// that keeps bouncing the window doubles with each loss within
-// Options.Recent of the last (up to 16 times) and decays while the link
-// holds (flap damping). Each flap says which window applied.
+// Options.Stabilize, when set, makes a return wait out a window before the
+// Gate opens; for a link that keeps bouncing the window doubles with each
+// loss within Options.Recent of the last (up to 16 times) and decays while
+// the link holds (flap damping). Each flap says which window applied. It
+// is off by default: it held senders while the link worked (issue 26).
 //
 // # The code
 //

@@ -539,7 +539,11 @@ func TestMonitorReturnOnAnotherInterfaceSignalsRebind(t *testing.T) {
 // kernel reports a change", so it must not end a data-stall verdict.
 func TestMonitorSendErrorsSurviveIrrelevantKernelMessages(t *testing.T) {
 	m := newTestMonitor(t, Options{SendErrorThreshold: 2})
-	m.apply(baselineUp())
+	// A verdict that rests on the gateway not answering, which its
+	// answering ends (stall.go: an upstream verdict does not end so).
+	b := baselineUp()
+	b.State.Neighs = append(b.State.Neighs, failedGateway())
+	m.apply(b)
 	m.Report(unreach())
 	m.Report(unreach())
 	wantStatus(t, m, Down, ReasonSendErrors)
@@ -641,6 +645,8 @@ func TestMonitorNeighbourEventsThatDoNotEndAVerdict(t *testing.T) {
 	b.State.Links[3] = upLink(3, "eth1")
 	b.State.Addrs = append(b.State.Addrs, globalAddr(3, "eth1", "192.168.9.2/24"))
 	b.State.Routes = append(b.State.Routes, defRoute(3, "eth1", "192.168.9.1", 900))
+	// A verdict that rests on the gateway not answering (stall.go).
+	b.State.Neighs = append(b.State.Neighs, failedGateway())
 	m.apply(b)
 	m.Report(unreach())
 	m.Report(unreach())

@@ -57,6 +57,9 @@ type Monitor struct {
 	// costs one atomic load when the data-stall detector holds nothing
 	// and takes the lock only when it does (stall.go keeps it in step).
 	stallWord atomic.Uint64
+	// lastSucc is the last success with a destination reported while the
+	// detector held nothing (stall.go's markSuccess), read under mu.
+	lastSucc atomic.Pointer[succMark]
 
 	mu         sync.Mutex  // guards every field below
 	subscribed atomic.Bool // Events was called: queue events for it
@@ -284,13 +287,13 @@ func New(o Options) (*Monitor, error) {
 	}
 	userErr, userOK := gc.OnError, gc.OnSuccess
 	gc.OnError = func(a gate.Attempt) {
-		m.report(time.Now(), a.Class, a.Err)
+		m.report(time.Now(), a.Class, a.Err, a.Dst)
 		if userErr != nil {
 			userErr(a)
 		}
 	}
 	gc.OnSuccess = func(a gate.Attempt) {
-		m.ReportSuccess()
+		m.ReportSuccessTo(a.Dst)
 		if userOK != nil {
 			userOK(a)
 		}

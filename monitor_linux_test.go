@@ -149,7 +149,9 @@ func (r *rig) waitSockOn(t *testing.T) {
 
 func TestIntegrationMonitorCarrierLossClosesGate(t *testing.T) {
 	t.Parallel()
-	r := newRig(t, Options{})
+	// A stabilisation window is an option (off by default): set, the
+	// return waits it out.
+	r := newRig(t, Options{Stabilize: 200 * time.Millisecond})
 	r.waitState(t, Up, ReasonNone)
 	if !r.m.Gate().State().Open {
 		t.Fatal("gate closed while up")
@@ -173,7 +175,7 @@ func TestIntegrationMonitorCarrierLossClosesGate(t *testing.T) {
 	if !r.m.Gate().State().Open {
 		t.Fatal("gate still closed after the stabilisation window")
 	}
-	// The return waited out the stabilisation window (200 ms by default)
+	// The return waited out the stabilisation window (200 ms, as set)
 	// after the carrier came back: event times, not a timed assertion.
 	if d := up.At.Sub(carrierUp); d < 200*time.Millisecond {
 		t.Fatalf("up %v after the carrier returned, want the 200ms stabilisation window first", d)

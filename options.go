@@ -61,14 +61,18 @@ type Options struct {
 	// contacted).
 	Targets []string
 
-	// Stabilize is how long the state must stay usable after an outage
-	// (the base of the window: a link that keeps bouncing, each loss within
-	// Recent of the last, waits twice as long each time, up to 16 times
-	// this, halving again for every Recent it holds; see Flap.Stabilize)
-	// before the Gate opens again. Loss closes the Gate at once; a return
-	// must last this long, so that a link bouncing during association does
-	// not release a burst of senders into a second drop. Zero means 200 ms;
-	// a negative value disables it.
+	// Stabilize, when positive, is how long the state must stay usable
+	// after an outage before the Gate opens again, damped for a link that
+	// keeps bouncing (each loss within Recent of the last doubles the
+	// window, up to 16 times this, halving again for every Recent it
+	// holds; see Flap.Stabilize). Zero or negative means no such hold,
+	// the default: the Gate opens the moment the path returns, and the
+	// Gate's probed release (see Gate) keeps a return that is cut short
+	// from taking every held sender with it. On a link at the edge of
+	// coverage (drops of 0.3-1.5 s every 2-8 s) the damped window grew to
+	// 3.2 s and held senders for 46% of the time the link worked (issue
+	// 26), so damping is for a user who measured a schedule on which it
+	// wins.
 	Stabilize time.Duration
 	// Recent is how long after a roam, a DHCP blip or an outage an error
 	// is attributed to it, and how long a roam keeps the state degraded.
@@ -89,19 +93,25 @@ type Options struct {
 	// failures towards a single host close no Gate, unless that host is
 	// one of Targets, whose own Gate then closes (and no other). Refused
 	// or reset connections, TLS and DNS answers are the peer's and never
-	// count. Below the threshold, failures towards two or more
-	// destinations within Recent make an up state degraded. Zero means 5;
-	// a negative value disables the detector.
+	// count. Successes count too ([Monitor.ReportSuccessTo], gate.Call.Dst):
+	// only failures since the last success anywhere count, and while a
+	// destination that answered within SendErrorWindow has not failed
+	// since, failures towards others are those peers' own and close
+	// nothing. Below the threshold, failures towards two or more
+	// destinations within Recent make an up state degraded (unless a
+	// destination is live). Zero means 5; a negative value disables the
+	// detector.
 	SendErrorThreshold int
 	// SendErrorWindow is how far apart two such failures may be and still
 	// count together. Zero means 30 s.
 	SendErrorWindow time.Duration
-	// SendErrorHold is how long a send-errors verdict holds its Gate
-	// before the state returns to let a sender try again (unless the
-	// kernel reports a change of the path, a send succeeds, or the
-	// gateway answers first); the count then starts from zero. Without it
-	// nothing would test the path while every sender is held. Zero means
-	// 5 s.
+	// SendErrorHold is how long a send-errors verdict holds its Gate at
+	// most (unless the kernel reports a change of the path, a send
+	// succeeds, or the gateway answers first); the count then starts from
+	// zero. While the network's verdict holds, one held Do call is let
+	// through every 500 ms to test the path (gate.Gate.Trial), and its
+	// success ends the verdict at once; the hold is for senders that only
+	// Wait. Zero means 5 s.
 	SendErrorHold time.Duration
 
 	// Journal is how many flaps are kept in memory. Zero means 256.
@@ -140,7 +150,14 @@ type Options struct {
 	LeaseFiles []dhcpwatch.FilePattern
 	// Gate configures the Gate: its default policy (hold, fail fast,
 	// maximum hold, MaxHeld, retry decisions), paced or probed release
-	// and retry backoff. The Monitor sets StartClosed (the Gate is closed
+	// and retry backoff. The zero Release means a probed release,
+	// gate.Release{Probe: true, ProbeTimeout: [DefaultProbeTimeout]}: when
+	// the Gate opens, the oldest held Do call goes first, and the other
+	// held Do calls follow on its success, its failure, or after
+	// DefaultProbeTimeout (held Wait callers go at once). Any other Release
+	// is used as given (gate.Release{Spread: time.Nanosecond} releases
+	// everyone practically at once). The Monitor sets
+	// StartClosed (the Gate is closed
 	// until the first state is known), wires OnError to [Monitor.Report]
 	// and OnSuccess to [Monitor.ReportSuccess] (hooks given here run after
 	// the Monitor's), and, when ClockSynced is nil, sets it to an
@@ -192,6 +209,21 @@ type Options struct {
 	NoRoutePoll time.Duration
 }
 
+// DefaultProbeTimeout is the ProbeTimeout of [DefaultRelease]: how long
+// the Do call released first when the Gate opens may take before the other
+// held Do calls follow anyway. A working path answers a connect or a send
+// within one round trip (a few to 100 ms over Wi-Fi to a server on the
+// Internet); a probe whose SYN or segment fell into the next drop is not
+// retransmitted before TCP's initial RTO of 1 s (RFC 6298). 250 ms lies
+// between: a healthy probe releases the others on its success well before
+// it, and a probe lost to a return that did not last holds the others a
+// quarter of a second, not a full RTO.
+const DefaultProbeTimeout = 250 * time.Millisecond
+
+// defaultRelease is the zero [Options].Gate.Release: release behind a
+// probe sender rather than behind a clock.
+var defaultRelease = gate.Release{Probe: true, ProbeTimeout: DefaultProbeTimeout}
+
 // DefaultNoRoutePoll is the zero [Options].NoRoutePoll.
 const DefaultNoRoutePoll = 2 * time.Second
 
@@ -205,11 +237,11 @@ func (o Options) withDefaults() (Options, error) {
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()
 	}
-	if o.Stabilize == 0 {
-		o.Stabilize = 200 * time.Millisecond
-	}
 	if o.Stabilize < 0 {
 		o.Stabilize = 0
+	}
+	if o.Gate.Release == (gate.Release{}) {
+		o.Gate.Release = defaultRelease
 	}
 	if o.Recent == 0 {
 		o.Recent = 10 * time.Second

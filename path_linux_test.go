@@ -237,7 +237,7 @@ func TestIntegrationPathPolicyRule(t *testing.T) {
 	t.Parallel()
 	var c *netnstest.NS
 	const cloud, lan = "198.51.100.7", "10.210.0.2"
-	r := newRigSetup(t, Options{Targets: []string{cloud, lan}}, nil, func(a, _ *netnstest.NS) {
+	r := newRigSetup(t, Options{Targets: []string{cloud, lan}, Stabilize: 200 * time.Millisecond}, nil, func(a, _ *netnstest.NS) {
 		c = secondUplink(t, a)
 		a.IP("route", "add", "default", "via", "10.211.0.2", "table", "100")
 	})

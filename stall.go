@@ -2,11 +2,13 @@ package netmon
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"time"
 
 	"github.com/seed-a56be422/netmon/classify"
+	"go.uber.org/zap"
 )
 
 // The data-stall detector: senders' failures that nothing in the kernel's
@@ -18,14 +20,43 @@ import (
 // the NetworkStack module): Android counts DNS timeouts in a row
 // (config_data_stall_consecutive_dns_timeout_threshold, 5) within a window
 // (data_stall_min_evaluate_interval, 60 s) and TCP failures across all
-// sockets, and only then re-validates the network. netmon's rule, as
-// Options.SendError* set it:
+// sockets, and only then re-validates the network.
+//
+// Neither of the systems it follows takes such a count as the verdict:
+// they confirm it by checking the path. Android's NetworkMonitor (AOSP
+// packages/modules/NetworkStack, NetworkMonitor.java), when isDataStall()
+// says so, logs "Suspecting data stall, reevaluate" and moves from
+// ValidatedState to EvaluatingState, which runs its validation probes
+// (HTTP and HTTPS requests to a generate_204 URL, DNS) and marks the
+// network invalid only when they fail. NetworkManager's connectivity
+// check (NetworkManager.conf(5), [connectivity] uri, interval, response;
+// https://ubuntu.com/core/docs/networkmanager/snap-configuration/connectivity-check)
+// fetches a known URL every interval (300 s by default) and compares the
+// body with the expected response to tell full connectivity from a portal
+// or none. netmon sends nothing of its own (a robot may have no Internet
+// to probe, and a probe URL is one more server to depend on); it confirms
+// with what the path itself shows: the gateway's neighbour entry, which
+// the kernel confirms by unicast ARP/NS probes of its own whenever a send
+// uses a stale entry (FAILED: the first hop is dead), and, with the
+// gateway answering, failures spread over destinations with no success
+// anywhere since (nothing beyond the gateway answers). The notice that
+// closes the Gate and the flap say which (Flap.Detail "confirmed: ..."). And
+// as a circuit breaker does, it lets one held sender through every
+// stallTrialEvery while the verdict holds: its send is the re-validation,
+// by the traffic that matters.
+//
+// netmon's rule, as Options.SendError* set it:
 //
 //   - Counted: network-class errors (unreachable, no route) and timeouts
 //     that the kernel's state does not explain, reported by senders
 //     (Monitor.Report, Gate.Do) within SendErrorWindow of each other.
 //     Refused or reset connections, TLS and DNS answers concern one peer
 //     and are never counted.
+//   - Successes count per destination ([Monitor.ReportSuccessTo],
+//     gate.Sender.DoCall with gate.Call.Dst, POST /v1/success): a success
+//     forgets the failures before it, and its destination (when known) is
+//     live for SendErrorWindow until a send to it fails. While a destination is live, failures towards others are
+//     those peers' own: they close no Gate and do not degrade the state.
 //   - One dead peer is not a stall: the state goes down (send-errors) only
 //     when SendErrorThreshold failures in the window came from at least two
 //     destinations with no destination counting for more than half of the
@@ -36,10 +67,14 @@ import (
 //   - A declared target ([Options].Targets) is judged on its own: that many
 //     failures towards it close its Gate (reason send-errors) and no other,
 //     and they do not count for the network.
-//   - The network's verdict ends when a send succeeds
-//     ([Monitor.ReportSuccess]), the gateway answers, or SendErrorHold
-//     passes; a target's when a send through its Gate succeeds or its hold
-//     passes; both when the kernel reports a change of the path. The count
+//   - While the network's verdict holds, one held Do call is let through
+//     every stallTrialEvery (gate.Gate.Trial, a half-open probe). The
+//     verdict ends when a send succeeds (that one's, or any reported
+//     through [Monitor.ReportSuccessTo]), when the gateway answers again
+//     if the verdict rested on it not answering (an upstream verdict
+//     stands), or when SendErrorHold passes; a target's when a send
+//     through its Gate succeeds or its hold passes; both when the kernel
+//     reports a change of the path. The count
 //     then starts again from zero.
 //   - Failures below the threshold but towards two or more destinations
 //     within Options.Recent make an up state degraded (send-errors).
@@ -51,6 +86,14 @@ const stallBit uint64 = 1 << 63
 // maxStallFails bounds the failures the detector remembers.
 const maxStallFails = 64
 
+// stallTrialEvery is how often, while a send-errors verdict holds the
+// Gate closed, one held Do call is let through as a half-open probe
+// (gate.Gate.Trial): its success ends the verdict, so the Gate reopens
+// within about this long of the upstream's return instead of after
+// SendErrorHold. Twice a second costs one send per half second on a dead
+// path, what a sender's own retry loop would spend.
+const stallTrialEvery = 500 * time.Millisecond
+
 // failure is one counted send failure.
 type failure struct {
 	at  time.Time
@@ -61,6 +104,19 @@ type failure struct {
 type stall struct {
 	fails  []failure // within the window, oldest first
 	downAt time.Time // when it closed the state; zero while it does not
+	// succ is when a send last succeeded, per destination, within
+	// SendErrorWindow. Successes are recorded while the detector holds
+	// something (see ReportSuccessTo): before the first failure there is
+	// nothing to judge.
+	succ map[netip.Addr]time.Time
+	// evidence is what confirmed the verdict that set downAt, for the
+	// notice and the flap.
+	evidence string
+	// trialAt is when the next half-open trial is due while downAt holds.
+	trialAt time.Time
+	// byGateway is whether the verdict rests on the gateway not
+	// answering, which its answering again then ends.
+	byGateway bool
 }
 
 // stallCounts reports whether a failure of this class counts: the link's and
@@ -134,38 +190,108 @@ func (m *Monitor) recordFailureLocked(now time.Time, dst netip.Addr) {
 		if towards >= m.opts.SendErrorThreshold && t.stallAt.IsZero() {
 			t.stallAt = now
 		}
-	} else if s.downAt.IsZero() && m.status.State.CanSend() && m.stallLocked() {
-		s.downAt = now
+	} else if s.downAt.IsZero() && m.status.State.CanSend() {
+		if ev, ok := m.stallLocked(now); ok {
+			s.downAt, s.evidence, s.trialAt = now, ev, now.Add(stallTrialEvery)
+			s.byGateway = m.uplinkGatewayFailedLocked()
+		}
 	}
 	m.evaluateLocked(now)
+	if !s.downAt.IsZero() && s.downAt.Equal(now) && m.status.Reason == ReasonSendErrors {
+		// Say what confirmed the verdict: in the flap that the
+		// outage will make, and now.
+		if m.outage != nil && m.outage.detail == "" {
+			m.outage.detail = "confirmed: " + s.evidence
+		}
+		m.emitLocked(Event{Kind: EventNotice, At: now, Iface: m.status.Iface,
+			Msg: "send-errors confirmed: " + s.evidence, Fields: []zap.Field{zap.String("confirmed", s.evidence)}})
+	}
 }
 
 // stallLocked reports whether the failures that concern the network (not
-// a declared target) make a stall: SendErrorThreshold of them, no
-// destination counting for more than half of them (so that one dead peer
-// and a stray failure elsewhere are not one), or that many while the
-// uplink's gateway does not answer.
-func (m *Monitor) stallLocked() bool {
+// a declared target) make a stall, and what confirms it: SendErrorThreshold
+// of them, all since the last success anywhere (a success forgets the
+// failures before it), with no destination live (see liveLocked), and
+// either the uplink's gateway not answering (its neighbour entry FAILED:
+// the first hop is dead) or the failures spanning at least two
+// destinations, none counting for more than half of them (so that one
+// dead peer and a stray failure elsewhere are not one) while the gateway
+// answers: nothing beyond it does.
+func (m *Monitor) stallLocked(now time.Time) (string, bool) {
 	per := map[netip.Addr]int{}
 	n := 0
+	var first time.Time
 	for _, f := range m.stall.fails {
 		if m.targetOf(f.dst) == nil {
 			per[f.dst]++
 			n++
+			if first.IsZero() {
+				first = f.at
+			}
 		}
 	}
-	if n < m.opts.SendErrorThreshold {
-		return false
+	if n < m.opts.SendErrorThreshold || m.liveLocked(now) {
+		return "", false
 	}
 	if m.uplinkGatewayFailedLocked() {
-		return true
+		return m.gatewayTextLocked() + ": the first hop does not answer", true
 	}
 	limit := (m.opts.SendErrorThreshold + 1) / 2
 	capped := 0
 	for _, c := range per {
 		capped += min(c, limit)
 	}
-	return len(per) >= 2 && capped >= m.opts.SendErrorThreshold
+	if len(per) < 2 || capped < m.opts.SendErrorThreshold {
+		return "", false
+	}
+	return fmt.Sprintf("%d failures to %d destinations in %s, no send succeeded anywhere since; %s: nothing beyond it answers",
+		n, len(per), now.Sub(first).Round(time.Millisecond), m.gatewayTextLocked()), true
+}
+
+// liveLocked reports whether some destination is live: a send to it
+// succeeded within SendErrorWindow, and none failed since. Failures to
+// other destinations while it answers are those peers' own.
+func (m *Monitor) liveLocked(now time.Time) bool {
+	live := func(d netip.Addr, at time.Time) bool {
+		if now.Sub(at) > m.opts.SendErrorWindow {
+			return false
+		}
+		for _, f := range m.stall.fails {
+			if f.dst == d && f.at.After(at) {
+				return false
+			}
+		}
+		return true
+	}
+	if p := m.lastSucc.Load(); p != nil && live(p.dst, p.at) {
+		return true
+	}
+	for d, at := range m.stall.succ {
+		if live(d, at) {
+			return true
+		}
+	}
+	return false
+}
+
+// gatewayTextLocked names the uplink's gateway and its neighbour state,
+// as the kernel's neighbour discovery last confirmed it: "gateway
+// 10.0.0.1 REACHABLE".
+func (m *Monitor) gatewayTextLocked() string {
+	f, ok := m.ifaces[m.statusIdx]
+	if !ok {
+		return "no uplink"
+	}
+	for _, r := range f.routes {
+		if !r.Gateway.IsValid() {
+			continue
+		}
+		if n, ok := f.neigh(r.Gateway); ok {
+			return "gateway " + r.Gateway.String() + " " + n.StateName()
+		}
+		return "gateway " + r.Gateway.String() + " (no neighbour entry)"
+	}
+	return "no gateway (an on-link default route)"
 }
 
 // targetOf returns the declared target dst belongs to, or nil.
@@ -228,8 +354,23 @@ func (m *Monitor) resetStallLocked() {
 // failures that concern it, keeping those of declared targets: a send
 // that succeeded, or a gateway that answered, says nothing of one host.
 func (m *Monitor) resetOverallStallLocked() {
-	m.stall.downAt = time.Time{}
+	m.stall.downAt, m.stall.evidence, m.stall.trialAt, m.stall.byGateway = time.Time{}, "", time.Time{}, false
 	m.dropFailuresLocked(func(f failure) bool { return m.targetOf(f.dst) == nil })
+}
+
+// gatewayAnsweredLocked applies the uplink's gateway answering (its
+// neighbour entry confirmed reachable): a verdict that rested on the
+// gateway not answering ends, and the failures it counted are forgotten.
+// A verdict confirmed while the gateway answered (nothing beyond it did)
+// stands, and so do failures counted without a verdict: the gateway
+// answering says nothing about the upstream (the kernel confirms its
+// entry by probes of its own while senders' SYNs vanish beyond it). A
+// declared target's own failures stand too.
+func (m *Monitor) gatewayAnsweredLocked() {
+	if m.stall.downAt.IsZero() || !m.stall.byGateway {
+		return
+	}
+	m.resetOverallStallLocked()
 }
 
 // targetSuccess ends a target's own stall after a send through its Gate
@@ -293,10 +434,23 @@ func (m *Monitor) stallActive() bool {
 
 // expireStallLocked ends the verdicts whose SendErrorHold has passed, so
 // that a sender can test the path again; the count starts from zero.
+//
+// While the network's verdict holds, it lets one held Do call through
+// every stallTrialEvery (gate.Gate.Trial), as a circuit breaker's
+// half-open state: its success ends the verdict (ReportSuccessTo), so the
+// Gate reopens soon after the upstream returns.
 func (m *Monitor) expireStallLocked(c *clock) {
 	hold := m.opts.SendErrorHold
-	if !m.stall.downAt.IsZero() && !c.before(m.stall.downAt.Add(hold)) {
+	s := &m.stall
+	if !s.downAt.IsZero() && !c.before(s.downAt.Add(hold)) {
 		m.resetOverallStallLocked()
+	}
+	if !s.downAt.IsZero() && !c.before(s.trialAt) {
+		if m.status.Reason == ReasonSendErrors {
+			m.gate.Trial()
+		}
+		s.trialAt = c.now.Add(stallTrialEvery)
+		c.before(s.trialAt)
 	}
 	for _, p := range m.paths {
 		if p.stallAt.IsZero() || c.before(p.stallAt.Add(hold)) {
@@ -304,6 +458,79 @@ func (m *Monitor) expireStallLocked(c *clock) {
 		}
 		p.stallAt = time.Time{}
 		m.dropFailuresLocked(func(f failure) bool { return p.has(f.dst) })
+	}
+}
+
+// succMark is a success remembered while the detector held nothing.
+type succMark struct {
+	dst netip.Addr
+	at  time.Time
+}
+
+// succMarkEvery is how often markSuccess replaces the mark of the same
+// destination: its time may be this much behind the last success, which
+// only makes a destination that fails right after it count as dead
+// sooner.
+const succMarkEvery = 100 * time.Millisecond
+
+// markSuccess remembers a success towards dst while the detector holds
+// nothing, without the lock: one clock read and, when dst changed or the
+// mark is older than succMarkEvery, one pointer store.
+func (m *Monitor) markSuccess(dst netip.Addr) {
+	now := time.Now()
+	if p := m.lastSucc.Load(); p != nil && p.dst == dst && now.Sub(p.at) < succMarkEvery {
+		return
+	}
+	m.lastSucc.Store(&succMark{dst: dst, at: now})
+}
+
+// liveClockLocked is liveLocked asked through the rule's clock, so that
+// the moment a destination stops counting as live is a deadline.
+func (m *Monitor) liveClockLocked(c *clock) bool {
+	live := m.liveLocked(c.now)
+	for _, at := range m.stall.succ {
+		c.within(at, m.opts.SendErrorWindow)
+	}
+	if p := m.lastSucc.Load(); p != nil {
+		c.within(p.at, m.opts.SendErrorWindow)
+	}
+	return live
+}
+
+// successLocked records a send that succeeded towards dst (the zero Addr
+// if unknown) at now: the path works, so the network's verdict ends and
+// the failures before it are forgotten, and dst is live for
+// SendErrorWindow unless it fails again. A success towards a declared
+// target's address ends that target's own verdict too.
+func (m *Monitor) successLocked(now time.Time, dst netip.Addr) {
+	s := &m.stall
+	if s.succ == nil {
+		s.succ = make(map[netip.Addr]time.Time, 4)
+	}
+	for d, at := range s.succ {
+		if now.Sub(at) > m.opts.SendErrorWindow {
+			delete(s.succ, d)
+		}
+	}
+	// A success towards an unknown destination forgets the failures
+	// before it, but makes nothing live: a failure to its destination
+	// could not be told apart from one elsewhere.
+	if _, ok := s.succ[dst]; dst.IsValid() && (ok || len(s.succ) < maxStallFails) {
+		s.succ[dst] = now
+	}
+	changed := false
+	if p := m.targetOf(dst); p != nil {
+		changed = !p.stallAt.IsZero()
+		p.stallAt = time.Time{}
+		m.dropFailuresLocked(func(f failure) bool { return p.has(f.dst) })
+	}
+	if m.overallStallLocked() {
+		changed = true
+		m.resetOverallStallLocked()
+	}
+	if changed {
+		m.stats.Successes++
+		m.evaluateLocked(now)
 	}
 }
 
@@ -319,7 +546,7 @@ func (m *Monitor) stallVerdict(c *clock, v verdict) verdict {
 	case !s.downAt.IsZero():
 		v.state, v.reason, v.target = Down, ReasonSendErrors, ""
 	case v.state == Up && len(s.fails) > 0 && c.within(s.fails[len(s.fails)-1].at, m.opts.Recent) &&
-		m.distinctDestinations(c.now.Add(-m.opts.Recent)) >= 2:
+		m.distinctDestinations(c.now.Add(-m.opts.Recent)) >= 2 && !m.liveClockLocked(c):
 		v.state, v.reason = Degraded, ReasonSendErrors
 	}
 	return v

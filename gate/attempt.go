@@ -86,12 +86,12 @@ func (g *Gate) attemptFor(ctx context.Context, s *snapshot) *attempt {
 			return a
 		}
 	}
-	return g.newAttempt(ctx, s)
+	return g.newAttempt(ctx, s, true)
 }
 
-// newAttempt makes the attempt context for ctx in s and shares it in a
-// free slot if there is one.
-func (g *Gate) newAttempt(ctx context.Context, s *snapshot) *attempt {
+// newAttempt makes the attempt context for ctx in s and, if share is set,
+// shares it in a free slot if there is one.
+func (g *Gate) newAttempt(ctx context.Context, s *snapshot, share bool) *attempt {
 	actx, cancel := context.WithCancelCause(ctx)
 	a := &attempt{parent: ctx, ctx: actx, cancel: cancel, s: s}
 	g.mu.Lock()
@@ -107,7 +107,7 @@ func (g *Gate) newAttempt(ctx context.Context, s *snapshot) *attempt {
 		s.attempts.live = map[*attempt]struct{}{}
 	}
 	s.attempts.live[a] = struct{}{}
-	if !reflect.TypeOf(ctx).Comparable() {
+	if !share || !reflect.TypeOf(ctx).Comparable() {
 		return a // a.parent == ctx would panic: never share it
 	}
 	for i := range s.attempts.slots {

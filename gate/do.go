@@ -5,6 +5,7 @@ package gate
 import (
 	"context"
 	"math/rand/v2"
+	"net/netip"
 	"time"
 
 	"github.com/seed-a56be422/netmon/classify"
@@ -21,11 +22,18 @@ func (g *Gate) do(ctx context.Context, p *Policy, c *Call, send func(context.Con
 		lastErr   error
 		lastClass classify.Class
 		probe     *probe // the round of Release.Probe this call goes first in
+		// trial: Gate.Trial let this call make one attempt on a closed
+		// gate.
+		trial bool
+		dst   netip.Addr
 		// backoffUntil is the end of the backoff after a failed attempt,
 		// which a hold cancels; afterUntil is Decision.After's, which it
 		// does not. Zero when none.
 		backoffUntil, afterUntil time.Time
 	)
+	if c != nil {
+		dst = c.Dst
+	}
 	for {
 		var (
 			a   *attempt
@@ -36,7 +44,7 @@ func (g *Gate) do(ctx context.Context, p *Policy, c *Call, send func(context.Con
 			r.Attempts = 1
 			goto failed
 		}
-		if s := g.cur.Load(); !s.Open {
+		if s := g.cur.Load(); !s.Open && !trial {
 			h, pr, err := g.holdFor(ctx, p, c, r.Held)
 			r.Held += h
 			if err != nil {
@@ -46,12 +54,15 @@ func (g *Gate) do(ctx context.Context, p *Policy, c *Call, send func(context.Con
 				}
 				return r, &SendError{Attempts: r.Attempts, Class: lastClass, Err: lastErr, Wait: err}
 			}
+			if pr != nil && pr.trial {
+				trial, pr = true, nil // one attempt, though the gate stays closed
+			}
 			probe = pr
 			if h > 0 {
 				retry, backoffUntil = 0, time.Time{}
 			}
 			continue // look again: the gate may have closed since
-		} else if !backoffUntil.IsZero() || !afterUntil.IsZero() {
+		} else if !trial && (!backoffUntil.IsZero() || !afterUntil.IsZero()) {
 			// Back off only while the gate is open: the peer may be
 			// down, or the owner may not have seen the outage yet. If
 			// the gate closes meanwhile, stop sleeping and hold instead.
@@ -79,13 +90,20 @@ func (g *Gate) do(ctx context.Context, p *Policy, c *Call, send func(context.Con
 			if r.Attempts > 1 {
 				g.n.retries.Add(1)
 			}
-			a = g.attemptFor(ctx, s)
+			if trial {
+				// A closed state's attempt context is never shared:
+				// nothing would cancel it when the state ends.
+				trial = false
+				a = g.newAttempt(ctx, s, false)
+			} else {
+				a = g.attemptFor(ctx, s)
+			}
 			err = send(a.ctx)
 			if !a.shared {
 				g.done(a)
 			}
 			if err == nil {
-				g.succeeded(r.Attempts, r.Held)
+				g.succeeded(r.Attempts, r.Held, dst)
 				return r, nil
 			}
 		}
@@ -109,7 +127,7 @@ func (g *Gate) do(ctx context.Context, p *Policy, c *Call, send func(context.Con
 		}
 		g.n.sendErrors.Add(1)
 		if g.cfg.OnError != nil {
-			g.cfg.OnError(Attempt{N: r.Attempts, Err: err, Class: cl, Decision: d, Held: r.Held})
+			g.cfg.OnError(Attempt{N: r.Attempts, Err: err, Class: cl, Decision: d, Held: r.Held, Dst: dst})
 		}
 		lastErr, lastClass = err, cl
 		// The probe role passes on after a failed attempt, so that a
@@ -135,16 +153,16 @@ func (g *Gate) do(ctx context.Context, p *Policy, c *Call, send func(context.Con
 	}
 }
 
-// succeeded tells the probe and the owner that attempt n of a Do call,
-// held for held in all, succeeded.
-func (g *Gate) succeeded(n int, held time.Duration) {
+// succeeded tells the probe and the owner that attempt n of a Do call to
+// dst (the zero Addr if unknown), held for held in all, succeeded.
+func (g *Gate) succeeded(n int, held time.Duration, dst netip.Addr) {
 	if g.probing.Load() {
 		// The path works: release the Do calls that waited for a probe
 		// to succeed (this one's or another's).
 		g.confirm()
 	}
 	if g.cfg.OnSuccess != nil {
-		g.cfg.OnSuccess(Attempt{N: n, Held: held})
+		g.cfg.OnSuccess(Attempt{N: n, Held: held, Dst: dst})
 	}
 }
 

@@ -78,8 +78,14 @@
 // others follow only once a send has succeeded; the probe role passes to
 // the next oldest when the probe's attempt fails or runs past ProbeTimeout,
 // so that a probe to a dead destination does not hold the calls to healthy
-// ones. The default releases all at once, which is right for a single
-// robot with a few senders.
+// ones. The gate's zero Config releases all at once; the Monitor's Gates
+// release behind a probe by default (netmon's Options.Gate).
+//
+// An owner that closed the gate on a guess (the Monitor's data-stall
+// verdict) can test the path with the traffic that matters: [Gate.Trial]
+// lets the oldest held Do call make one attempt while the gate stays
+// closed, and an owner that opens the gate on its success releases the
+// rest.
 //
 // # Retrying
 //
@@ -109,5 +115,7 @@
 // and notice when sends go through again. Per call, [Sender.DoCall] takes
 // an OnWaiting callback (as URLSession's taskIsWaitingForConnectivity) and
 // returns a [Result] with the attempts and the time held, which belong to
-// that call alone. [Gate.Stats] returns counters for metrics.
+// that call alone; its [Call].Dst, the address it sends to, is passed to
+// both hooks in [Attempt].Dst, so that the owner can tell one peer's
+// failures from the path's. [Gate.Stats] returns counters for metrics.
 package gate

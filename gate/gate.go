@@ -119,7 +119,7 @@ type counters struct {
 	rejected, dropped                             atomic.Uint64
 	opens, closes                                 atomic.Uint64
 	sendErrors, retries, exhausted, interrupted   atomic.Uint64
-	stopped                                       atomic.Uint64
+	stopped, trials                               atomic.Uint64
 }
 
 // New returns a gate configured by cfg, which it checks first: the error

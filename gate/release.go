@@ -17,6 +17,41 @@ type probe struct {
 	done chan struct{}
 	// timer passes the role on after Release.ProbeTimeout; nil without.
 	timer *time.Timer
+	// trial marks no round but a call let through by Gate.Trial: it
+	// makes one attempt while the gate stays closed.
+	trial bool
+}
+
+// Trial lets the oldest held [Sender.Do] call make one attempt while the
+// gate stays closed, as a circuit breaker in its half-open state lets one
+// request through: the owner's way to test a path it closed on a guess
+// (the Monitor's data-stall verdict) when nobody else sends. The attempt
+// goes to [Config.OnSuccess] or [Config.OnError] as any other; an owner
+// that opens the gate on the success releases the rest. A failed attempt
+// is held again (behind the others) unless its decision ends the call, so
+// that the next trial tries another call. Held [Sender.Wait] callers take
+// no part: a Wait learns nothing of the send that follows.
+//
+// Trial reports whether a call was let through: false on an open or shut
+// down gate, or when no Do call is held.
+func (g *Gate) Trial() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if s := g.cur.Load(); s.Open || s.Shutdown {
+		return false
+	}
+	for w := g.head; w != nil; w = w.next {
+		if !w.forDo || w.outcome != held {
+			continue
+		}
+		g.removeLocked(w)
+		w.outcome, w.probe = released, &probe{trial: true}
+		w.wakeLocked()
+		g.n.releases.Add(1)
+		g.n.trials.Add(1)
+		return true
+	}
+	return false
 }
 
 // startProbeLocked makes w the probe of a new round. g.mu must be held.

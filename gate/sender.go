@@ -2,6 +2,7 @@ package gate
 
 import (
 	"context"
+	"net/netip"
 	"time"
 
 	"github.com/seed-a56be422/netmon/classify"
@@ -83,6 +84,13 @@ type Call struct {
 	// taskIsWaitingForConnectivity, a place to tell the user "waiting for
 	// the network". It must not block.
 	OnWaiting func(State)
+
+	// Dst is the address the call sends to, when the caller knows it
+	// (the zero Addr when not): it is given to [Config.OnError] and
+	// [Config.OnSuccess] in [Attempt].Dst, so that the owner can tell the
+	// failures and successes of one peer from those of the path (the
+	// Monitor counts successes per destination).
+	Dst netip.Addr
 }
 
 // Result describes one [Sender.DoCall], whatever its outcome. It belongs
@@ -111,6 +119,9 @@ type Attempt struct {
 	Decision Decision
 	// Held is how long this Do call has been held by the gate so far.
 	Held time.Duration
+	// Dst is the call's [Call].Dst: the zero Addr for [Sender.Do] and for a
+	// DoCall that gave none.
+	Dst netip.Addr
 }
 
 // Do sends with send while the gate lets it, and keeps an important send
@@ -169,7 +180,7 @@ func (s *Sender) Do(ctx context.Context, send func(context.Context) error) error
 		if a := st.attempts.slots[0].Load(); a != nil && a.parent == ctx {
 			err := send(a.ctx)
 			if err == nil {
-				g.succeeded(1, 0)
+				g.succeeded(1, 0, netip.Addr{})
 				return nil
 			}
 			_, err = g.do(ctx, &s.p, nil, send, a, err)

@@ -17,8 +17,12 @@ type Stats struct {
 	HeldBytes int64
 	// LongestHold is how long the oldest sender held now has waited.
 	LongestHold time.Duration
-	// Releases counts held senders that the gate let go when it opened.
+	// Releases counts held senders that the gate let go when it opened,
+	// or for a trial ([Gate.Trial]).
 	Releases uint64
+	// Trials counts held Do calls let through for one attempt while the
+	// gate stayed closed ([Gate.Trial]); they are among Releases.
+	Trials uint64
 	// FailFasts counts waits that failed at once with [ErrDown].
 	FailFasts uint64
 	// Expired counts holds that ended with [ErrHoldExpired].
@@ -75,6 +79,7 @@ func (g *Gate) Stats() Stats {
 		Stopped:     g.n.stopped.Load(),
 		LongestHold: longest,
 		Releases:    g.n.releases.Load(),
+		Trials:      g.n.trials.Load(),
 		FailFasts:   g.n.failFasts.Load(),
 		Expired:     g.n.expired.Load(),
 		Canceled:    g.n.canceled.Load(),

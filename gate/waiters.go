@@ -189,7 +189,7 @@ func (g *Gate) hold(ctx context.Context, r holdReq) (time.Duration, *probe, erro
 		h := time.Since(w.start)
 		switch w.outcome {
 		case released:
-			return h, nil, nil
+			return h, w.probe, nil // a trial's (Gate.Trial), or nil
 		case shut:
 			return h, nil, g.waitError(g.cur.Load(), h, ErrShutdown)
 		}
@@ -244,7 +244,7 @@ func (g *Gate) park(ctx context.Context, w *waiter, limit time.Duration) (time.D
 			// on g.mu.
 			switch w.outcome {
 			case released:
-				return time.Since(w.start), nil, nil
+				return time.Since(w.start), w.probe, nil // a trial's, or nil
 			case shut:
 				h := time.Since(w.start)
 				return h, nil, g.waitError(g.cur.Load(), h, ErrShutdown)
@@ -286,7 +286,7 @@ func (g *Gate) step(w *waiter) stepResult {
 	now := time.Now()
 	switch w.outcome {
 	case released:
-		return stepResult{held: now.Sub(w.start)}
+		return stepResult{held: now.Sub(w.start), probe: w.probe} // a trial's, or nil
 	case shut:
 		h := now.Sub(w.start)
 		return stepResult{held: h, err: g.waitError(g.cur.Load(), h, ErrShutdown)}

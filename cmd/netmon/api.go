@@ -31,6 +31,7 @@ import (
 //	GET  /v1/wait?timeout=30s&target=A   200 as soon as traffic can flow, 504 at the timeout
 //	GET  /v1/events                      the JSON-line events of `watch --log-format json`
 //	POST /v1/report                      a failed send, explained as Monitor.Report does
+//	POST /v1/success                     a send that worked, {"dst": ADDR} (Monitor.ReportSuccessTo)
 //	GET  /metrics                        Prometheus metrics, unless --metrics-addr serves them
 //
 // Nothing a client does can slow the Monitor: a waiter is a goroutine
@@ -73,7 +74,7 @@ type api struct {
 }
 
 // apiEndpoints is what an unknown path is told is valid.
-const apiEndpoints = "GET /v1/state, GET /v1/wait?timeout=30s[&target=ADDR], GET /v1/events, POST /v1/report"
+const apiEndpoints = "GET /v1/state, GET /v1/wait?timeout=30s[&target=ADDR], GET /v1/events, POST /v1/report, POST /v1/success"
 
 // handler returns the API's routes.
 func (a *api) handler() http.Handler {
@@ -82,6 +83,7 @@ func (a *api) handler() http.Handler {
 	mux.HandleFunc("/v1/wait", a.only(http.MethodGet, a.wait))
 	mux.HandleFunc("/v1/events", a.only(http.MethodGet, a.events))
 	mux.HandleFunc("/v1/report", a.only(http.MethodPost, a.report))
+	mux.HandleFunc("/v1/success", a.only(http.MethodPost, a.success))
 	valid := apiEndpoints
 	if a.metrics != nil {
 		mux.Handle("/metrics", a.only(http.MethodGet, a.metrics.ServeHTTP))
@@ -239,25 +241,35 @@ const reportFields = `a JSON object with at least one of "errno" (a Linux errno,
 	`optional "not_found" (bool, a DNS failure that says the name does not exist), "dst" (an IP address, IP:port or [IPv6]:port), ` +
 	`"pid" (a process ID) and "comm" (the process name, at most 15 printable bytes)`
 
-func (a *api) report(w http.ResponseWriter, r *http.Request) {
+// decodeBody reads a POST's body, one JSON object, into v, under the body
+// deadline and size bound; on an error it answers (naming fields, what a
+// body may hold) and reports false.
+func decodeBody(w http.ResponseWriter, r *http.Request, v any, fields string) bool {
 	rc := http.NewResponseController(w)
 	_ = rc.SetReadDeadline(time.Now().Add(apiBodyTimeout))
 	// The body is read as JSON whatever its Content-Type says: curl -d
 	// sends JSON labelled as a form.
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, apiMaxBody))
 	dec.DisallowUnknownFields()
-	var req reportRequest
-	if err := dec.Decode(&req); err != nil {
+	if err := dec.Decode(v); err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			apiError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes", apiMaxBody), reportFields)
-			return
+			apiError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes", apiMaxBody), fields)
+			return false
 		}
-		apiError(w, http.StatusBadRequest, "body: "+err.Error(), reportFields)
-		return
+		apiError(w, http.StatusBadRequest, "body: "+err.Error(), fields)
+		return false
 	}
 	if dec.More() {
-		apiError(w, http.StatusBadRequest, "body: more than one JSON value", reportFields)
+		apiError(w, http.StatusBadRequest, "body: more than one JSON value", fields)
+		return false
+	}
+	return true
+}
+
+func (a *api) report(w http.ResponseWriter, r *http.Request) {
+	var req reportRequest
+	if !decodeBody(w, r, &req, reportFields) {
 		return
 	}
 	f, err := req.failure()
@@ -272,6 +284,48 @@ func (a *api) report(w http.ResponseWriter, r *http.Request) {
 		f.Comm = procComm(f.PID)
 	}
 	writeJSON(w, http.StatusOK, a.m.ReportFailure(f))
+}
+
+// successRequest is POST /v1/success's body.
+type successRequest struct {
+	Dst string `json:"dst"`
+}
+
+// successFields names successRequest's fields for an error message.
+const successFields = `a JSON object with an optional "dst" (where the send went: an IP address, IP:port or [IPv6]:port; {} when unknown)`
+
+// successAnswer is POST /v1/success's answer: the state after the success
+// was counted.
+type successAnswer struct {
+	Dst    string        `json:"dst,omitempty"`
+	State  netmon.State  `json:"state"`
+	Reason netmon.Reason `json:"reason"`
+}
+
+// success counts a send that worked, towards its destination: failures
+// towards other destinations while it answers are those peers' own, and a
+// send-errors outage ends (Monitor.ReportSuccessTo).
+func (a *api) success(w http.ResponseWriter, r *http.Request) {
+	var req successRequest
+	if !decodeBody(w, r, &req, successFields) {
+		return
+	}
+	var dst netip.Addr
+	if req.Dst != "" {
+		d, err := parseDst(req.Dst)
+		if err != nil {
+			apiError(w, http.StatusBadRequest, err.Error(), successFields)
+			return
+		}
+		dst = d
+	}
+	a.m.ReportSuccessTo(dst)
+	st := a.m.Status()
+	ans := successAnswer{State: st.State, Reason: st.Reason}
+	if dst.IsValid() {
+		ans.Dst = dst.String()
+	}
+	writeJSON(w, http.StatusOK, ans)
 }
 
 // failure checks the request and turns it into a netmon.Failure: the class

@@ -293,6 +293,63 @@ func TestAPIEndpoints(t *testing.T) {
 	}
 }
 
+// TestAPISuccess: POST /v1/success counts a send that worked towards its
+// destination. Timeouts towards two dead servers reported through the API
+// while the third server's successes are reported too leave the state up;
+// once the live server fails as well, the same failures close it
+// (send-errors), and a success reopens it at once.
+func TestAPISuccess(t *testing.T) {
+	t.Parallel()
+	l := startAPILab(t)
+	var ans map[string]any
+	fail := func(dst string) {
+		t.Helper()
+		if code := l.do(t, "POST", "/v1/report", `{"errno": 110, "dst": "`+dst+`"}`, &ans); code != 200 {
+			t.Fatalf("report: %d %v", code, ans)
+		}
+	}
+	success := func(dst string) map[string]any {
+		t.Helper()
+		var a map[string]any
+		if code := l.do(t, "POST", "/v1/success", `{"dst": "`+dst+`"}`, &a); code != 200 {
+			t.Fatalf("success: %d %v", code, a)
+		}
+		return a
+	}
+	const dead1, dead2, live = "198.51.100.1:7000", "198.51.100.2:7000", "198.51.100.3:7000"
+	fail(dead1)
+	if a := success(live); a["dst"] != "198.51.100.3" || a["state"] != "up" {
+		t.Fatalf("success answer %v, want dst 198.51.100.3 and state up", a)
+	}
+	for i := range 12 {
+		fail([]string{dead1, dead2}[i%2])
+		if i == 6 {
+			success(live)
+		}
+	}
+	if s := l.m.Status(); s.State != netmon.Up {
+		t.Fatalf("status %+v after two dead servers' timeouts beside a live one, want up", s)
+	}
+	fail(live) // the live one stops answering: nothing does
+	l.waitState(t, netmon.Down)
+	if s := l.m.Status(); s.Reason != netmon.ReasonSendErrors {
+		t.Fatalf("status %+v, want down for send-errors", s)
+	}
+	if a := success(live); a["state"] != "up" {
+		t.Fatalf("success answer %v while down for send-errors, want the state up again", a)
+	}
+	// Bad bodies name the problem and what is valid.
+	var e struct{ Error, Valid string }
+	for _, body := range []string{`{"dst": "robot.example"}`, `{"dest": "10.0.0.1"}`, `{}{}`} {
+		if code := l.do(t, "POST", "/v1/success", body, &e); code != 400 || e.Error == "" || !strings.Contains(e.Valid, `"dst"`) {
+			t.Errorf("POST /v1/success %s: %d %+v, want 400 with error and valid", body, code, e)
+		}
+	}
+	if code := l.do(t, "POST", "/v1/success", `{}`, &ans); code != 200 {
+		t.Errorf("POST /v1/success {}: %d %v, want 200 (a success towards an unknown destination)", code, ans)
+	}
+}
+
 // msAgo matches the age of an outage in an explanation's text.
 var msAgo = regexp.MustCompile(`[0-9.]+m?s\b`)
 

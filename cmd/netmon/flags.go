@@ -146,8 +146,7 @@ func (f *monitorFlags) register(fs *flag.FlagSet) {
 	fs.Var(&f.exclude, "exclude", "ignore interfaces matching this glob (`PATTERN`); repeatable")
 	fs.Var(&f.targets, "target", "judge the kernel's path to this destination, `ADDR|HOST[:PORT]` (an on-link one needs no default route); repeatable, at most 64 (default: the internet, by the route to a public address of each family)")
 	fs.Var(&f.wifi, "wifi", "Wi-Fi (nl80211) watching: `auto|off`; auto carries on without it on machines without Wi-Fi")
-	f.stabilize = nonNegativeDuration(200 * time.Millisecond)
-	fs.Var(&f.stabilize, "stabilize", "how long a return must last before the Gate reopens (`DURATION`; doubled for each bounce within 10 s, up to 16 times, decaying while the link holds); 0 disables it")
+	fs.Var(&f.stabilize, "stabilize", "flap damping, off by default: how long a return must last before the Gate reopens (`DURATION`; doubled for each bounce within 10 s, up to 16 times, decaying while the link holds); 0: the Gate reopens the moment the path returns, the first held send going first as a probe")
 }
 
 // nonNegativeDuration is a duration flag that refuses negative values.
@@ -169,12 +168,8 @@ func (d *nonNegativeDuration) Set(v string) error {
 
 // options returns the Monitor's options for these flags.
 func (f *monitorFlags) options(log *zap.Logger) netmon.Options {
-	o := netmon.Options{Logger: log, Interfaces: f.ifaces, Exclude: f.exclude, Targets: f.targets, Wifi: f.wifi.v,
+	return netmon.Options{Logger: log, Interfaces: f.ifaces, Exclude: f.exclude, Targets: f.targets, Wifi: f.wifi.v,
 		Stabilize: time.Duration(f.stabilize)}
-	if o.Stabilize == 0 {
-		o.Stabilize = -1 // the flag's 0 is "off"; the Options' 0 is the default
-	}
-	return o
 }
 
 // allTargetsReachable reports whether every target of the snapshot can be

@@ -25,6 +25,7 @@ The calls:
     client.state()                      the snapshot, as `netmon status --json` prints it
     client.wait_online(timeout=None)    True once traffic can flow, False at the timeout
     client.report(exc, dst=None)        netmon's explanation of a failed send
+    client.report_success(dst=None)     a send that worked (so dead peers elsewhere hold nobody)
     client.events()                     netmon's events, one dict per line, as they happen
     is_connection_error(exc), classify(exc)
                                         what kind of failure an exception is
@@ -213,6 +214,24 @@ class Client:
             body["dst"] = d
         data = json.dumps(body).encode("utf-8")
         status, resp = self._request("POST", "/v1/report", data=data)
+        return self._json(status, resp, (200,))
+
+    def report_success(self, dst=None):
+        """Tell netmon that a send to `dst` worked; return the state after it.
+
+        netmon counts successes per destination: while one destination
+        answers, timeouts towards others (two dead servers among three) are
+        those peers' own and do not hold this robot's senders, and a
+        send-errors outage ends at once. dst is as in report(); without it
+        the success still says that the path works. The answer is a dict
+        with "state", "reason" and, when given, "dst". It costs netmon one
+        atomic load unless it is counting failures.
+        """
+        body = {}
+        d = _format_dst(dst)
+        if d:
+            body["dst"] = d
+        status, resp = self._request("POST", "/v1/success", data=json.dumps(body).encode("utf-8"))
         return self._json(status, resp, (200,))
 
     def events(self):
@@ -550,6 +569,8 @@ def send_important(client, send, *, timeout=None, dst=None, target=None):
          for the path, and call send() again;
        - anything else (certificate, rejected, policy, other; cancellation
          is never caught): raise it at once, since resending cannot help.
+       When send() returns, tell netmon that it worked (report_success), so
+       that failures of other peers are not taken for a dead path.
     3. `timeout` (seconds, None: no limit) bounds the whole thing: when it
        passes, the last send error is raised (or TimeoutError if send was
        never called because the path stayed down).
@@ -590,7 +611,7 @@ def send_important(client, send, *, timeout=None, dst=None, target=None):
             if time.monotonic() - began > 0.05:
                 backoff = 0.1  # held through an outage: try at once
         try:
-            return send()
+            result = send()
         except Exception as exc:  # CancelledError/KeyboardInterrupt are BaseException in 3.8+
             if classify(exc) not in RETRYABLE:
                 raise
@@ -608,3 +629,10 @@ def send_important(client, send, *, timeout=None, dst=None, target=None):
                 pause = min(pause, remaining)
             time.sleep(pause)
             backoff = min(backoff * 2, 5.0)
+            continue
+        if client is not None:
+            try:
+                client.report_success(dst)
+            except (NetmonError, NetmonUnavailable):
+                pass  # the success is context; the send is done
+        return result

@@ -161,6 +161,29 @@ class TestClient(unittest.TestCase):
         sys.stderr.write("\nreport round trip from Python: median %.3f ms, p90 %.3f ms, max %.3f ms (200 calls)\n"
                          % (statistics.median(times) * 1000, times[int(len(times) * 0.9)] * 1000, times[-1] * 1000))
 
+    def test_report_success_keeps_live_path_up(self):
+        """Timeouts to two dead servers, reported beside the live one's successes, hold nobody;
+        once the live one fails too the path is down (send-errors), and a success reopens it."""
+        timeout = TimeoutError(errno.ETIMEDOUT, os.strerror(errno.ETIMEDOUT))
+        dead1, dead2, live = ("10.1.0.5", 7000), ("10.1.0.6", 7000), ("10.1.0.7", 7000)
+        self.client.report(timeout, dst=dead1)
+        r = self.client.report_success(live)
+        self.assertEqual(r["dst"], "10.1.0.7")
+        self.assertEqual(r["state"], "up")
+        for i in range(12):
+            self.client.report(timeout, dst=(dead1, dead2)[i % 2])
+            if i == 6:
+                self.client.report_success(live)
+        st = self.client.state()
+        self.assertEqual((st["state"], st["reason"]), ("up", ""),
+                         "two dead servers beside a live one changed the state")
+        self.client.report(timeout, dst=live)  # now nothing answers
+        st = self.lab.wait_state(("down",))
+        self.assertEqual(st["reason"], "send-errors")
+        r = self.client.report_success(live)
+        self.assertEqual(r["state"], "up")
+        self.assertEqual(self.client.report_success()["state"], "up")  # no destination: still a success
+
     def test_events_in_order_across_down_up(self):
         events = self.client.events()  # subscribed on return
         got = queue.Queue()

@@ -1,0 +1,107 @@
+package gate
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"sync"
+	"syscall"
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+// TestTrialLetsOneHeldCallThroughAClosedGate: Trial lets the oldest held
+// Do call make one attempt while the gate stays closed; a failed trial is
+// held again behind the others, so the next trial tries the next call;
+// the owner opens the gate on a trial's success (as the Monitor does from
+// OnSuccess), which releases the rest. The attempts carry the calls' Dst.
+func TestTrialLetsOneHeldCallThroughAClosedGate(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var (
+			mu        sync.Mutex
+			failDst   []netip.Addr
+			successes []netip.Addr
+			g         *Gate
+		)
+		g = mustNew(t, Config{StartClosed: lost, Release: Release{Probe: true, ProbeTimeout: 250 * time.Millisecond},
+			Backoff: Backoff{Initial: time.Second, Max: time.Second},
+			OnError: func(a Attempt) {
+				mu.Lock()
+				failDst = append(failDst, a.Dst)
+				mu.Unlock()
+			},
+			OnSuccess: func(a Attempt) {
+				mu.Lock()
+				successes = append(successes, a.Dst)
+				mu.Unlock()
+				g.Open()
+			}})
+		if g.Trial() {
+			t.Fatal("Trial with nothing held let something through")
+		}
+		dead, live := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2")
+		sent := make(chan netip.Addr, 10)
+		done := make(chan error, 3)
+		start := func(dst netip.Addr, err error) {
+			go func() {
+				_, e := g.Sender().DoCall(context.Background(), Call{Dst: dst}, func(context.Context) error {
+					sent <- dst
+					return err
+				})
+				done <- e
+			}()
+			synctest.Wait()
+		}
+		start(dead, syscall.ETIMEDOUT)
+		start(live, nil)
+		start(live, nil)
+		if len(sent) != 0 {
+			t.Fatal("a send went through a closed gate before any trial")
+		}
+		if !g.Trial() {
+			t.Fatal("Trial let nothing through with three calls held")
+		}
+		synctest.Wait()
+		if got := <-sent; got != dead || len(sent) != 0 {
+			t.Fatalf("trial sent to %v (+%d more), want only the oldest call's, to %v", got, len(sent), dead)
+		}
+		if s := g.State(); s.Open {
+			t.Fatal("the gate opened on a failed trial")
+		}
+		if st := g.Stats(); st.HeldNow != 3 || st.Trials != 1 {
+			t.Fatalf("stats %+v, want the failed trial held again (3 held) and 1 trial", st)
+		}
+		if !g.Trial() {
+			t.Fatal("second Trial let nothing through")
+		}
+		synctest.Wait()
+		if got := <-sent; got != live {
+			t.Fatalf("second trial sent to %v, want the next call's, to %v", got, live)
+		}
+		// Its success opened the gate: the other live call goes (after
+		// the probe round the Open began), the dead one fails again.
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		if !g.State().Open {
+			t.Fatal("the trial's success did not open the gate (OnSuccess)")
+		}
+		for range 2 {
+			if err := <-done; err != nil {
+				t.Fatalf("a live call failed: %v", err)
+			}
+		}
+		if g.Trial() {
+			t.Fatal("Trial on an open gate let something through")
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if len(successes) == 0 || successes[0] != live || len(failDst) == 0 || failDst[0] != dead {
+			t.Fatalf("successes %v, failures %v: want the calls' Dst in the attempts", successes, failDst)
+		}
+		g.Shutdown()
+		if err := <-done; !errors.Is(err, ErrShutdown) {
+			t.Fatalf("dead call after shutdown: %v, want ErrShutdown", err)
+		}
+	})
+}
