@@ -190,6 +190,7 @@ func (s *sender) runWithMonitor(ctx context.Context) error {
 		return err
 	}
 	s.g, s.report, s.rebindC = m.Gate(), func(err error) { m.Report(err) }, m.RebindC
+	s.success = m.ReportSuccessTo
 	s.lastRebind = m.LastRebind
 
 	mctx, stopMonitor := context.WithCancel(ctx)

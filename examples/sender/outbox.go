@@ -121,7 +121,7 @@ type heldSender struct{ s *sender }
 
 // Do sends through the Gate's DoCall and counts the time it held.
 func (h heldSender) Do(ctx context.Context, send func(context.Context) error) error {
-	res, err := h.s.g.DoCall(ctx, gate.Call{}, send)
+	res, err := h.s.g.DoCall(ctx, gate.Call{Dst: h.s.dst}, send)
 	h.s.mu.Lock()
 	h.s.held += res.Held
 	h.s.mu.Unlock()
@@ -342,6 +342,7 @@ func (r *outboxRun) readAcks(conn net.Conn) error {
 		r.lastAck = time.Now()
 		r.mu.Unlock()
 		if news {
+			r.s.success(r.s.dst)
 			r.s.mu.Lock()
 			r.s.nAcked++
 			r.s.mu.Unlock()

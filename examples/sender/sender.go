@@ -10,6 +10,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"net/netip"
 	"os"
 	"sync"
 	"time"
@@ -77,6 +78,8 @@ type sender struct {
 	log        *zap.Logger
 	g          sendGate
 	report     func(error)            // tells the Monitor that a send failed
+	success    func(netip.Addr)       // tells the Monitor that a message to dst was acknowledged
+	dst        netip.Addr             // the server's address, when --addr is a literal IP:PORT
 	rebindC    func() <-chan struct{} // the Monitor's rebind signal
 	lastRebind func() netmon.Rebind   // what the last rebind was, for the log
 	payload    []byte
@@ -103,6 +106,8 @@ func newSender(cfg config, log *zap.Logger) *sender {
 		cfg:        cfg,
 		log:        log,
 		report:     func(error) {},
+		success:    func(netip.Addr) {},
+		dst:        literalAddr(cfg.addr),
 		rebindC:    func() <-chan struct{} { return never },
 		lastRebind: func() netmon.Rebind { return netmon.Rebind{} },
 		payload:    p,
@@ -210,7 +215,7 @@ func (s *sender) connect(ctx context.Context) (net.Conn, <-chan struct{}, error)
 		conn   net.Conn
 		rebind <-chan struct{}
 	)
-	res, err := s.g.DoCall(ctx, gate.Call{}, func(ctx context.Context) error {
+	res, err := s.g.DoCall(ctx, gate.Call{Dst: s.dst}, func(ctx context.Context) error {
 		rebind = s.rebindC()
 		c, err := s.dial(ctx)
 		if err != nil {
@@ -226,6 +231,17 @@ func (s *sender) connect(ctx context.Context) (net.Conn, <-chan struct{}, error)
 		return nil, nil, fmt.Errorf("sender: connect to %s: %w", s.cfg.addr, err)
 	}
 	return conn, rebind, nil
+}
+
+// literalAddr returns the IP of addr when it is a literal IP:PORT, and the
+// zero Addr for a host name: successes are then reported without a
+// destination.
+func literalAddr(addr string) netip.Addr {
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
 }
 
 // dial makes one connection attempt, with TLS if asked.
@@ -455,6 +471,7 @@ func (s *sender) readAcks(conn net.Conn, acks chan<- struct{}) error {
 	last := func() uint64 { return uint64(s.cfg.count) }
 	return readAckLines(conn, s.cfg.id, s.cfg.epoch, last, func(n uint64) error {
 		if s.ack(int(n)) {
+			s.success(s.dst)
 			select {
 			case acks <- struct{}{}:
 			default:
