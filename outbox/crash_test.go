@@ -35,10 +35,12 @@ type receiver struct {
 	t    *testing.T
 	ln   net.Listener
 	wg   sync.WaitGroup
-	live sync.WaitGroup // the connections being served
-	hold bool           // acknowledge nothing: every message stays pending in the outbox
+	hold bool // acknowledge nothing: every message stays pending in the outbox
 
 	mu      sync.Mutex
+	ended   *sync.Cond           // signalled when a connection has been served to its end
+	dialed  int                  // connections the children reported (runChild counts them)
+	served  int                  // connections served to their end
 	seen    map[[2]uint64]string // (epoch, N): stream
 	order   map[string][]uint64  // stream: Ns in order of first delivery
 	lines   int                  // lines received, copies included
@@ -64,6 +66,7 @@ func startReceiver(t *testing.T, hold bool) *receiver {
 		t.Fatal(err)
 	}
 	r := &receiver{t: t, ln: ln, hold: hold, seen: map[[2]uint64]string{}, order: map[string][]uint64{}}
+	r.ended = sync.NewCond(&r.mu)
 	r.wg.Add(1)
 	go r.accept()
 	t.Cleanup(func() {
@@ -88,7 +91,6 @@ func (r *receiver) accept() {
 		}
 		conns = append(conns, c)
 		r.wg.Add(1)
-		r.live.Add(1)
 		go r.serve(c)
 	}
 }
@@ -102,16 +104,17 @@ func (r *receiver) accept() {
 // message, is a resend no crash explains.
 func (r *receiver) serve(c net.Conn) {
 	defer r.wg.Done()
-	defer r.live.Done()
 	defer c.Close()
 	conn := map[[2]uint64]bool{}
 	fresh, resent := false, 0
 	defer func() {
+		r.mu.Lock()
 		if resent > 0 {
-			r.mu.Lock()
 			r.resent = append(r.resent, resent)
-			r.mu.Unlock()
 		}
+		r.served++
+		r.ended.Broadcast()
+		r.mu.Unlock()
 	}()
 	sc := bufio.NewScanner(c)
 	for sc.Scan() {
@@ -225,6 +228,10 @@ func runChild(t *testing.T, bin, dir string, r *receiver, epoch *uint64, ru *chi
 	for sc.Scan() {
 		f := strings.Fields(sc.Text())
 		switch {
+		case len(f) == 1 && f[0] == "C":
+			r.mu.Lock()
+			r.dialed++
+			r.mu.Unlock()
 		case len(f) == 2 && f[0] == "R":
 			e, _ := strconv.ParseUint(f[1], 10, 64)
 			if *epoch == 0 {
@@ -265,8 +272,12 @@ func runChild(t *testing.T, bin, dir string, r *receiver, epoch *uint64, ru *chi
 		t.Fatalf("child (kill after %d, span %v): %v; stderr:\n%s", ru.kill, ru.span, err, stderr.String())
 	}
 	// The child is dead and its socket closed: the receiver reads what
-	// is left of the connection before the next run connects.
-	r.live.Wait()
+	// is left of its connection before the next run connects.
+	r.mu.Lock()
+	for r.served < r.dialed {
+		r.ended.Wait()
+	}
+	r.mu.Unlock()
 }
 
 func TestCrashLoopLosesNoAcceptedMessage(t *testing.T) {
