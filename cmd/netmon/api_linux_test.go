@@ -326,10 +326,10 @@ func TestAPIWaitTarget(t *testing.T) {
 	}
 }
 
-// TestAPIStopsWaitsAndStreams: when netmon stops, a held waiter gets 503
-// and an event stream ends, so that shutdown never hangs on a client.
-func TestAPIStopsWaitsAndStreams(t *testing.T) {
-	t.Parallel()
+// newDownMonitor returns a Monitor (not running) of one end of a veth
+// pair whose peer is down: its Gate holds.
+func newDownMonitor(t *testing.T) *netmon.Monitor {
+	t.Helper()
 	netnstest.RequirePrivileged(t)
 	p := newPair(t)
 	m, err := netmon.New(netmon.Options{NetNS: p.a.Handle, Wifi: "off", DHCP: "off", SockErrors: "off", Stabilize: -1, Logger: zap.NewNop()})
@@ -337,6 +337,14 @@ func TestAPIStopsWaitsAndStreams(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.b.IP("link", "set", "vb", "down")
+	return m
+}
+
+// TestAPIStopsWaitsAndStreams: when netmon stops, a held waiter gets 503
+// and an event stream ends, so that shutdown never hangs on a client.
+func TestAPIStopsWaitsAndStreams(t *testing.T) {
+	t.Parallel()
+	m := newDownMonitor(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	hub := newEventHub()
@@ -400,13 +408,7 @@ func TestAPIStopsWaitsAndStreams(t *testing.T) {
 // shutdown, and one that arrives after it, both answer 503.
 func TestAPIWaitAnswers503WhenTheGateShutsDown(t *testing.T) {
 	t.Parallel()
-	netnstest.RequirePrivileged(t)
-	p := newPair(t)
-	m, err := netmon.New(netmon.Options{NetNS: p.a.Handle, Wifi: "off", DHCP: "off", SockErrors: "off", Stabilize: -1, Logger: zap.NewNop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.b.IP("link", "set", "vb", "down")
+	m := newDownMonitor(t)
 	// The Monitor and the API stop apart: the Monitor first.
 	mctx, stopMonitor := context.WithCancel(context.Background())
 	defer stopMonitor()
