@@ -19,6 +19,7 @@ import (
 
 	"github.com/seed-a56be422/netmon"
 	"github.com/seed-a56be422/netmon/classify"
+	"github.com/seed-a56be422/netmon/gate"
 	"golang.org/x/sys/unix"
 )
 
@@ -28,7 +29,7 @@ import (
 // and mode; there is no TCP listener.
 //
 //	GET  /v1/state                       the Snapshot, as `status --json` prints it
-//	GET  /v1/wait?timeout=30s&target=A   200 as soon as traffic can flow, 504 at the timeout
+//	GET  /v1/wait?timeout=30s&target=A   200 as soon as traffic can flow, 504 at the timeout, 503 when netmon stops
 //	GET  /v1/events                      the JSON-line events of `watch --log-format json`
 //	POST /v1/report                      a failed send, explained as Monitor.Report does
 //	POST /v1/success                     a send that worked, {"dst": ADDR} (Monitor.ReportSuccessTo)
@@ -174,8 +175,10 @@ func (a *api) wait(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	err = g.Wait(ctx)
 	cancel()
-	if err != nil && r.Context().Err() != nil {
-		// The client went away, or netmon is stopping.
+	if err != nil && (errors.Is(err, gate.ErrShutdown) || r.Context().Err() != nil) {
+		// netmon is stopping (the Monitor shut its Gate down, or the
+		// server ended the request: either may come first), or the
+		// client went away.
 		apiError(w, http.StatusServiceUnavailable, "netmon is stopping", "")
 		return
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -382,10 +383,10 @@ func TestAPIWaitTarget(t *testing.T) {
 	}
 }
 
-// TestAPIStopsWaitsAndStreams: when netmon stops, a held waiter gets 503
-// and an event stream ends, so that shutdown never hangs on a client.
-func TestAPIStopsWaitsAndStreams(t *testing.T) {
-	t.Parallel()
+// newDownMonitor returns a Monitor (not running) of one end of a veth
+// pair whose peer is down: its Gate holds.
+func newDownMonitor(t *testing.T) *netmon.Monitor {
+	t.Helper()
 	netnstest.RequirePrivileged(t)
 	p := newPair(t)
 	m, err := netmon.New(netmon.Options{NetNS: p.a.Handle, Wifi: "off", DHCP: "off", SockErrors: "off", Stabilize: -1, Logger: zap.NewNop()})
@@ -393,6 +394,14 @@ func TestAPIStopsWaitsAndStreams(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.b.IP("link", "set", "vb", "down")
+	return m
+}
+
+// TestAPIStopsWaitsAndStreams: when netmon stops, a held waiter gets 503
+// and an event stream ends, so that shutdown never hangs on a client.
+func TestAPIStopsWaitsAndStreams(t *testing.T) {
+	t.Parallel()
+	m := newDownMonitor(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	hub := newEventHub()
@@ -447,6 +456,70 @@ func TestAPIStopsWaitsAndStreams(t *testing.T) {
 	}
 	<-runDone
 	t.Logf("the API stopped %v after the cancellation", time.Since(stopped).Round(time.Millisecond))
+}
+
+// TestAPIWaitAnswers503WhenTheGateShutsDown: when netmon stops, the
+// Monitor shuts its Gate down and the server ends the requests, in either
+// order. Here the Gate goes first while the requests stay alive, which is
+// the order that used to answer 504 ("timed out"): a wait held at the
+// shutdown, and one that arrives after it, both answer 503.
+func TestAPIWaitAnswers503WhenTheGateShutsDown(t *testing.T) {
+	t.Parallel()
+	m := newDownMonitor(t)
+	// The Monitor and the API stop apart: the Monitor first.
+	mctx, stopMonitor := context.WithCancel(context.Background())
+	defer stopMonitor()
+	actx, stopAPI := context.WithCancel(context.Background())
+	defer stopAPI()
+	runDone := make(chan error, 1)
+	go func() { runDone <- m.Run(mctx) }()
+	path := filepath.Join(t.TempDir(), "s")
+	ln, err := listenSocket(path, 0o600, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	apiDone := make(chan error, 1)
+	go func() { apiDone <- serveAPI(actx, ln, &api{m: m, hub: newEventHub()}) }()
+	c := unixClient(t, path)
+	get := func() (int, string) {
+		resp, err := c.Get("http://netmon/v1/wait?timeout=1h")
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, strings.TrimSpace(string(b))
+	}
+	type answer struct {
+		code int
+		body string
+	}
+	held := make(chan answer, 1)
+	go func() {
+		code, body := get()
+		held <- answer{code, body}
+	}()
+	deadline := time.Now().Add(waitTimeout)
+	for m.Gate().Stats().HeldNow != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the wait was not held within %v (state %s)", waitTimeout, m.Status().State)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	stopMonitor()
+	if err := <-runDone; err != nil && !errors.Is(err, context.Canceled) {
+		t.Errorf("Monitor.Run: %v", err)
+	}
+	if a := <-held; a.code != http.StatusServiceUnavailable {
+		t.Errorf("a wait held when the Gate shut down answered %d %s, want 503", a.code, a.body)
+	}
+	if code, body := get(); code != http.StatusServiceUnavailable {
+		t.Errorf("a wait after the Gate shut down answered %d %s, want 503", code, body)
+	}
+	stopAPI()
+	if err := <-apiDone; err != nil {
+		t.Errorf("API server: %v", err)
+	}
 }
 
 // BenchmarkAPIWaitRelease measures, for 1 and 1,000 clients held on

@@ -2,11 +2,15 @@
 // opens the outbox in -dir, appends messages to three streams and drains
 // them to the receiver at -addr, and is SIGKILLed by the test at random
 // points. It writes lines "EPOCH N STREAM PAYLOAD" to the receiver, reads
-// lines "ACK N", and prints "R EPOCH" once the outbox is open and
-// "A N STREAM" for every accepted message (Append returned nil). With
+// lines "ACK N", and prints "R EPOCH" once the outbox is open, "C" once
+// it is connected to the receiver, and "A N STREAM NS" for every
+// accepted message (Append returned nil), NS being the time it returned
+// on the machine's CLOCK_MONOTONIC, in nanoseconds (the test reads the
+// same clock when it kills). With
 // -drain it appends nothing and exits 0 once the outbox is empty; -sync
-// sets the outbox's group commit interval, -pace a pause between appends. The power-loss test runs it
-// too, on a file system on a loop device.
+// sets the outbox's group commit interval, -pace a pause between
+// appends. The power-loss test runs it too, on a file system on a loop
+// device.
 //
 // It is a separate program, built without the race detector, so that the
 // test can kill and restart it 1,000 times in under a minute even when
@@ -28,6 +32,7 @@ import (
 
 	"github.com/seed-a56be422/netmon/gate"
 	"github.com/seed-a56be422/netmon/outbox"
+	"golang.org/x/sys/unix"
 )
 
 func main() {
@@ -53,6 +58,7 @@ func run(dir, addr string, drainOnly bool, sync, pace time.Duration) error {
 	if err != nil {
 		return err
 	}
+	fmt.Println("C")
 	g, err := gate.New(gate.Config{})
 	if err != nil {
 		return err
@@ -97,7 +103,9 @@ func run(dir, addr string, drainOnly bool, sync, pace time.Duration) error {
 		if err != nil {
 			return err
 		}
-		fmt.Printf("A %d %s\n", n, stream)
+		var ts unix.Timespec
+		_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+		fmt.Printf("A %d %s %d\n", n, stream, ts.Nano())
 		if pace > 0 {
 			time.Sleep(pace)
 		}
