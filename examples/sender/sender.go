@@ -150,8 +150,7 @@ func (s *sender) deliver(ctx context.Context) error {
 			s.log.Info("connection dropped: the gate closed; holding", zap.Stringer("gate", s.g.State().Reason))
 			continue
 		case errors.Is(err, errReturned):
-			s.log.Info("the path returned with messages unacknowledged; resending them on a fresh connection",
-				zap.Int("outstanding", s.outstanding()))
+			s.log.Info("the path returned with messages unacknowledged; resending them on a fresh connection")
 			continue
 		case errors.Is(err, errRebind):
 			rb := s.lastRebind()
