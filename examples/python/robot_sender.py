@@ -14,13 +14,23 @@ standard library and netmon_client.py only). It is the pattern to copy:
   * Before each connection the sender waits until netmon says traffic can
     flow (Client.wait_online, run in a thread so the event loop keeps
     going): while the link is down it makes no connection attempts at all.
-  * A thread follows netmon's events; when the state goes down or netmon
-    signals a rebind (the local address went away, so the connection's
-    writes would vanish into a stall), the connection is dropped at once.
+  * A thread follows netmon's events. A connection is kept through an
+    outage: while the state is down nothing more is written on it and the
+    acknowledgement timeout does not run, so a short carrier loss that
+    leaves the address and the route in place costs no reconnection (for
+    TLS, no handshake). When the path returns with messages still
+    unacknowledged on it, they are written again at once on a fresh
+    connection (the old one would resend them only when TCP's backed-off
+    retransmission timer fires); with nothing outstanding it goes on. A
+    rebind (the local address went away, so the connection's writes would
+    vanish into a stall) ends the connection at once.
   * A connection also ends when it fails, or when no acknowledgement comes
-    for --ack-timeout while messages are outstanding (a path that silently
-    drops packets). Every unacknowledged message is then written again,
-    oldest first, on the next connection.
+    for --ack-timeout while messages are outstanding and the path is up (a
+    path that silently drops packets). Every unacknowledged message is then
+    written again, oldest first, on the next connection.
+  * Acknowledgements are reported to netmon as successes (at most one a
+    second, Client.report_success with the server's address), so that other
+    peers' failures are not taken for a dead path.
   * A failure is classified (netmon_client.classify) and reported to netmon,
     which explains it ("ECONNRESET from peer ..."). Retryable classes
     (connection, network, dns, timeout, tls) lead to a reconnect, with a
@@ -38,7 +48,8 @@ It exits 0 only when every message has been acknowledged, after printing
     sent N, acked N, resent K, held T, dial-failures F
 
 like the Go sender (examples/sender): K counts copies written again after a
-reconnect, T the time spent waiting for netmon to say the path is back, F
+reconnect, T the time spent waiting for netmon to say the path is back (before
+a connection, or with one kept through an outage), F
 the failed connection attempts. It exits 1 when it stops before (SIGINT,
 SIGTERM, an error no resend can fix), after printing the same line, and 2
 on a usage error.
@@ -110,8 +121,11 @@ class Sender:
         self.last_ack = 0.0    # time of the last one
 
         # Set from netmon's event thread (through the loop):
-        self.path_epoch = 0    # bumped when the path went away
+        self.path_epoch = 0    # bumped on a rebind: the connection's address went away
         self.path_reason = ""
+        self.path_up = True    # False while netmon says the state is down
+        self.returns = 0       # bumped when the path comes back after being down
+        self.last_success = 0.0  # when the last success was reported to netmon
         self.wake = None       # asyncio.Event: an ack, or a path change
 
         self._netmon_warned = False
@@ -211,7 +225,9 @@ class Sender:
         (None) or the connection ends; return (progress, error)."""
         self.cursor, self.inflight, self.conn_acks = 1, 0, 0
         self.last_ack = time.monotonic()
+        returns = self.returns  # returns of the path this connection has seen
         acks = asyncio.ensure_future(self.read_acks(reader))
+        acks.add_done_callback(lambda _: self.wake.set())  # a dead connection wakes a held session
         err = None
         try:
             while True:
@@ -225,6 +241,20 @@ class Sender:
                     err = acks.exception() or ConnectionResetError("the server closed the connection")
                     return self.conn_acks > 0, err
                 now = time.monotonic()
+                if self.returns != returns:
+                    # The path came back: resend what is outstanding on a
+                    # fresh connection, or go on with this one.
+                    returns = self.returns
+                    self.last_ack = now  # the ack clock stopped while down
+                    if self.inflight:
+                        err = PathLost("the path returned with %d unacknowledged; resending on a fresh connection" % self.inflight)
+                        return self.conn_acks > 0, err
+                if not self.path_up:
+                    # Kept through the outage: write nothing, no ack timeout;
+                    # the time counts as held, as a wait in wait_path does.
+                    await self.wake.wait()
+                    self.held += time.monotonic() - now
+                    continue
                 seq = self.next_to_write()
                 if seq and now >= self.next:
                     writer.write(b"%s%d %s\n" % (self.prefix, seq, self.payload))
@@ -289,6 +319,9 @@ class Sender:
                 self.conn_acks += 1
                 self.last_ack = time.monotonic()
                 self.wake.set()
+                if self.client is not None and self.last_ack - self.last_success >= 1.0:
+                    self.last_success = self.last_ack
+                    asyncio.get_event_loop().run_in_executor(None, self._report_success)
 
     def next_to_write(self):
         """The next message to write on this connection, or 0 (window full, or all written)."""
@@ -337,6 +370,13 @@ class Sender:
             return ""
         return "%s, %s" % (r.get("cause"), r.get("explanation"))
 
+    def _report_success(self):
+        """Tell netmon that the server acknowledged (in a thread; errors ignored)."""
+        try:
+            self.client.report_success((self.host, self.port))
+        except NetmonError:
+            pass
+
     # -- netmon's events (a thread) -----------------------------------------
 
     def _watch(self, loop, stop):
@@ -353,14 +393,17 @@ class Sender:
                     if stop.is_set():
                         return
                     kind = ev.get("event")
-                    if kind in ("baseline", "state") and ev.get("state") in ("down", "unknown"):
+                    if kind in ("baseline", "state"):
+                        up = ev.get("state") not in ("down", "unknown")
                         why = "netmon says %s (%s)" % (ev.get("state"), ev.get("reason"))
+                        call = (self._path_state, up, why)
                     elif kind == "rebind":
                         why = "netmon says rebind (%s %s)" % (ev.get("reason"), ev.get("addr", ""))
+                        call = (self._path_lost, why)
                     else:
                         continue
                     try:
-                        loop.call_soon_threadsafe(self._path_lost, why)
+                        loop.call_soon_threadsafe(*call)
                     except RuntimeError:
                         return  # the loop is gone
             except NetmonError:
@@ -370,6 +413,14 @@ class Sender:
     def _path_lost(self, why):
         self.path_epoch += 1
         self.path_reason = why
+        self.wake.set()
+
+    def _path_state(self, up, why):
+        if up and not self.path_up:
+            self.returns += 1
+        if up != self.path_up:
+            log("%s; %s", why, "resuming" if up else "keeping the connection, writing nothing")
+        self.path_up = up
         self.wake.set()
 
 

@@ -57,8 +57,9 @@ class TestRobotSender(unittest.TestCase):
         for kind, up, down in steps:
             sys.stderr.write("plan: after %.3fs, %s for %.3fs\n" % (up, kind, down))
         # Pace the sender so that it is still sending when the last outage
-        # begins and ends soon after it (held time is not made up).
-        rate = count / (sum(up for _, up, _ in steps) + 2.0)
+        # begins and ends soon after it (held time is not made up, but after
+        # each outage the pacing catches up on at most 0.1 s).
+        rate = count / (sum(up for _, up, _ in steps) + 2.0 + 0.1 * outages)
 
         s, a = NS(self), NS(self)
         veth(s, "vs", a, "va")
@@ -167,6 +168,71 @@ class TestRobotSenderWithoutNetmon(unittest.TestCase):
         self.assertRegex(srv.stdout(), r"(?m)^received %d unique, \d+ duplicates$" % count)
         self.assertTrue(any("connection failed (class connection)" in l for l in snd.err),
                         "no reset reached the sender: it finished too soon to prove anything")
+
+
+class TestKeepThroughOutage(unittest.TestCase):
+    """A connection is kept while netmon says the path is down, and replaced
+    at the return only if messages are outstanding on it (in process, on
+    loopback, netmon's events given to the Sender as its event thread would).
+    No privileges needed."""
+
+    def run_case(self, count, rate, silent_first):
+        import asyncio
+        from robot_sender import Sender
+
+        async def case():
+            conns, seen, ended = [], [], []
+
+            async def serve(reader, writer):
+                i = len(conns)
+                conns.append(writer)
+                try:
+                    while True:
+                        line = await reader.readuntil(b"\n")
+                        seq = line.split()[0]
+                        seen.append(seq)
+                        if not (silent_first and i == 0):
+                            writer.write(b"ACK " + seq + b"\n")
+                except (asyncio.IncompleteReadError, ConnectionError):
+                    pass
+                finally:
+                    ended.append(i)
+                    writer.close()
+
+            server = await asyncio.start_server(serve, "127.0.0.1", 0)
+            port = server.sockets[0].getsockname()[1]
+            snd = Sender("127.0.0.1", port, count, rate=rate, ack_timeout=30.0, sender_id="k", epoch=1)
+            run = asyncio.ensure_future(snd.run())
+            deadline = time.monotonic() + 20
+            while len(seen) < 1 or (not silent_first and snd.n_acked < 1):
+                self.assertLess(time.monotonic(), deadline, "message 1 not acknowledged")
+                await asyncio.sleep(0.001)
+            snd._path_state(False, "netmon says down (carrier-lost)")
+            await asyncio.sleep(0.5)  # message 2 comes due at 0.2 s: it must not be written
+            during = (len(conns), len(ended), len(seen))
+            snd._path_state(True, "netmon says up ()")
+            await asyncio.wait_for(run, 20)  # the ack timeout is 30 s
+            server.close()
+            await server.wait_closed()
+            return during, len(conns), seen
+
+        loop = asyncio.new_event_loop()
+        try:
+            return loop.run_until_complete(case())
+        finally:
+            loop.close()
+
+    def test_nothing_outstanding_keeps_the_connection(self):
+        during, conns, seen = self.run_case(2, 5.0, False)
+        self.assertEqual(during, (1, 0, 1), "while down: (connections, ended, messages); want kept, nothing written")
+        self.assertEqual(conns, 1, "a reconnection after an outage with nothing outstanding")
+        self.assertEqual(seen, [b"k:1:1", b"k:1:2"])
+
+    def test_outstanding_resends_on_a_fresh_connection(self):
+        during, conns, seen = self.run_case(1, 0.0, True)
+        self.assertEqual(during[:2], (1, 0), "while down: (connections, ended); want the connection kept")
+        self.assertEqual(conns, 2, "the outstanding message was not resent on a fresh connection at the return")
+        self.assertEqual(seen, [b"k:1:1", b"k:1:1"])
 
 
 if __name__ == "__main__":
