@@ -1,0 +1,112 @@
+//go:build linux
+
+package delivery
+
+import (
+	"flag"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/seed-a56be422/netmon/internal/netnstest"
+)
+
+// The table's flags: go test ./internal/delivery -run TestDeliveryTable
+// -delivery.full -v [-delivery.schedules edge] [-delivery.senders
+// plain,netmon,netmon:stabilize=0] [-delivery.out FILE].
+var (
+	full      = flag.Bool("delivery.full", false, "run TestDeliveryTable: every schedule and sender, full length, and print the Markdown table")
+	schedules = flag.String("delivery.schedules", strings.Join(Schedules, ","), "schedules of the table, comma-separated")
+	senders   = flag.String("delivery.senders", "plain,daemon,netmon,netmon:stabilize=0", "senders of the table, comma-separated: KIND or KIND:stabilize=DURATION (netmon's --stabilize; 0 disables the hold)")
+	seed      = flag.Uint64("delivery.seed", 1, "seed of the schedules")
+	short     = flag.Bool("delivery.short", false, "use the short schedules in the table")
+	out       = flag.String("delivery.out", "", "also write the table to this file")
+)
+
+// runAll runs every spec on every schedule, each run in its own
+// namespaces and in parallel, and returns the rows in order.
+func runAll(t *testing.T, scs []Schedule, specs []Spec) []Row {
+	rows := make([]Row, len(scs)*len(specs))
+	t.Run("runs", func(t *testing.T) {
+		for i, sc := range scs {
+			for j, sp := range specs {
+				t.Run(sc.Name+"/"+strings.ReplaceAll(sp.Kind+"_"+sp.Stabilize, "/", "_"), func(t *testing.T) {
+					t.Parallel()
+					bin := ""
+					if sp.Kind == "daemon" {
+						bin = buildNetmon(t)
+					}
+					r := Run(t, sc, sp, bin)
+					t.Logf("%s on %s: %+v", sp, sc.Name, r.Figures)
+					rows[i*len(specs)+j] = r
+				})
+			}
+		}
+	})
+	return rows
+}
+
+// TestDeliveryBrief runs a short edge-of-coverage schedule for the plain
+// loop and netmon's Go pattern: every message must arrive and the figures
+// be computed. It asserts no timing: the figures come from the table.
+func TestDeliveryBrief(t *testing.T) {
+	t.Parallel()
+	netnstest.RequirePrivileged(t)
+	sc, err := NewSchedule("edge", 1, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	specs := []Spec{{Kind: "plain"}, {Kind: "netmon"}}
+	rows := runAll(t, []Schedule{sc}, specs)
+	for _, r := range rows {
+		switch {
+		case r.Messages < int(sc.Length/Every)/2:
+			t.Errorf("%s: %d messages made in %v, want about %d", r.Sender, r.Messages, sc.Length, sc.Length/Every)
+		case r.Lost != 0:
+			t.Errorf("%s: %d of %d messages lost", r.Sender, r.Lost, r.Messages)
+		case r.Dials < 1:
+			t.Errorf("%s: %d connection attempts counted", r.Sender, r.Dials)
+		case r.DownTime <= 0:
+			t.Errorf("%s: no outage applied", r.Sender)
+		}
+	}
+	t.Logf("short edge schedule %+v:\n%s", sc.Steps, Table(rows))
+}
+
+// TestDeliveryTable prints the table of every schedule and sender (with
+// -delivery.full; skipped otherwise).
+func TestDeliveryTable(t *testing.T) {
+	if !*full {
+		t.Skip("the full table takes minutes: run with -delivery.full")
+	}
+	netnstest.RequirePrivileged(t)
+	var scs []Schedule
+	for _, name := range strings.Split(*schedules, ",") {
+		sc, err := NewSchedule(strings.TrimSpace(name), *seed, *short)
+		if err != nil {
+			t.Fatal(err)
+		}
+		scs = append(scs, sc)
+	}
+	var specs []Spec
+	for _, v := range strings.Split(*senders, ",") {
+		sp, err := ParseSpec(strings.TrimSpace(v))
+		if err != nil {
+			t.Fatal(err)
+		}
+		specs = append(specs, sp)
+	}
+	rows := runAll(t, scs, specs)
+	tab := Table(rows)
+	t.Logf("seed %d\n%s", *seed, tab)
+	if *out != "" {
+		if err := os.WriteFile(*out, []byte(tab), 0o644); err != nil {
+			t.Error(err)
+		}
+	}
+	for _, r := range rows {
+		if r.Lost != 0 {
+			t.Errorf("%s on %s: %d of %d messages lost", r.Sender, r.Schedule, r.Lost, r.Messages)
+		}
+	}
+}

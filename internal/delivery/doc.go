@@ -1,0 +1,26 @@
+// Package delivery is the delivery benchmark: how soon important messages
+// reach their server when a robot's link drops, for the plain retry loop
+// of a sender that knows nothing of netmon and for netmon's ways of
+// sending, on the same seeded schedule of drops.
+//
+// A run joins a robot namespace to a server namespace through a gateway
+// namespace (the robot's default route goes via a gateway address on its
+// veth; the server is not on-link, so the gateway's neighbour entry
+// matters as it does on a robot). A [Schedule] of drops is applied by
+// taking the gateway's end of the veth down and up (the robot sees carrier
+// loss), by replacing the robot's address, or by moving its default route
+// to another gateway. A producer makes one message every 50 ms; the
+// server records the first arrival of each. The figures ([Figures]) are
+// the latency beyond the physical floor (a message made while the link is
+// down cannot arrive before the link returns), the connection attempts
+// made while the link was down, the copies written twice, and the
+// messages lost.
+//
+// The runner needs root (network namespaces); it is driven from this
+// package's tests. The full table:
+//
+//	go test ./internal/delivery -run TestDeliveryTable -delivery.full -v
+//
+// and flags that choose schedules, senders and netmon's options (see
+// delivery_linux_test.go).
+package delivery
