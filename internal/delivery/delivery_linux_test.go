@@ -21,11 +21,13 @@ var (
 	seed      = flag.Uint64("delivery.seed", 1, "seed of the schedules")
 	short     = flag.Bool("delivery.short", false, "use the short schedules in the table")
 	out       = flag.String("delivery.out", "", "also write the table to this file")
+	events    = flag.Bool("delivery.events", false, "log the in-process Monitor's events")
 )
 
 // runAll runs every spec on every schedule, each run in its own
 // namespaces and in parallel, and returns the rows in order.
 func runAll(t *testing.T, scs []Schedule, specs []Spec) []Row {
+	LogEvents = *events
 	rows := make([]Row, len(scs)*len(specs))
 	t.Run("runs", func(t *testing.T) {
 		for i, sc := range scs {

@@ -14,7 +14,6 @@ import (
 
 	"github.com/seed-a56be422/netmon"
 	"github.com/seed-a56be422/netmon/internal/netnstest"
-	"golang.org/x/sys/unix"
 )
 
 // Spec names a sender and the netmon options it runs with.
@@ -37,7 +36,11 @@ type Spec struct {
 //   - netmon: netmon's Go pattern as examples/sender teaches it, the
 //     Monitor in-process watching the robot's namespace (dial through the
 //     Gate, drop the connection when the Gate closes or on a rebind).
-var Kinds = []string{"plain", "daemon", "netmon"}
+//   - mqtt: MQTT QoS 1 through mosquitto, with paho-mqtt's defaults (a
+//     Python publisher on the robot, a subscriber beside the broker), what
+//     a robot engineer would pick instead. Needs mosquitto and
+//     python3-paho-mqtt.
+var Kinds = []string{"plain", "daemon", "netmon", "mqtt"}
 
 // ParseSpec parses "KIND" or "KIND:stabilize=DURATION".
 func ParseSpec(v string) (Spec, error) {
@@ -53,7 +56,7 @@ func ParseSpec(v string) (Spec, error) {
 	if opts == "" {
 		return sp, nil
 	}
-	if kind == "plain" {
+	if kind == "plain" || kind == "mqtt" {
 		return sp, fmt.Errorf("delivery: sender %q: the plain loop runs no netmon to set options of", v)
 	}
 	for _, o := range strings.Split(opts, ",") {
@@ -77,12 +80,16 @@ func (sp Spec) String() string {
 		"plain":  "plain loop, no netmon",
 		"daemon": "plain loop + `netmon watch` beside it",
 		"netmon": "netmon's Go pattern (Monitor in-process)",
+		"mqtt":   "MQTT QoS 1, paho-mqtt through mosquitto, their defaults",
 	}[sp.Kind]
 	if sp.Stabilize != "" {
 		name += ", `--stabilize=" + sp.Stabilize + "`"
 	}
 	return name
 }
+
+// LogEvents makes the in-process Monitor log its events to the test log.
+var LogEvents bool
 
 // Drain is how long a run waits, after the producer stops, for the last
 // messages to be acknowledged; what is still missing then is lost.
@@ -94,18 +101,51 @@ func Run(t testing.TB, sc Schedule, sp Spec, netmonBin string) Row {
 	t.Helper()
 	n := NewNet(t)
 	rc := startReceiver(t, n.Server)
-	var p pattern = plainLoop{}
+	var (
+		created, dials []time.Time
+		down           []Interval
+		p              pattern = plainLoop{}
+		start          time.Time
+	)
 	switch sp.Kind {
 	case "daemon":
 		startDaemon(t, n.Robot, netmonBin, sp)
 	case "netmon":
 		p = startMonitor(t, n.Robot, sp)
 	}
-	s := newSender(n.Robot, p)
+	if sp.Kind == "mqtt" {
+		start = time.Now() // about: the publisher starts Apply at its own start
+		created, dials, down = runMQTT(t, n, sc, rc)
+	} else {
+		start, created, dials, down = runSender(t, n, sc, p)
+	}
+	f := Compute(rc.messages(created), down, dials)
+	var b strings.Builder
+	for _, iv := range down {
+		fmt.Fprintf(&b, " %+.3fs-%+.3fs", iv.Down.Sub(start).Seconds(), iv.Up.Sub(start).Seconds())
+	}
+	t.Logf("%s: outages as applied:%s", sc.Name, b.String())
+	if g, ok := p.(*gated); ok {
+		g.mu.Lock()
+		f.UsableShare, f.OpenWhileDown = GateFigures(g.gates, down, start, start.Add(sc.Length))
+		var b strings.Builder
+		for _, c := range g.gates {
+			fmt.Fprintf(&b, " %+.3fs(%s):%v", c.At.Sub(start).Seconds(), c.At.Format("15:04:05.000"), map[bool]string{true: "open", false: "closed"}[c.Open])
+		}
+		g.mu.Unlock()
+		t.Logf("%s on %s: the Gate:%s", sp, sc.Name, b.String())
+	}
+	return Row{Schedule: sc.Name, Sender: sp.String(), Figures: f}
+}
 
+// runSender runs the Go sender with pattern p on sc and returns when it
+// started, the creation time of each message, the start of each
+// connection attempt, and the outages as applied.
+func runSender(t testing.TB, n *Net, sc Schedule, p pattern) (start time.Time, created, dials []time.Time, down []Interval) {
+	s := newSender(n.Robot, p)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	start := time.Now()
+	start = time.Now()
 	type applied struct {
 		down []Interval
 		err  error
@@ -130,28 +170,11 @@ func Run(t testing.TB, sc Schedule, sp Spec, netmonBin string) Row {
 		t.Error(a.err)
 	}
 	if err != nil {
-		t.Logf("%s on %s: delivery did not finish: %v", sp, sc.Name, err)
+		t.Logf("delivery did not finish: %v", err)
 	}
 	s.mu.Lock()
-	created, dials := s.created, s.dials
-	s.mu.Unlock()
-	f := Compute(rc.messages(created), a.down, dials)
-	var b strings.Builder
-	for _, iv := range a.down {
-		fmt.Fprintf(&b, " %+.3fs-%+.3fs", iv.Down.Sub(start).Seconds(), iv.Up.Sub(start).Seconds())
-	}
-	t.Logf("%s: outages as applied:%s", sc.Name, b.String())
-	if g, ok := p.(*gated); ok {
-		g.mu.Lock()
-		f.UsableShare, f.OpenWhileDown = GateFigures(g.gates, a.down, start, start.Add(sc.Length))
-		var b strings.Builder
-		for _, c := range g.gates {
-			fmt.Fprintf(&b, " %+.3fs:%v", c.At.Sub(start).Seconds(), map[bool]string{true: "open", false: "closed"}[c.Open])
-		}
-		g.mu.Unlock()
-		t.Logf("%s on %s: the Gate:%s", sp, sc.Name, b.String())
-	}
-	return Row{Schedule: sc.Name, Sender: sp.String(), Figures: f}
+	defer s.mu.Unlock()
+	return start, s.created, s.dials, a.down
 }
 
 // startMonitor starts a Monitor of ns's network namespace, with sp's
@@ -173,11 +196,25 @@ func startMonitor(t testing.TB, ns *netnstest.NS, sp Spec) *gated {
 	ctx, stop := context.WithCancel(context.Background())
 	ran := make(chan error, 1)
 	go func() { ran <- m.Run(ctx) }()
+	logged := make(chan struct{})
+	if LogEvents {
+		ns.Start("ip", "-ts", "monitor", "link", "address", "route") // the kernel's own account, beside netmon's
+		events := m.Events()
+		go func() {
+			defer close(logged)
+			for ev := range events { // until Run closes it
+				t.Logf("netmon %s: %s %s %s %v", ev.At.Format("15:04:05.000"), ev.Kind, ev.Msg, ev.Iface, ev.Status)
+			}
+		}()
+	} else {
+		close(logged)
+	}
 	t.Cleanup(func() {
 		stop()
 		if err := <-ran; err != nil && ctx.Err() == nil {
 			t.Errorf("monitor: %v", err)
 		}
+		<-logged
 	})
 	wctx, wcancel := context.WithTimeout(ctx, 20*time.Second)
 	defer wcancel()
@@ -202,19 +239,9 @@ func startDaemon(t testing.TB, ns *netnstest.NS, bin string, sp Spec) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := ns.Command(context.Background(), bin, args...)
-	cmd.Stdout, cmd.Stderr = f, f
-	cmd.SysProcAttr = &unix.SysProcAttr{Setpgid: true, Pdeathsig: unix.SIGKILL}
-	t.Logf("$ ip netns exec %s %s %s > %s", ns.Name, bin, strings.Join(args, " "), logPath)
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = unix.Kill(-cmd.Process.Pid, unix.SIGKILL)
-		_ = cmd.Wait()
-		f.Close()
-	})
+	t.Logf("netmon watch logs to %s", logPath)
+	t.Cleanup(func() { f.Close() }) // after the process is gone: cleanups run last first
+	startProc(t, ns, f, bin, args...)
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		if logHas(logPath, `"event":"baseline"`) {
 			return

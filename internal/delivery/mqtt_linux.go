@@ -1,0 +1,201 @@
+//go:build linux
+
+package delivery
+
+import (
+	"bytes"
+	"context"
+	_ "embed"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/seed-a56be422/netmon/internal/netnstest"
+	"golang.org/x/sys/unix"
+)
+
+// mqttClient is the publisher and the subscriber of the MQTT sender
+// (paho-mqtt, its defaults; see the file's doc).
+//
+//go:embed mqtt_client.py
+var mqttClient []byte
+
+// mqttPort is the broker's port in the server namespace.
+const mqttPort = 1883
+
+// python returns a python3 that imports paho.mqtt (Debian's
+// python3-paho-mqtt is in /usr/bin's, which a python3 earlier in PATH,
+// such as pyenv's, may not see), or skips t.
+func python(t testing.TB) string {
+	t.Helper()
+	for _, p := range []string{"python3", "/usr/bin/python3"} {
+		if exec.Command(p, "-c", "import paho.mqtt.client").Run() == nil {
+			return p
+		}
+	}
+	netnstest.Skip(t, "no python3 with paho.mqtt (apt-get install python3-paho-mqtt)")
+	return ""
+}
+
+// runMQTT runs the MQTT sender on sc: mosquitto in the server namespace,
+// the subscriber beside it (arrival there is arrival at the server), the
+// publisher in the robot's namespace. It returns the creation time of
+// each message, the start of each connection attempt, and the outages as
+// applied; arrivals go to rc.
+func runMQTT(t testing.TB, n *Net, sc Schedule, rc *receiver) (created, dials []time.Time, down []Interval) {
+	t.Helper()
+	netnstest.RequireCommand(t, "mosquitto", "mosquitto")
+	py := python(t)
+	dir := t.TempDir()
+	script := filepath.Join(dir, "mqtt_client.py")
+	conf := filepath.Join(dir, "mosquitto.conf")
+	if err := os.WriteFile(script, mqttClient, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf("listener %d\nallow_anonymous true\n", mqttPort)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	startProc(t, n.Server, logTo(t, "mosquitto: "), "mosquitto", "-c", conf)
+
+	ready := make(chan struct{})
+	var once sync.Once
+	startProc(t, n.Server, lineWriter(func(f []string) {
+		switch {
+		case f[0] == "READY":
+			once.Do(func() { close(ready) })
+		case f[0] == "A" && len(f) == 3:
+			num, err1 := strconv.ParseUint(f[1], 10, 64)
+			ns, err2 := strconv.ParseInt(f[2], 10, 64)
+			if err1 == nil && err2 == nil {
+				rc.record(num, time.Unix(0, ns))
+			}
+		}
+	}), py, script, "sub", "127.0.0.1", strconv.Itoa(mqttPort))
+	// The subscriber connects once (no retries): wait for the broker first.
+	if err := waitListening(n.Server, mqttPort, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-ready:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the MQTT subscriber did not subscribe within 10 s")
+	}
+
+	var mu sync.Mutex
+	done := make(chan struct{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	start := time.Now()
+	applied := make(chan []Interval, 1)
+	go func() {
+		d, err := n.Apply(ctx, start, sc)
+		if err != nil {
+			t.Error(err)
+		}
+		applied <- d
+	}()
+	pub := startProc(t, n.Robot, lineWriter(func(f []string) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case f[0] == "C" && len(f) == 3:
+			if ns, err := strconv.ParseInt(f[2], 10, 64); err == nil {
+				created = append(created, time.Unix(0, ns))
+			}
+		case f[0] == "D" && len(f) == 2:
+			if ns, err := strconv.ParseInt(f[1], 10, 64); err == nil {
+				dials = append(dials, time.Unix(0, ns))
+			}
+		}
+	}), py, script, "pub", serverIP, strconv.Itoa(mqttPort),
+		strconv.FormatFloat(sc.Length.Seconds(), 'f', 3, 64), strconv.FormatFloat(Drain.Seconds(), 'f', 3, 64))
+	go func() {
+		_ = pub.Wait() // its output is copied before Wait returns
+		close(done)
+	}()
+	<-done
+	cancel()
+	down = <-applied
+	// The broker acknowledged every message; give the subscriber, on
+	// loopback, a moment for the last ones.
+	time.Sleep(500 * time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	return created, dials, down
+}
+
+// waitListening waits until something accepts TCP on port in ns.
+func waitListening(ns *netnstest.NS, port int, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	for {
+		err := ns.Do(func() error {
+			c, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), time.Second)
+			if err == nil {
+				c.Close()
+			}
+			return err
+		})
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// startProc starts name in ns with its output to w and kills it (and
+// waits for it) when t ends. Unlike [netnstest.NS.Start] the caller
+// chooses where the output goes, and may Wait for the process itself.
+func startProc(t testing.TB, ns *netnstest.NS, w io.Writer, name string, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := ns.Command(context.Background(), name, args...)
+	cmd.Stdout, cmd.Stderr = w, w
+	cmd.SysProcAttr = &unix.SysProcAttr{Setpgid: true, Pdeathsig: unix.SIGKILL}
+	t.Logf("$ ip netns exec %s %s %s", ns.Name, name, strings.Join(args, " "))
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s in %s: %v", name, ns.Name, err)
+	}
+	t.Cleanup(func() {
+		_ = unix.Kill(-cmd.Process.Pid, unix.SIGKILL)
+		if cmd.ProcessState == nil {
+			_ = cmd.Wait()
+		}
+	})
+	return cmd
+}
+
+// lineWriter calls fn with the fields of every line written to it, in
+// the writer's goroutine: for a command's output, every line has been
+// handled when its Wait returns.
+func lineWriter(fn func([]string)) io.Writer { return &lines{fn: fn} }
+
+type lines struct {
+	fn  func([]string)
+	buf []byte
+}
+
+func (l *lines) Write(p []byte) (int, error) {
+	l.buf = append(l.buf, p...)
+	for {
+		i := bytes.IndexByte(l.buf, '\n')
+		if i < 0 {
+			return len(p), nil
+		}
+		if f := strings.Fields(string(l.buf[:i])); len(f) > 0 {
+			l.fn(f)
+		}
+		l.buf = l.buf[i+1:]
+	}
+}
+
+// logTo returns a writer to the test log, each line after prefix.
+func logTo(t testing.TB, prefix string) io.Writer {
+	return lineWriter(func(f []string) { t.Log(prefix + strings.Join(f, " ")) })
+}
