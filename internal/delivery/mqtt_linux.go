@@ -116,7 +116,7 @@ func runMQTT(t testing.TB, n *Net, sc Schedule, rc *receiver) (created, dials []
 			}
 		}
 	}), py, script, "pub", serverIP, strconv.Itoa(mqttPort),
-		strconv.FormatFloat(sc.Length.Seconds(), 'f', 3, 64), strconv.FormatFloat(Drain.Seconds(), 'f', 3, 64))
+		strconv.FormatFloat(sc.Length.Seconds(), 'f', 3, 64), strconv.FormatFloat(sc.Drain.Seconds(), 'f', 3, 64))
 	go func() {
 		_ = pub.Wait() // its output is copied before Wait returns
 		close(done)

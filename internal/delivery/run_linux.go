@@ -91,10 +91,6 @@ func (sp Spec) String() string {
 // LogEvents makes the in-process Monitor log its events to the test log.
 var LogEvents bool
 
-// Drain is how long a run waits, after the producer stops, for the last
-// messages to be acknowledged; what is still missing then is lost.
-const Drain = 60 * time.Second
-
 // Run runs sender sp on schedule sc in fresh namespaces and returns its
 // row of the table. netmonBin is a `netmon` binary, for the daemon kind.
 func Run(t testing.TB, sc Schedule, sp Spec, netmonBin string) Row {
@@ -160,7 +156,7 @@ func runSender(t testing.TB, n *Net, sc Schedule, p pattern) (start time.Time, c
 		defer close(produced)
 		s.produce(ctx, start, sc.Length)
 	}()
-	dctx, dcancel := context.WithDeadline(ctx, start.Add(sc.Length+Drain))
+	dctx, dcancel := context.WithDeadline(ctx, start.Add(sc.Length+sc.Drain))
 	err := s.deliver(dctx)
 	dcancel()
 	cancel()

@@ -56,6 +56,9 @@ type Schedule struct {
 	// Length is how long the producer makes messages, from the start: a
 	// little past the last step's end.
 	Length time.Duration
+	// Drain is how long a run waits, after the producer stops, for the
+	// last messages to be acknowledged; what is still missing then is lost.
+	Drain time.Duration
 }
 
 // Schedules are the names NewSchedule knows, in the order of the table.
@@ -125,6 +128,9 @@ func NewSchedule(name string, seed uint64, short bool) (Schedule, error) {
 		sc.Steps = append(sc.Steps, st)
 		end = st.At + st.Len
 	}
-	sc.Length = end + tail
+	sc.Length, sc.Drain = end+tail, 60*time.Second
+	if short {
+		sc.Drain = 20 * time.Second
+	}
 	return sc, nil
 }
