@@ -3,11 +3,10 @@
 package delivery
 
 import (
-	"bytes"
+	"bufio"
 	"context"
 	_ "embed"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -63,12 +62,12 @@ func runMQTT(t testing.TB, n *Net, sc Schedule, rc *receiver) (created, dials []
 	if err := os.WriteFile(conf, []byte(fmt.Sprintf("listener %d\nallow_anonymous true\n", mqttPort)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	startProc(t, n.Server, logTo(t, "mosquitto: "), "mosquitto", "-c", conf)
+	startProc(t, n.Server, func(l string) { t.Log("mosquitto: " + l) }, "mosquitto", "-c", conf)
 
 	ready := make(chan struct{})
 	var once sync.Once
-	startProc(t, n.Server, lineWriter(func(f []string) {
-		switch {
+	startProc(t, n.Server, func(l string) {
+		switch f := strings.Fields(l); {
 		case f[0] == "READY":
 			once.Do(func() { close(ready) })
 		case f[0] == "A" && len(f) == 3:
@@ -78,7 +77,7 @@ func runMQTT(t testing.TB, n *Net, sc Schedule, rc *receiver) (created, dials []
 				rc.record(num, time.Unix(0, ns))
 			}
 		}
-	}), py, script, "sub", "127.0.0.1", strconv.Itoa(mqttPort))
+	}, py, script, "sub", "127.0.0.1", strconv.Itoa(mqttPort))
 	// The subscriber connects once (no retries): wait for the broker first.
 	if err := waitListening(n.Server, mqttPort, 10*time.Second); err != nil {
 		t.Fatal(err)
@@ -90,7 +89,6 @@ func runMQTT(t testing.TB, n *Net, sc Schedule, rc *receiver) (created, dials []
 	}
 
 	var mu sync.Mutex
-	done := make(chan struct{})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	start := time.Now()
@@ -102,10 +100,10 @@ func runMQTT(t testing.TB, n *Net, sc Schedule, rc *receiver) (created, dials []
 		}
 		applied <- d
 	}()
-	pub := startProc(t, n.Robot, lineWriter(func(f []string) {
+	pub := startProc(t, n.Robot, func(l string) {
 		mu.Lock()
 		defer mu.Unlock()
-		switch {
+		switch f := strings.Fields(l); {
 		case f[0] == "C" && len(f) == 3:
 			if ns, err := strconv.ParseInt(f[2], 10, 64); err == nil {
 				created = append(created, time.Unix(0, ns))
@@ -115,13 +113,9 @@ func runMQTT(t testing.TB, n *Net, sc Schedule, rc *receiver) (created, dials []
 				dials = append(dials, time.Unix(0, ns))
 			}
 		}
-	}), py, script, "pub", serverIP, strconv.Itoa(mqttPort),
+	}, py, script, "pub", serverIP, strconv.Itoa(mqttPort),
 		strconv.FormatFloat(sc.Length.Seconds(), 'f', 3, 64), strconv.FormatFloat(sc.Drain.Seconds(), 'f', 3, 64))
-	go func() {
-		_ = pub.Wait() // its output is copied before Wait returns
-		close(done)
-	}()
-	<-done
+	pub.wait()
 	cancel()
 	down = <-applied
 	// The broker acknowledged every message; give the subscriber, on
@@ -150,52 +144,52 @@ func waitListening(ns *netnstest.NS, port int, within time.Duration) error {
 	}
 }
 
-// startProc starts name in ns with its output to w and kills it (and
-// waits for it) when t ends. Unlike [netnstest.NS.Start] the caller
-// chooses where the output goes, and may Wait for the process itself.
-func startProc(t testing.TB, ns *netnstest.NS, w io.Writer, name string, args ...string) *exec.Cmd {
+// proc is a process started by startProc.
+type proc struct {
+	cmd     *exec.Cmd
+	scanned chan struct{} // closed when its output has ended and been read
+}
+
+// startProc starts name in ns and hands each line of its output
+// (standard output and error) to onLine, in one goroutine. It kills the
+// process (and waits for it) when t ends. Unlike [netnstest.NS.Start] the
+// caller sees the output and may wait for the process itself.
+func startProc(t testing.TB, ns *netnstest.NS, onLine func(string), name string, args ...string) *proc {
 	t.Helper()
-	cmd := ns.Command(context.Background(), name, args...)
-	cmd.Stdout, cmd.Stderr = w, w
-	cmd.SysProcAttr = &unix.SysProcAttr{Setpgid: true, Pdeathsig: unix.SIGKILL}
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{cmd: ns.Command(context.Background(), name, args...), scanned: make(chan struct{})}
+	p.cmd.Stdout, p.cmd.Stderr = w, w
+	p.cmd.SysProcAttr = &unix.SysProcAttr{Setpgid: true, Pdeathsig: unix.SIGKILL}
 	t.Logf("$ ip netns exec %s %s %s", ns.Name, name, strings.Join(args, " "))
-	if err := cmd.Start(); err != nil {
+	err = p.cmd.Start()
+	w.Close() // the child has its copy: EOF comes when the child is gone
+	if err != nil {
+		r.Close()
 		t.Fatalf("start %s in %s: %v", name, ns.Name, err)
 	}
+	go func() {
+		defer close(p.scanned)
+		defer r.Close()
+		sc := bufio.NewScanner(r)
+		for sc.Scan() {
+			onLine(sc.Text())
+		}
+	}()
 	t.Cleanup(func() {
-		_ = unix.Kill(-cmd.Process.Pid, unix.SIGKILL)
-		if cmd.ProcessState == nil {
-			_ = cmd.Wait()
-		}
+		_ = unix.Kill(-p.cmd.Process.Pid, unix.SIGKILL)
+		p.wait()
 	})
-	return cmd
+	return p
 }
 
-// lineWriter calls fn with the fields of every line written to it, in
-// the writer's goroutine: for a command's output, every line has been
-// handled when its Wait returns.
-func lineWriter(fn func([]string)) io.Writer { return &lines{fn: fn} }
-
-type lines struct {
-	fn  func([]string)
-	buf []byte
-}
-
-func (l *lines) Write(p []byte) (int, error) {
-	l.buf = append(l.buf, p...)
-	for {
-		i := bytes.IndexByte(l.buf, '\n')
-		if i < 0 {
-			return len(p), nil
-		}
-		if f := strings.Fields(string(l.buf[:i])); len(f) > 0 {
-			l.fn(f)
-		}
-		l.buf = l.buf[i+1:]
+// wait waits until the process has ended and its output has been read.
+// It may be called more than once.
+func (p *proc) wait() {
+	<-p.scanned
+	if p.cmd.ProcessState == nil {
+		_ = p.cmd.Wait()
 	}
-}
-
-// logTo returns a writer to the test log, each line after prefix.
-func logTo(t testing.TB, prefix string) io.Writer {
-	return lineWriter(func(f []string) { t.Log(prefix + strings.Join(f, " ")) })
 }

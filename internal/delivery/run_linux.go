@@ -3,12 +3,12 @@
 package delivery
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -235,32 +235,19 @@ func startDaemon(t testing.TB, ns *netnstest.NS, bin string, sp Spec) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("netmon watch logs to %s", logPath)
 	t.Cleanup(func() { f.Close() }) // after the process is gone: cleanups run last first
-	startProc(t, ns, f, bin, args...)
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if logHas(logPath, `"event":"baseline"`) {
-			return
+	t.Logf("netmon watch logs to %s", logPath)
+	baseline := make(chan struct{})
+	var once sync.Once
+	startProc(t, ns, func(l string) {
+		fmt.Fprintln(f, l)
+		if strings.Contains(l, `"event":"baseline"`) {
+			once.Do(func() { close(baseline) })
 		}
-		if time.Now().After(deadline) {
-			b, _ := os.ReadFile(logPath)
-			t.Fatalf("netmon watch wrote no baseline within 20 s:\n%s", b)
-		}
+	}, bin, args...)
+	select {
+	case <-baseline:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("netmon watch wrote no baseline within 20 s (its log: %s)", logPath)
 	}
-}
-
-// logHas reports whether a line of the file at path contains s.
-func logHas(path, s string) bool {
-	f, err := os.Open(path)
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if strings.Contains(sc.Text(), s) {
-			return true
-		}
-	}
-	return false
 }
