@@ -4,8 +4,11 @@ package delivery
 
 import (
 	"flag"
+	"fmt"
 	"os"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/seed-a56be422/netmon/internal/netnstest"
@@ -18,33 +21,53 @@ var (
 	full      = flag.Bool("delivery.full", false, "run TestDeliveryTable: every schedule and sender, full length, and print the Markdown table")
 	schedules = flag.String("delivery.schedules", strings.Join(Schedules, ","), "schedules of the table, comma-separated")
 	senders   = flag.String("delivery.senders", "plain,daemon,netmon,netmon:stabilize=0", "senders of the table, comma-separated: KIND or KIND:stabilize=DURATION (netmon's --stabilize; 0 disables the hold)")
-	seed      = flag.Uint64("delivery.seed", 1, "seed of the schedules")
+	seeds     = flag.String("delivery.seeds", "1", "seeds of the schedules, comma-separated: each schedule runs once per seed and the table pools the runs")
 	short     = flag.Bool("delivery.short", false, "use the short schedules in the table")
 	out       = flag.String("delivery.out", "", "also write the table to this file")
 	events    = flag.Bool("delivery.events", false, "log the in-process Monitor's events")
 )
 
-// runAll runs every spec on every schedule, each run in its own
-// namespaces and in parallel, and returns the rows in order.
+// runAll runs every spec on every schedule (each name drawn from every
+// seed), each run in its own namespaces and in parallel, and returns one
+// row per schedule name and spec, the seeds' runs pooled, in order.
 func runAll(t *testing.T, scs []Schedule, specs []Spec) []Row {
 	LogEvents = *events
-	rows := make([]Row, len(scs)*len(specs))
+	var names []string // schedule names in order, each once
+	idx := map[string]int{}
+	for _, sc := range scs {
+		if _, ok := idx[sc.Name]; !ok {
+			idx[sc.Name] = len(names)
+			names = append(names, sc.Name)
+		}
+	}
+	var mu sync.Mutex
+	got := map[[2]int][]Sample{}
 	t.Run("runs", func(t *testing.T) {
-		for i, sc := range scs {
+		for _, sc := range scs {
 			for j, sp := range specs {
-				t.Run(sc.Name+"/"+strings.ReplaceAll(sp.Kind+"_"+sp.Stabilize, "/", "_"), func(t *testing.T) {
+				name := fmt.Sprintf("%s/seed%d/%s_%s", sc.Name, sc.Seed, sp.Kind, sp.Stabilize)
+				t.Run(name, func(t *testing.T) {
 					t.Parallel()
 					bin := ""
 					if sp.Kind == "daemon" {
 						bin = buildNetmon(t)
 					}
-					r := Run(t, sc, sp, bin)
-					t.Logf("%s on %s: %+v", sp, sc.Name, r.Figures)
-					rows[i*len(specs)+j] = r
+					smp := Run(t, sc, sp, bin)
+					t.Logf("%s on %s (seed %d): %+v", sp, sc.Name, sc.Seed, Compute(smp))
+					mu.Lock()
+					k := [2]int{idx[sc.Name], j}
+					got[k] = append(got[k], smp)
+					mu.Unlock()
 				})
 			}
 		}
 	})
+	var rows []Row
+	for i, name := range names {
+		for j, sp := range specs {
+			rows = append(rows, Row{Schedule: name, Sender: sp.String(), Figures: Compute(got[[2]int{i, j}]...)})
+		}
+	}
 	return rows
 }
 
@@ -84,11 +107,17 @@ func TestDeliveryTable(t *testing.T) {
 	netnstest.RequirePrivileged(t)
 	var scs []Schedule
 	for _, name := range strings.Split(*schedules, ",") {
-		sc, err := NewSchedule(strings.TrimSpace(name), *seed, *short)
-		if err != nil {
-			t.Fatal(err)
+		for _, s := range strings.Split(*seeds, ",") {
+			seed, err := strconv.ParseUint(strings.TrimSpace(s), 10, 64)
+			if err != nil {
+				t.Fatalf("-delivery.seeds: %v", err)
+			}
+			sc, err := NewSchedule(strings.TrimSpace(name), seed, *short)
+			if err != nil {
+				t.Fatal(err)
+			}
+			scs = append(scs, sc)
 		}
-		scs = append(scs, sc)
 	}
 	var specs []Spec
 	for _, v := range strings.Split(*senders, ",") {
@@ -100,7 +129,7 @@ func TestDeliveryTable(t *testing.T) {
 	}
 	rows := runAll(t, scs, specs)
 	tab := Table(rows)
-	t.Logf("seed %d\n%s", *seed, tab)
+	t.Logf("seeds %s\n%s", *seeds, tab)
 	if *out != "" {
 		if err := os.WriteFile(*out, []byte(tab), 0o644); err != nil {
 			t.Error(err)

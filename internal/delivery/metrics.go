@@ -40,7 +40,8 @@ type Figures struct {
 	// Dials counts connection attempts; DownDials those whose start fell
 	// inside an outage. -1 when the sender's attempts are not counted.
 	Dials, DownDials int
-	// DownTime is the time the path was gone, in all.
+	// DownTime is the time the path was gone, in all (over every run
+	// pooled).
 	DownTime time.Duration
 	// UsableShare is the share of the time the path was there (from the
 	// start of the run to the end of production) during which netmon's
@@ -57,10 +58,11 @@ type GateChange struct {
 }
 
 // GateFigures returns the share of the time in [start, end) outside the
-// outages during which the Gate was open, and the time it was open inside
-// them. changes are in order; the Gate is closed before the first.
-func GateFigures(changes []GateChange, down []Interval, start, end time.Time) (share float64, openDown time.Duration) {
-	var upTime, openUp time.Duration
+// outages (upTime) during which the Gate was open, and the time it was
+// open inside them. changes are in order; the Gate is closed before the
+// first.
+func GateFigures(changes []GateChange, down []Interval, start, end time.Time) (share float64, openDown, upTime time.Duration) {
+	var openUp time.Duration
 	// Walk the merged boundaries of both step functions.
 	var cuts []time.Time
 	cuts = append(cuts, start, end)
@@ -96,9 +98,9 @@ func GateFigures(changes []GateChange, down []Interval, start, end time.Time) (s
 		}
 	}
 	if upTime == 0 {
-		return 0, openDown
+		return 0, openDown, 0
 	}
-	return float64(openUp) / float64(upTime), openDown
+	return float64(openUp) / float64(upTime), openDown, upTime
 }
 
 // Floor returns how long a message made at created must wait at least:
@@ -117,34 +119,62 @@ func during(t time.Time, down []Interval) bool {
 	return Floor(t, down) > 0
 }
 
-// Compute returns the figures of a run: msgs as the server saw them, the
-// outages as applied, and the start of every connection attempt (nil
-// when the sender does not count them).
-func Compute(msgs []Message, down []Interval, dials []time.Time) Figures {
-	f := Figures{Messages: len(msgs), Dials: -1, DownDials: -1, UsableShare: -1}
+// Sample is what one run recorded.
+type Sample struct {
+	// Msgs are the produced messages as the server saw them.
+	Msgs []Message
+	// Down are the outages as applied.
+	Down []Interval
+	// Dials are the starts of the sender's connection attempts; nil when
+	// they are not counted.
+	Dials []time.Time
+	// Gates are the changes of netmon's Gate, nil for senders without
+	// one; Start and End bound the time they are judged over.
+	Gates      []GateChange
+	Start, End time.Time
+}
+
+// Compute returns the figures of one or more runs of a sender (on
+// different seeds), pooled: every message's latency beyond its own run's
+// floor, every attempt against its own run's outages.
+func Compute(samples ...Sample) Figures {
+	f := Figures{Dials: -1, DownDials: -1, UsableShare: -1}
 	var beyond, lat []time.Duration
-	for _, m := range msgs {
-		f.Dups += m.Copies
-		if m.Arrived.IsZero() {
-			f.Lost++
-			continue
+	var upOpen, up float64
+	for _, s := range samples {
+		f.Messages += len(s.Msgs)
+		for _, m := range s.Msgs {
+			f.Dups += m.Copies
+			if m.Arrived.IsZero() {
+				f.Lost++
+				continue
+			}
+			l := m.Arrived.Sub(m.Created)
+			lat = append(lat, l)
+			beyond = append(beyond, max(0, l-Floor(m.Created, s.Down)))
 		}
-		l := m.Arrived.Sub(m.Created)
-		lat = append(lat, l)
-		beyond = append(beyond, max(0, l-Floor(m.Created, down)))
+		if s.Dials != nil {
+			f.Dials, f.DownDials = max(f.Dials, 0)+len(s.Dials), max(f.DownDials, 0)
+			for _, d := range s.Dials {
+				if during(d, s.Down) {
+					f.DownDials++
+				}
+			}
+		}
+		for _, iv := range s.Down {
+			f.DownTime += iv.Up.Sub(iv.Down)
+		}
+		if s.Gates != nil {
+			share, openDown, upTime := GateFigures(s.Gates, s.Down, s.Start, s.End)
+			upOpen += share * upTime.Seconds()
+			up += upTime.Seconds()
+			f.OpenWhileDown += openDown
+		}
 	}
 	f.P50, f.P95, f.Max = quantile(beyond, 0.50), quantile(beyond, 0.95), quantile(beyond, 1)
 	f.LatencyP95, f.LatencyMax = quantile(lat, 0.95), quantile(lat, 1)
-	if dials != nil {
-		f.Dials, f.DownDials = len(dials), 0
-		for _, d := range dials {
-			if during(d, down) {
-				f.DownDials++
-			}
-		}
-	}
-	for _, iv := range down {
-		f.DownTime += iv.Up.Sub(iv.Down)
+	if up > 0 {
+		f.UsableShare = upOpen / up
 	}
 	return f
 }

@@ -27,14 +27,23 @@ func TestFloorAndCompute(t *testing.T) {
 		{Created: at(3000), Arrived: at(3900)},            // 900 ms
 		{Created: at(5100)},                               // lost
 	}
-	f := Compute(msgs, down, []time.Time{at(100), at(1200), at(5400)})
+	f := Compute(Sample{Msgs: msgs, Down: down, Dials: []time.Time{at(100), at(1200), at(5400)}})
 	want := Figures{Messages: 4, Lost: 1, Dups: 2, P50: 100 * time.Millisecond, P95: 900 * time.Millisecond,
 		Max: 900 * time.Millisecond, LatencyP95: 900 * time.Millisecond, LatencyMax: 900 * time.Millisecond,
 		Dials: 3, DownDials: 2, DownTime: 1500 * time.Millisecond, UsableShare: -1}
 	if f != want {
 		t.Errorf("Compute = %+v\nwant      %+v", f, want)
 	}
-	if f := Compute(msgs, down, nil); f.Dials != -1 || f.DownDials != -1 {
+	// Pooled with a second run whose clock is elsewhere: each message is
+	// judged against its own run's outages.
+	t1 := t0.Add(time.Hour)
+	other := Sample{Msgs: []Message{{Created: t1.Add(time.Second), Arrived: t1.Add(3 * time.Second)}},
+		Down: []Interval{{Down: t1, Up: t1.Add(2 * time.Second)}}, Dials: []time.Time{t1}}
+	if g := Compute(Sample{Msgs: msgs, Down: down, Dials: []time.Time{at(100), at(1200), at(5400)}}, other); g.Messages != 5 ||
+		g.Max != time.Second || g.LatencyMax != 2*time.Second || g.Dials != 4 || g.DownDials != 3 {
+		t.Errorf("pooled Compute = %+v", g)
+	}
+	if f := Compute(Sample{Msgs: msgs, Down: down}); f.Dials != -1 || f.DownDials != -1 {
 		t.Errorf("Compute without dials: Dials %d, DownDials %d, want -1 (not measured)", f.Dials, f.DownDials)
 	}
 	tab := Table([]Row{{Schedule: "edge", Sender: "x", Figures: f}})
@@ -52,7 +61,10 @@ func TestGateFigures(t *testing.T) {
 	down := []Interval{{Down: at(2000), Up: at(3000)}, {Down: at(6000), Up: at(8000)}}
 	changes := []GateChange{{at(0), false}, {at(500), true}, {at(2005), false}, {at(4000), true},
 		{at(6000), false}, {at(8000), true}}
-	share, openDown := GateFigures(changes, down, at(0), at(10000))
+	share, openDown, upTime := GateFigures(changes, down, at(0), at(10000))
+	if upTime != 7*time.Second {
+		t.Errorf("up time %v, want 7s", upTime)
+	}
 	// open while up: 0.5-2 (1.5 s) + 4-6 (2 s) + 8-10 (2 s) = 5.5 of 7 s
 	if want := 5.5 / 7; share < want-1e-9 || share > want+1e-9 {
 		t.Errorf("share %v, want %v", share, want)

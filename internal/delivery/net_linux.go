@@ -27,6 +27,10 @@ const (
 var (
 	robotAddrs   = [2]string{"10.77.0.2/24", "10.77.0.3/24"}
 	gatewayAddrs = [2]string{"10.77.0.1/24", "10.77.0.254/24"}
+	// gatewayMACs are the two gateways' link-layer addresses: another
+	// gateway is another host, which the robot must resolve, and the old
+	// one's frames reach nobody.
+	gatewayMACs = [2]net.HardwareAddr{{0x02, 0, 0x5e, 0, 0, 0x01}, {0x02, 0, 0x5e, 0, 0, 0xfe}}
 )
 
 // Net is one run's three namespaces: the robot, the gateway (a router)
@@ -48,6 +52,7 @@ func NewNet(t testing.TB) *Net {
 	netnstest.Veth(t, n.Gateway, "server0", n.Server, "eth0")
 	n.rh, n.gh = n.Robot.NetlinkHandle(), n.Gateway.NetlinkHandle()
 	n.Gateway.Sysctl("net/ipv4/ip_forward", "1")
+	n.Gateway.IP("link", "set", gatewayDev, "address", gatewayMACs[0].String())
 	n.Gateway.IP("addr", "add", gatewayAddrs[0], "dev", gatewayDev)
 	n.Gateway.IP("addr", "add", "10.78.0.1/24", "dev", "server0")
 	n.Server.IP("addr", "add", serverIP+"/24", "dev", "eth0")
@@ -110,6 +115,9 @@ func (n *Net) step(ctx context.Context, st Step) (Interval, error) {
 		old, next := mustAddr(gatewayAddrs[n.gway]), mustAddr(gatewayAddrs[1-n.gway])
 		iv.Down = time.Now()
 		if err := n.gh.AddrDel(n.glink, old); err != nil {
+			return iv, err
+		}
+		if err := n.gh.LinkSetHardwareAddr(n.glink, gatewayMACs[1-n.gway]); err != nil {
 			return iv, err
 		}
 		if err := n.gh.AddrAdd(n.glink, next); err != nil {

@@ -91,9 +91,10 @@ func (sp Spec) String() string {
 // LogEvents makes the in-process Monitor log its events to the test log.
 var LogEvents bool
 
-// Run runs sender sp on schedule sc in fresh namespaces and returns its
-// row of the table. netmonBin is a `netmon` binary, for the daemon kind.
-func Run(t testing.TB, sc Schedule, sp Spec, netmonBin string) Row {
+// Run runs sender sp on schedule sc in fresh namespaces and returns what
+// it recorded, for [Compute]. netmonBin is a `netmon` binary, for the
+// daemon kind.
+func Run(t testing.TB, sc Schedule, sp Spec, netmonBin string) Sample {
 	t.Helper()
 	n := NewNet(t)
 	rc := startReceiver(t, n.Server)
@@ -115,15 +116,15 @@ func Run(t testing.TB, sc Schedule, sp Spec, netmonBin string) Row {
 	} else {
 		start, created, dials, down = runSender(t, n, sc, p)
 	}
-	f := Compute(rc.messages(created), down, dials)
+	smp := Sample{Msgs: rc.messages(created), Down: down, Dials: dials, Start: start, End: start.Add(sc.Length)}
 	var b strings.Builder
 	for _, iv := range down {
 		fmt.Fprintf(&b, " %+.3fs-%+.3fs", iv.Down.Sub(start).Seconds(), iv.Up.Sub(start).Seconds())
 	}
-	t.Logf("%s: outages as applied:%s", sc.Name, b.String())
+	t.Logf("%s (seed %d): outages as applied:%s", sc.Name, sc.Seed, b.String())
 	if g, ok := p.(*gated); ok {
 		g.mu.Lock()
-		f.UsableShare, f.OpenWhileDown = GateFigures(g.gates, down, start, start.Add(sc.Length))
+		smp.Gates = g.gates
 		var b strings.Builder
 		for _, c := range g.gates {
 			fmt.Fprintf(&b, " %+.3fs(%s):%v", c.At.Sub(start).Seconds(), c.At.Format("15:04:05.000"), map[bool]string{true: "open", false: "closed"}[c.Open])
@@ -131,7 +132,7 @@ func Run(t testing.TB, sc Schedule, sp Spec, netmonBin string) Row {
 		g.mu.Unlock()
 		t.Logf("%s on %s: the Gate:%s", sp, sc.Name, b.String())
 	}
-	return Row{Schedule: sc.Name, Sender: sp.String(), Figures: f}
+	return smp
 }
 
 // runSender runs the Go sender with pattern p on sc and returns when it

@@ -18,8 +18,10 @@ const (
 	// route goes with the old address and is added again.
 	AddrChange
 	// GatewaySwitch moves the default route to the other gateway: the old
-	// gateway's address goes away, and Len later the robot's default route
-	// is replaced by one via the new gateway.
+	// gateway (its address and its link-layer address) goes away, the new
+	// one (another address, another link-layer address) comes, and Len
+	// later the robot's default route is replaced by one via the new
+	// gateway, whose neighbour entry the robot must then resolve.
 	GatewaySwitch
 )
 
@@ -51,6 +53,8 @@ type Step struct {
 type Schedule struct {
 	// Name is the schedule's name: edge, out, addr or gw.
 	Name string
+	// Seed is the seed it was drawn from.
+	Seed uint64
 	// Steps are in order of At.
 	Steps []Step
 	// Length is how long the producer makes messages, from the start: a
@@ -121,7 +125,7 @@ func NewSchedule(name string, seed uint64, short bool) (Schedule, error) {
 		}
 		return b[0] + time.Duration(r.Int64N(int64(b[1]-b[0])))
 	}
-	sc := Schedule{Name: name}
+	sc := Schedule{Name: name, Seed: seed}
 	var end time.Duration
 	for range sh.n {
 		st := Step{At: end + uniform(sh.gap), Action: sh.action, Len: uniform(sh.length)}
