@@ -17,10 +17,23 @@
 // messages lost.
 //
 // The runner needs root (network namespaces); it is driven from this
-// package's tests. The full table:
+// package's tests. TestDeliveryBrief runs a short schedule for the plain
+// loop and netmon's Go pattern and checks only that every message
+// arrived. The full table (every schedule, drawn from seeds 1, 2 and 3,
+// the runs of each sender pooled; a few minutes) is one command:
 //
-//	go test ./internal/delivery -run TestDeliveryTable -delivery.full -v
+//	go test ./internal/delivery -run TestDeliveryTable -delivery.full -parallel 20 -v -delivery.out delivery.md
 //
-// and flags that choose schedules, senders and netmon's options (see
-// delivery_linux_test.go).
+// Its flags choose what to compare, e.g. before and after a change of
+// netmon's policy, in the same run:
+//
+//	-delivery.schedules edge,out,addr,gw   the schedules (see NewSchedule)
+//	-delivery.seeds 1,2,3                  the seeds; each schedule runs once per seed
+//	-delivery.senders plain,daemon,netmon,netmon:stabilize=0,mqtt
+//	                                       the senders (see Kinds); KIND:stabilize=D sets
+//	                                       netmon's --stabilize (Options.Stabilize) to D
+//	-delivery.short                        the short schedules
+//	-delivery.events                       log the in-process Monitor's events beside
+//	                                       `ip monitor`'s account of the kernel
+//	-delivery.out FILE                     also write the Markdown table to FILE
 package delivery
