@@ -23,13 +23,14 @@ var (
 	short     = flag.Bool("delivery.short", false, "use the short schedules in the table")
 	out       = flag.String("delivery.out", "", "also write the table to this file")
 	events    = flag.Bool("delivery.events", false, "log the in-process Monitor's events")
+	batching  = flag.Bool("delivery.linkwatch-batching", false, "keep the kernel's once-a-second batching of the robot's carrier changes (see NewNet)")
 )
 
 // runAll runs every spec on every schedule (each name drawn from every
 // seed), each run in its own namespaces and in parallel, and returns one
 // row per schedule name and spec, the seeds' runs pooled, in order.
 func runAll(t *testing.T, scs []Schedule, specs []Spec) []Row {
-	LogEvents = *events
+	LogEvents, LinkwatchBatching = *events, *batching
 	var names []string // schedule names in order, each once
 	idx := map[string]int{}
 	for _, sc := range scs {
@@ -66,7 +67,7 @@ func runAll(t *testing.T, scs []Schedule, specs []Spec) []Row {
 			if len(got[[2]int{i, j}]) == 0 {
 				continue // skipped (mosquitto or paho missing)
 			}
-			rows = append(rows, Row{Schedule: name, Sender: sp.String(), Figures: Compute(got[[2]int{i, j}]...)})
+			rows = append(rows, Row{Schedule: name, Sender: sp.String(), Kind: sp.Kind, Figures: Compute(got[[2]int{i, j}]...)})
 		}
 	}
 	return rows
@@ -137,7 +138,8 @@ func TestDeliveryTable(t *testing.T) {
 		}
 	}
 	for _, r := range rows {
-		if r.Lost != 0 {
+		// Our senders must lose nothing; MQTT's figures are what they are.
+		if r.Lost != 0 && r.Kind != "mqtt" {
 			t.Errorf("%s on %s: %d of %d messages lost", r.Sender, r.Schedule, r.Lost, r.Messages)
 		}
 	}

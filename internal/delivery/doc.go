@@ -35,5 +35,7 @@
 //	-delivery.short                        the short schedules
 //	-delivery.events                       log the in-process Monitor's events beside
 //	                                       `ip monitor`'s account of the kernel
+//	-delivery.linkwatch-batching           keep the kernel's batching of carrier changes
+//	                                       (see NewNet)
 //	-delivery.out FILE                     also write the Markdown table to FILE
 package delivery

@@ -194,6 +194,8 @@ func quantile(ds []time.Duration, q float64) time.Duration {
 // Row is one line of the table: a sender on a schedule.
 type Row struct {
 	Schedule, Sender string
+	// Kind is the sender's kind (see Kinds), Sender its name in the table.
+	Kind string
 	Figures
 }
 

@@ -25,7 +25,6 @@ const (
 )
 
 var (
-	robotAddrs   = [2]string{"10.77.0.2/24", "10.77.0.3/24"}
 	gatewayAddrs = [2]string{"10.77.0.1/24", "10.77.0.254/24"}
 	// gatewayMACs are the two gateways' link-layer addresses: another
 	// gateway is another host, which the robot must resolve, and the old
@@ -33,21 +32,46 @@ var (
 	gatewayMACs = [2]net.HardwareAddr{{0x02, 0, 0x5e, 0, 0, 0x01}, {0x02, 0, 0x5e, 0, 0, 0xfe}}
 )
 
+// robotAddr is the robot's address after k changes: a new one each time,
+// as from a DHCP server that gives another lease, so that a connection
+// left on an old address never comes back to life.
+func robotAddr(k int) string { return fmt.Sprintf("10.77.0.%d/24", 2+k%200) }
+
 // Net is one run's three namespaces: the robot, the gateway (a router)
 // and the server.
 type Net struct {
 	Robot, Gateway, Server *netnstest.NS
 
-	rh, gh     *netlink.Handle // netlink in the robot's and the gateway's namespaces
-	rlink      netlink.Link    // the robot's end of the veth
-	glink      netlink.Link    // the gateway's end of it
-	addr, gway int             // indexes into robotAddrs and gatewayAddrs in use
+	rh, gh *netlink.Handle // netlink in the robot's and the gateway's namespaces
+	rlink  netlink.Link    // the robot's end of the veth
+	glink  netlink.Link    // the gateway's end of it
+	addr   int             // the robot's address changes so far (see robotAddr)
+	gway   int             // index into gatewayAddrs in use
 }
 
+// LinkwatchBatching keeps the kernel's batching of the robot's carrier
+// changes (see NewNet).
+var LinkwatchBatching bool
+
 // NewNet builds the namespaces of a run; they go when t ends.
+//
+// The kernel reports a device's carrier loss through its linkwatch, which
+// runs at most once a second for the whole machine unless the event is
+// urgent (net/core/link_watch.c, linkwatch_urgent_event): a loss within a
+// second of any other device's change, in any namespace, is reported up
+// to a second late, and a drop shorter than that not at all. A veth end
+// whose peer has the same ifindex (as each end of a pair made in fresh
+// namespaces has: 2) is not urgent, like a wlan0; runs side by side then
+// delay each other's notifications. Unless LinkwatchBatching is set, a
+// placeholder veth pair in the gateway's namespace shifts its end's index,
+// which makes the pair's events urgent: the robot learns of each drop at
+// once, as on a quiet machine, whatever else runs.
 func NewNet(t testing.TB) *Net {
 	t.Helper()
 	n := &Net{Robot: netnstest.New(t), Gateway: netnstest.New(t), Server: netnstest.New(t)}
+	if !LinkwatchBatching {
+		n.Gateway.IP("link", "add", "pad0", "type", "veth", "peer", "name", "pad1")
+	}
 	n.rlink, n.glink = netnstest.Veth(t, n.Robot, robotDev, n.Gateway, gatewayDev)
 	netnstest.Veth(t, n.Gateway, "server0", n.Server, "eth0")
 	n.rh, n.gh = n.Robot.NetlinkHandle(), n.Gateway.NetlinkHandle()
@@ -57,7 +81,7 @@ func NewNet(t testing.TB) *Net {
 	n.Gateway.IP("addr", "add", "10.78.0.1/24", "dev", "server0")
 	n.Server.IP("addr", "add", serverIP+"/24", "dev", "eth0")
 	n.Server.IP("route", "add", "default", "via", "10.78.0.1")
-	n.Robot.IP("addr", "add", robotAddrs[0], "dev", robotDev)
+	n.Robot.IP("addr", "add", robotAddr(0), "dev", robotDev)
 	n.Robot.IP("route", "add", "default", "via", hostOf(gatewayAddrs[0]))
 	return n
 }
@@ -99,7 +123,7 @@ func (n *Net) step(ctx context.Context, st Step) (Interval, error) {
 			return iv, err
 		}
 	case AddrChange:
-		old, next := mustAddr(robotAddrs[n.addr]), mustAddr(robotAddrs[1-n.addr])
+		old, next := mustAddr(robotAddr(n.addr)), mustAddr(robotAddr(n.addr+1))
 		iv.Down = time.Now()
 		if err := n.rh.AddrDel(n.rlink, old); err != nil {
 			return iv, err
@@ -110,7 +134,7 @@ func (n *Net) step(ctx context.Context, st Step) (Interval, error) {
 		if err := n.defaultVia(gatewayAddrs[n.gway]); err != nil {
 			return iv, err
 		}
-		n.addr = 1 - n.addr
+		n.addr++
 	case GatewaySwitch:
 		old, next := mustAddr(gatewayAddrs[n.gway]), mustAddr(gatewayAddrs[1-n.gway])
 		iv.Down = time.Now()
