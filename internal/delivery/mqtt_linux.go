@@ -115,6 +115,15 @@ func runMQTT(t testing.TB, n *Net, sc Schedule, rc *receiver) (created, dials []
 		}
 	}, py, script, "pub", serverIP, strconv.Itoa(mqttPort),
 		strconv.FormatFloat(sc.Length.Seconds(), 'f', 3, 64), strconv.FormatFloat(sc.Drain.Seconds(), 'f', 3, 64))
+	// The publisher stops by itself after its drain; one stuck on a dead
+	// connection (paho's loop_stop waits for its network thread) is killed.
+	go func() {
+		select {
+		case <-time.After(time.Until(start.Add(sc.Length + sc.Drain + 5*time.Second))):
+			_ = unix.Kill(-pub.cmd.Process.Pid, unix.SIGKILL)
+		case <-pub.scanned:
+		}
+	}()
 	pub.wait()
 	cancel()
 	down = <-applied
