@@ -18,7 +18,7 @@ import (
 var (
 	full      = flag.Bool("delivery.full", false, "run TestDeliveryTable: every schedule and sender, full length, and print the Markdown table")
 	schedules = flag.String("delivery.schedules", strings.Join(Schedules, ","), "schedules of the table, comma-separated")
-	senders   = flag.String("delivery.senders", "plain,daemon,netmon,netmon:stabilize=0,mqtt", "senders of the table, comma-separated: KIND or KIND:stabilize=DURATION (netmon's --stabilize; 0 disables the hold)")
+	senders   = flag.String("delivery.senders", "plain,daemon,netmon,netmon:stabilize=0,mqtt", "senders of the table, comma-separated: KIND or KIND:OPTION[:OPTION] with stabilize=DURATION (netmon's --stabilize; 0 disables the hold) or keep (netmon: keep connections through outages)")
 	seeds     = flag.String("delivery.seeds", "1,2,3", "seeds of the schedules, comma-separated: each schedule runs once per seed and the table pools the runs")
 	short     = flag.Bool("delivery.short", false, "use the short schedules in the table")
 	out       = flag.String("delivery.out", "", "also write the table to this file")
@@ -44,7 +44,7 @@ func runAll(t *testing.T, scs []Schedule, specs []Spec) []Row {
 	t.Run("runs", func(t *testing.T) {
 		for _, sc := range scs {
 			for j, sp := range specs {
-				name := fmt.Sprintf("%s/seed%d/%s_%s", sc.Name, sc.Seed, sp.Kind, sp.Stabilize)
+				name := fmt.Sprintf("%s/seed%d/%s_%s_%v", sc.Name, sc.Seed, sp.Kind, sp.Stabilize, sp.Keep)
 				t.Run(name, func(t *testing.T) {
 					t.Parallel()
 					bin := ""
@@ -141,6 +141,30 @@ func TestDeliveryTable(t *testing.T) {
 		// Our senders must lose nothing; MQTT's figures are what they are.
 		if r.Lost != 0 && r.Kind != "mqtt" {
 			t.Errorf("%s on %s: %d of %d messages lost", r.Sender, r.Schedule, r.Lost, r.Messages)
+		}
+	}
+}
+
+func TestParseSpec(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want Spec
+		bad  bool
+	}{
+		{in: "plain", want: Spec{Kind: "plain"}},
+		{in: "netmon:stabilize=0", want: Spec{Kind: "netmon", Stabilize: "0"}},
+		{in: "netmon:keep:stabilize=0s", want: Spec{Kind: "netmon", Keep: true, Stabilize: "0s"}},
+		{in: "daemon:stabilize=200ms", want: Spec{Kind: "daemon", Stabilize: "200ms"}},
+		{in: "daemon:keep", bad: true},
+		{in: "plain:stabilize=0", bad: true},
+		{in: "mqtt:stabilize=0", bad: true},
+		{in: "netmon:stabilize=soon", bad: true},
+		{in: "netmon:fast", bad: true},
+		{in: "carrier-pigeon", bad: true},
+	} {
+		got, err := ParseSpec(c.in)
+		if (err != nil) != c.bad || err == nil && got != c.want {
+			t.Errorf("ParseSpec(%q) = %+v, %v; want %+v, error %v", c.in, got, err, c.want, c.bad)
 		}
 	}
 }

@@ -31,7 +31,9 @@
 //	-delivery.seeds 1,2,3                  the seeds; each schedule runs once per seed
 //	-delivery.senders plain,daemon,netmon,netmon:stabilize=0,mqtt
 //	                                       the senders (see Kinds); KIND:stabilize=D sets
-//	                                       netmon's --stabilize (Options.Stabilize) to D
+//	                                       netmon's --stabilize (Options.Stabilize) to D,
+//	                                       netmon:keep keeps connections through outages
+//	                                       (options combine: netmon:keep:stabilize=0)
 //	-delivery.short                        the short schedules
 //	-delivery.events                       log the in-process Monitor's events beside
 //	                                       `ip monitor`'s account of the kernel

@@ -20,6 +20,9 @@ import (
 type Spec struct {
 	// Kind is one of Kinds.
 	Kind string
+	// Keep, for the netmon kind, keeps connections through outages (see
+	// gated.keep) instead of dropping them when the Gate closes.
+	Keep bool
 	// Stabilize, if not empty, is the value of netmon's --stabilize
 	// (a duration; 0 disables the hold) for the daemon, and the same for
 	// the in-process Monitor's Options.Stabilize. Empty: netmon's default.
@@ -35,14 +38,18 @@ type Spec struct {
 //     robot's namespace: what the daemon alone gives every program.
 //   - netmon: netmon's Go pattern as examples/sender teaches it, the
 //     Monitor in-process watching the robot's namespace (dial through the
-//     Gate, drop the connection when the Gate closes or on a rebind).
+//     Gate, drop the connection when the Gate closes or on a rebind). With
+//     the option keep (netmon:keep), the connection is kept through an
+//     outage and ended when the Gate reopens with acknowledgements
+//     outstanding, the resend then made on a fresh connection.
 //   - mqtt: MQTT QoS 1 through mosquitto, with paho-mqtt's defaults (a
 //     Python publisher on the robot, a subscriber beside the broker), what
 //     a robot engineer would pick instead. Needs mosquitto and
 //     python3-paho-mqtt.
 var Kinds = []string{"plain", "daemon", "netmon", "mqtt"}
 
-// ParseSpec parses "KIND" or "KIND:stabilize=DURATION".
+// ParseSpec parses "KIND" or "KIND:OPTION[:OPTION]", the options
+// stabilize=DURATION (daemon, netmon) and keep (netmon).
 func ParseSpec(v string) (Spec, error) {
 	kind, opts, _ := strings.Cut(v, ":")
 	sp := Spec{Kind: kind}
@@ -59,7 +66,7 @@ func ParseSpec(v string) (Spec, error) {
 	if kind == "plain" || kind == "mqtt" {
 		return sp, fmt.Errorf("delivery: sender %q: the plain loop runs no netmon to set options of", v)
 	}
-	for _, o := range strings.Split(opts, ",") {
+	for _, o := range strings.Split(opts, ":") {
 		k, val, _ := strings.Cut(o, "=")
 		switch k {
 		case "stabilize":
@@ -67,8 +74,13 @@ func ParseSpec(v string) (Spec, error) {
 				return sp, fmt.Errorf("delivery: sender %q: stabilize: %w", v, err)
 			}
 			sp.Stabilize = val
+		case "keep":
+			if kind != "netmon" || val != "" {
+				return sp, fmt.Errorf("delivery: sender %q: keep is an option of netmon and takes no value", v)
+			}
+			sp.Keep = true
 		default:
-			return sp, fmt.Errorf("delivery: sender %q: unknown option %q (want stabilize=DURATION)", v, k)
+			return sp, fmt.Errorf("delivery: sender %q: unknown option %q (want stabilize=DURATION or keep)", v, k)
 		}
 	}
 	return sp, nil
@@ -82,6 +94,9 @@ func (sp Spec) String() string {
 		"netmon": "netmon's Go pattern (Monitor in-process)",
 		"mqtt":   "MQTT QoS 1, paho-mqtt through mosquitto, their defaults",
 	}[sp.Kind]
+	if sp.Keep {
+		name += ", connection kept through outages"
+	}
 	if sp.Stabilize != "" {
 		name += ", `--stabilize=" + sp.Stabilize + "`"
 	}
@@ -218,7 +233,7 @@ func startMonitor(t testing.TB, ns *netnstest.NS, sp Spec) *gated {
 	if err := m.Gate().Wait(wctx); err != nil {
 		t.Fatalf("monitor of %s: the gate did not open: %v", ns.Name, err)
 	}
-	p := &gated{m: m, g: m.Gate()}
+	p := &gated{m: m, g: m.Gate(), keep: sp.Keep}
 	go p.follow(ctx)
 	return p
 }

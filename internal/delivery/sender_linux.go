@@ -46,8 +46,9 @@ type pattern interface {
 	connect(ctx context.Context, dial func(context.Context) (net.Conn, error)) (net.Conn, error)
 	// ends returns a channel closed when the pattern wants the connection
 	// made by the last connect given up (nil: never), watched until done
-	// is closed.
-	ends(done <-chan struct{}) <-chan struct{}
+	// is closed; outstanding says whether messages written on it wait for
+	// their acknowledgement.
+	ends(done <-chan struct{}, outstanding func() bool) <-chan struct{}
 	// report tells the pattern that the connection failed with err.
 	report(err error)
 }
@@ -67,8 +68,8 @@ func (plainLoop) connect(ctx context.Context, dial func(context.Context) (net.Co
 	}
 }
 
-func (plainLoop) ends(<-chan struct{}) <-chan struct{} { return nil }
-func (plainLoop) report(error)                         {}
+func (plainLoop) ends(<-chan struct{}, func() bool) <-chan struct{} { return nil }
+func (plainLoop) report(error)                                      {}
 
 // gated is netmon's pattern as examples/sender teaches it: every dial goes
 // through the Monitor's Gate (held while the state is down, retried by the
@@ -78,6 +79,11 @@ type gated struct {
 	m      *netmon.Monitor
 	g      *gate.Sender
 	rebind <-chan struct{} // taken right before the last dial
+	// keep keeps a connection through an outage (the Gate closed, no
+	// rebind) and ends it when the Gate reopens with acknowledgements
+	// outstanding, as issue 26 asks netmon to teach, instead of dropping
+	// it when the Gate closes.
+	keep bool
 
 	mu    sync.Mutex // guards gates
 	gates []GateChange
@@ -108,22 +114,29 @@ func (p *gated) connect(ctx context.Context, dial func(context.Context) (net.Con
 	return c, err
 }
 
-func (p *gated) ends(done <-chan struct{}) <-chan struct{} {
+func (p *gated) ends(done <-chan struct{}, outstanding func() bool) <-chan struct{} {
 	out := make(chan struct{})
 	gs, rebind := p.g.State(), p.rebind
 	go func() {
-		for gs.Open {
+		defer close(out)
+		closed := false // the Gate closed during this connection
+		for {
+			if !gs.Open && !p.keep {
+				return
+			}
+			if gs.Open && closed && outstanding() {
+				return // a return with acknowledgements outstanding: resend on a fresh connection
+			}
+			closed = closed || !gs.Open
 			select {
 			case <-gs.Changed():
 				gs = p.g.State()
 			case <-rebind:
-				close(out)
 				return
 			case <-done:
 				return
 			}
 		}
-		close(out)
 	}()
 	return out
 }
@@ -160,22 +173,22 @@ func newSender(robot *netnstest.NS, p pattern) *sender {
 		more: make(chan struct{}, 1), acks: make(chan struct{}, 1)}
 }
 
-// signal wakes the writer without blocking.
-func signal(c chan struct{}) {
+// poke wakes the writer without blocking.
+func poke(c chan struct{}) {
 	select {
 	case c <- struct{}{}:
 	default:
 	}
 }
 
-// produce makes one message every Every until length has passed since
+// produce makes a message each Every (50 ms) until length has passed since
 // start or ctx ends.
 func (s *sender) produce(ctx context.Context, start time.Time, length time.Duration) {
 	defer func() {
 		s.mu.Lock()
 		s.produced = true
 		s.mu.Unlock()
-		signal(s.more)
+		poke(s.more)
 	}()
 	for next := start; next.Before(start.Add(length)); next = next.Add(Every) {
 		if sleepUntil(ctx, next) != nil {
@@ -185,7 +198,7 @@ func (s *sender) produce(ctx context.Context, start time.Time, length time.Durat
 		s.created = append(s.created, time.Now())
 		s.acked = append(s.acked, false)
 		s.mu.Unlock()
-		signal(s.more)
+		poke(s.more)
 	}
 }
 
@@ -208,7 +221,7 @@ func (s *sender) ack(n int) {
 	for s.low <= len(s.acked) && s.acked[s.low-1] {
 		s.low++
 	}
-	signal(s.acks)
+	poke(s.acks)
 }
 
 // next returns the first unacknowledged message from n on (0: none made
@@ -281,7 +294,14 @@ func (s *sender) deliver(ctx context.Context) error {
 // came on it.
 func (s *sender) session(ctx context.Context, conn net.Conn) (progress bool, err error) {
 	done := make(chan struct{})
-	ends := s.p.ends(done)
+	cursor := 1
+	var cursorMu sync.Mutex // cursor is read by the pattern's watcher
+	ends := s.p.ends(done, func() bool {
+		cursorMu.Lock()
+		defer cursorMu.Unlock()
+		_, outstanding := s.next(cursor)
+		return outstanding
+	})
 	readErr := make(chan error, 1)
 	go func() { readErr <- s.readAcks(conn) }()
 	defer func() {
@@ -293,7 +313,6 @@ func (s *sender) session(ctx context.Context, conn net.Conn) (progress bool, err
 	stall := time.NewTimer(AckTimeout)
 	defer stall.Stop()
 	last := time.Now() // the last acknowledgement, or when messages became outstanding
-	cursor := 1
 	var line []byte
 	for {
 		n, outstanding := s.next(cursor)
@@ -305,7 +324,9 @@ func (s *sender) session(ctx context.Context, conn net.Conn) (progress bool, err
 			if _, err := w.Write(line); err != nil {
 				return progress, err
 			}
+			cursorMu.Lock()
 			cursor = n + 1
+			cursorMu.Unlock()
 		}
 		if w.Buffered() > 0 {
 			_ = conn.SetWriteDeadline(time.Now().Add(AckTimeout))
