@@ -29,7 +29,7 @@
 //
 //	-delivery.schedules edge,out,addr,gw   the schedules (see NewSchedule)
 //	-delivery.seeds 1,2,3                  the seeds; each schedule runs once per seed
-//	-delivery.senders plain,daemon,netmon,netmon:stabilize=0,mqtt
+//	-delivery.senders plain,daemon,netmon,netmon:stabilize=0,python,mqtt
 //	                                       the senders (see Kinds); KIND:stabilize=D sets
 //	                                       netmon's --stabilize (Options.Stabilize) to D,
 //	                                       netmon:keep keeps connections through outages

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -88,6 +89,18 @@ func runMQTT(t testing.TB, n *Net, sc Schedule, rc *receiver) (created, dials []
 		t.Fatal("the MQTT subscriber did not subscribe within 10 s")
 	}
 
+	return runProducer(t, n, sc, py, script, "pub", serverIP, strconv.Itoa(mqttPort),
+		strconv.FormatFloat(sc.Length.Seconds(), 'f', 3, 64), strconv.FormatFloat(sc.Drain.Seconds(), 'f', 3, 64))
+}
+
+// runProducer runs a producer program in the robot's namespace while sc is
+// applied. The program makes its messages itself and prints "C N NS" when
+// it makes message N and "D NS" when it starts a connection attempt
+// (wall-clock nanoseconds), then exits after its drain; arrivals are
+// recorded by whoever serves it. runProducer returns the creation times,
+// the attempts and the outages as applied.
+func runProducer(t testing.TB, n *Net, sc Schedule, name string, args ...string) (created, dials []time.Time, down []Interval) {
+	t.Helper()
 	var mu sync.Mutex
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -103,7 +116,9 @@ func runMQTT(t testing.TB, n *Net, sc Schedule, rc *receiver) (created, dials []
 	pub := startProc(t, n.Robot, func(l string) {
 		mu.Lock()
 		defer mu.Unlock()
-		switch f := strings.Fields(l); {
+		f := strings.Fields(l)
+		switch {
+		case len(f) == 0:
 		case f[0] == "C" && len(f) == 3:
 			if ns, err := strconv.ParseInt(f[2], 10, 64); err == nil {
 				created = append(created, time.Unix(0, ns))
@@ -112,10 +127,11 @@ func runMQTT(t testing.TB, n *Net, sc Schedule, rc *receiver) (created, dials []
 			if ns, err := strconv.ParseInt(f[1], 10, 64); err == nil {
 				dials = append(dials, time.Unix(0, ns))
 			}
+		case f[0] != "END":
+			t.Log(name + ": " + l)
 		}
-	}, py, script, "pub", serverIP, strconv.Itoa(mqttPort),
-		strconv.FormatFloat(sc.Length.Seconds(), 'f', 3, 64), strconv.FormatFloat(sc.Drain.Seconds(), 'f', 3, 64))
-	// The publisher stops by itself after its drain; one stuck on a dead
+	}, name, args...)
+	// The program stops by itself after its drain; one stuck on a dead
 	// connection (paho's loop_stop waits for its network thread) is killed.
 	go func() {
 		select {
@@ -127,7 +143,7 @@ func runMQTT(t testing.TB, n *Net, sc Schedule, rc *receiver) (created, dials []
 	pub.wait()
 	cancel()
 	down = <-applied
-	// The broker acknowledged every message; give the subscriber, on
+	// The server side has what was acknowledged; give a subscriber, on
 	// loopback, a moment for the last ones.
 	time.Sleep(500 * time.Millisecond)
 	mu.Lock()
@@ -201,4 +217,27 @@ func (p *proc) wait() {
 	if p.cmd.ProcessState == nil {
 		_ = p.cmd.Wait()
 	}
+}
+
+// robotProducer runs robot_sender.py's Sender with a producer in front.
+//
+//go:embed robot_producer.py
+var robotProducer []byte
+
+// runPython runs the Python client's pattern on sc: `netmon watch
+// --socket` (with sp's options) and robot_sender.py's Sender in the
+// robot's namespace, against the receiver.
+func runPython(t testing.TB, n *Net, sc Schedule, sp Spec, netmonBin string) (created, dials []time.Time, down []Interval) {
+	t.Helper()
+	py := netnstest.RequireCommand(t, "python3", "python3")
+	_, self, _, _ := runtime.Caller(0)
+	examples := filepath.Join(filepath.Dir(self), "..", "..", "examples", "python")
+	dir := netnstest.OpenDir(t)
+	script, socket := filepath.Join(dir, "robot_producer.py"), filepath.Join(dir, "netmon.sock")
+	if err := os.WriteFile(script, robotProducer, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	startDaemon(t, n.Robot, netmonBin, sp, socket)
+	return runProducer(t, n, sc, py, script, examples, socket, serverIP, strconv.Itoa(serverPort),
+		strconv.FormatFloat(sc.Length.Seconds(), 'f', 3, 64), strconv.FormatFloat(sc.Drain.Seconds(), 'f', 3, 64))
 }

@@ -42,14 +42,18 @@ type Spec struct {
 //     the option keep (netmon:keep), the connection is kept through an
 //     outage and ended when the Gate reopens with acknowledgements
 //     outstanding, the resend then made on a fresh connection.
+//   - python: the Python client's pattern, examples/python/robot_sender.py's
+//     Sender as it is (wait_online before each connection, drop the
+//     connection when the state goes down or on a rebind), with `netmon
+//     watch --socket` beside it and a producer in front (robot_producer.py).
 //   - mqtt: MQTT QoS 1 through mosquitto, with paho-mqtt's defaults (a
 //     Python publisher on the robot, a subscriber beside the broker), what
 //     a robot engineer would pick instead. Needs mosquitto and
 //     python3-paho-mqtt.
-var Kinds = []string{"plain", "daemon", "netmon", "mqtt"}
+var Kinds = []string{"plain", "daemon", "netmon", "python", "mqtt"}
 
 // ParseSpec parses "KIND" or "KIND:OPTION[:OPTION]", the options
-// stabilize=DURATION (daemon, netmon) and keep (netmon).
+// stabilize=DURATION (daemon, netmon, python) and keep (netmon).
 func ParseSpec(v string) (Spec, error) {
 	kind, opts, _ := strings.Cut(v, ":")
 	sp := Spec{Kind: kind}
@@ -64,7 +68,7 @@ func ParseSpec(v string) (Spec, error) {
 		return sp, nil
 	}
 	if kind == "plain" || kind == "mqtt" {
-		return sp, fmt.Errorf("delivery: sender %q: the plain loop runs no netmon to set options of", v)
+		return sp, fmt.Errorf("delivery: sender %q: %s runs no netmon to set options of", v, kind)
 	}
 	for _, o := range strings.Split(opts, ":") {
 		k, val, _ := strings.Cut(o, "=")
@@ -92,6 +96,7 @@ func (sp Spec) String() string {
 		"plain":  "plain loop, no netmon",
 		"daemon": "plain loop + `netmon watch` beside it",
 		"netmon": "netmon's Go pattern (Monitor in-process)",
+		"python": "the Python client's pattern (robot_sender.py + `netmon watch --socket`)",
 		"mqtt":   "MQTT QoS 1, paho-mqtt through mosquitto, their defaults",
 	}[sp.Kind]
 	if sp.Keep {
@@ -121,14 +126,18 @@ func Run(t testing.TB, sc Schedule, sp Spec, netmonBin string) Sample {
 	)
 	switch sp.Kind {
 	case "daemon":
-		startDaemon(t, n.Robot, netmonBin, sp)
+		startDaemon(t, n.Robot, netmonBin, sp, "")
 	case "netmon":
 		p = startMonitor(t, n.Robot, sp)
 	}
-	if sp.Kind == "mqtt" {
+	switch sp.Kind {
+	case "mqtt":
 		start = time.Now() // about: the publisher starts Apply at its own start
 		created, dials, down = runMQTT(t, n, sc, rc)
-	} else {
+	case "python":
+		start = time.Now()
+		created, dials, down = runPython(t, n, sc, sp, netmonBin)
+	default:
 		start, created, dials, down = runSender(t, n, sc, p)
 	}
 	smp := Sample{Msgs: rc.messages(created), Down: down, Dials: dials, Start: start, End: start.Add(sc.Length)}
@@ -239,10 +248,14 @@ func startMonitor(t testing.TB, ns *netnstest.NS, sp Spec) *gated {
 }
 
 // startDaemon runs `netmon watch` in ns until t ends, its JSON log in a
-// file, and waits for its baseline.
-func startDaemon(t testing.TB, ns *netnstest.NS, bin string, sp Spec) {
+// file, and waits for its baseline. With socket, it serves the local API
+// there.
+func startDaemon(t testing.TB, ns *netnstest.NS, bin string, sp Spec, socket string) {
 	t.Helper()
 	args := []string{"watch", "--sockerr=off", "--log-format", "json"}
+	if socket != "" {
+		args = append(args, "--socket", socket)
+	}
 	if sp.Stabilize != "" {
 		args = append(args, "--stabilize="+sp.Stabilize)
 	}
