@@ -321,7 +321,9 @@ func (r *outboxRun) readAcks(conn net.Conn) error {
 		if news {
 			r.s.mu.Lock()
 			r.s.nAcked++
+			n := r.s.nAcked
 			r.s.mu.Unlock()
+			r.s.progress(n)
 		}
 		return nil
 	})
