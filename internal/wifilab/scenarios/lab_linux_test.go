@@ -342,13 +342,15 @@ func testRoam(t *testing.T, r *rig) {
 		t.Errorf("roamed %v, want from %s to %s", e, ap1BSSID, ap2BSSID)
 	}
 	t.Logf("roam: %v (downtime %v)", e.str("msg"), e.str("downtime"))
-	// After the roam: both ramps end (AP2 strong, AP1 faint), then AP2
-	// fades to -80 dBm, and netmon's signal line for that fade closes the
-	// window. An outage netmon declared late (a roam taken for a
-	// disconnect once the roam window passed, a carrier loss after the
-	// association) is in the journal before that line.
+	// After the roam: both ramps end (AP2 strong, AP1 faint), AP1 goes
+	// out of reach (the station has nowhere else to go), then AP2 fades to
+	// -80 dBm, and netmon's signal line for that fade closes the window.
+	// An outage netmon declared late (a roam taken for a disconnect once
+	// the roam window passed, a carrier loss after the association) is in
+	// the journal before that line.
 	med.line(t, `ramp .* done at -80 dBm`, 60*time.Second)
 	med.line(t, `ramp .* done at -40 dBm`, 60*time.Second)
+	r.medium(t, "link", "phy0", "phy2", "off")
 	r.medium(t, "signal", "phy1", "phy2", "-80")
 	after := nm.entry(t, `"wifi":"signal"|"event":"state".*"state":"down"`, 60*time.Second)
 	if after.str("event") == "state" {
