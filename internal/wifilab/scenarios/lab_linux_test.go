@@ -317,12 +317,16 @@ func testRoam(t *testing.T, r *rig) {
 	r.resetMedium(t)
 	r.medium(t, "signal", "phy0", "phy2", "-45")
 	r.medium(t, "signal", "phy1", "phy2", "-85")
+	// AP2 out of reach until the station is with AP1: a scan that missed
+	// AP1's beacons on a loaded machine would pick the far AP.
+	r.medium(t, "link", "phy1", "phy2", "off")
 	r.ap(t, "ap1", ap1)
 	r.ap(t, "ap2", ap2)
 	wpa := r.station(t, "key_mgmt=NONE")
 	if l := wpa.line(t, "CTRL-EVENT-CONNECTED", 30*time.Second); !strings.Contains(l, ap1BSSID) {
 		t.Fatalf("station connected to the far AP: %s", l)
 	}
+	r.medium(t, "link", "phy1", "phy2", "on")
 	r.connectStatic(t)
 	nm := r.netmon(t)
 	nm.entry(t, `"event":"baseline".*"state":"up"`, 30*time.Second)
