@@ -345,7 +345,9 @@ func (r *outboxRun) readAcks(conn net.Conn) error {
 			r.s.success(r.s.dst)
 			r.s.mu.Lock()
 			r.s.nAcked++
+			n := r.s.nAcked
 			r.s.mu.Unlock()
+			r.s.progress(n)
 		}
 		return nil
 	})

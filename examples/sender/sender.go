@@ -522,8 +522,8 @@ func readError(conn net.Conn, err error) error {
 // ack marks seq acknowledged and reports whether that is news.
 func (s *sender) ack(seq int) bool {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.acked[seq] {
+		s.mu.Unlock()
 		return false
 	}
 	s.acked[seq] = true
@@ -531,5 +531,22 @@ func (s *sender) ack(seq int) bool {
 	if seq < s.cursor {
 		s.inflight--
 	}
+	n := s.nAcked
+	s.mu.Unlock()
+	s.progress(n)
 	return true
+}
+
+// progressEvery is how many acknowledgements apart the sender logs its
+// progress.
+const progressEvery = 50
+
+// progress logs, at debug level, every progressEvery-th acknowledged
+// message and the last, so that a run's log shows (with the time) how far
+// delivery had come when the network changed; the Wi-Fi lab waits on these
+// lines.
+func (s *sender) progress(acked int) {
+	if acked%progressEvery == 0 || acked == s.cfg.count {
+		s.log.Debug("acknowledged", zap.Int("acked", acked), zap.Int("of", s.cfg.count))
+	}
 }

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/seed-a56be422/netmon/internal/netnstest"
 )
 
 // readNewc parses a cpio "newc" archive as the kernel's initramfs unpacker
@@ -74,7 +76,7 @@ func TestArchiveIsWhatTheKernelUnpacks(t *testing.T) {
 
 func TestPackageVersionsNamesWhatIsMissing(t *testing.T) {
 	if _, err := os.Stat("/usr/bin/dpkg-query"); err != nil {
-		t.Skip("not a Debian machine (no dpkg-query)")
+		netnstest.Skip(t, "not a Debian machine (no dpkg-query)")
 	}
 	_, err := packageVersions(context.Background(), []string{"dash", "netmon-no-such-package"})
 	if err == nil || !strings.Contains(err.Error(), "apt-get install netmon-no-such-package") {
@@ -94,7 +96,7 @@ func TestModulesNamesAMissingModule(t *testing.T) {
 // QEMU's own words, well inside the boot timeout, and leaves nothing behind.
 func TestBootFailureSaysWhyAndEnds(t *testing.T) {
 	if _, err := lookTool("qemu-system-x86_64"); err != nil {
-		t.Skip("qemu-system-x86_64 not installed")
+		netnstest.Skip(t, "qemu-system-x86_64 not installed (apt-get install qemu-system-x86)")
 	}
 	dir := t.TempDir()
 	img := &Image{Kernel: filepath.Join(dir, "vmlinuz"), Initrd: filepath.Join(dir, "initrd.cpio")}

@@ -154,6 +154,11 @@ func testDeauthentication(t *testing.T, r *rig) {
 		if int(disc.num("reason")) != wantReason || disc.str("bssid") != ap1BSSID {
 			t.Errorf("%s: journal %v, want reason %d from %s as wpa_supplicant saw it", cmd, disc, wantReason, ap1BSSID)
 		}
+		// The AP sent the frame: the kernel says so (by_ap), and a robot's
+		// log tells "the AP sent us away" from "we left".
+		if disc["by_ap"] != true {
+			t.Errorf("%s: journal %v, want by_ap true (the AP's %s frame)", cmd, disc, cmd)
+		}
 		down := nm.entry(t, `"event":"state".*"state":"down"`, 20*time.Second)
 		if down.str("reason") != "wifi-disconnected" {
 			t.Errorf("%s: state line %v, want reason wifi-disconnected", cmd, down)
@@ -202,9 +207,28 @@ func testWPA2(t *testing.T, r *rig) {
 	nm := r.netmon(t)
 	nm.entry(t, `"event":"baseline"`, 30*time.Second)
 	wpa := r.station(t, "key_mgmt=WPA-PSK", `psk="not-the-key"`)
-	wpa.line(t, "WRONG_KEY|CTRL-EVENT-DISCONNECTED", 40*time.Second)
+	// The AP gives up the 4-way handshake (the station's key is wrong) and
+	// sends the station away with reason 15, 4-way handshake timeout;
+	// wpa_supplicant, seeing it before the handshake completed, blames
+	// the key.
+	m := wpaDisconnectRE.FindStringSubmatch(wpa.line(t, "CTRL-EVENT-DISCONNECTED", 40*time.Second))
+	wpa.line(t, "reason=WRONG_KEY", 20*time.Second)
 	disc := nm.entry(t, `"wifi":"disconnected"`, 20*time.Second)
 	t.Logf("wrong key: %v", disc)
+	// The journal says why: the 802.11 reason (15: the handshake failed),
+	// the one wpa_supplicant saw, sent by the AP; and the state line's
+	// reason is that disconnect.
+	if want, _ := strconv.Atoi(m[2]); want != 15 || int(disc.num("reason")) != want || disc["by_ap"] != true {
+		t.Errorf("wrong key: journal %v, want reason 15 (4-way handshake timeout, as wpa_supplicant saw: %s) by the AP", disc, m[0])
+	}
+	if down := nm.entry(t, `"event":"state"`, 20*time.Second); down.str("state") != "down" || down.str("reason") != "wifi-disconnected" {
+		t.Errorf("wrong key: state line %v, want down with reason wifi-disconnected", down)
+	}
+	for _, e := range r.entries(t, "netmon") {
+		if e.str("event") == "state" && e.str("state") == "up" {
+			t.Errorf("the Gate opened with a wrong key: %v", e)
+		}
+	}
 	if st := r.status(t); st["state"] == "up" {
 		t.Errorf("state up with a wrong key: %v", st)
 	}
@@ -293,15 +317,21 @@ func testRoam(t *testing.T, r *rig) {
 	r.resetMedium(t)
 	r.medium(t, "signal", "phy0", "phy2", "-45")
 	r.medium(t, "signal", "phy1", "phy2", "-85")
+	// AP2 out of reach until the station is with AP1: a scan that missed
+	// AP1's beacons on a loaded machine would pick the far AP.
+	r.medium(t, "link", "phy1", "phy2", "off")
 	r.ap(t, "ap1", ap1)
 	r.ap(t, "ap2", ap2)
 	wpa := r.station(t, "key_mgmt=NONE")
 	if l := wpa.line(t, "CTRL-EVENT-CONNECTED", 30*time.Second); !strings.Contains(l, ap1BSSID) {
 		t.Fatalf("station connected to the far AP: %s", l)
 	}
+	r.medium(t, "link", "phy1", "phy2", "on")
 	r.connectStatic(t)
 	nm := r.netmon(t)
 	nm.entry(t, `"event":"baseline".*"state":"up"`, 30*time.Second)
+	med := &journal{r: r, name: "medium"}
+	med.skip(t)
 	r.medium(t, "ramp", "phy0", "phy2", "-45", "-80", "8s")
 	r.medium(t, "ramp", "phy1", "phy2", "-85", "-40", "8s")
 	l := wpa.line(t, "CTRL-EVENT-CONNECTED|CTRL-EVENT-DISCONNECTED", 90*time.Second)
@@ -316,8 +346,28 @@ func testRoam(t *testing.T, r *rig) {
 		t.Errorf("roamed %v, want from %s to %s", e, ap1BSSID, ap2BSSID)
 	}
 	t.Logf("roam: %v (downtime %v)", e.str("msg"), e.str("downtime"))
+	// After the roam: both ramps end (AP2 strong, AP1 faint), AP1 goes
+	// out of reach (the station has nowhere else to go), then AP2 fades to
+	// -80 dBm, and netmon's signal line for that fade closes the window.
+	// An outage netmon declared late (a roam taken for a disconnect once
+	// the roam window passed, a carrier loss after the association) is in
+	// the journal before that line.
+	med.line(t, `ramp .* done at -80 dBm`, 60*time.Second)
+	med.line(t, `ramp .* done at -40 dBm`, 60*time.Second)
+	r.medium(t, "link", "phy0", "phy2", "off")
+	r.medium(t, "signal", "phy1", "phy2", "-80")
+	after := nm.entry(t, `"wifi":"signal"|"event":"state".*"state":"down"`, 60*time.Second)
+	if after.str("event") == "state" {
+		t.Errorf("the state went down after the roam: %v", after)
+	}
 	if st := r.status(t); st["state"] == "down" {
 		t.Errorf("status after the roam: %v", st["state"])
+	}
+	// Never down, over the whole run: from the baseline to the end.
+	for _, e := range r.entries(t, "netmon") {
+		if e.str("event") == "state" && e.str("state") == "down" {
+			t.Errorf("the state went down during the roam scenario: %v", e)
+		}
 	}
 }
 
@@ -345,9 +395,15 @@ func testSockwatch(t *testing.T, r *rig) {
 // testSender: the example sender sends numbered messages through the Gate
 // to the ackserver behind the APs while the AP deauthenticates the
 // station, the AP vanishes for a while and the station roams: every
-// message arrives, none is lost.
+// message arrives, none is lost, and the Gate held the sender while the
+// network was down. Each event waits for the sender's acknowledgements
+// before it and after it, so that all of them fall inside the send window
+// (checked against the sender's own timestamps at the end).
 func testSender(t *testing.T, r *rig) {
-	const count = 1500
+	// 50 messages a second for at least 80 s: longer than the events take
+	// on a loaded machine (about 30 s alone); a run where the sender ends
+	// first fails, saying so, rather than testing nothing.
+	const count = 4000
 	r.resetMedium(t)
 	r.medium(t, "signal", "phy0", "phy2", "-45")
 	r.medium(t, "signal", "phy1", "phy2", "-85")
@@ -361,31 +417,106 @@ func testSender(t *testing.T, r *rig) {
 	r.connectStatic(t)
 	r.start(t, "ackserver", "/bin/ackserver", "--listen", "10.8.0.1:7000")
 	r.waitLog(t, "ackserver", "listening", 20*time.Second)
-	r.start(t, "sender", inSta("/bin/sender", "--addr", "10.8.0.1:7000", "--count", strconv.Itoa(count), "--rate", "50", "--ack-timeout", "3s")...)
+	r.start(t, "sender", inSta("/bin/sender", "--addr", "10.8.0.1:7000", "--count", strconv.Itoa(count), "--rate", "50",
+		"--ack-timeout", "3s", "--log-level", "debug")...)
 	snd := &journal{r: r, name: "sender"}
+	// acked waits for the sender's next progress line written after now
+	// (acknowledgements that came after the event before it).
+	acked := func(after string) {
+		t.Helper()
+		snd.skip(t)
+		l := snd.line(t, `\tacknowledged\t|sent \d+, acked \d+`, 90*time.Second)
+		if !strings.Contains(l, "\tacknowledged\t") {
+			t.Fatalf("the sender ended before any message was acknowledged after %s: %s; make --count larger", after, l)
+		}
+	}
+	acked("the start")
 	mac := r.staMAC(t)
-	// A deauthentication, then the AP vanishing for 3 s, then a roam.
+	type event struct {
+		name string
+		at   time.Time
+	}
+	var events []event
+	// happened waits for wpa_supplicant's next line matching pattern and
+	// keeps its time under name.
+	happened := func(name, pattern string, timeout time.Duration) {
+		t.Helper()
+		l := wpa.line(t, pattern, timeout)
+		events = append(events, event{name, parseEpoch(t, strings.TrimSuffix(strings.Fields(l)[0], ":"))})
+	}
+	// A deauthentication, then the AP vanishing, then a roam.
 	r.run(t, "hostapd_cli", "-i", ap1, "deauthenticate", mac)
-	wpa.line(t, "CTRL-EVENT-DISCONNECTED", 20*time.Second)
-	wpa.line(t, "CTRL-EVENT-CONNECTED", 30*time.Second)
+	happened("deauthentication", "CTRL-EVENT-DISCONNECTED", 20*time.Second)
+	happened("reconnect after the deauthentication", "CTRL-EVENT-CONNECTED", 30*time.Second)
+	acked("the deauthentication")
 	r.medium(t, "link", "phy0", "phy2", "off")
-	wpa.line(t, "CTRL-EVENT-DISCONNECTED", 30*time.Second)
+	happened("beacon loss", "CTRL-EVENT-DISCONNECTED", 30*time.Second)
 	r.medium(t, "link", "phy0", "phy2", "on")
-	wpa.line(t, "CTRL-EVENT-CONNECTED", 60*time.Second)
+	happened("reconnect after the beacon loss", "CTRL-EVENT-CONNECTED", 60*time.Second)
+	acked("the beacon loss")
 	r.medium(t, "link", "phy1", "phy2", "on")
 	r.medium(t, "ramp", "phy0", "phy2", "-45", "-80", "6s")
 	r.medium(t, "ramp", "phy1", "phy2", "-85", "-40", "6s")
-	wpa.line(t, "CTRL-EVENT-CONNECTED - Connection to "+ap2BSSID, 90*time.Second)
+	happened("roam", "CTRL-EVENT-CONNECTED - Connection to "+ap2BSSID, 90*time.Second)
+	acked("the roam")
 	done := snd.line(t, `sent \d+, acked \d+`, 3*time.Minute)
 	t.Logf("sender: %s", done)
-	if !strings.Contains(done, fmt.Sprintf("sent %d, acked %d", count, count)) {
+	if !strings.Contains(done, fmt.Sprintf("sent %d, acked %d,", count, count)) {
 		t.Errorf("sender: %s, want all %d acknowledged", done, count)
+	}
+	m := regexp.MustCompile(`held ([^,]+),`).FindStringSubmatch(done)
+	if m == nil {
+		t.Fatalf("sender: %s, no time held", done)
+	}
+	if held, err := time.ParseDuration(m[1]); err != nil || held <= 0 {
+		t.Errorf("sender: %s, want a time held at the Gate (the network was down three times)", done)
+	}
+	// The send window: from the sender's first acknowledgement to its
+	// last, by the sender's own clock (the guest's, as wpa_supplicant's).
+	first, last := r.senderAcks(t, count)
+	for _, e := range events {
+		t.Logf("%s at %v of the send window's %v", e.name, e.at.Sub(first).Round(time.Millisecond), last.Sub(first).Round(time.Millisecond))
+		if !e.at.After(first) || !e.at.Before(last) {
+			t.Errorf("%s at %v, outside the send window %v to %v", e.name, e.at.Format(time.StampMilli), first.Format(time.StampMilli), last.Format(time.StampMilli))
+		}
 	}
 	r.stop(t, "ackserver")
 	got := r.waitLog(t, "ackserver", "received", 10*time.Second)
 	if !strings.Contains(got, fmt.Sprintf("received %d unique", count)) {
 		t.Errorf("ackserver: %s, want %d unique", got, count)
 	}
+}
+
+// senderAcks returns the times of the sender's first and last progress
+// lines (zap's console format: time, level, name, message, fields); the
+// last must say that all count messages were acknowledged.
+func (r *rig) senderAcks(t testing.TB, count int) (first, last time.Time) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	log, err := r.lab.ReadFile(ctx, wifilab.LogPath("sender"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lastLine string
+	for _, l := range strings.Split(log, "\n") {
+		f := strings.Split(l, "\t")
+		if len(f) < 5 || f[3] != "acknowledged" {
+			continue
+		}
+		at, err := time.Parse("2006-01-02T15:04:05.000Z0700", f[0])
+		if err != nil {
+			t.Fatalf("sender: a line without a time: %q", l)
+		}
+		if first.IsZero() {
+			first = at
+		}
+		last, lastLine = at, l
+	}
+	if want := fmt.Sprintf(`{"acked": %d, "of": %d}`, count, count); !strings.HasSuffix(lastLine, want) {
+		t.Fatalf("sender: last progress line %q, want %s", lastLine, want)
+	}
+	return first, last
 }
 
 // dhcpServer starts dnsmasq behind the APs (on br0) with 2-minute leases,

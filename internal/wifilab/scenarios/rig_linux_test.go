@@ -171,6 +171,30 @@ func (j *journal) entry(t testing.TB, pattern string, timeout time.Duration) ent
 	return e
 }
 
+// entries reads the whole log of name and decodes its JSON lines (netmon's
+// journal).
+func (r *rig) entries(t testing.TB, name string) []entry {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	log, err := r.lab.ReadFile(ctx, wifilab.LogPath(name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var es []entry
+	for _, l := range strings.Split(strings.TrimSpace(log), "\n") {
+		if !strings.HasPrefix(l, "{") {
+			continue // a line on standard error, not the journal's
+		}
+		var e entry
+		if err := json.Unmarshal([]byte(l), &e); err != nil {
+			t.Fatalf("%s: not a JSON line: %q: %v", name, l, err)
+		}
+		es = append(es, e)
+	}
+	return es
+}
+
 // netmon starts `netmon watch` in the station's namespace and returns its
 // journal.
 func (r *rig) netmon(t testing.TB, args ...string) *journal {
