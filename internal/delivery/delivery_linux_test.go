@@ -18,7 +18,7 @@ import (
 var (
 	full      = flag.Bool("delivery.full", false, "run TestDeliveryTable: every schedule and sender, full length, and print the Markdown table")
 	schedules = flag.String("delivery.schedules", strings.Join(Schedules, ","), "schedules of the table, comma-separated")
-	senders   = flag.String("delivery.senders", "plain,daemon,netmon,netmon:stabilize=0,python,mqtt", "senders of the table, comma-separated: KIND or KIND:OPTION[:OPTION] with stabilize=DURATION (netmon's --stabilize; 0 disables the hold) or keep (netmon: keep connections through outages)")
+	senders   = flag.String("delivery.senders", "plain,daemon,netmon,netmon:drop:stabilize=200ms,python,mqtt", "senders of the table, comma-separated: KIND or KIND:OPTION[:OPTION] with stabilize=DURATION (netmon's --stabilize; 0 disables the hold) or drop (netmon: drop connections when the Gate closes)")
 	seeds     = flag.String("delivery.seeds", "1,2,3", "seeds of the schedules, comma-separated: each schedule runs once per seed and the table pools the runs")
 	short     = flag.Bool("delivery.short", false, "use the short schedules in the table")
 	out       = flag.String("delivery.out", "", "also write the table to this file")
@@ -44,7 +44,7 @@ func runAll(t *testing.T, scs []Schedule, specs []Spec) []Row {
 	t.Run("runs", func(t *testing.T) {
 		for _, sc := range scs {
 			for j, sp := range specs {
-				name := fmt.Sprintf("%s/seed%d/%s_%s_%v", sc.Name, sc.Seed, sp.Kind, sp.Stabilize, sp.Keep)
+				name := fmt.Sprintf("%s/seed%d/%s_%s_%v", sc.Name, sc.Seed, sp.Kind, sp.Stabilize, sp.Drop)
 				t.Run(name, func(t *testing.T) {
 					t.Parallel()
 					bin := ""
@@ -153,11 +153,11 @@ func TestParseSpec(t *testing.T) {
 	}{
 		{in: "plain", want: Spec{Kind: "plain"}},
 		{in: "netmon:stabilize=0", want: Spec{Kind: "netmon", Stabilize: "0"}},
-		{in: "netmon:keep:stabilize=0s", want: Spec{Kind: "netmon", Keep: true, Stabilize: "0s"}},
+		{in: "netmon:drop:stabilize=0s", want: Spec{Kind: "netmon", Drop: true, Stabilize: "0s"}},
 		{in: "daemon:stabilize=200ms", want: Spec{Kind: "daemon", Stabilize: "200ms"}},
-		{in: "daemon:keep", bad: true},
+		{in: "daemon:drop", bad: true},
 		{in: "python:stabilize=0", want: Spec{Kind: "python", Stabilize: "0"}},
-		{in: "python:keep", bad: true},
+		{in: "python:drop", bad: true},
 		{in: "plain:stabilize=0", bad: true},
 		{in: "mqtt:stabilize=0", bad: true},
 		{in: "netmon:stabilize=soon", bad: true},

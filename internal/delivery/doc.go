@@ -29,11 +29,13 @@
 //
 //	-delivery.schedules edge,out,addr,gw   the schedules (see NewSchedule)
 //	-delivery.seeds 1,2,3                  the seeds; each schedule runs once per seed
-//	-delivery.senders plain,daemon,netmon,netmon:stabilize=0,python,mqtt
+//	-delivery.senders plain,daemon,netmon,netmon:drop:stabilize=200ms,python,mqtt
 //	                                       the senders (see Kinds); KIND:stabilize=D sets
 //	                                       netmon's --stabilize (Options.Stabilize) to D,
-//	                                       netmon:keep keeps connections through outages
-//	                                       (options combine: netmon:keep:stabilize=0)
+//	                                       netmon:drop drops connections when the Gate
+//	                                       closes (options combine: the default row
+//	                                       netmon:drop:stabilize=200ms is the pattern and
+//	                                       the policy before issue 26)
 //	-delivery.short                        the short schedules
 //	-delivery.events                       log the in-process Monitor's events beside
 //	                                       `ip monitor`'s account of the kernel

@@ -20,9 +20,10 @@ import (
 type Spec struct {
 	// Kind is one of Kinds.
 	Kind string
-	// Keep, for the netmon kind, keeps connections through outages (see
-	// gated.keep) instead of dropping them when the Gate closes.
-	Keep bool
+	// Drop, for the netmon kind, drops connections when the Gate closes
+	// (the pattern the examples taught before issue 26) instead of keeping
+	// them through outages (see gated.keep).
+	Drop bool
 	// Stabilize, if not empty, is the value of netmon's --stabilize
 	// (a duration; 0 disables the hold) for the daemon, and the same for
 	// the in-process Monitor's Options.Stabilize. Empty: netmon's default.
@@ -37,15 +38,17 @@ type Spec struct {
 //   - daemon: the same loop with `netmon watch` running beside it in the
 //     robot's namespace: what the daemon alone gives every program.
 //   - netmon: netmon's Go pattern as examples/sender teaches it, the
-//     Monitor in-process watching the robot's namespace (dial through the
-//     Gate, drop the connection when the Gate closes or on a rebind). With
-//     the option keep (netmon:keep), the connection is kept through an
-//     outage and ended when the Gate reopens with acknowledgements
-//     outstanding, the resend then made on a fresh connection.
+//     Monitor in-process watching the robot's namespace: dial through the
+//     Gate; keep the connection through an outage, writing nothing; end
+//     it on a rebind, or when the Gate reopens with acknowledgements
+//     outstanding, the resend then made on a fresh connection. With the
+//     option drop (netmon:drop), the connection is dropped when the Gate
+//     closes, as the examples taught before issue 26.
 //   - python: the Python client's pattern, examples/python/robot_sender.py's
-//     Sender as it is (wait_online before each connection, drop the
-//     connection when the state goes down or on a rebind), with `netmon
-//     watch --socket` beside it and a producer in front (robot_producer.py).
+//     Sender as it is (wait_online before each connection, the connection
+//     kept through an outage and replaced at the return with messages
+//     outstanding, ended on a rebind), with `netmon watch --socket` beside
+//     it and a producer in front (robot_producer.py).
 //   - mqtt: MQTT QoS 1 through mosquitto, with paho-mqtt's defaults (a
 //     Python publisher on the robot, a subscriber beside the broker), what
 //     a robot engineer would pick instead. Needs mosquitto and
@@ -53,7 +56,7 @@ type Spec struct {
 var Kinds = []string{"plain", "daemon", "netmon", "python", "mqtt"}
 
 // ParseSpec parses "KIND" or "KIND:OPTION[:OPTION]", the options
-// stabilize=DURATION (daemon, netmon, python) and keep (netmon).
+// stabilize=DURATION (daemon, netmon, python) and drop (netmon).
 func ParseSpec(v string) (Spec, error) {
 	kind, opts, _ := strings.Cut(v, ":")
 	sp := Spec{Kind: kind}
@@ -78,13 +81,13 @@ func ParseSpec(v string) (Spec, error) {
 				return sp, fmt.Errorf("delivery: sender %q: stabilize: %w", v, err)
 			}
 			sp.Stabilize = val
-		case "keep":
+		case "drop":
 			if kind != "netmon" || val != "" {
-				return sp, fmt.Errorf("delivery: sender %q: keep is an option of netmon and takes no value", v)
+				return sp, fmt.Errorf("delivery: sender %q: drop is an option of netmon and takes no value", v)
 			}
-			sp.Keep = true
+			sp.Drop = true
 		default:
-			return sp, fmt.Errorf("delivery: sender %q: unknown option %q (want stabilize=DURATION or keep)", v, k)
+			return sp, fmt.Errorf("delivery: sender %q: unknown option %q (want stabilize=DURATION or drop)", v, k)
 		}
 	}
 	return sp, nil
@@ -99,8 +102,8 @@ func (sp Spec) String() string {
 		"python": "the Python client's pattern (robot_sender.py + `netmon watch --socket`)",
 		"mqtt":   "MQTT QoS 1, paho-mqtt through mosquitto, their defaults",
 	}[sp.Kind]
-	if sp.Keep {
-		name += ", connection kept through outages"
+	if sp.Drop {
+		name += ", connection dropped at each outage (before issue 26)"
 	}
 	if sp.Stabilize != "" {
 		name += ", `--stabilize=" + sp.Stabilize + "`"
@@ -205,10 +208,7 @@ func startMonitor(t testing.TB, ns *netnstest.NS, sp Spec) *gated {
 	opts := netmon.Options{NetNS: ns.Handle, SockErrors: "off"}
 	if sp.Stabilize != "" {
 		d, _ := time.ParseDuration(sp.Stabilize)
-		if d == 0 {
-			d = -1 // the flag's 0 is "off"; the Options' 0 is the default
-		}
-		opts.Stabilize = d
+		opts.Stabilize = d // 0, the default, is off, as the flag's 0
 	}
 	m, err := netmon.New(opts)
 	if err != nil {
@@ -242,7 +242,7 @@ func startMonitor(t testing.TB, ns *netnstest.NS, sp Spec) *gated {
 	if err := m.Gate().Wait(wctx); err != nil {
 		t.Fatalf("monitor of %s: the gate did not open: %v", ns.Name, err)
 	}
-	p := &gated{m: m, g: m.Gate(), keep: sp.Keep}
+	p := &gated{m: m, g: m.Gate(), keep: !sp.Drop}
 	go p.follow(ctx)
 	return p
 }
