@@ -80,8 +80,13 @@ func (w *WifiInfo) startRoamHold(at time.Time, d time.Duration, linkUp bool) {
 
 // disconnectHold applies a disconnect to the hold: a locally generated
 // reason 1 on a station that was associated with its link up, or that is
-// held after its carrier loss, starts a roamGrace; anything else ends it.
+// held after its carrier loss, starts a roamGrace; a disconnect without a
+// reason (0: found by polling before nl80211's notification, as a loaded
+// machine does) leaves a running hold to its bound; anything else ends it.
 func (w *WifiInfo) disconnectHold(at time.Time, reason uint16, byAP, linkUp bool) {
+	if reason == 0 && !byAP {
+		return
+	}
 	if byAP || reason != 1 {
 		w.roamUntil = time.Time{}
 		return
