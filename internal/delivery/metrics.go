@@ -7,10 +7,14 @@ import (
 	"time"
 )
 
-// Interval is one stretch during which the robot's path was gone, as the
-// runner applied it: from just before the first change (the far end set
-// down, the address or the gateway removed) to just after the last one
-// returned (the far end up, the route back).
+// Interval is one stretch during which the robot's path was surely gone,
+// as the runner applied it: from the return of the command that took it
+// away (the far end set down, the address or the gateway removed) to the
+// call of the one that gave it back (the far end up, the route back). A
+// Gate open or a dial made inside it is the sender's, not the runner's
+// slowness in noting the change; the floor it gives is a little short of
+// the physical one (by the commands' own time, about a millisecond),
+// which counts against the senders.
 type Interval struct {
 	Down, Up time.Time
 }

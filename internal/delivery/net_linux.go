@@ -109,51 +109,59 @@ func (n *Net) Apply(ctx context.Context, start time.Time, sc Schedule) ([]Interv
 	return out, nil
 }
 
-// step applies one step and returns its outage.
+// step applies one step and returns its outage: the time the path was
+// surely away, from the return of the command that took it away (the
+// kernel has applied it by then) to the call of the one that gave it
+// back. A Gate open in that time, or a dial made in it, was the sender's
+// doing, never the runner's slowness in noting the return.
 func (n *Net) step(ctx context.Context, st Step) (Interval, error) {
 	var iv Interval
 	switch st.Action {
 	case Drop:
-		iv.Down = time.Now()
+		began := time.Now()
 		if err := n.gh.LinkSetDown(n.glink); err != nil {
 			return iv, err
 		}
-		_ = sleepUntil(ctx, iv.Down.Add(st.Len))
+		iv.Down = time.Now()
+		_ = sleepUntil(ctx, began.Add(st.Len))
+		iv.Up = time.Now()
 		if err := n.gh.LinkSetUp(n.glink); err != nil {
 			return iv, err
 		}
 	case AddrChange:
 		old, next := mustAddr(robotAddr(n.addr)), mustAddr(robotAddr(n.addr+1))
-		iv.Down = time.Now()
 		if err := n.rh.AddrDel(n.rlink, old); err != nil {
 			return iv, err
 		}
+		iv.Down = time.Now()
 		if err := n.rh.AddrAdd(n.rlink, next); err != nil {
 			return iv, err
 		}
+		iv.Up = time.Now()
 		if err := n.defaultVia(gatewayAddrs[n.gway]); err != nil {
 			return iv, err
 		}
 		n.addr++
 	case GatewaySwitch:
 		old, next := mustAddr(gatewayAddrs[n.gway]), mustAddr(gatewayAddrs[1-n.gway])
-		iv.Down = time.Now()
+		began := time.Now()
 		if err := n.gh.AddrDel(n.glink, old); err != nil {
 			return iv, err
 		}
+		iv.Down = time.Now()
 		if err := n.gh.LinkSetHardwareAddr(n.glink, gatewayMACs[1-n.gway]); err != nil {
 			return iv, err
 		}
 		if err := n.gh.AddrAdd(n.glink, next); err != nil {
 			return iv, err
 		}
-		_ = sleepUntil(ctx, iv.Down.Add(st.Len))
+		_ = sleepUntil(ctx, began.Add(st.Len))
+		iv.Up = time.Now()
 		if err := n.defaultVia(gatewayAddrs[1-n.gway]); err != nil {
 			return iv, err
 		}
 		n.gway = 1 - n.gway
 	}
-	iv.Up = time.Now()
 	return iv, nil
 }
 
