@@ -35,22 +35,12 @@ var overlayKinds = []string{
 // isOverlay reports whether a link of this kind is a tunnel.
 func isOverlay(kind string) bool { return slices.Contains(overlayKinds, kind) }
 
-// pathState is one target's path: what the kernel answered and the
-// verdict on it.
+// pathState is one target's path: what the kernel answered (the rule's
+// facts) and the verdict on it, with the Monitor's state around them.
 type pathState struct {
-	t        Target
-	implicit bool // an internet target, not one the user named
-	// path is the kernel's answer for t.Addr, under that with a policy
-	// rule's mark when path enters an overlay (the underlay), zero
-	// otherwise.
-	path, under linkwatch.Path
+	pathFacts              // what the rule judges (verdict.go)
+	pathVerdict            // the verdict of the last evaluation
 	gate        *gate.Gate // the target's own Gate; nil for implicit ones
-
-	// The verdict of the last evaluation.
-	ok     bool
-	reason Reason
-	index  int // the interface judged: the underlay when via is set
-	via    int // the overlay the path enters, 0 when none
 
 	// Host name resolution (resolve.go).
 	lastIdx     int // the interface it was last reachable through, and its name
@@ -58,7 +48,6 @@ type pathState struct {
 	gateOpen    bool      // gate was opened last
 	lostWhileUp bool      // lost while the overall state stayed usable: stabilise its return
 	upAt        time.Time // when its return has lasted Options.Stabilize
-	stallAt     time.Time // when the data-stall detector closed it (stall.go); zero while it does not
 
 	addrs          []netip.Addr // a host name's addresses, as resolved (at most maxAddrs)
 	wasOK          bool         // ok at the evaluation before
@@ -66,9 +55,6 @@ type pathState struct {
 	resolveAgain   bool         // resolve the name again
 	saidUnresolved bool         // a notice said the name does not resolve
 }
-
-// family returns 4 or 6.
-func (p *pathState) family() int { return addrFamily(p.t.Addr) }
 
 // refreshPathsLocked asks the kernel for every target's path: one lookup,
 // and for a path into an overlay one more per mark the policy rules name
@@ -259,8 +245,8 @@ func (m *Monitor) GateFor(target string) *gate.Sender {
 func (m *Monitor) initTargets(gc gate.Config, userOK func(gate.Attempt)) error {
 	if len(m.opts.Targets) == 0 {
 		m.paths = []*pathState{
-			{t: Target{Spec: "internet-ipv4", Addr: internet4}, implicit: true},
-			{t: Target{Spec: "internet-ipv6", Addr: internet6}, implicit: true},
+			{pathFacts: pathFacts{t: Target{Spec: "internet-ipv4", Addr: internet4}, implicit: true}},
+			{pathFacts: pathFacts{t: Target{Spec: "internet-ipv6", Addr: internet6}, implicit: true}},
 		}
 		return nil
 	}
@@ -274,7 +260,7 @@ func (m *Monitor) initTargets(gc gate.Config, userOK func(gate.Attempt)) error {
 				return fmt.Errorf("netmon: target %q given twice", s)
 			}
 		}
-		p := &pathState{t: t}
+		p := &pathState{pathFacts: pathFacts{t: t}}
 		tc := gc
 		tc.OnSuccess = func(a gate.Attempt) {
 			// A send through this target's Gate succeeded: it ends the

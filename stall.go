@@ -484,19 +484,6 @@ func (m *Monitor) markSuccess(dst netip.Addr) {
 	m.lastSucc.Store(&succMark{dst: dst, at: now})
 }
 
-// liveClockLocked is liveLocked asked through the rule's clock, so that
-// the moment a destination stops counting as live is a deadline.
-func (m *Monitor) liveClockLocked(c *clock) bool {
-	live := m.liveLocked(c.now)
-	for _, at := range m.stall.succ {
-		c.within(at, m.opts.SendErrorWindow)
-	}
-	if p := m.lastSucc.Load(); p != nil {
-		c.within(p.at, m.opts.SendErrorWindow)
-	}
-	return live
-}
-
 // successLocked records a send that succeeded towards dst (the zero Addr
 // if unknown) at now: the path works, so the network's verdict ends and
 // the failures before it are forgotten, and dst is live for
@@ -534,20 +521,27 @@ func (m *Monitor) successLocked(now time.Time, dst netip.Addr) {
 	}
 }
 
-// stallVerdict applies the detector to a verdict the kernel's state
-// allows: down while it holds the state, degraded while recent failures
-// reached several destinations.
-func (m *Monitor) stallVerdict(c *clock, v verdict) verdict {
-	if !v.state.CanSend() {
-		return v
-	}
+// stallFactsLocked summarises the detector for the rule at now (see
+// stallFacts): expireStallLocked has ended the verdicts whose hold passed.
+func (m *Monitor) stallFactsLocked(now time.Time) stallFacts {
 	s := &m.stall
-	switch {
-	case !s.downAt.IsZero():
-		v.state, v.reason, v.target = Down, ReasonSendErrors, ""
-	case v.state == Up && len(s.fails) > 0 && c.within(s.fails[len(s.fails)-1].at, m.opts.Recent) &&
-		m.distinctDestinations(c.now.Add(-m.opts.Recent)) >= 2 && !m.liveClockLocked(c):
-		v.state, v.reason = Degraded, ReasonSendErrors
+	f := stallFacts{downAt: s.downAt, hold: m.opts.SendErrorHold}
+	if len(s.fails) == 0 {
+		return f
 	}
-	return v
+	f.lastFail = s.fails[len(s.fails)-1].at
+	f.spread = m.distinctDestinations(now.Add(-m.opts.Recent))
+	f.live = m.liveLocked(now)
+	end := func(at time.Time) {
+		if t := at.Add(m.opts.SendErrorWindow); now.Before(t) && (f.liveEnd.IsZero() || t.Before(f.liveEnd)) {
+			f.liveEnd = t
+		}
+	}
+	for _, at := range s.succ {
+		end(at)
+	}
+	if p := m.lastSucc.Load(); p != nil {
+		end(p.at)
+	}
+	return f
 }
