@@ -318,10 +318,8 @@ func (m *Monitor) evaluateLocked(now time.Time) {
 	before := m.wakeAt
 	m.evaluateStatusLocked(now)
 	if m.baseline {
-		c := &clock{now: now, next: m.wakeAt}
-		m.updateTargetGatesLocked(c)
+		m.updateTargetGatesLocked()
 		m.notePathsLocked()
-		m.wakeAt = c.next
 	}
 	if !m.wakeAt.IsZero() && (before.IsZero() || m.wakeAt.Before(before)) {
 		m.wakeLocked() // the loop's timer must learn of the earlier deadline

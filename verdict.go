@@ -53,6 +53,10 @@ type pathFacts struct {
 	// otherwise.
 	path, under linkwatch.Path
 	stallAt     time.Time // when the data-stall detector closed it (stall.go); zero while it does not
+	// gated is whether the target has a Gate of its own (a declared
+	// target), gateWas that Gate's state after the last evaluation.
+	gated   bool
+	gateWas targetGate
 }
 
 // family returns 4 or 6.
@@ -64,6 +68,40 @@ type pathVerdict struct {
 	reason Reason
 	index  int // the interface judged: the underlay when via is set
 	via    int // the overlay the path enters, 0 when none
+	// gateNow is the state of the target's own Gate after this
+	// evaluation (declared targets only, see nextGate).
+	gateNow targetGate
+}
+
+// targetGate is the state of a declared target's own Gate.
+type targetGate struct {
+	open        bool      // it was opened last
+	lostWhileUp bool      // lost while the overall state stayed usable: stabilise its return
+	upAt        time.Time // when its return has lasted Options.Stabilize
+}
+
+// nextGate returns the state of a target's Gate after an evaluation: open
+// while its path is usable (ok) and the overall state lets traffic flow
+// (canSend), closed otherwise. A target lost while the overall state
+// stayed usable (another target was fine) reopens only after its return
+// has lasted stabilize, as the Monitor's Gate does after an outage; after
+// an outage of everything the Monitor's own window has already applied.
+func nextGate(g targetGate, ok, canSend bool, stabilize time.Duration, c *clock) targetGate {
+	if !ok || !canSend {
+		return targetGate{lostWhileUp: canSend && (g.open || g.lostWhileUp)}
+	}
+	if g.open {
+		return g
+	}
+	if g.lostWhileUp && stabilize > 0 {
+		if g.upAt.IsZero() {
+			g.upAt = c.now.Add(stabilize)
+		}
+		if c.before(g.upAt) {
+			return g
+		}
+	}
+	return targetGate{open: true}
 }
 
 // stallFacts summarises the data-stall detector (stall.go) for the rule.
@@ -148,6 +186,18 @@ func judge(f facts, now time.Time) (verdict, time.Time) {
 		}
 		if c.before(s.upAt) {
 			v.holdUntil, v.holdWindow = s.upAt, s.window
+		}
+	}
+
+	// The targets' own Gates follow the status as it will be reported:
+	// the one before while a return waits out its window.
+	canSend := v.state.CanSend()
+	if !v.holdUntil.IsZero() {
+		canSend = s.prev.CanSend()
+	}
+	for i := range f.paths {
+		if f.paths[i].gated {
+			out[i].gateNow = nextGate(f.paths[i].gateWas, out[i].ok, canSend, s.stabilize, c)
 		}
 	}
 	return v, c.next

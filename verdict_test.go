@@ -326,3 +326,56 @@ func TestJudgePure(t *testing.T) {
 		t.Error("judge changed the facts")
 	}
 }
+
+// TestJudgeTargetGates: a declared target's own Gate, one row per rule,
+// with the deadline judge returns.
+func TestJudgeTargetGates(t *testing.T) {
+	ms := time.Millisecond
+	rows := []struct {
+		name   string
+		change func(f *facts)
+		want   targetGate // the second target's Gate
+		next   time.Duration
+	}{
+		{name: "reachable: opens", change: func(*facts) {}, want: targetGate{open: true}},
+		{name: "unreachable while the other is fine: closed, its return stabilised", change: func(f *facts) {
+			f.paths[1].gateWas = targetGate{open: true}
+			f.paths[1].path = vNoPath("192.168.1.30")
+		}, want: targetGate{lostWhileUp: true}},
+		{name: "back after a loss while up: waits out Stabilize", change: func(f *facts) {
+			f.paths[1].gateWas = targetGate{lostWhileUp: true}
+		}, want: targetGate{lostWhileUp: true, upAt: vNow.Add(200 * ms)}, next: 200 * ms},
+		{name: "back after a loss while up, window passed: opens", change: func(f *facts) {
+			f.paths[1].gateWas = targetGate{lostWhileUp: true, upAt: vNow}
+		}, want: targetGate{open: true}},
+		{name: "everything down: closed, no stabilisation of its own", change: func(f *facts) {
+			f.paths[1].gateWas = targetGate{open: true}
+			f.ifaces[2].link.Carrier = false
+		}, want: targetGate{}},
+		{name: "the overall return waits out its window: stays closed", change: func(f *facts) {
+			f.stab.prev = Down
+		}, want: targetGate{}, next: 200 * ms},
+	}
+	for _, r := range rows {
+		t.Run(r.name, func(t *testing.T) {
+			f := vFacts()
+			targets(&f, "192.168.1.20", "192.168.1.30")
+			for i := range f.paths {
+				f.paths[i].gated = true
+			}
+			f.stab.stabilize = 200 * ms
+			r.change(&f)
+			v, next := judge(f, vNow)
+			if got := v.paths[1].gateNow; got != r.want {
+				t.Errorf("gate %+v, want %+v", got, r.want)
+			}
+			var want time.Time
+			if r.next != 0 {
+				want = vNow.Add(r.next)
+			}
+			if !next.Equal(want) {
+				t.Errorf("deadline %v, want %v", sinceNow(next), sinceNow(want))
+			}
+		})
+	}
+}
