@@ -209,43 +209,26 @@ func (m *Monitor) recordFailureLocked(now time.Time, dst netip.Addr) {
 }
 
 // stallLocked reports whether the failures that concern the network (not
-// a declared target) make a stall, and what confirms it: SendErrorThreshold
-// of them, all since the last success anywhere (a success forgets the
-// failures before it), with no destination live (see liveLocked), and
-// either the uplink's gateway not answering (its neighbour entry FAILED:
-// the first hop is dead) or the failures spanning at least two
-// destinations, none counting for more than half of them (so that one
-// dead peer and a stray failure elsewhere are not one) while the gateway
-// answers: nothing beyond it does.
+// a declared target) make a stall (confirmStall), and what confirms it.
 func (m *Monitor) stallLocked(now time.Time) (string, bool) {
-	per := map[netip.Addr]int{}
-	n := 0
-	var first time.Time
+	var fs []failure
 	for _, f := range m.stall.fails {
 		if m.targetOf(f.dst) == nil {
-			per[f.dst]++
-			n++
-			if first.IsZero() {
-				first = f.at
-			}
+			fs = append(fs, f)
 		}
 	}
-	if n < m.opts.SendErrorThreshold || m.liveLocked(now) {
+	if len(fs) < m.opts.SendErrorThreshold {
 		return "", false
 	}
-	if m.uplinkGatewayFailedLocked() {
+	p, ok := confirmStall(fs, m.opts.SendErrorThreshold, m.liveLocked(now), m.uplinkGatewayFailedLocked(), now)
+	switch {
+	case !ok:
+		return "", false
+	case p.byGateway:
 		return m.gatewayTextLocked() + ": the first hop does not answer", true
 	}
-	limit := (m.opts.SendErrorThreshold + 1) / 2
-	capped := 0
-	for _, c := range per {
-		capped += min(c, limit)
-	}
-	if len(per) < 2 || capped < m.opts.SendErrorThreshold {
-		return "", false
-	}
 	return fmt.Sprintf("%d failures to %d destinations in %s, no send succeeded anywhere since; %s: nothing beyond it answers",
-		n, len(per), now.Sub(first).Round(time.Millisecond), m.gatewayTextLocked()), true
+		p.n, p.dests, p.span.Round(time.Millisecond), m.gatewayTextLocked()), true
 }
 
 // liveLocked reports whether some destination is live: a send to it

@@ -1,8 +1,10 @@
 package netmon
 
 import (
-	"github.com/seed-a56be422/netmon/linkwatch"
+	"net/netip"
 	"time"
+
+	"github.com/seed-a56be422/netmon/linkwatch"
 )
 
 // The rule, in one place: judge takes the facts the Monitor has gathered
@@ -629,4 +631,43 @@ func (c *clock) before(t time.Time) bool {
 // within reports whether t happened less than d ago (false for a zero t).
 func (c *clock) within(t time.Time, d time.Duration) bool {
 	return !t.IsZero() && c.before(t.Add(d))
+}
+
+// stallProof is what confirmed a stall (confirmStall).
+type stallProof struct {
+	byGateway bool          // the uplink's gateway does not answer
+	n, dests  int           // else: n failures to dests destinations
+	span      time.Duration // from the first of them to now
+}
+
+// confirmStall is the data-stall detector's rule (stall.go): whether the
+// failures that concern the network (fails, oldest first, all since the
+// last success anywhere: a success forgets the failures before it) make a
+// stall at now. It takes threshold of them, no destination live, and
+// either the uplink's gateway not answering (its neighbour entry FAILED:
+// the first hop is dead) or the failures spanning at least two
+// destinations, none counting for more than half of the threshold (so
+// that one dead peer and a stray failure elsewhere are not one) while the
+// gateway answers: nothing beyond it does. Failures without a known
+// destination count as one destination of their own.
+func confirmStall(fails []failure, threshold int, live, gatewayFailed bool, now time.Time) (stallProof, bool) {
+	if len(fails) < threshold || live {
+		return stallProof{}, false
+	}
+	if gatewayFailed {
+		return stallProof{byGateway: true}, true
+	}
+	per := map[netip.Addr]int{}
+	for _, f := range fails {
+		per[f.dst]++
+	}
+	limit := (threshold + 1) / 2
+	capped := 0
+	for _, c := range per {
+		capped += min(c, limit)
+	}
+	if len(per) < 2 || capped < threshold {
+		return stallProof{}, false
+	}
+	return stallProof{n: len(fails), dests: len(per), span: now.Sub(fails[0].at)}, true
 }

@@ -379,3 +379,43 @@ func TestJudgeTargetGates(t *testing.T) {
 		})
 	}
 }
+
+// TestConfirmStall: the data-stall detector's rule, one row per case.
+func TestConfirmStall(t *testing.T) {
+	a, b, c := netip.MustParseAddr("198.51.100.1"), netip.MustParseAddr("198.51.100.2"), netip.MustParseAddr("198.51.100.3")
+	fails := func(dsts ...netip.Addr) []failure {
+		fs := make([]failure, len(dsts))
+		for i, d := range dsts {
+			fs[i] = failure{at: vNow.Add(time.Duration(i-len(dsts)) * time.Second), dst: d}
+		}
+		return fs
+	}
+	none := netip.Addr{}
+	rows := []struct {
+		name        string
+		fails       []failure
+		live, gwBad bool
+		want        bool
+		byGateway   bool
+	}{
+		{name: "below the threshold", fails: fails(a, b, c, a), want: false},
+		{name: "one dead peer", fails: fails(a, a, a, a, a), want: false},
+		{name: "one dead peer and a stray failure elsewhere", fails: fails(a, a, a, a, b), want: false},
+		{name: "spread over destinations, gateway answers", fails: fails(a, b, c, a, b), want: true},
+		{name: "unknown destinations count as one", fails: fails(a, a, none, none, none), want: true},
+		{name: "a destination is live", fails: fails(a, b, c, a, b), live: true, want: false},
+		{name: "one dead peer, gateway failed", fails: fails(a, a, a, a, a), gwBad: true, want: true, byGateway: true},
+		{name: "gateway failed but a destination is live", fails: fails(a, a, a, a, a), gwBad: true, live: true, want: false},
+	}
+	for _, r := range rows {
+		t.Run(r.name, func(t *testing.T) {
+			p, ok := confirmStall(r.fails, 5, r.live, r.gwBad, vNow)
+			if ok != r.want || p.byGateway != r.byGateway {
+				t.Fatalf("confirmed %v (by gateway %v), want %v (%v)", ok, p.byGateway, r.want, r.byGateway)
+			}
+			if ok && !p.byGateway && (p.n != len(r.fails) || p.span != time.Duration(len(r.fails))*time.Second) {
+				t.Errorf("proof %+v, want %d failures over %ds", p, len(r.fails), len(r.fails))
+			}
+		})
+	}
+}
