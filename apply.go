@@ -418,7 +418,8 @@ func (m *Monitor) evaluateStatusLocked(now time.Time) {
 	if !m.baseline {
 		return // stay unknown until the first full read
 	}
-	v, next := judge(m.factsLocked(now), now)
+	f := m.factsLocked(now)
+	v, next := judge(&f, now)
 	c.before(next)
 	m.wakeAt = c.next
 	m.pathVerdicts = v.paths

@@ -106,7 +106,7 @@ func BenchmarkEvaluate(b *testing.B) {
 					leaseMargin: 30 * time.Second, out: make([]pathVerdict, 0, nT)}
 				b.ReportAllocs()
 				for b.Loop() {
-					v, _ := judge(f, now)
+					v, _ := judge(&f, now)
 					if v.state != Up {
 						b.Fatalf("verdict %+v, want up", v)
 					}

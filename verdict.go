@@ -165,12 +165,17 @@ type verdict struct {
 }
 
 // judge returns the verdict on f at now and the next instant after now at
-// which the verdict could change without a new fact (zero: none).
-func judge(f facts, now time.Time) (verdict, time.Time) {
+// which the verdict could change without a new fact (zero: none). It reads
+// f and writes only into f.out's array (the verdict's paths).
+func judge(f *facts, now time.Time) (verdict, time.Time) {
 	c := &clock{now: now}
-	out := f.out[:0]
+	out := f.out
+	if cap(out) < len(f.paths) {
+		out = make([]pathVerdict, len(f.paths))
+	}
+	out = out[:len(f.paths)]
 	for i := range f.paths {
-		out = append(out, judgePath(f.ifaces, &f.paths[i], f.stall.hold, c))
+		judgePath(f.ifaces, &f.paths[i], f.stall.hold, c, &out[i])
 	}
 	v := evaluate(f.ifaces, f.paths, out, c, f.prevUplink, f.had, f.hadIdx, f.recent, f.leaseMargin)
 	v.paths = out
@@ -494,17 +499,18 @@ func downVerdict(ifaces map[int]*iface, paths []pathFacts, pv []pathVerdict, c *
 // physical uplink.
 // A target the data-stall detector closed (its stallAt) stays closed
 // (send-errors) for hold from then.
-func judgePath(ifaces map[int]*iface, p *pathFacts, hold time.Duration, c *clock) (v pathVerdict) {
+func judgePath(ifaces map[int]*iface, p *pathFacts, hold time.Duration, c *clock, v *pathVerdict) {
+	*v = pathVerdict{}
 	switch {
 	case !p.t.Addr.IsValid():
 		v.reason = ReasonUnresolved
-		return v
+		return
 	case !p.path.Reachable():
 		v.reason = ReasonNoRoute
 		if p.implicit {
 			v.reason = ReasonNoDefaultRoute
 		}
-		return v
+		return
 	}
 	fam := p.family()
 	f, ok := ifaces[p.path.Index]
@@ -514,7 +520,7 @@ func judgePath(ifaces map[int]*iface, p *pathFacts, hold time.Duration, c *clock
 		// matter, so judge the best of those instead.
 		if f = bestPhysical(ifaces, fam, c); f == nil {
 			v.reason = ReasonNoDefaultRoute
-			return v
+			return
 		}
 	}
 	v.index = f.link.Index
@@ -522,18 +528,18 @@ func judgePath(ifaces map[int]*iface, p *pathFacts, hold time.Duration, c *clock
 		v.via = f.link.Index
 		if r := f.linkDownReason(c); r != "" {
 			v.reason = r // the tunnel daemon let go of its device
-			return v
+			return
 		}
 		if !f.hasAddr(fam, c) {
 			v.reason = ReasonNoAddress
-			return v
+			return
 		}
 		f = nil
 		if p.under.Index != 0 || p.under.Err != nil {
 			if !p.under.Reachable() {
 				v.reason = ReasonNoDefaultRoute
 				v.index = 0
-				return v
+				return
 			}
 			f = ifaces[p.under.Index]
 		}
@@ -545,7 +551,7 @@ func judgePath(ifaces map[int]*iface, p *pathFacts, hold time.Duration, c *clock
 		}
 		if f == nil {
 			v.reason, v.index = ReasonNoUnderlay, 0
-			return v
+			return
 		}
 		v.index = f.link.Index
 		fam = 0 // the tunnel's own packets may use either family
@@ -555,7 +561,6 @@ func judgePath(ifaces map[int]*iface, p *pathFacts, hold time.Duration, c *clock
 		v.reason = ReasonSendErrors // senders' failures towards it (stall.go)
 	}
 	v.ok = v.reason == ""
-	return v
 }
 
 // bestPhysical returns the interface that most likely carries an overlay

@@ -280,7 +280,7 @@ func TestJudge(t *testing.T) {
 		t.Run(r.name, func(t *testing.T) {
 			f := vFacts()
 			r.change(&f)
-			v, next := judge(f, vNow)
+			v, next := judge(&f, vNow)
 			if v.state != r.state || v.reason != r.reason || v.iface != r.iface || v.target != r.target {
 				t.Errorf("verdict %s %q on %q target %q, want %s %q on %q target %q",
 					v.state, v.reason, v.iface, v.target, r.state, r.reason, r.iface, r.target)
@@ -316,9 +316,9 @@ func TestJudgePure(t *testing.T) {
 	f := vFacts()
 	f.ifaces[2].wifi.roamUntil = vNow.Add(time.Second)
 	before, wifi := *f.ifaces[2], *f.ifaces[2].wifi
-	v1, n1 := judge(f, vNow)
+	v1, n1 := judge(&f, vNow)
 	v1.paths = append([]pathVerdict(nil), v1.paths...)
-	v2, n2 := judge(f, vNow)
+	v2, n2 := judge(&f, vNow)
 	if v1.state != v2.state || v1.reason != v2.reason || !n1.Equal(n2) || v1.paths[0] != v2.paths[0] {
 		t.Errorf("two judgements differ: %+v %v, %+v %v", v1, n1, v2, n2)
 	}
@@ -365,7 +365,7 @@ func TestJudgeTargetGates(t *testing.T) {
 			}
 			f.stab.stabilize = 200 * ms
 			r.change(&f)
-			v, next := judge(f, vNow)
+			v, next := judge(&f, vNow)
 			if got := v.paths[1].gateNow; got != r.want {
 				t.Errorf("gate %+v, want %+v", got, r.want)
 			}

@@ -408,7 +408,7 @@ func (m *Monitor) routeIndexLocked(dst netip.Addr, now time.Time) int {
 	}
 	p := pathState{pathFacts: pathFacts{t: Target{Addr: dst}}}
 	m.refreshPathLocked(&p)
-	p.pathVerdict = judgePath(m.ifaces, &p.pathFacts, 0, &clock{now: now})
+	judgePath(m.ifaces, &p.pathFacts, 0, &clock{now: now}, &p.pathVerdict)
 	if !m.pathsDirty {
 		if c.idx == nil {
 			c.idx = make(map[netip.Addr]int)
