@@ -179,8 +179,8 @@ func judge(f *facts, now time.Time) (verdict, time.Time) {
 	}
 	v := evaluate(f.ifaces, f.paths, out, c, f.prevUplink, f.had, f.hadIdx, f.recent, f.leaseMargin)
 	v.paths = out
-	v.had, v.hadIdx = noteFamilies(v, f.paths, f.had, f.hadIdx)
-	v = stallVerdict(v, f.stall, f.recent, c)
+	noteFamilies(&v, f.paths, f.had, f.hadIdx)
+	stallVerdict(&v, &f.stall, f.recent, c)
 
 	// Returns wait out the stabilisation window, damped for a link that
 	// keeps bouncing (damp.go); losses act at once.
@@ -210,31 +210,32 @@ func judge(f *facts, now time.Time) (verdict, time.Time) {
 	return v, c.next
 }
 
-// noteFamilies returns which families the uplink carries after verdict v:
-// those it had, and those of the implicit paths usable through it now. A
-// new uplink, or an outage, starts afresh: a network that never had IPv6
-// is not degraded.
-func noteFamilies(v verdict, paths []pathFacts, had families, hadIdx int) (families, int) {
+// noteFamilies sets which families the uplink carries after verdict v
+// (v.had, v.hadIdx): those it had, and those of the implicit paths usable
+// through it now. A new uplink, or an outage, starts afresh: a network
+// that never had IPv6 is not degraded.
+func noteFamilies(v *verdict, paths []pathFacts, had families, hadIdx int) {
 	if !v.state.CanSend() {
-		return 0, 0
+		v.had, v.hadIdx = 0, 0
+		return
 	}
 	if v.index != hadIdx {
 		had, hadIdx = 0, v.index
 	}
 	for i := range paths {
-		if pv := v.paths[i]; paths[i].implicit && pv.ok && pv.index == v.index {
+		if pv := &v.paths[i]; paths[i].implicit && pv.ok && pv.index == v.index {
 			had |= famBit(paths[i].family())
 		}
 	}
-	return had, hadIdx
+	v.had, v.hadIdx = had, hadIdx
 }
 
 // stallVerdict applies the data-stall detector to a verdict the kernel's
 // state allows: down while it holds the state, degraded while recent
 // failures reached several destinations and none is live.
-func stallVerdict(v verdict, s stallFacts, recent time.Duration, c *clock) verdict {
+func stallVerdict(v *verdict, s *stallFacts, recent time.Duration, c *clock) {
 	if !v.state.CanSend() {
-		return v
+		return
 	}
 	switch {
 	case !s.downAt.IsZero() && c.before(s.downAt.Add(s.hold)):
@@ -242,12 +243,11 @@ func stallVerdict(v verdict, s stallFacts, recent time.Duration, c *clock) verdi
 	case v.state == Up && c.within(s.lastFail, recent) && s.spread >= 2 && !s.liveClock(c):
 		v.state, v.reason = Degraded, ReasonSendErrors
 	}
-	return v
 }
 
 // liveClock is live asked through the rule's clock, so that the moment a
 // destination stops counting as live is a deadline.
-func (s stallFacts) liveClock(c *clock) bool {
+func (s *stallFacts) liveClock(c *clock) bool {
 	c.before(s.liveEnd)
 	return s.live
 }
