@@ -318,10 +318,8 @@ func (m *Monitor) evaluateLocked(now time.Time) {
 	before := m.wakeAt
 	m.evaluateStatusLocked(now)
 	if m.baseline {
-		c := &clock{now: now, next: m.wakeAt}
-		m.updateTargetGatesLocked(c)
+		m.updateTargetGatesLocked()
 		m.notePathsLocked()
-		m.wakeAt = c.next
 	}
 	if !m.wakeAt.IsZero() && (before.IsZero() || m.wakeAt.Before(before)) {
 		m.wakeLocked() // the loop's timer must learn of the earlier deadline
@@ -384,53 +382,57 @@ func (m *Monitor) attachPortsLocked() {
 	}
 }
 
-// noteFamiliesLocked remembers which families the uplink carries, so that
-// losing one later reads as ipv4-lost or ipv6-lost. A new uplink, or an
-// outage, starts afresh: a network that never had IPv6 is not degraded.
-func (m *Monitor) noteFamiliesLocked(v verdict) {
-	if !v.state.CanSend() {
-		m.had, m.hadIdx = 0, 0
-		return
-	}
-	if v.index != m.hadIdx {
-		m.had, m.hadIdx = 0, v.index
-	}
-	for _, p := range m.paths {
-		if p.implicit && p.ok && p.index == v.index {
-			m.had |= famBit(p.family())
-		}
-	}
-}
-
-// evaluateStatusLocked is evaluateLocked without the targets' Gates.
-func (m *Monitor) evaluateStatusLocked(now time.Time) {
-	c := &clock{now: now}
-	defer func() { m.wakeAt = c.next }()
-	m.expireStallLocked(c)
-	if !m.baseline {
-		return // stay unknown until the first full read
-	}
+// factsLocked gathers what the rule judges at now (verdict.go): the
+// interfaces with their Wi-Fi and DHCP facts, the targets' paths, the
+// data-stall detector's summary and the stabilisation window's state.
+func (m *Monitor) factsLocked(now time.Time) facts {
 	for i, f := range m.ifaces {
 		f.wifi, f.dhcp = m.wifiInfo[i], m.dhcpInfo[i]
 	}
 	m.attachPortsLocked()
-	v := evaluate(m.ifaces, m.paths, c, m.uplink, m.had, m.hadIdx, m.opts.Recent, m.opts.LeaseMargin)
-	m.noteFamiliesLocked(v)
-	v = m.stallVerdict(c, v)
+	m.pathFacts = m.pathFacts[:0]
+	for _, p := range m.paths {
+		m.pathFacts = append(m.pathFacts, p.pathFacts)
+	}
+	return facts{
+		ifaces:      m.ifaces,
+		paths:       m.pathFacts,
+		prevUplink:  m.uplink,
+		had:         m.had,
+		hadIdx:      m.hadIdx,
+		recent:      m.opts.Recent,
+		leaseMargin: m.opts.LeaseMargin,
+		stall:       m.stallFactsLocked(now),
+		stab: stabFacts{prev: m.status.State, stabilize: m.opts.Stabilize, upAt: m.upAt, window: m.upWindow,
+			damp: m.damp, lastUpAt: m.lastUpAt},
+		out: m.pathVerdicts,
+	}
+}
 
-	// Returns wait out the stabilisation window, damped for a link that
-	// keeps bouncing (damp.go); losses act at once.
-	if !v.state.CanSend() && (m.status.State.CanSend() || !m.upAt.IsZero()) {
+// evaluateStatusLocked is evaluateLocked without the targets' Gates: it
+// judges the facts (judge) and carries out the verdict.
+func (m *Monitor) evaluateStatusLocked(now time.Time) {
+	c := &clock{now: now}
+	m.expireStallLocked(c)
+	m.wakeAt = c.next
+	if !m.baseline {
+		return // stay unknown until the first full read
+	}
+	f := m.factsLocked(now)
+	v, next := judge(&f, now)
+	c.before(next)
+	m.wakeAt = c.next
+	m.pathVerdicts = v.paths
+	for i, p := range m.paths {
+		p.pathVerdict = v.paths[i]
+	}
+	m.had, m.hadIdx = v.had, v.hadIdx
+	if v.loss {
 		m.noteLossLocked(now) // an outage begins, or a return is cut short
 	}
-	if v.state.CanSend() && m.status.State == Down && m.opts.Stabilize > 0 {
-		if m.upAt.IsZero() {
-			m.upWindow = m.windowLocked(now)
-			m.upAt = now.Add(m.upWindow)
-		}
-		if c.before(m.upAt) {
-			return
-		}
+	if !v.holdUntil.IsZero() {
+		m.upAt, m.upWindow = v.holdUntil, v.holdWindow
+		return
 	}
 	m.upAt = time.Time{}
 	if v.state.CanSend() {

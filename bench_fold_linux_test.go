@@ -94,17 +94,19 @@ func BenchmarkEvaluate(b *testing.B) {
 						addrs:  []linkwatch.Addr{globalAddr(i, name, fmt.Sprintf("10.%d.0.5/24", i))},
 						routes: []linkwatch.Route{defRoute(i, name, fmt.Sprintf("10.%d.0.1", i), 100+i)}}
 				}
-				paths := make([]*pathState, nT)
+				paths := make([]pathFacts, nT)
 				for j := range paths {
 					idx := 2 + j%nIf
 					dst := netip.AddrFrom4([4]byte{10, byte(idx), 0, byte(10 + j)})
-					paths[j] = &pathState{t: Target{Spec: dst.String(), Addr: dst},
+					paths[j] = pathFacts{t: Target{Spec: dst.String(), Addr: dst},
 						path: linkwatch.Path{Dst: dst, Index: idx, Table: unix.RT_TABLE_MAIN}}
 				}
 				now := t0.Add(time.Second)
+				f := facts{ifaces: ifaces, paths: paths, prevUplink: 2, recent: 10 * time.Second,
+					leaseMargin: 30 * time.Second, out: make([]pathVerdict, 0, nT)}
 				b.ReportAllocs()
 				for b.Loop() {
-					v := evaluate(ifaces, paths, &clock{now: now}, 2, 0, 0, 10*time.Second, 30*time.Second)
+					v, _ := judge(&f, now)
 					if v.state != Up {
 						b.Fatalf("verdict %+v, want up", v)
 					}

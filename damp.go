@@ -32,18 +32,24 @@ type damping struct {
 }
 
 // windowLocked returns the stabilisation window a return starting at now
-// waits out: the damped window, decayed for the time the path has held
-// since it last came back (time spent down is not holding).
+// waits out (dampWindow with the Monitor's state).
 func (m *Monitor) windowLocked(now time.Time) time.Duration {
-	base, d := m.opts.Stabilize, m.damp
+	return dampWindow(m.damp, m.opts.Stabilize, m.opts.Recent, m.lastUpAt, now)
+}
+
+// dampWindow returns the stabilisation window a return starting at now
+// waits out: the damped window d, decayed for the time the path has held
+// since it last came back at lastUpAt (time spent down is not holding),
+// never below base (Options.Stabilize).
+func dampWindow(d damping, base, recent time.Duration, lastUpAt, now time.Time) time.Duration {
 	if base <= 0 || d.window <= base || d.lastLoss.IsZero() {
 		return base
 	}
 	w := d.window
-	if !m.lastUpAt.After(d.lastLoss) {
+	if !lastUpAt.After(d.lastLoss) {
 		return w // down since the last loss
 	}
-	for t := m.lastUpAt.Add(m.opts.Recent); !now.Before(t) && w > base; t = t.Add(m.opts.Recent) {
+	for t := lastUpAt.Add(recent); !now.Before(t) && w > base; t = t.Add(recent) {
 		w /= 2
 	}
 	return max(w, base)

@@ -107,10 +107,15 @@
 //
 // # The code
 //
-// rule.go is the rule: interfaces and targets' paths in, a verdict and the
-// time it may next change out (a clock every time-based predicate asks).
-// path.go looks the targets' paths up in the kernel and drives their Gates;
-// apply.go folds linkwatch's events in and carries out state changes;
+// verdict.go is the rule, one pure function (judge): the facts in (the
+// interfaces' links, addresses, routes and gateways, Wi-Fi and DHCP facts,
+// the targets' paths, the data-stall detector's summary, the
+// stabilisation window's state, the targets' Gates), a verdict and the
+// time it may next change out (a clock every time-based predicate asks);
+// verdict_test.go tests it by tables. rule.go holds the interfaces' and
+// radios' facts and the roam hold's bookkeeping. path.go looks the
+// targets' paths up in the kernel and drives their Gates; apply.go folds
+// linkwatch's events in, gathers the facts and carries out the verdict;
 // watchers.go starts and folds the optional watchers (Wi-Fi, DHCP, eBPF);
 // noroute.go reads the kernel's count of sends that found no route;
 // dedup.go pairs a failure reported and traced, so that it counts once;

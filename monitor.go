@@ -122,7 +122,12 @@ type Monitor struct {
 	routeCache  routeCache       // eBPF destinations' interfaces (watchers.go)
 	had         families         // the families the uplink hadIdx carried since it came up
 	hadIdx      int
-	prober      *neighprobe.Prober // gateway probes at a return (neighprobe.go); nil when unavailable
+	// pathFacts and pathVerdicts are the rule's buffers for the paths'
+	// facts and verdicts (factsLocked), kept so that an evaluation
+	// allocates nothing.
+	pathFacts    []pathFacts
+	pathVerdicts []pathVerdict
+	prober       *neighprobe.Prober // gateway probes at a return (neighprobe.go); nil when unavailable
 	// openProber opens it (neighprobe.Open when nil; tests replace it).
 	openProber func(netns.NsHandle) (*neighprobe.Prober, error)
 }

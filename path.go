@@ -35,30 +35,16 @@ var overlayKinds = []string{
 // isOverlay reports whether a link of this kind is a tunnel.
 func isOverlay(kind string) bool { return slices.Contains(overlayKinds, kind) }
 
-// pathState is one target's path: what the kernel answered and the
-// verdict on it.
+// pathState is one target's path: what the kernel answered (the rule's
+// facts) and the verdict on it, with the Monitor's state around them.
 type pathState struct {
-	t        Target
-	implicit bool // an internet target, not one the user named
-	// path is the kernel's answer for t.Addr, under that with a policy
-	// rule's mark when path enters an overlay (the underlay), zero
-	// otherwise.
-	path, under linkwatch.Path
+	pathFacts              // what the rule judges (verdict.go)
+	pathVerdict            // the verdict of the last evaluation
 	gate        *gate.Gate // the target's own Gate; nil for implicit ones
 
-	// The verdict of the last evaluation.
-	ok     bool
-	reason Reason
-	index  int // the interface judged: the underlay when via is set
-	via    int // the overlay the path enters, 0 when none
-
 	// Host name resolution (resolve.go).
-	lastIdx     int // the interface it was last reachable through, and its name
-	lastName    string
-	gateOpen    bool      // gate was opened last
-	lostWhileUp bool      // lost while the overall state stayed usable: stabilise its return
-	upAt        time.Time // when its return has lasted Options.Stabilize
-	stallAt     time.Time // when the data-stall detector closed it (stall.go); zero while it does not
+	lastIdx  int // the interface it was last reachable through, and its name
+	lastName string
 
 	addrs          []netip.Addr // a host name's addresses, as resolved (at most maxAddrs)
 	wasOK          bool         // ok at the evaluation before
@@ -66,9 +52,6 @@ type pathState struct {
 	resolveAgain   bool         // resolve the name again
 	saidUnresolved bool         // a notice said the name does not resolve
 }
-
-// family returns 4 or 6.
-func (p *pathState) family() int { return addrFamily(p.t.Addr) }
 
 // refreshPathsLocked asks the kernel for every target's path: one lookup,
 // and for a path into an overlay one more per mark the policy rules name
@@ -191,41 +174,27 @@ func (m *Monitor) applyRuleLocked(e linkwatch.RuleEvent) {
 	m.rules = append(m.rules, e.Rule)
 }
 
-// updateTargetGatesLocked opens each target's Gate while its path is
-// usable and the overall state lets traffic flow, and closes it otherwise.
-// A target lost while the overall state stayed usable (another target was
-// fine) reopens only after its return has lasted Options.Stabilize, as the
-// Monitor's Gate does after an outage; after an outage of everything the
-// Monitor's own window has already applied.
-func (m *Monitor) updateTargetGatesLocked(c *clock) {
+// updateTargetGatesLocked carries out the rule's verdict on each target's
+// own Gate (nextGate): it closes the Gate while the target's path is not
+// usable or the overall state lets nothing through, and opens it when the
+// rule says it may.
+func (m *Monitor) updateTargetGatesLocked() {
 	for _, p := range m.paths {
 		if p.gate == nil {
 			continue
 		}
-		if !p.ok || !m.status.State.CanSend() {
-			p.upAt = time.Time{}
-			p.lostWhileUp = p.gateOpen && m.status.State.CanSend() || p.lostWhileUp && m.status.State.CanSend()
-			p.gateOpen = false
+		was := p.gateWas.open
+		p.gateWas = p.gateNow
+		switch {
+		case !p.ok || !m.status.State.CanSend():
 			r := gate.Reason{Code: string(p.reason), Iface: m.ifaceName(p.index)}
 			if p.ok {
 				r = closeReason(m.status)
 			}
 			p.gate.Close(r)
-			continue
+		case p.gateWas.open && !was:
+			p.gate.Open()
 		}
-		if p.gateOpen {
-			continue
-		}
-		if p.lostWhileUp && m.opts.Stabilize > 0 {
-			if p.upAt.IsZero() {
-				p.upAt = c.now.Add(m.opts.Stabilize)
-			}
-			if c.before(p.upAt) {
-				continue
-			}
-		}
-		p.upAt, p.lostWhileUp, p.gateOpen = time.Time{}, false, true
-		p.gate.Open()
 	}
 }
 
@@ -259,8 +228,8 @@ func (m *Monitor) GateFor(target string) *gate.Sender {
 func (m *Monitor) initTargets(gc gate.Config, userOK func(gate.Attempt)) error {
 	if len(m.opts.Targets) == 0 {
 		m.paths = []*pathState{
-			{t: Target{Spec: "internet-ipv4", Addr: internet4}, implicit: true},
-			{t: Target{Spec: "internet-ipv6", Addr: internet6}, implicit: true},
+			{pathFacts: pathFacts{t: Target{Spec: "internet-ipv4", Addr: internet4}, implicit: true}},
+			{pathFacts: pathFacts{t: Target{Spec: "internet-ipv6", Addr: internet6}, implicit: true}},
 		}
 		return nil
 	}
@@ -274,7 +243,7 @@ func (m *Monitor) initTargets(gc gate.Config, userOK func(gate.Attempt)) error {
 				return fmt.Errorf("netmon: target %q given twice", s)
 			}
 		}
-		p := &pathState{t: t}
+		p := &pathState{pathFacts: pathFacts{t: t, gated: true}}
 		tc := gc
 		tc.OnSuccess = func(a gate.Attempt) {
 			// A send through this target's Gate succeeded: it ends the

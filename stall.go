@@ -209,43 +209,26 @@ func (m *Monitor) recordFailureLocked(now time.Time, dst netip.Addr) {
 }
 
 // stallLocked reports whether the failures that concern the network (not
-// a declared target) make a stall, and what confirms it: SendErrorThreshold
-// of them, all since the last success anywhere (a success forgets the
-// failures before it), with no destination live (see liveLocked), and
-// either the uplink's gateway not answering (its neighbour entry FAILED:
-// the first hop is dead) or the failures spanning at least two
-// destinations, none counting for more than half of them (so that one
-// dead peer and a stray failure elsewhere are not one) while the gateway
-// answers: nothing beyond it does.
+// a declared target) make a stall (confirmStall), and what confirms it.
 func (m *Monitor) stallLocked(now time.Time) (string, bool) {
-	per := map[netip.Addr]int{}
-	n := 0
-	var first time.Time
+	var fs []failure
 	for _, f := range m.stall.fails {
 		if m.targetOf(f.dst) == nil {
-			per[f.dst]++
-			n++
-			if first.IsZero() {
-				first = f.at
-			}
+			fs = append(fs, f)
 		}
 	}
-	if n < m.opts.SendErrorThreshold || m.liveLocked(now) {
+	if len(fs) < m.opts.SendErrorThreshold {
 		return "", false
 	}
-	if m.uplinkGatewayFailedLocked() {
+	p, ok := confirmStall(fs, m.opts.SendErrorThreshold, m.liveLocked(now), m.uplinkGatewayFailedLocked(), now)
+	switch {
+	case !ok:
+		return "", false
+	case p.byGateway:
 		return m.gatewayTextLocked() + ": the first hop does not answer", true
 	}
-	limit := (m.opts.SendErrorThreshold + 1) / 2
-	capped := 0
-	for _, c := range per {
-		capped += min(c, limit)
-	}
-	if len(per) < 2 || capped < m.opts.SendErrorThreshold {
-		return "", false
-	}
 	return fmt.Sprintf("%d failures to %d destinations in %s, no send succeeded anywhere since; %s: nothing beyond it answers",
-		n, len(per), now.Sub(first).Round(time.Millisecond), m.gatewayTextLocked()), true
+		p.n, p.dests, p.span.Round(time.Millisecond), m.gatewayTextLocked()), true
 }
 
 // liveLocked reports whether some destination is live: a send to it
@@ -484,19 +467,6 @@ func (m *Monitor) markSuccess(dst netip.Addr) {
 	m.lastSucc.Store(&succMark{dst: dst, at: now})
 }
 
-// liveClockLocked is liveLocked asked through the rule's clock, so that
-// the moment a destination stops counting as live is a deadline.
-func (m *Monitor) liveClockLocked(c *clock) bool {
-	live := m.liveLocked(c.now)
-	for _, at := range m.stall.succ {
-		c.within(at, m.opts.SendErrorWindow)
-	}
-	if p := m.lastSucc.Load(); p != nil {
-		c.within(p.at, m.opts.SendErrorWindow)
-	}
-	return live
-}
-
 // successLocked records a send that succeeded towards dst (the zero Addr
 // if unknown) at now: the path works, so the network's verdict ends and
 // the failures before it are forgotten, and dst is live for
@@ -534,20 +504,27 @@ func (m *Monitor) successLocked(now time.Time, dst netip.Addr) {
 	}
 }
 
-// stallVerdict applies the detector to a verdict the kernel's state
-// allows: down while it holds the state, degraded while recent failures
-// reached several destinations.
-func (m *Monitor) stallVerdict(c *clock, v verdict) verdict {
-	if !v.state.CanSend() {
-		return v
-	}
+// stallFactsLocked summarises the detector for the rule at now (see
+// stallFacts): expireStallLocked has ended the verdicts whose hold passed.
+func (m *Monitor) stallFactsLocked(now time.Time) stallFacts {
 	s := &m.stall
-	switch {
-	case !s.downAt.IsZero():
-		v.state, v.reason, v.target = Down, ReasonSendErrors, ""
-	case v.state == Up && len(s.fails) > 0 && c.within(s.fails[len(s.fails)-1].at, m.opts.Recent) &&
-		m.distinctDestinations(c.now.Add(-m.opts.Recent)) >= 2 && !m.liveClockLocked(c):
-		v.state, v.reason = Degraded, ReasonSendErrors
+	f := stallFacts{downAt: s.downAt, hold: m.opts.SendErrorHold}
+	if len(s.fails) == 0 {
+		return f
 	}
-	return v
+	f.lastFail = s.fails[len(s.fails)-1].at
+	f.spread = m.distinctDestinations(now.Add(-m.opts.Recent))
+	f.live = m.liveLocked(now)
+	end := func(at time.Time) {
+		if t := at.Add(m.opts.SendErrorWindow); now.Before(t) && (f.liveEnd.IsZero() || t.Before(f.liveEnd)) {
+			f.liveEnd = t
+		}
+	}
+	for _, at := range s.succ {
+		end(at)
+	}
+	if p := m.lastSucc.Load(); p != nil {
+		end(p.at)
+	}
+	return f
 }

@@ -418,7 +418,7 @@ func (m *Monitor) applySockLocked(e sockwatch.Event) {
 
 // routeIndexLocked returns the interface a send to dst leaves through, as
 // a target's path is judged: the kernel's route lookup, and for a path
-// into a tunnel its underlay (see judge); 0 when the kernel has no path.
+// into a tunnel its underlay (see judgePath); 0 when the kernel has no path.
 // A lookup costs about 5 µs (two or more into a tunnel), so the answers
 // are kept in routeCache while no kernel change may have moved them.
 func (m *Monitor) routeIndexLocked(dst netip.Addr, now time.Time) int {
@@ -431,9 +431,9 @@ func (m *Monitor) routeIndexLocked(dst netip.Addr, now time.Time) int {
 	if i, ok := c.idx[dst]; ok {
 		return i
 	}
-	p := pathState{t: Target{Addr: dst}}
+	p := pathState{pathFacts: pathFacts{t: Target{Addr: dst}}}
 	m.refreshPathLocked(&p)
-	judge(m.ifaces, &p, &clock{now: now})
+	judgePath(m.ifaces, &p.pathFacts, 0, &clock{now: now}, &p.pathVerdict)
 	if !m.pathsDirty {
 		if c.idx == nil {
 			c.idx = make(map[netip.Addr]int)

@@ -192,7 +192,10 @@ func runWaitOnline(ctx context.Context, args []string, stdout, stderr io.Writer)
 			continue
 		}
 		last = ev.Status
-		if allTargetsReachable(m.Snapshot(), len(o.Targets) > 0) {
+		if snap := m.Snapshot(); allTargetsReachable(snap, len(o.Targets) > 0) {
+			// Say what was judged online: the state may have changed
+			// since the event (a down baseline, then up at once).
+			last = netmon.Status{State: snap.State, Reason: snap.Reason, Iface: snap.Iface, Target: snap.Target, Since: snap.Since}
 			online = true
 			break
 		}
