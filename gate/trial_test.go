@@ -105,3 +105,99 @@ func TestTrialLetsOneHeldCallThroughAClosedGate(t *testing.T) {
 		}
 	})
 }
+
+// TestTrialLetsAHeldWaitThroughWhenNoDoIsHeld: with no Do call held, Trial
+// lets the oldest held Wait caller through while the gate stays closed
+// (its Wait returns nil); a held Do call goes before an older Wait; a
+// waiter whose context ended is passed over; each trial counts in
+// Stats.Trials.
+func TestTrialLetsAHeldWaitThroughWhenNoDoIsHeld(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := mustNew(t, Config{StartClosed: lost, Release: Release{Probe: true, ProbeTimeout: 250 * time.Millisecond}})
+		t.Cleanup(g.Shutdown) // ends the held callers if the test fails
+		waited := make(chan int, 3)
+		wait := func(id int) {
+			go func() {
+				if err := g.Sender().Wait(context.Background()); err != nil && !errors.Is(err, ErrShutdown) {
+					t.Errorf("Wait %d: %v", id, err)
+				}
+				waited <- id
+			}()
+			synctest.Wait()
+		}
+
+		wait(1)
+		if !g.Trial() {
+			t.Fatal("Trial let no held Wait through")
+		}
+		synctest.Wait()
+		if len(waited) != 1 || <-waited != 1 {
+			t.Fatal("the held Wait did not return after the trial")
+		}
+		if g.State().Open {
+			t.Fatal("the gate opened on a trial")
+		}
+		if st := g.Stats(); st.Trials != 1 || st.HeldNow != 0 || st.Releases != 1 {
+			t.Fatalf("stats %+v, want 1 trial, 1 release, none held", st)
+		}
+		if g.Trial() {
+			t.Fatal("Trial with nothing held let something through")
+		}
+
+		// A Do call goes before an older Wait.
+		wait(2)
+		sent := make(chan struct{}, 1)
+		doDone := make(chan error, 1)
+		go func() {
+			doDone <- g.Do(context.Background(), func(context.Context) error {
+				sent <- struct{}{}
+				return nil
+			})
+		}()
+		synctest.Wait()
+		if !g.Trial() {
+			t.Fatal("Trial let nothing through with a Wait and a Do call held")
+		}
+		synctest.Wait()
+		if len(sent) != 1 || len(waited) != 0 {
+			t.Fatalf("trial: %d sends, %d waits returned; want the Do call's send, the older Wait still held", len(sent), len(waited))
+		}
+		if err := <-doDone; err != nil {
+			t.Fatalf("trial Do: %v", err)
+		}
+		if !g.Trial() {
+			t.Fatal("Trial let the held Wait through not once the Do call was gone")
+		}
+		synctest.Wait()
+		if len(waited) != 1 || <-waited != 2 {
+			t.Fatal("the held Wait did not return after the second trial")
+		}
+
+		// A waiter whose context ended, still in the list (its caller
+		// not yet gone), is passed over for the next one.
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		stale := &waiter{start: time.Now(), ctx: ctx, wake: make(chan struct{})}
+		g.mu.Lock()
+		g.pushLocked(stale)
+		g.mu.Unlock()
+		wait(3)
+		if !g.Trial() {
+			t.Fatal("Trial let nothing through with a live Wait held")
+		}
+		synctest.Wait()
+		if len(waited) != 1 || <-waited != 3 {
+			t.Fatal("the trial did not go to the live Wait behind a gone one")
+		}
+		g.mu.Lock()
+		if stale.outcome != held {
+			t.Errorf("the gone waiter's outcome is %v, want still held", stale.outcome)
+		}
+		g.removeLocked(stale)
+		g.mu.Unlock()
+		if st := g.Stats(); st.Trials != 4 || st.HeldNow != 0 {
+			t.Fatalf("stats %+v, want 4 trials, none held", st)
+		}
+		g.Shutdown()
+	})
+}
