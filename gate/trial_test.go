@@ -3,8 +3,12 @@ package gate
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math/rand/v2"
 	"net/netip"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"testing/synctest"
@@ -200,4 +204,93 @@ func TestTrialLetsAHeldWaitThroughWhenNoDoIsHeld(t *testing.T) {
 		}
 		g.Shutdown()
 	})
+}
+
+// TestTrialUnderFlappingKeepsTheWaiterList: Wait and Do callers (a
+// quarter of them giving up quickly) are held, released by trials and
+// Opens from many goroutines while others close the gate. Every caller
+// returns once the gate stays open; no hold is lost (Holds = Releases +
+// Canceled + Expired + Dropped, nothing held); and the waits that returned
+// nil while no Open began during them are no more than the trials.
+func TestTrialUnderFlappingKeepsTheWaiterList(t *testing.T) {
+	for _, rel := range []Release{{}, {Probe: true}, {Rate: 1e6, Spread: 50 * time.Microsecond}} {
+		t.Run(fmt.Sprintf("%+v", rel), func(t *testing.T) {
+			g := mustNew(t, Config{StartClosed: lost, Release: rel})
+			var opensBegun, opensDone, quietNil atomic.Uint64
+			stop := make(chan struct{})
+			var flapWG, trialWG, waitWG sync.WaitGroup
+			for range 2 {
+				flapWG.Go(func() {
+					for range 300 {
+						g.Close(lost)
+						runtime.Gosched()
+						runtime.Gosched()
+						opensBegun.Add(1)
+						g.Open()
+						opensDone.Add(1)
+					}
+				})
+			}
+			for range 4 {
+				trialWG.Go(func() {
+					for {
+						select {
+						case <-stop:
+							return
+						default:
+						}
+						g.Trial()
+						runtime.Gosched()
+					}
+				})
+			}
+			for i := range 100 {
+				waitWG.Go(func() {
+					for range 100 {
+						ctx, cancel := context.Background(), context.CancelFunc(func() {})
+						if rand.IntN(4) == 0 {
+							ctx, cancel = context.WithTimeout(ctx, time.Duration(rand.IntN(50))*time.Microsecond)
+						}
+						begun := opensBegun.Load()
+						quiet := opensDone.Load() >= begun && !g.State().Open
+						var err error
+						if i%2 == 0 {
+							err = g.Sender().Wait(ctx)
+						} else {
+							err = g.Sender().Do(ctx, nopSend)
+						}
+						cancel()
+						switch {
+						case err == nil && quiet && opensBegun.Load() == begun:
+							quietNil.Add(1) // only a trial can have let it through
+						case err != nil && !errors.Is(err, context.DeadlineExceeded):
+							t.Errorf("wait = %v, want nil or DeadlineExceeded", err)
+						}
+					}
+				})
+			}
+			flapWG.Wait()
+			close(stop)
+			trialWG.Wait()
+			g.Open()
+			done := make(chan struct{})
+			go func() { waitWG.Wait(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(time.Minute):
+				t.Fatalf("callers still held a minute after the final Open: %+v", g.Stats())
+			}
+			s := g.Stats()
+			if s.HeldNow != 0 || s.HeldBytes != 0 || s.Holds != s.Releases+s.Canceled+s.Expired+s.Dropped {
+				t.Errorf("stats %+v: a hold was neither released nor ended", s)
+			}
+			if q := quietNil.Load(); q > s.Trials {
+				t.Errorf("%d waits returned nil with the gate closed throughout, more than the %d trials", q, s.Trials)
+			}
+			if s.Trials == 0 || s.Holds == 0 {
+				t.Errorf("stats %+v: the test let no trial through", s)
+			}
+			t.Logf("stats %+v; %d nil waits with the gate closed throughout", s, quietNil.Load())
+		})
+	}
 }

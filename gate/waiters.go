@@ -183,8 +183,8 @@ func (g *Gate) hold(ctx context.Context, r holdReq) (time.Duration, *probe, erro
 				return h, nil, err
 			}
 		}
-		// Only Open, Shutdown or a drop close w.wake here, and each
-		// settled w before, under g.mu: w.outcome can be read without
+		// Only Open, Shutdown, Trial or a drop close w.wake here, and
+		// each settled w before, under g.mu: w.outcome can be read without
 		// the lock, so that the released waiters do not queue on g.mu.
 		if w.outcome == released && !r.forDo {
 			return 0, nil, nil // Wait does not report how long it held
@@ -240,9 +240,9 @@ func (g *Gate) park(ctx context.Context, w *waiter, limit time.Duration) (time.D
 			}
 		}
 		if immediate {
-			// Without pacing only Open, Shutdown or a drop close w.wake
-			// (a timer or the context returned above), and each settled
-			// w before, under g.mu: w.outcome can be read without the
+			// Without pacing only Open, Shutdown, Trial or a drop close
+			// w.wake (a timer or the context returned above), and each
+			// settled w before, under g.mu: w.outcome can be read without the
 			// lock, so that thousands of released waiters do not queue
 			// on g.mu.
 			switch w.outcome {

@@ -188,8 +188,10 @@ func (a *api) wait(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ans := waitAnswer{Online: err == nil, Target: target, WaitedSec: time.Since(start).Seconds(), Snapshot: a.m.Snapshot()}
-	// A nil wait on a closed Gate is a trial: the client sends, and its
-	// POST /v1/success (or /v1/report) is what reopens the Gate.
+	// A nil wait on a closed Gate is a trial (or, as good as one, a
+	// release by an Open that a Close followed at once): the client sends
+	// while the state says down, and its POST /v1/success (or /v1/report)
+	// is what reopens the Gate (or keeps it closed).
 	ans.Trial = ans.Online && !g.State().Open
 	ans.State, ans.Reason = ans.Snapshot.State, string(ans.Snapshot.Reason)
 	status := http.StatusOK
