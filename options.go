@@ -108,10 +108,12 @@ type Options struct {
 	// SendErrorHold is how long a send-errors verdict holds its Gate at
 	// most (unless the kernel reports a change of the path, a send
 	// succeeds, or the gateway answers first); the count then starts from
-	// zero. While the network's verdict holds, one held Do call is let
-	// through every 500 ms to test the path (gate.Gate.Trial), and its
-	// success ends the verdict at once; the hold is for senders that only
-	// Wait. Zero means 5 s.
+	// zero. While the network's verdict holds, one held sender is let
+	// through every 500 ms to test the path (gate.Gate.Trial): a Do call,
+	// whose success ends the verdict at once, or, when none is held, a
+	// Wait caller (the local API's /v1/wait answers "trial": true), whose
+	// success ends it once reported (ReportSuccessTo). The hold is for
+	// the outcomes never reported. Zero means 5 s.
 	SendErrorHold time.Duration
 
 	// Journal is how many flaps are kept in memory. Zero means 256.

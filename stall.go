@@ -418,10 +418,11 @@ func (m *Monitor) stallActive() bool {
 // expireStallLocked ends the verdicts whose SendErrorHold has passed, so
 // that a sender can test the path again; the count starts from zero.
 //
-// While the network's verdict holds, it lets one held Do call through
-// every stallTrialEvery (gate.Gate.Trial), as a circuit breaker's
-// half-open state: its success ends the verdict (ReportSuccessTo), so the
-// Gate reopens soon after the upstream returns.
+// While the network's verdict holds, it lets one held sender (a Do call,
+// else a Wait caller) through every stallTrialEvery (gate.Gate.Trial), as
+// a circuit breaker's half-open state: its success, reported, ends the
+// verdict (ReportSuccessTo), so the Gate reopens soon after the upstream
+// returns.
 func (m *Monitor) expireStallLocked(c *clock) {
 	hold := m.opts.SendErrorHold
 	s := &m.stall

@@ -84,8 +84,9 @@
 // An owner that closed the gate on a guess (the Monitor's data-stall
 // verdict) can test the path with the traffic that matters: [Gate.Trial]
 // lets the oldest held Do call make one attempt while the gate stays
-// closed, and an owner that opens the gate on its success releases the
-// rest.
+// closed (or, when no Do call is held, the oldest Wait caller, whose
+// success the owner must learn by a report), and an owner that opens the
+// gate on its success releases the rest.
 //
 // # Retrying
 //

@@ -25,33 +25,60 @@ type probe struct {
 // Trial lets the oldest held [Sender.Do] call make one attempt while the
 // gate stays closed, as a circuit breaker in its half-open state lets one
 // request through: the owner's way to test a path it closed on a guess
-// (the Monitor's data-stall verdict) when nobody else sends. The attempt
-// goes to [Config.OnSuccess] or [Config.OnError] as any other; an owner
-// that opens the gate on the success releases the rest. A failed attempt
-// is held again (behind the others) unless its decision ends the call, so
-// that the next trial tries another call. Held [Sender.Wait] callers take
-// no part: a Wait learns nothing of the send that follows.
+// (the Monitor's data-stall verdict). The attempt goes to
+// [Config.OnSuccess] or [Config.OnError] as any other; an owner that opens
+// the gate on the success releases the rest. A failed attempt is held
+// again (behind the others) unless its decision ends the call, so that the
+// next trial tries another call.
 //
-// Trial reports whether a call was let through: false on an open or shut
-// down gate, or when no Do call is held.
+// When no Do call is held, Trial lets the oldest held [Sender.Wait] caller
+// through instead: its Wait returns nil while the gate stays closed. The
+// gate learns nothing of the send that follows, so that caller's outcome
+// must reach the owner some other way: with the Monitor, a success
+// reported (Monitor.ReportSuccess or ReportSuccessTo, the local API's
+// POST /v1/success) opens the gate, a failure reported keeps it closed,
+// and an outcome never reported leaves it to the next trial or to the
+// verdict's end. Do calls go first: their outcome reaches the owner by
+// itself. A waiter whose context has ended is passed over, so that no
+// trial goes to a caller that will not send.
+//
+// Trial reports whether a caller was let through: false on an open or
+// shut down gate, or when nobody is held.
 func (g *Gate) Trial() bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if s := g.cur.Load(); s.Open || s.Shutdown {
 		return false
 	}
+	var wait *waiter // the oldest held Wait caller, in case no Do call is held
 	for w := g.head; w != nil; w = w.next {
-		if !w.forDo || w.outcome != held {
-			continue
+		if w.outcome != held || w.ctx.Err() != nil {
+			continue // its caller gave up (and leaves): the trial would be lost
 		}
-		g.removeLocked(w)
-		w.outcome, w.probe = released, &probe{trial: true}
-		w.wakeLocked()
-		g.n.releases.Add(1)
-		g.n.trials.Add(1)
-		return true
+		if w.forDo {
+			g.trialLocked(w, &probe{trial: true})
+			return true
+		}
+		if wait == nil {
+			wait = w
+		}
 	}
-	return false
+	if wait == nil {
+		return false
+	}
+	g.trialLocked(wait, nil)
+	return true
+}
+
+// trialLocked releases the held waiter w for a trial while the gate stays
+// closed; p marks a Do call's one attempt (nil for a Wait). g.mu must be
+// held.
+func (g *Gate) trialLocked(w *waiter, p *probe) {
+	g.removeLocked(w)
+	w.outcome, w.probe = released, p
+	w.wakeLocked()
+	g.n.releases.Add(1)
+	g.n.trials.Add(1)
 }
 
 // startProbeLocked makes w the probe of a new round. g.mu must be held.

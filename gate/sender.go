@@ -55,6 +55,13 @@ func (s *Sender) Stats() Stats { return s.g.Stats() }
 // On an open gate Wait is one atomic load. Waiting says nothing about
 // whether the send that follows will succeed; the link can drop between
 // the two. [Sender.Do] owns the whole loop.
+//
+// Wait also returns nil, with the gate still closed, when the owner lets
+// the caller through for a trial ([Gate.Trial]: the Monitor does, while a
+// data-stall verdict holds and no Do call is held): the caller then sends,
+// and reports the outcome to the owner (the Monitor's ReportSuccessTo or
+// Report), since a success reported is what reopens the gate. Check
+// [Sender.State] after Wait to tell a trial from an open gate.
 func (s *Sender) Wait(ctx context.Context) error {
 	if s.g.cur.Load().Open {
 		return nil

@@ -20,8 +20,9 @@ type Stats struct {
 	// Releases counts held senders that the gate let go when it opened,
 	// or for a trial ([Gate.Trial]).
 	Releases uint64
-	// Trials counts held Do calls let through for one attempt while the
-	// gate stayed closed ([Gate.Trial]); they are among Releases.
+	// Trials counts held senders let through while the gate stayed
+	// closed ([Gate.Trial]): Do calls for one attempt, Wait callers
+	// whose Wait returned nil. They are among Releases.
 	Trials uint64
 	// FailFasts counts waits that failed at once with [ErrDown].
 	FailFasts uint64

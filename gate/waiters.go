@@ -25,6 +25,9 @@ const (
 // release goes first come, first served.
 type waiter struct {
 	start time.Time
+	// ctx is the caller's context, which Gate.Trial looks at so as not to
+	// choose a caller that gave up.
+	ctx context.Context
 	// reason is why the gate was closed when the waiter was last held, for
 	// its error if it gives up while being paced on an open gate.
 	reason Reason
@@ -156,7 +159,7 @@ func (g *Gate) hold(ctx context.Context, r holdReq) (time.Duration, *probe, erro
 		g.n.rejected.Add(1)
 		return 0, nil, g.waitError(s, 0, ErrFull)
 	}
-	w := &waiter{start: time.Now(), reason: s.Reason, since: s.Since, forDo: r.forDo,
+	w := &waiter{start: time.Now(), ctx: ctx, reason: s.Reason, since: s.Since, forDo: r.forDo,
 		priority: r.p.Priority, size: size, wake: make(chan struct{})}
 	g.pushLocked(w)
 	g.n.holds.Add(1)
@@ -180,8 +183,8 @@ func (g *Gate) hold(ctx context.Context, r holdReq) (time.Duration, *probe, erro
 				return h, nil, err
 			}
 		}
-		// Only Open, Shutdown or a drop close w.wake here, and each
-		// settled w before, under g.mu: w.outcome can be read without
+		// Only Open, Shutdown, Trial or a drop close w.wake here, and
+		// each settled w before, under g.mu: w.outcome can be read without
 		// the lock, so that the released waiters do not queue on g.mu.
 		if w.outcome == released && !r.forDo {
 			return 0, nil, nil // Wait does not report how long it held
@@ -237,9 +240,9 @@ func (g *Gate) park(ctx context.Context, w *waiter, limit time.Duration) (time.D
 			}
 		}
 		if immediate {
-			// Without pacing only Open, Shutdown or a drop close w.wake
-			// (a timer or the context returned above), and each settled
-			// w before, under g.mu: w.outcome can be read without the
+			// Without pacing only Open, Shutdown, Trial or a drop close
+			// w.wake (a timer or the context returned above), and each
+			// settled w before, under g.mu: w.outcome can be read without the
 			// lock, so that thousands of released waiters do not queue
 			// on g.mu.
 			switch w.outcome {

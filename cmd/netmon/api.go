@@ -30,6 +30,7 @@ import (
 //
 //	GET  /v1/state                       the Snapshot, as `status --json` prints it
 //	GET  /v1/wait?timeout=30s&target=A   200 as soon as traffic can flow, 504 at the timeout, 503 when netmon stops
+//	                                     (or 200 with "trial": true while still down: a trial, see doc.go)
 //	GET  /v1/events                      the JSON-line events of `watch --log-format json`
 //	POST /v1/report                      a failed send, explained as Monitor.Report does
 //	POST /v1/success                     a send that worked, {"dst": ADDR} (Monitor.ReportSuccessTo)
@@ -139,7 +140,11 @@ func (a *api) state(w http.ResponseWriter, _ *http.Request) {
 
 // waitAnswer is /v1/wait's body.
 type waitAnswer struct {
-	Online    bool            `json:"online"`
+	Online bool `json:"online"`
+	// Trial is true when the wait ended while the Gate stayed closed: the
+	// Monitor let this waiter through to test the path (gate.Gate.Trial,
+	// during a send-errors verdict). The state still says down.
+	Trial     bool            `json:"trial"`
 	State     netmon.State    `json:"state"`
 	Reason    string          `json:"reason"`
 	Target    string          `json:"target,omitempty"`
@@ -183,6 +188,11 @@ func (a *api) wait(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ans := waitAnswer{Online: err == nil, Target: target, WaitedSec: time.Since(start).Seconds(), Snapshot: a.m.Snapshot()}
+	// A nil wait on a closed Gate is a trial (or, as good as one, a
+	// release by an Open that a Close followed at once): the client sends
+	// while the state says down, and its POST /v1/success (or /v1/report)
+	// is what reopens the Gate (or keeps it closed).
+	ans.Trial = ans.Online && !g.State().Open
 	ans.State, ans.Reason = ans.Snapshot.State, string(ans.Snapshot.Reason)
 	status := http.StatusOK
 	if !ans.Online {

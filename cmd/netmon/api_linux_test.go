@@ -36,10 +36,22 @@ type apiLab struct {
 
 func startAPILab(t testing.TB, targets ...string) *apiLab {
 	t.Helper()
+	return startAPILabWith(t, netmon.Options{Targets: targets}, nil)
+}
+
+// startAPILabWith is startAPILab with the Monitor's options o (its
+// namespace, watchers and logger are set here) and setup, if not nil,
+// called on the pair before the Monitor starts.
+func startAPILabWith(t testing.TB, o netmon.Options, setup func(pair)) *apiLab {
+	t.Helper()
 	netnstest.RequirePrivileged(t)
 	p := newPair(t)
-	m, err := netmon.New(netmon.Options{NetNS: p.a.Handle, Wifi: "off", DHCP: "off", SockErrors: "off",
-		Stabilize: -1, Targets: targets, Logger: zap.NewNop()})
+	if setup != nil {
+		setup(p)
+	}
+	o.NetNS, o.Wifi, o.DHCP, o.SockErrors, o.Stabilize, o.Logger = p.a.Handle, "off", "off", "off", -1, zap.NewNop()
+	targets := o.Targets
+	m, err := netmon.New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -357,6 +369,7 @@ var msAgo = regexp.MustCompile(`[0-9.]+m?s\b`)
 // waitAnswerJSON is /v1/wait's answer as a client decodes it.
 type waitAnswerJSON struct {
 	Online    bool    `json:"online"`
+	Trial     bool    `json:"trial"`
 	State     string  `json:"state"`
 	Reason    string  `json:"reason"`
 	Target    string  `json:"target"`

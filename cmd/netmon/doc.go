@@ -37,7 +37,11 @@
 //
 //	GET  /v1/state                        the snapshot, as `status --json` prints it
 //	GET  /v1/wait?timeout=30s[&target=A]  200 once traffic can flow, 504 at the timeout:
-//	                                      {"online", "state", "reason", "target", "waited_seconds", "snapshot"}
+//	                                      {"online", "trial", "state", "reason", "target", "waited_seconds", "snapshot"};
+//	                                      "trial": true when netmon let the waiter through while the state
+//	                                      stays down (send-errors: every 500 ms one held sender tests the
+//	                                      path): send, then POST /v1/success (which ends the outage at
+//	                                      once) or /v1/report
 //	GET  /v1/events                       the JSON lines of `watch --log-format json`, from a baseline;
 //	                                      a client 1024 lines behind is cut off with a "dropped" line
 //	                                      (cut_off true, count)

@@ -136,7 +136,7 @@ class Client:
             path = os.environ.get("NETMON_SOCKET") or DEFAULT_SOCKET
         self.path = path
         self.timeout = timeout
-        #: The body of the last /v1/wait answer: online, state, reason, ...
+        #: The body of the last /v1/wait answer: online, trial, state, reason, ...
         self.last_wait = None
         self._lock = threading.Lock()
         self._streams = set()  # connections of open events() generators
@@ -166,6 +166,14 @@ class Client:
         The wait is a long poll on the server: nothing is sent while the
         link is down, and the answer comes the moment it returns. Waits
         longer than 30 s are made of several polls.
+
+        While netmon holds senders because sends failed (state down,
+        reason send-errors, a stall beyond the gateway), it lets one held
+        sender through every 500 ms to test the path: wait_online then
+        returns True although the state still says down, and
+        client.last_wait["trial"] is True. Send, then report the outcome:
+        report_success() ends the outage at once (within about 0.5 s of the
+        upstream's return), report() keeps it; send_important does both.
         """
         deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
         while True:

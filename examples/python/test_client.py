@@ -184,6 +184,34 @@ class TestClient(unittest.TestCase):
         self.assertEqual(r["state"], "up")
         self.assertEqual(self.client.report_success()["state"], "up")  # no destination: still a success
 
+    def test_send_important_is_a_trial_during_send_errors(self):
+        """While a send-errors verdict holds (timeouts to two servers, reported), a held
+        wait_online is let through as a trial: True, last_wait["trial"], the state still
+        down; send_important then sends, and the success it reports brings the state up."""
+        timeout = TimeoutError(errno.ETIMEDOUT, os.strerror(errno.ETIMEDOUT))
+        for i in range(6):
+            self.client.report(timeout, dst=(("10.1.0.5", 7000), ("10.1.0.6", 7000))[i % 2])
+        st = self.lab.wait_state(("down",))
+        self.assertEqual(st["reason"], "send-errors")
+        seen = []
+
+        def send():
+            seen.append(self.client.state())
+            return "sent"
+
+        began = time.monotonic()
+        self.assertEqual(send_important(self.client, send, timeout=30), "sent")
+        took = time.monotonic() - began
+        w = self.client.last_wait
+        self.assertIs(w.get("trial"), True, "wait_online's answer was no trial: %r" % (w,))
+        self.assertIs(w["online"], True)
+        self.assertEqual((w["state"], w["reason"]), ("down", "send-errors"))
+        self.assertEqual(len(seen), 1)
+        self.assertEqual((seen[0]["state"], seen[0]["reason"]), ("down", "send-errors"),
+                         "send() was not called as a trial, while the state said down")
+        self.assertEqual(self.client.state()["state"], "up", "the trial's reported success did not end the outage")
+        sys.stderr.write("\nsend_important let through as a trial %.0f ms after it began waiting\n" % (took * 1000))
+
     def test_events_in_order_across_down_up(self):
         events = self.client.events()  # subscribed on return
         got = queue.Queue()
