@@ -225,9 +225,12 @@ func TestIntegrationSockErrorsOnFailedLoad(t *testing.T) {
 	}
 	t.Logf("helper:\n%s", out)
 	s := string(out)
+	// The tracer's "loading" notice comes after the baseline; when the
+	// load fails at once (a loaded machine), Run may end before the
+	// subscriber got it: the Monitor's stop drops what is still queued.
 	base, loading := strings.Index(s, "event baseline"), strings.Index(s, "socket-error tracer loading")
-	if base < 0 || loading < base {
-		t.Errorf("want the baseline, then the tracer loading")
+	if base < 0 || loading >= 0 && loading < base {
+		t.Errorf("want the baseline, and the tracer's loading notice (if delivered before Run ended) after it")
 	}
 	if !strings.Contains(s, "run: netmon: socket errors required (SockErrors \"on\"): ") || !strings.Contains(s, "permission: true") ||
 		!strings.Contains(s, "snapshot: unavailable: ") {
