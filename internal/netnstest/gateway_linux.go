@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -64,12 +65,19 @@ func NewGatewayLab(t testing.TB) *GatewayLab {
 	l.Gateway.IP("addr", "add", "192.0.2.1/24", "dev", l.GatewayIf)
 	l.Gateway.IP("addr", "add", "2001:db8:1::1/64", "dev", l.GatewayIf, "nodad")
 	l.Gateway.IP("addr", "add", l.Far4.String()+"/32", "dev", "far0")
-	l.Gateway.IP("addr", "add", l.Far6.String()+"/128", "dev", "far0")
+	l.Gateway.IP("addr", "add", l.Far6.String()+"/128", "dev", "far0", "nodad")
 	l.Robot.IP("addr", "add", l.Src4.String()+"/24", "dev", l.RobotIf)
 	l.Robot.IP("addr", "add", l.Src6.String()+"/64", "dev", l.RobotIf, "nodad")
 	l.Robot.IP("route", "add", "default", "via", l.Gateway4.String(), "dev", l.RobotIf)
 	l.Robot.IP("-6", "route", "add", "default", "via", l.Gateway6.String(), "dev", l.RobotIf)
 	l.WaitCarrier(true)
+	// An address added while its link's carrier is not yet reported
+	// stays tentative until it is, DAD off or not: a bind to it fails
+	// (EADDRNOTAVAIL) on a loaded machine.
+	l.wait("no tentative IPv6 address", func() bool {
+		return strings.TrimSpace(l.Gateway.IP("-6", "addr", "show", "tentative")) == "" &&
+			strings.TrimSpace(l.Robot.IP("-6", "addr", "show", "tentative")) == ""
+	})
 	return l
 }
 
