@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"os/signal"
 	"syscall"
@@ -107,6 +108,14 @@ func sendAndReport(ctx context.Context, m *netmon.Monitor, log *zap.Logger, stdo
 	if err == nil {
 		err = send(ctx, addr, timeout)
 		if err == nil {
+			// Tell the Monitor too: a success with its destination says the
+			// path works (and, during a send-errors verdict, a Wait may
+			// have been its half-open trial: this reopens the Gate).
+			var dst netip.Addr
+			if ap, perr := netip.ParseAddrPort(addr); perr == nil {
+				dst = ap.Addr()
+			}
+			m.ReportSuccessTo(dst)
 			fmt.Fprintln(stdout, "sent")
 			return 0
 		}
