@@ -259,23 +259,33 @@ func TestOutageKeepsTheConnection(t *testing.T) {
 		s.cfg.ackTimeout = 30 * time.Second
 		done := make(chan error, 1)
 		go func() { done <- s.deliver(t.Context()) }()
-		waitUntil(t, "message 1 at the server", func() bool { u, _, _ := srv.counts(); return u == 1 })
-		g.Close(gate.Reason{Code: "carrier-lost", Iface: "wlan0"})
-		time.Sleep(300 * time.Millisecond)
-		if _, _, conns := srv.counts(); conns != 1 || srv.endedConns() != 0 {
-			t.Fatalf("while the gate was closed: %d connections, %d ended; want 1, 0 (kept)", conns, srv.endedConns())
-		}
-		g.Open()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Fatal(err)
-			}
-		case <-time.After(20 * time.Second):
-			t.Fatal("message 1 not resent within 20 s of the return (the ack timeout is 30 s)")
-		}
-		if unique, dups, conns := srv.counts(); unique != 1 || dups != 1 || conns != 2 {
-			t.Errorf("%d messages, %d copies, %d connections; want 1, 1, 2 (resent on a fresh one)", unique, dups, conns)
-		}
+		keptThenResent(t, srv, g, done)
 	})
+}
+
+// keptThenResent closes g once srv has message 1 (unacknowledged on the
+// first connection), checks that the connection is kept while g is
+// closed, opens g, and checks that message 1 is written again at once on a
+// fresh connection: done, the delivery's result, within 20 s (the ack
+// timeout is 30 s).
+func keptThenResent(t *testing.T, srv *fakeServer, g *gate.Gate, done <-chan error) {
+	t.Helper()
+	waitUntil(t, "message 1 at the server", func() bool { u, _, _ := srv.counts(); return u == 1 })
+	g.Close(gate.Reason{Code: "carrier-lost", Iface: "wlan0"})
+	time.Sleep(300 * time.Millisecond)
+	if _, _, conns := srv.counts(); conns != 1 || srv.endedConns() != 0 {
+		t.Fatalf("while the gate was closed: %d connections, %d ended; want 1, 0 (kept)", conns, srv.endedConns())
+	}
+	g.Open()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("message 1 not resent within 20 s of the return (the ack timeout is 30 s)")
+	}
+	if unique, dups, conns := srv.counts(); unique != 1 || dups != 1 || conns != 2 {
+		t.Errorf("%d messages, %d copies, %d connections; want 1, 1, 2 (resent on a fresh one)", unique, dups, conns)
+	}
 }
