@@ -22,7 +22,7 @@ import (
 // the Gate closing, beside the time `ip monitor link` takes to print the
 // same change. The pair gets distinct ifindexes so the kernel reports the
 // carrier change at once instead of batching it (linkwatch's rate limit,
-// see shared/research/linux-internals.md section 2.1). It reports the medians and the Monitor's p99 as custom metrics;
+// net/core/link_watch.c, linkwatch_urgent_event). It reports the medians and the Monitor's p99 as custom metrics;
 // ns/op is the whole down/up cycle and means little. The overlay case
 // runs the same through wg-quick's full tunnel (see netnstest.NS.WGQuick):
 // the loss is the underlay's, found through the mark's lookup. It also

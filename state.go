@@ -5,7 +5,7 @@ import "time"
 // State is the overall connectivity state. The zero value is [Unknown].
 type State uint8
 
-// The states of ../DESIGN.md. The Gate is open exactly while the state is
+// The states of docs/design.md. The Gate is open exactly while the state is
 // [Up] or [Degraded].
 const (
 	// Unknown is the state before the first full read of the kernel.
